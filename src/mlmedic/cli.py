@@ -1,0 +1,240 @@
+"""The ``mlmedic`` command: parses, calls the library, prints, maps errors to exit codes.
+
+Exit codes: 0 success; 1 the data checks failed; 2 a user error (bad file, bad config, wrong
+option); 3 the event store is unusable; 70 an internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mlmedic import __version__
+from mlmedic.clock import parse_time
+from mlmedic.config import write_default_configs
+from mlmedic.data.io import read_table
+from mlmedic.data.stage import fix_file, heal_data, resolve_contract
+from mlmedic.errors import MedicError
+from mlmedic.events import EventKind
+from mlmedic.project import Project
+from mlmedic.render import print_events, print_repair, print_report
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class _MedicGroup(TyperGroup):
+    """Turns every ``MedicError`` into one line on stderr and its exit code, for every command."""
+
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except MedicError as exc:
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    name="mlmedic",
+    cls=_MedicGroup,
+    help="A self-healing MLOps pipeline for tabular models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ProjectDir = Annotated[
+    Path,
+    typer.Option(
+        "--project-dir",
+        "-C",
+        help="Project directory (its config files and .mlmedic/ state).",
+        envvar="MLMEDIC_PROJECT_DIR",
+        file_okay=False,
+    ),
+]
+Reference = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference", "-r", help="Learn the data contract from this file.", dir_okay=False
+    ),
+]
+ContractFile = Annotated[
+    Path | None,
+    typer.Option("--contract", help="Use a saved data contract (JSON).", dir_okay=False),
+]
+Target = Annotated[
+    str | None,
+    typer.Option("--target", "-t", help="Target column (rows without it are quarantined)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mlmedic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """A self-healing MLOps pipeline for tabular models."""
+
+
+@app.command()
+def init(
+    project_dir: ProjectDir = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write self_healing_config.json and monitoring_config.json with their defaults."""
+    for path in write_default_configs(project_dir, force=force):
+        out.print(f"wrote {path}")
+
+
+@app.command("check-data")
+def check_data(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to check.", dir_okay=False)],
+    reference: Reference = None,
+    contract: ContractFile = None,
+    target: Target = None,
+    save_contract: Annotated[
+        Path | None, typer.Option("--save-contract", help="Also save the contract used (JSON).")
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
+    project = Project(project_dir)
+    config = project.settings.self_healing.data_quality
+    batch = read_table(data)
+    resolved = resolve_contract(
+        batch,
+        reference=reference,
+        contract=contract,
+        target=target,
+        config=config,
+        batch_name=str(data),
+    )
+    if save_contract is not None:
+        resolved.save(save_contract)
+    checking = config.model_copy(update={"auto_fix_enabled": False})
+    result = heal_data(batch, resolved, config=checking, events=project.events, source=str(data))
+    print_report(out, result.first_report)
+    if not result.passed:
+        out.print(f"Run 'mlmedic fix-data {data} -o FIXED' to repair it, or correct the source.")
+        raise typer.Exit(1)
+
+
+@app.command("fix-data")
+def fix_data(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to repair.", dir_okay=False)],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Repaired file (.csv or .parquet).", dir_okay=False),
+    ],
+    reference: Reference = None,
+    contract: ContractFile = None,
+    target: Target = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stage 1: repair DATA into OUTPUT, quarantine what cannot be repaired, re-check.
+
+    Writes OUTPUT, OUTPUT's .quarantine file and .audit.json beside it; DATA is never modified.
+    Exit 0 only if the repaired data passes every check.
+    """
+    project = Project(project_dir)
+    result, paths = fix_file(
+        data,
+        output,
+        reference=reference,
+        contract=contract,
+        target=target,
+        config=project.settings.self_healing.data_quality,
+        events=project.events,
+    )
+    print_report(out, result.first_report, title="Checks before repair")
+    if result.repair is not None:
+        print_repair(out, result.repair)
+        print_report(out, result.final_report, title="Checks after repair")
+    out.print(f"wrote {paths.data}, {paths.quarantine.name}, {paths.audit.name}")
+    if not result.passed:
+        out.print("[red]The repaired data still fails its checks[/]; see the report above.")
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="Only this kind (data_fix, rollback, ...).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ISO time, or a duration ago: 24h, 7d.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N (newest).")] = 50,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the seed-style JSON logs into this directory."),
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
+    project = Project(project_dir)
+    if kind is not None and kind not in {k.value for k in EventKind}:
+        kinds = ", ".join(k.value for k in EventKind)
+        raise MedicError(f"--kind: unknown event kind '{kind}' (one of: {kinds})")
+    start = None
+    if since is not None:
+        try:
+            start = parse_time(since, now=project.clock.now())
+        except ValueError as exc:
+            raise MedicError(f"--since: {exc}") from None
+    if export is not None:
+        for name, count in project.events.export(export).items():
+            out.print(f"wrote {export / name} ({count} events)")
+        return
+    events = project.events.query(kind=kind, since=start, limit=limit, newest_first=True)
+    if not events:
+        out.print("no events")
+        return
+    print_events(out, list(reversed(events)))
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Run in this directory and keep it (default: a temporary one)."),
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Rows in the defective batch.")] = 2000,
+) -> None:
+    """Run the self-healing loop on built-in data, end to end, and show what it did."""
+    from mlmedic.demo import run_demo
+
+    run_demo(out, directory=directory, batch_rows=rows)
+
+
+def main() -> None:
+    """Console entry point. User errors are handled per command; anything else is a bug."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("MLMEDIC_DEBUG"):
+            raise
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(set MLMEDIC_DEBUG=1 for the traceback, and please report it)",
+            soft_wrap=True,
+        )
+        sys.exit(70)

@@ -1,0 +1,268 @@
+"""The two configuration files, ``self_healing_config.json`` and ``monitoring_config.json``.
+
+They keep the format of the design mlmedic comes from, so its files load unchanged. Unknown keys and
+values of the wrong type are errors that name the file and the key path; a missing file means
+defaults. Where ``monitoring_config.json`` repeats a drift setting (``drift_threshold``,
+``retraining_cooldown_hours``, ``enable_auto_retrain``), the monitoring file wins: it is the more
+specific of the two. ``Settings`` exposes the resolved values.
+
+Examples:
+    >>> settings = Settings()
+    >>> settings.self_healing.model_validation.min_accuracy_threshold
+    0.7
+    >>> settings.drift_threshold
+    0.5
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlmedic.errors import ConfigError, ProjectError
+
+SELF_HEALING_FILE = "self_healing_config.json"
+MONITORING_FILE = "monitoring_config.json"
+
+
+class _Section(BaseModel):
+    """Strict: unknown keys and wrong JSON types are errors, nothing is silently coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class SelfHealingSection(_Section):
+    enabled: bool = True
+    description: str = "Self-healing configuration for the mlmedic pipeline"
+
+
+class DataQualityConfig(_Section):
+    auto_fix_enabled: bool = True
+    fix_missing_values: bool = True
+    fix_outliers: bool = True
+    fix_duplicates: bool = True
+    fix_types: bool = True
+    fix_unseen_categories: bool = True
+    outlier_threshold_iqr: float = Field(3.0, gt=0.0)
+    validation_on_ingestion: bool = True
+    max_missing_fraction_per_row: float = Field(0.5, ge=0.0, le=1.0)
+    target_column: str | None = None
+
+
+class ModelTrainingConfig(_Section):
+    auto_backup_enabled: bool = True
+    backup_retention_days: int = Field(30, ge=0)
+    max_backups: int = Field(10, ge=1)
+    auto_retry_on_failure: bool = True
+    max_training_retries: int = Field(3, ge=0)
+
+
+class ModelValidationConfig(_Section):
+    auto_rollback_enabled: bool = True
+    min_accuracy_threshold: float = Field(0.70, ge=0.0, le=1.0)
+    min_f1_threshold: float = Field(0.65, ge=0.0, le=1.0)
+    rollback_on_degradation: bool = True
+    performance_degradation_threshold: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class DriftDetectionConfig(_Section):
+    auto_retrain_enabled: bool = True
+    drift_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    retraining_cooldown_hours: float = Field(24.0, ge=0.0)
+    min_samples_for_detection: int = Field(100, ge=1)
+    alert_on_drift: bool = True
+    monitor_features: bool = True
+    monitor_predictions: bool = True
+
+
+RecoveryMethod = Literal["restart", "clear_cache", "rollback"]
+
+
+class ServiceRecoveryConfig(_Section):
+    auto_recovery_enabled: bool = True
+    health_check_interval_seconds: float = Field(60.0, gt=0.0)
+    max_recovery_attempts: int = Field(3, ge=1)
+    recovery_delay_seconds: float = Field(5.0, ge=0.0)
+    recovery_methods: list[RecoveryMethod] = Field(
+        default_factory=lambda: ["restart", "clear_cache", "rollback"]
+    )
+    alert_on_failure: bool = True
+
+
+class MonitoringPaths(_Section):
+    reference_data_path: str | None = None
+    production_data_path: str | None = None
+    reports_dir: str = "monitoring/reports"
+    metrics_dir: str = "monitoring/metrics"
+    alerts_dir: str = "monitoring/alerts"
+    batch_monitoring_enabled: bool = True
+    real_time_monitoring_enabled: bool = False
+
+
+class LoggingConfig(_Section):
+    recovery_log_path: str = "logs/recovery_log.json"
+    rollback_log_path: str = "logs/rollback_log.json"
+    retraining_log_path: str = "logs/retraining_log.json"
+    retention_days: int = Field(90, ge=1)
+
+
+class NotificationsConfig(_Section):
+    enabled: bool = False
+    email_alerts: bool = False
+    slack_webhook: str | None = None
+    alert_on_drift: bool = True
+    alert_on_rollback: bool = True
+    alert_on_recovery: bool = True
+
+
+class CiCdConfig(_Section):
+    continue_on_error: bool = False
+    fail_fast: bool = False
+    auto_fix_tests: bool = True
+    parallel_execution: bool = True
+
+
+class SelfHealingConfig(_Section):
+    """``self_healing_config.json``: one section per self-healing stage."""
+
+    self_healing: SelfHealingSection = Field(default_factory=SelfHealingSection)
+    data_quality: DataQualityConfig = Field(default_factory=DataQualityConfig)
+    model_training: ModelTrainingConfig = Field(default_factory=ModelTrainingConfig)
+    model_validation: ModelValidationConfig = Field(default_factory=ModelValidationConfig)
+    drift_detection: DriftDetectionConfig = Field(default_factory=DriftDetectionConfig)
+    service_recovery: ServiceRecoveryConfig = Field(default_factory=ServiceRecoveryConfig)
+    monitoring: MonitoringPaths = Field(default_factory=MonitoringPaths)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    ci_cd: CiCdConfig = Field(default_factory=CiCdConfig)
+
+
+class MonitoringConfig(_Section):
+    """``monitoring_config.json``: the schedule, and optional overrides of the drift settings."""
+
+    monitoring_interval_hours: float = Field(6.0, gt=0.0)
+    drift_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    retraining_cooldown_hours: float | None = Field(None, ge=0.0)
+    enable_auto_retrain: bool | None = None
+
+
+class Settings(BaseModel):
+    """Both files, loaded; the properties resolve settings the two files may both hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    self_healing: SelfHealingConfig = Field(default_factory=SelfHealingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @property
+    def drift_threshold(self) -> float:
+        own = self.monitoring.drift_threshold
+        return own if own is not None else self.self_healing.drift_detection.drift_threshold
+
+    @property
+    def retraining_cooldown_hours(self) -> float:
+        own = self.monitoring.retraining_cooldown_hours
+        fallback = self.self_healing.drift_detection.retraining_cooldown_hours
+        return own if own is not None else fallback
+
+    @property
+    def auto_retrain_enabled(self) -> bool:
+        own = self.monitoring.enable_auto_retrain
+        return own if own is not None else self.self_healing.drift_detection.auto_retrain_enabled
+
+
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """Turn one pydantic error into (key path, message) in the config file's own terms."""
+    path = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"])
+    path = path.replace(".[", "[")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return path, "unknown key"
+    got = _JSON_TYPES.get(type(error.get("input")), type(error.get("input")).__name__)
+    message = str(error["msg"]).replace("Input should be", "expected")
+    if kind.endswith("_type") or kind == "literal_error":
+        message = f"{message}, got {got} {json.dumps(error.get('input'))}"
+    return path, message
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "is not UTF-8 text") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            path, f"expected a JSON object at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        key_path, message = _describe(dict(errors[0]))
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem(s) in this file)"
+        raise ConfigError(path, message, key_path=key_path) from None
+
+
+def load_settings(project_dir: str | Path) -> Settings:
+    """Read both config files of a project directory; a file that is absent means its defaults."""
+    root = Path(project_dir)
+    healing_path, monitoring_path = root / SELF_HEALING_FILE, root / MONITORING_FILE
+    healing = (
+        _validate(SelfHealingConfig, _load_json(healing_path), healing_path)
+        if healing_path.exists()
+        else SelfHealingConfig()
+    )
+    monitoring = (
+        _validate(MonitoringConfig, _load_json(monitoring_path), monitoring_path)
+        if monitoring_path.exists()
+        else MonitoringConfig()
+    )
+    return Settings(self_healing=healing, monitoring=monitoring)
+
+
+def write_default_configs(project_dir: str | Path, *, force: bool = False) -> list[Path]:
+    """Write both files with their defaults; refuse to overwrite existing ones unless ``force``."""
+    root = Path(project_dir)
+    targets = {
+        root / SELF_HEALING_FILE: SelfHealingConfig().model_dump(mode="json"),
+        root / MONITORING_FILE: MonitoringConfig().model_dump(mode="json", exclude_none=True),
+    }
+    existing = [path.name for path in targets if path.exists()]
+    if existing and not force:
+        raise ProjectError(
+            f"{', '.join(existing)} already exist(s) in {root}; use --force to overwrite"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    for path, content in targets.items():
+        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    return list(targets)

@@ -1,0 +1,210 @@
+"""Vectorised checks of a batch against a data contract.
+
+Checks: empty input, missing and extra columns, type mismatches, missing values above the
+reference's rate, outliers beyond the reference's IQR fences, exact duplicate rows, and unseen
+categories. Each result carries counts and example row indices (the batch's own row numbers).
+
+Examples:
+    >>> import pandas as pd
+    >>> from mlmedic.data.contract import DataContract
+    >>> contract = DataContract().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}))
+    >>> report = run_checks(pd.DataFrame({"x": [1.0, None, 99.0]}), contract)
+    >>> [(r.check, r.count) for r in report.failures]
+    [('missing', 1), ('outliers', 1)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlmedic.data._rows import find_duplicates
+from mlmedic.data.contract import (
+    UNSEEN,
+    ColumnSpec,
+    DataContract,
+    allowed_count,
+    category_keys,
+    to_datetime,
+    to_numeric,
+)
+from mlmedic.errors import SchemaError
+
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class CheckResult:
+    """One check on one column (or on the whole table when ``column`` is None)."""
+
+    check: str
+    column: str | None
+    passed: bool
+    count: int
+    allowed: int = 0
+    examples: list[Any] = field(default_factory=list)
+    message: str = ""
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    """All check results for one batch."""
+
+    n_rows: int
+    n_columns: int
+    reference: str
+    results: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [result for result in self.results if not result.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "n_rows": self.n_rows,
+            "n_columns": self.n_columns,
+            "reference": self.reference,
+            "n_checks": len(self.results),
+            "n_failed": len(self.failures),
+            "results": [asdict(result) for result in self.results],
+        }
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"all {len(self.results)} checks passed on {self.n_rows:,} rows"
+        names = sorted({f.check for f in self.failures})
+        return (
+            f"{len(self.failures)} of {len(self.results)} checks failed on {self.n_rows:,} rows "
+            f"({', '.join(names)})"
+        )
+
+
+def _examples(index: pd.Index, mask: np.ndarray) -> list[Any]:
+    positions = np.flatnonzero(mask)[:MAX_EXAMPLES]
+    return [_plain(value) for value in index[positions]]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _result(
+    check: str,
+    column: str | None,
+    mask: np.ndarray,
+    index: pd.Index,
+    allowed: int,
+    what: str,
+    detail: str = "",
+) -> CheckResult:
+    count = int(mask.sum())
+    passed = count <= allowed
+    where = f"column '{column}': " if column is not None else ""
+    if count == 0:
+        message = f"{where}no {what}"
+    else:
+        share = f"{count:,} of {len(mask):,} rows"
+        limit = f", {allowed:,} expected at most" if allowed else ""
+        message = f"{where}{what}: {share}{limit}"
+        if detail:
+            message += f" ({detail})"
+    examples = _examples(index, mask)
+    return CheckResult(check, column, passed, count, allowed, examples, message, detail)
+
+
+def check_schema(frame: pd.DataFrame, contract: DataContract) -> list[CheckResult]:
+    """Missing and extra columns; raises ``SchemaError`` when nothing is in common."""
+    expected = list(contract.columns_)
+    present = [str(c) for c in frame.columns]
+    common = set(expected) & set(present)
+    if not common:
+        raise SchemaError(
+            f"the data and the contract have no column in common (data: "
+            f"{', '.join(present[:6])}{'…' if len(present) > 6 else ''}; contract from "
+            f"{contract.describe_source()}: {', '.join(expected[:6])}"
+            f"{'…' if len(expected) > 6 else ''}); is this the right reference?"
+        )
+    missing = [c for c in expected if c not in common]
+    extra = [c for c in present if c not in set(expected)]
+    return [
+        CheckResult(
+            "missing_columns",
+            None,
+            not missing,
+            len(missing),
+            examples=missing[:MAX_EXAMPLES],
+            message=f"missing columns: {', '.join(missing)}" if missing else "no missing columns",
+            detail=", ".join(missing),
+        ),
+        CheckResult(
+            "extra_columns",
+            None,
+            not extra,
+            len(extra),
+            examples=extra[:MAX_EXAMPLES],
+            message=f"columns not in the contract: {', '.join(extra)}"
+            if extra
+            else "no extra columns",
+            detail=", ".join(extra),
+        ),
+    ]
+
+
+def _check_column(series: pd.Series, spec: ColumnSpec) -> list[CheckResult]:
+    n, index, name = len(series), series.index, spec.name
+    raw_missing = series.isna().to_numpy()
+    results: list[CheckResult] = []
+    if spec.kind in ("numeric", "datetime"):
+        parsed = to_numeric(series) if spec.kind == "numeric" else to_datetime(series)
+        bad_type = (~raw_missing) & parsed.isna().to_numpy()
+        expected = "number" if spec.kind == "numeric" else "date/time"
+        results.append(
+            _result("types", name, bad_type, index, 0, f"values that are not a {expected}")
+        )
+    allowed = allowed_count(n, spec.missing_rate)
+    results.append(_result("missing", name, raw_missing, index, allowed, "missing values"))
+    if spec.kind == "numeric" and not spec.is_target:
+        values = parsed.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            outside = (values < spec.lower_fence) | (values > spec.upper_fence)
+        allowed = allowed_count(n, spec.outlier_rate)
+        fences = f"outside [{spec.lower_fence:g}, {spec.upper_fence:g}]"
+        results.append(_result("outliers", name, outside, index, allowed, "outliers", fences))
+    elif spec.kind == "categorical":
+        keys = category_keys(series)
+        known = set(spec.categories) | ({UNSEEN} if not spec.is_target else set())
+        unseen = (~raw_missing) & ~keys.isin(known).to_numpy()
+        what = "labels not seen in the reference" if spec.is_target else "unseen categories"
+        detail = ""
+        if unseen.any():
+            values = pd.unique(series[unseen].astype(str))[:MAX_EXAMPLES]
+            detail = f"e.g. {', '.join(repr(v) for v in values)}"
+        results.append(_result("unseen_categories", name, unseen, index, 0, what, detail))
+    return results
+
+
+def run_checks(frame: pd.DataFrame, contract: DataContract) -> CheckReport:
+    """Run every check of ``contract`` on ``frame``; never modifies ``frame``."""
+    reference = contract.describe_source()
+    if len(frame) == 0:
+        empty = CheckResult("empty", None, False, 0, message="the batch has no rows")
+        return CheckReport(0, frame.shape[1], reference, [empty])
+    results = check_schema(frame, contract)
+    for name, spec in contract.columns_.items():
+        if name in frame.columns:
+            results.extend(_check_column(frame[name], spec))
+    dup_positions, _ = find_duplicates(frame)
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[dup_positions] = True
+    allowed = allowed_count(len(frame), contract.duplicate_rate_)
+    results.append(_result("duplicates", None, mask, frame.index, allowed, "exact duplicate rows"))
+    return CheckReport(len(frame), frame.shape[1], reference, results)

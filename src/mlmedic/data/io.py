@@ -1,0 +1,124 @@
+"""Reading and writing tables (CSV or Parquet, by suffix) with one-line errors for bad files.
+
+Writes are atomic (a temporary file renamed into place), and a write never targets the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlmedic.errors import DataFileError, ProjectError
+
+CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def table_format(path: Path) -> str:
+    """'csv' or 'parquet' by the file's suffix; anything else is a ``DataFileError``."""
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise DataFileError(path, f"unsupported file type '{suffix or '(none)'}'; use .csv or .parquet")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a frame with a 0-based row index (the source row number).
+
+    Raises ``DataFileError`` with one line naming the problem: missing, empty, header-only,
+    unreadable or corrupt.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.exists():
+        raise DataFileError(path, "file not found")
+    if path.is_dir():
+        raise DataFileError(path, "is a directory, expected a file")
+    if path.stat().st_size == 0:
+        raise DataFileError(path, "file is empty (0 bytes)")
+    frame = _read_parquet(path) if fmt == "parquet" else _read_csv(path)
+    if frame.shape[1] == 0:
+        raise DataFileError(path, "has no columns")
+    if len(frame) == 0:
+        raise DataFileError(path, "has no data rows (header only)")
+    return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+        if b"\x00" in head:
+            raise DataFileError(path, "is binary, not a text CSV file")
+        head.decode("utf-8")  # quick check; a multi-byte char cut at 8 KiB is tolerated below
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
+    try:
+        return pd.read_csv(path, sep=sep, low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataFileError(path, "file is empty (no header)") from exc
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unparseable"
+        raise DataFileError(path, f"not a readable CSV file: {detail}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
+    except (csv.Error, ValueError) as exc:
+        raise DataFileError(path, f"not a readable CSV file: {exc}") from exc
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataFileError(path, f"not a valid Parquet file ({first_line})") from exc
+    return table.to_pandas()
+
+
+def _stringify_mixed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Make object columns that mix types Parquet-safe by turning their values into strings."""
+    out = frame
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype == object:
+            kinds = {type(v) for v in series.dropna().to_numpy()[:100_000]}
+            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+                if out is frame:
+                    out = frame.copy()
+                out[column] = series.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, *, protect: tuple[Path, ...] = ()) -> Path:
+    """Write ``frame`` as CSV or Parquet (by suffix) atomically, without the index.
+
+    ``protect`` lists files that must never be overwritten (the input of a repair).
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    for guarded in protect:
+        if path.resolve() == Path(guarded).resolve():
+            raise ProjectError(f"{path}: refusing to overwrite the input file; choose another -o")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        if fmt == "csv":
+            frame.to_csv(temp_name, index=False, sep="\t" if path.suffix == ".tsv" else ",")
+        else:
+            _stringify_mixed(frame).to_parquet(temp_name, index=False)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path

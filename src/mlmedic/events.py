@@ -1,0 +1,279 @@
+"""The event store: one durable record of every check, fix, rollback, retrain and recovery.
+
+SQLite in WAL mode, so the server, the supervisor, the monitor and the CLI can write at once; each
+event is one short transaction. The schema is plain SQL (one ``events`` table) so a PostgreSQL
+database could hold it instead. Times are seconds since the epoch, read from an injected ``Clock``.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> store = EventStore(pathlib.Path(tempfile.mkdtemp()) / "events.db")
+    >>> event = store.record("data_fix", "fix-data", "success", details={"rows": 10})
+    >>> [e.kind for e in store.query(kind="data_fix")]
+    ['data_fix']
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from mlmedic.clock import Clock, SystemClock, to_iso
+from mlmedic.errors import EventStoreError
+
+
+class EventKind(StrEnum):
+    """What an event is about."""
+
+    DATA_CHECK = "data_check"
+    DATA_FIX = "data_fix"
+    BACKUP = "backup"
+    TRAIN = "train"
+    REGISTER = "register"
+    GATE = "gate"
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+    ALIAS = "alias"
+    DRIFT_CHECK = "drift_check"
+    PERFORMANCE_CHECK = "performance_check"
+    RETRAIN = "retrain"
+    ALERT = "alert"
+    RECOVERY = "recovery"
+    MONITOR = "monitor"
+
+
+class Outcome(StrEnum):
+    """How it ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    SKIPPED = "skipped"
+    WARNING = "warning"
+
+
+# The seed's JSON logs: file name -> the event kinds it holds.
+EXPORT_FILES: dict[str, tuple[EventKind, ...]] = {
+    "data_fix_log.json": (EventKind.DATA_FIX,),
+    "recovery_log.json": (EventKind.RECOVERY,),
+    "rollback_log.json": (EventKind.ROLLBACK,),
+    "retraining_log.json": (EventKind.RETRAIN,),
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT    NOT NULL,
+    action        TEXT    NOT NULL,
+    outcome       TEXT    NOT NULL,
+    started_at    REAL    NOT NULL,
+    ended_at      REAL    NOT NULL,
+    duration_s    REAL    NOT NULL,
+    model_version TEXT,
+    message       TEXT    NOT NULL DEFAULT '',
+    details       TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, started_at);
+CREATE INDEX IF NOT EXISTS events_time ON events (started_at);
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded action."""
+
+    id: int
+    kind: str
+    action: str
+    outcome: str
+    started_at: float
+    ended_at: float
+    duration_s: float
+    model_version: str | None
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with ISO-8601 times beside the epoch seconds."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "action": self.action,
+            "outcome": self.outcome,
+            "timestamp": to_iso(self.started_at),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s,
+            "model_version": self.model_version,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+class EventSpan:
+    """An action being timed by ``EventStore.span``; set ``outcome``/``message``/``details``."""
+
+    def __init__(self, kind: str, action: str, model_version: str | None) -> None:
+        self.kind = kind
+        self.action = action
+        self.model_version = model_version
+        self.outcome: str = Outcome.SUCCESS
+        self.message = ""
+        self.details: dict[str, Any] = {}
+        self.event: Event | None = None
+
+
+class EventStore:
+    """Append-only typed events in SQLite (WAL); safe for several processes writing at once."""
+
+    def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise EventStoreError(f"{self.path}: cannot open the event store ({exc})") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def record(
+        self,
+        kind: str,
+        action: str,
+        outcome: str = Outcome.SUCCESS,
+        *,
+        message: str = "",
+        details: Mapping[str, Any] | None = None,
+        model_version: str | int | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> Event:
+        """Append one event and return it; times default to now (an instant event)."""
+        kind, outcome = EventKind(kind).value, Outcome(outcome).value
+        ended = self.clock.now() if ended_at is None else ended_at
+        started = ended if started_at is None else started_at
+        version = None if model_version is None else str(model_version)
+        payload = json.dumps(dict(details or {}), default=str, allow_nan=False)
+        row = (kind, action, outcome, started, ended, max(0.0, ended - started), version, message)
+        try:
+            with self._lock:
+                cursor = self._conn.execute(
+                    "INSERT INTO events (kind, action, outcome, started_at, ended_at, duration_s,"
+                    " model_version, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, payload),
+                )
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot write an event ({exc})") from exc
+        event_id = cursor.lastrowid
+        assert event_id is not None
+        return Event(event_id, *row, details=json.loads(payload))
+
+    @contextmanager
+    def span(
+        self, kind: str, action: str, *, model_version: str | int | None = None
+    ) -> Iterator[EventSpan]:
+        """Time an action and record it when the block ends; an exception records a failure."""
+        version = None if model_version is None else str(model_version)
+        span = EventSpan(kind, action, version)
+        started = self.clock.now()
+        try:
+            yield span
+        except BaseException as exc:
+            span.outcome = Outcome.FAILURE
+            span.message = span.message or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            span.event = self.record(
+                span.kind,
+                span.action,
+                span.outcome,
+                message=span.message,
+                details=span.details,
+                model_version=span.model_version,
+                started_at=started,
+            )
+
+    def query(
+        self,
+        *,
+        kind: str | tuple[str, ...] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        outcome: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """Events matching every given filter, oldest first unless ``newest_first``."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if kind is not None:
+            kinds = (kind,) if isinstance(kind, str) else kind
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(EventKind(k).value for k in kinds)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(until)
+        if outcome is not None:
+            clauses.append("outcome = ?")
+            params.append(Outcome(outcome).value)
+        sql = "SELECT * FROM events"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY started_at {'DESC' if newest_first else 'ASC'}, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        try:
+            with self._lock:
+                rows = self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+        return [Event(*row[:9], details=json.loads(row[9])) for row in rows]
+
+    def last(self, kind: str, *, outcome: str | None = None) -> Event | None:
+        """The most recent event of ``kind`` (optionally with that outcome), or None."""
+        events = self.query(kind=kind, outcome=outcome, limit=1, newest_first=True)
+        return events[0] if events else None
+
+    def count(self, kind: str | None = None) -> int:
+        sql, params = "SELECT COUNT(*) FROM events", []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(EventKind(kind).value)
+        with self._lock:
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def export(self, directory: str | Path) -> dict[str, int]:
+        """Write the seed-style JSON logs (one array per file) into ``directory``; return counts."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        counts: dict[str, int] = {}
+        for name, kinds in EXPORT_FILES.items():
+            events = [event.to_dict() for event in self.query(kind=kinds)]
+            (target / name).write_text(json.dumps(events, indent=2) + "\n", encoding="utf-8")
+            counts[name] = len(events)
+        return counts

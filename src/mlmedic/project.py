@@ -1,0 +1,47 @@
+"""A project directory: its two config files and its state folder ``.mlmedic/``.
+
+Deleting ``.mlmedic/`` resets everything mlmedic remembers; two project directories never share
+state.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from mlmedic.clock import Clock, SystemClock
+from mlmedic.config import Settings, load_settings
+from mlmedic.errors import ProjectError
+from mlmedic.events import EventStore
+
+STATE_DIR = ".mlmedic"
+
+
+class Project:
+    """Paths and shared services of one project directory (config is read once, lazily)."""
+
+    def __init__(self, root: str | Path = ".", *, clock: Clock | None = None) -> None:
+        self.root = Path(root).resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise ProjectError(f"{self.root}: the project directory is a file, not a directory")
+        self.clock: Clock = clock or SystemClock()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def events_path(self) -> Path:
+        return self.state_dir / "events.db"
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.root)
+
+    @cached_property
+    def events(self) -> EventStore:
+        return EventStore(self.events_path, clock=self.clock)
+
+    def close(self) -> None:
+        if "events" in self.__dict__:
+            self.events.close()
