@@ -75,6 +75,13 @@ Target = Annotated[
 ]
 
 
+def _open(project_dir: Path) -> Project:
+    """The project, with its configuration read now: every command validates it up front."""
+    project = Project(project_dir)
+    _ = project.settings
+    return project
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"mlmedic {__version__}")
@@ -112,7 +119,7 @@ def check_data(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
-    project = Project(project_dir)
+    project = _open(project_dir)
     config = project.settings.self_healing.data_quality
     batch = read_table(data)
     resolved = resolve_contract(
@@ -150,7 +157,7 @@ def fix_data(
     Writes OUTPUT, OUTPUT's .quarantine file and .audit.json beside it; DATA is never modified.
     Exit 0 only if the repaired data passes every check.
     """
-    project = Project(project_dir)
+    project = _open(project_dir)
     result, paths = fix_file(
         data,
         output,
@@ -186,7 +193,7 @@ def logs(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
-    project = Project(project_dir)
+    project = _open(project_dir)
     if kind is not None and kind not in {k.value for k in EventKind}:
         kinds = ", ".join(k.value for k in EventKind)
         raise MedicError(f"--kind: unknown event kind '{kind}' (one of: {kinds})")

@@ -64,7 +64,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         if exc.start < len(head) - 4:
             raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
     try:
-        return pd.read_csv(path, sep=sep, low_memory=False)
+        return pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
     except pd.errors.EmptyDataError as exc:
         raise DataFileError(path, "file is empty (no header)") from exc
     except pd.errors.ParserError as exc:

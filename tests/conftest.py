@@ -1,0 +1,53 @@
+"""Shared fixtures. Every test runs in its own temporary working directory with a clean env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A temporary working directory, no telemetry, and no project dir leaking in from outside."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLMEDIC_PROJECT_DIR", raising=False)
+    monkeypatch.delenv("MLMEDIC_DEBUG", raising=False)
+    monkeypatch.setenv("COLUMNS", "120")
+
+
+@pytest.fixture(scope="session")
+def reference() -> pd.DataFrame:
+    """A clean churn table (generated, seeded)."""
+    return make_churn(3000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def dirty() -> pd.DataFrame:
+    """A churn batch with every kind of defect."""
+    defects = Defects(
+        missing_rate=0.03,
+        outlier_rate=0.01,
+        duplicate_rate=0.02,
+        bad_type_rate=0.01,
+        unseen_category_rate=0.01,
+        missing_target_rate=0.01,
+    )
+    return inject_defects(make_churn(1500, seed=12), defects, seed=13, target=TARGET)
+
+
+@pytest.fixture
+def files(tmp_path: Path, reference: pd.DataFrame, dirty: pd.DataFrame) -> dict[str, Path]:
+    """reference.csv and batch.csv written in a data folder."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    paths = {"reference": folder / "reference.csv", "batch": folder / "batch.csv"}
+    reference.to_csv(paths["reference"], index=False)
+    dirty.to_csv(paths["batch"], index=False)
+    return paths

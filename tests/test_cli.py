@@ -1,0 +1,227 @@
+"""The command line: Typer's runner for most cases, a real subprocess for the entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mlmedic.cli import app
+from mlmedic.datasets import TARGET
+
+runner = CliRunner()
+
+
+def _run(*args: str | Path):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_init_writes_both_files_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    result = _run("init", "--project-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "self_healing_config.json").exists()
+    assert (tmp_path / "monitoring_config.json").exists()
+    again = _run("init", "--project-dir", tmp_path)
+    assert again.exit_code == 2
+    assert "--force" in again.output
+    assert _run("init", "--project-dir", tmp_path, "--force").exit_code == 0
+
+
+def test_check_data_fails_on_a_dirty_batch(files: dict[str, Path]) -> None:
+    result = _run("check-data", files["batch"], "--reference", files["reference"], "-t", TARGET)
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
+    assert "mlmedic fix-data" in result.output
+
+
+def test_check_data_passes_on_clean_data(files: dict[str, Path]) -> None:
+    result = _run("check-data", files["reference"], "--reference", files["reference"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+
+
+def test_check_data_without_reference_says_so(files: dict[str, Path]) -> None:
+    result = _run("check-data", files["batch"])
+    assert result.exit_code == 1
+    assert "its own reference" in result.output
+
+
+def test_fix_data_repairs_and_writes_events(files: dict[str, Path], tmp_path: Path) -> None:
+    raw = files["batch"].read_bytes()
+    out = tmp_path / "fixed.csv"
+    result = _run(
+        "fix-data",
+        files["batch"],
+        "-o",
+        out,
+        "-r",
+        files["reference"],
+        "-t",
+        TARGET,
+        "-C",
+        tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert files["batch"].read_bytes() == raw
+    assert out.exists() and (tmp_path / "fixed.quarantine.csv").exists()
+    assert json.loads((tmp_path / "fixed.audit.json").read_text())["checks_after"]["passed"]
+    check = _run("check-data", out, "-r", files["reference"], "-t", TARGET, "-C", tmp_path)
+    assert check.exit_code == 0, check.output
+    logs = _run("logs", "--kind", "data_fix", "-C", tmp_path)
+    assert logs.exit_code == 0 and "data_fix/auto-fix success" in logs.output
+    export = _run("logs", "--export", tmp_path / "exported", "-C", tmp_path)
+    assert export.exit_code == 0
+    exported = json.loads((tmp_path / "exported" / "data_fix_log.json").read_text())
+    assert len(exported) == 1 and exported[0]["outcome"] == "success"
+
+
+def test_save_and_reuse_a_contract(files: dict[str, Path], tmp_path: Path) -> None:
+    saved = tmp_path / "contract.json"
+    first = _run(
+        "check-data", files["reference"], "-r", files["reference"], "--save-contract", saved
+    )
+    assert first.exit_code == 0
+    second = _run("check-data", files["batch"], "--contract", saved)
+    assert second.exit_code == 1 and "FAIL" in second.output
+
+
+def test_logs_filters_and_rejects_bad_options(tmp_path: Path) -> None:
+    assert "no events" in _run("logs", "-C", tmp_path).output
+    bad_kind = _run("logs", "--kind", "nap", "-C", tmp_path)
+    assert bad_kind.exit_code == 2 and "unknown event kind 'nap'" in bad_kind.output
+    bad_since = _run("logs", "--since", "last tuesday", "-C", tmp_path)
+    assert bad_since.exit_code == 2 and "--since" in bad_since.output
+    assert _run("logs", "--since", "24h", "-C", tmp_path).exit_code == 0
+
+
+# ----------------------------------------------------------------------------- bad input
+def _write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+BAD_FILES = {
+    "missing": (None, "file not found"),
+    "empty.csv": ("", "file is empty"),
+    "header.csv": ("a,b,c\n", "no data rows (header only)"),
+    "garbled.csv": ('a,b\n1,2\n3,4,5,6\n"x\n', "not a readable CSV file"),
+    "fake.parquet": ("a,b\n1,2\n", "not a valid Parquet file"),
+    "all_nan.csv": ("a,b\n1,\n2,\n3,\n", "column 'b' has no values (all missing)"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+@pytest.mark.parametrize("command", ["check-data", "fix-data"])
+def test_bad_files_get_one_clear_line(tmp_path: Path, name: str, command: str) -> None:
+    content, problem = BAD_FILES[name]
+    path = tmp_path / ("missing.csv" if content is None else name)
+    if content is not None:
+        _write(path, content)
+    before = path.read_bytes() if path.exists() else None
+    args: list[str | Path] = [command, path]
+    if command == "fix-data":
+        args += ["-o", tmp_path / "out.csv"]
+    result = _run(*args, "-C", tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert problem in lines[0]
+    assert "Traceback" not in result.output
+    if before is not None:
+        assert path.read_bytes() == before
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_reference_from_another_dataset(files: dict[str, Path], tmp_path: Path) -> None:
+    other = _write(tmp_path / "iris.csv", "sepal_length,species\n5.1,setosa\n4.9,setosa\n")
+    result = _run("check-data", files["batch"], "--reference", other)
+    assert result.exit_code == 2
+    assert "no column in common" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            {"drift_detection": {"drift_treshold": 0.4}},
+            "self_healing_config.json: drift_detection.drift_treshold: unknown key",
+        ),
+        (
+            {"data_quality": {"outlier_threshold_iqr": "three"}},
+            "self_healing_config.json: data_quality.outlier_threshold_iqr: expected",
+        ),
+    ],
+)
+def test_bad_config_is_reported_by_every_command(
+    files: dict[str, Path], tmp_path: Path, config: dict, problem: str
+) -> None:
+    _write(tmp_path / "self_healing_config.json", json.dumps(config))
+    for args in (["check-data", files["batch"]], ["logs"]):
+        result = _run(*args, "-C", tmp_path)
+        assert result.exit_code == 2, result.output
+        assert problem in result.output
+        assert "Traceback" not in result.output
+
+
+def test_unsupported_output_suffix_fails_before_any_work(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    result = _run("fix-data", files["batch"], "-o", tmp_path / "out.xlsx", "-C", tmp_path)
+    assert result.exit_code == 2
+    assert "unsupported file type '.xlsx'" in result.output
+    assert not (tmp_path / ".mlmedic").exists() or not list(tmp_path.glob("out*"))
+
+
+# ----------------------------------------------------------------------------- real processes
+def _subprocess(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "mlmedic", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_python_dash_m_runs_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
+    version = _subprocess("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("mlmedic ")
+    fixed = _subprocess(
+        "fix-data",
+        files["batch"],
+        "-o",
+        "fixed.parquet",
+        "-r",
+        files["reference"],
+        "-t",
+        TARGET,
+        cwd=tmp_path,
+    )
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert len(pd.read_parquet(tmp_path / "fixed.parquet")) > 0
+    assert (tmp_path / ".mlmedic" / "events.db").exists()
+    broken = _subprocess("check-data", "nope.csv", cwd=tmp_path)
+    assert broken.returncode == 2
+    assert broken.stderr.strip() == "error: nope.csv: file not found"
+    assert broken.stdout == ""
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("mlmedic")
+    if not script.exists():
+        pytest.skip("console script not on this interpreter's bin directory")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "check-data" in result.stdout and "fix-data" in result.stdout

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from mlmedic.demo import run_demo
+
+
+def test_demo_heals_the_batch_and_keeps_its_directory(tmp_path: Path) -> None:
+    console = Console(record=True, width=120)
+    assert run_demo(console, directory=tmp_path / "demo", batch_rows=600)
+    text = console.export_text()
+    assert "FAIL" in text and "PASS all" in text
+    assert "batch.csv untouched" in text
+    logs = json.loads((tmp_path / "demo" / "logs" / "data_fix_log.json").read_text())
+    assert logs[0]["outcome"] == "success"
+    assert (tmp_path / "demo" / "fixed.parquet").exists()
+
+
+def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), MLFLOW_DISABLE_TELEMETRY="true")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlmedic", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stage 1 healed" in result.stdout
+    assert list(scratch.iterdir()) == []  # the temporary project is removed
