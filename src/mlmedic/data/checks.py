@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlmedic.data._rows import find_duplicates
+from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     UNSEEN,
     ColumnSpec,
@@ -89,7 +89,7 @@ class CheckReport:
 
 
 def _examples(index: pd.Index, mask: np.ndarray) -> list[Any]:
-    positions = np.flatnonzero(mask)[:MAX_EXAMPLES]
+    positions = first_positions(mask, MAX_EXAMPLES)
     return [_plain(value) for value in index[positions]]
 
 
@@ -106,7 +106,7 @@ def _result(
     what: str,
     detail: str = "",
 ) -> CheckResult:
-    count = int(mask.sum())
+    count = int(np.count_nonzero(mask))
     passed = count <= allowed
     where = f"column '{column}': " if column is not None else ""
     if count == 0:
@@ -117,7 +117,7 @@ def _result(
         message = f"{where}{what}: {share}{limit}"
         if detail:
             message += f" ({detail})"
-    examples = _examples(index, mask)
+    examples = _examples(index, mask) if count else []
     return CheckResult(check, column, passed, count, allowed, examples, message, detail)
 
 
@@ -159,25 +159,38 @@ def check_schema(frame: pd.DataFrame, contract: DataContract) -> list[CheckResul
     ]
 
 
+def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(values as floats, mask of non-missing values that are not numbers)."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = np.ascontiguousarray(series.to_numpy())  # a strided column is copied once
+        if values.dtype.kind != "f":  # integers, or a nullable extension type
+            values = series.to_numpy(dtype=float, na_value=np.nan)
+        return values, np.zeros(len(values), dtype=bool)
+    parsed = to_numeric(series).to_numpy(dtype=float)
+    return parsed, series.notna().to_numpy() & np.isnan(parsed)
+
+
 def _check_column(series: pd.Series, spec: ColumnSpec) -> list[CheckResult]:
     n, index, name = len(series), series.index, spec.name
-    raw_missing = series.isna().to_numpy()
     results: list[CheckResult] = []
-    if spec.kind in ("numeric", "datetime"):
-        parsed = to_numeric(series) if spec.kind == "numeric" else to_datetime(series)
-        bad_type = (~raw_missing) & parsed.isna().to_numpy()
-        expected = "number" if spec.kind == "numeric" else "date/time"
+    if spec.kind == "numeric":
+        values, bad_type = _numbers(series)
+        raw_missing = np.isnan(values) & ~bad_type
+        results.append(_result("types", name, bad_type, index, 0, "values that are not a number"))
+    else:
+        raw_missing = series.isna().to_numpy()
+    if spec.kind == "datetime":
+        bad_type = (~raw_missing) & to_datetime(series).isna().to_numpy()
         results.append(
-            _result("types", name, bad_type, index, 0, f"values that are not a {expected}")
+            _result("types", name, bad_type, index, 0, "values that are not a date/time")
         )
     allowed = allowed_count(n, spec.missing_rate)
     results.append(_result("missing", name, raw_missing, index, allowed, "missing values"))
     if spec.kind == "numeric" and not spec.is_target:
-        values = parsed.to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            outside = (values < spec.lower_fence) | (values > spec.upper_fence)
+        low, high = spec.lower_fence, spec.upper_fence
+        outside = (values < low) | (values > high)
         allowed = allowed_count(n, spec.outlier_rate)
-        fences = f"outside [{spec.lower_fence:g}, {spec.upper_fence:g}]"
+        fences = f"outside [{low:g}, {high:g}]"
         results.append(_result("outliers", name, outside, index, allowed, "outliers", fences))
     elif spec.kind == "categorical":
         keys = category_keys(series)
@@ -186,8 +199,8 @@ def _check_column(series: pd.Series, spec: ColumnSpec) -> list[CheckResult]:
         what = "labels not seen in the reference" if spec.is_target else "unseen categories"
         detail = ""
         if unseen.any():
-            values = pd.unique(series[unseen].astype(str))[:MAX_EXAMPLES]
-            detail = f"e.g. {', '.join(repr(v) for v in values)}"
+            values_seen = pd.unique(series[unseen].astype(str))[:MAX_EXAMPLES]
+            detail = f"e.g. {', '.join(repr(v) for v in values_seen)}"
         results.append(_result("unseen_categories", name, unseen, index, 0, what, detail))
     return results
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.config import DataQualityConfig
-from mlmedic.data._rows import find_duplicates
+from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     TEXT_MISSING,
     UNSEEN,
@@ -106,7 +106,7 @@ def _plain(value: Any) -> Any:
 
 
 def _examples(index: pd.Index, mask: np.ndarray) -> list[Any]:
-    return [_plain(v) for v in index[np.flatnonzero(mask)[:MAX_EXAMPLES]]]
+    return [_plain(v) for v in index[first_positions(mask, MAX_EXAMPLES)]]
 
 
 class Repairer:
@@ -195,178 +195,271 @@ class Repairer:
             raise SchemaError(
                 "the data and the contract have no column in common; is this the right reference?"
             )
-        rules: list[RuleAudit] = []
-        extra = [str(c) for c in frame.columns if c not in contract.columns_]
-        for column in extra:
-            rules.append(
+        work = _Work(frame, names)
+        for column in (str(c) for c in frame.columns if c not in contract.columns_):
+            work.rules.append(
                 RuleAudit("drop_extra_column", column, len(frame), after={"dropped": True})
             )
-        work = frame[names].copy()
-        reasons = np.full(len(work), None, dtype=object)
-
-        def quarantine(mask: np.ndarray, reason: str) -> None:
-            fresh = mask & pd.isna(reasons)
-            reasons[fresh] = reason
-
         if self.fix_types:
             for name in names:
-                self._coerce(work, name, rules, quarantine)
-        self._quarantine_rows(work, quarantine)
-
-        keep = pd.isna(reasons)
-        quarantined = frame.loc[~keep].copy()
-        quarantined.insert(0, REASON, reasons[~keep].astype(str))
-        quarantined.insert(0, SOURCE_ROW, frame.index[~keep])
-        quarantined = quarantined.reset_index(drop=True)
-        work = work.loc[keep]
-
+                self._coerce(work, name)
+        self._quarantine_rows(work)
         for name in names:
             if self.fix_missing_values:
-                self._impute(work, name, rules)
+                self._impute(work, name)
             if self.fix_outliers:
-                self._cap(work, name, rules)
+                self._cap(work, name)
             if self.fix_unseen_categories:
-                self._map_unseen(work, name, rules)
-            self._restore_integers(work, name)
+                self._map_unseen(work, name)
+        removed = self._drop_duplicates(work) if self.fix_duplicates else []
+        data = work.assemble()
+        for name in names:
+            self._restore_integers(data, name)
+        return RepairResult(data, work.quarantined(frame), removed, work.rules, len(frame))
 
-        removed: list[tuple[Any, Any]] = []
-        if self.fix_duplicates:
-            dups, firsts = find_duplicates(work)
-            if dups.size:
-                index = work.index
-                removed = list(zip(index[dups].tolist(), index[firsts].tolist(), strict=True))
-                rules.append(
-                    RuleAudit(
-                        "drop_duplicates",
-                        None,
-                        int(dups.size),
-                        [_plain(v) for v in index[dups[:MAX_EXAMPLES]]],
-                        before={"rows": len(work)},
-                        after={"rows": len(work) - int(dups.size)},
-                    )
-                )
-                drop = np.zeros(len(work), dtype=bool)
-                drop[dups] = True
-                work = work.loc[~drop]
-        return RepairResult(work, quarantined, removed, rules, len(frame))
-
-    def _coerce(self, work: pd.DataFrame, name: str, rules: list[RuleAudit], quarantine) -> None:
+    def _coerce(self, work: _Work, name: str) -> None:
         spec = self.contract_.columns_[name]
-        series = work[name]
-        if spec.kind == "numeric" and not pd.api.types.is_numeric_dtype(series):
-            parsed = to_numeric(series)
+        values = work.columns[name]
+        if spec.kind == "numeric" and values.dtype.kind not in "iuf":
+            parsed = to_numeric(pd.Series(values)).to_numpy(dtype=float)
             expected = "number"
-        elif spec.kind == "datetime" and not pd.api.types.is_datetime64_dtype(series):
-            parsed = to_datetime(series)
+        elif spec.kind == "datetime" and values.dtype.kind != "M":
+            parsed = to_datetime(pd.Series(values)).to_numpy()
             expected = "date/time"
         else:
             return
-        present = series.notna().to_numpy()
-        ok = parsed.notna().to_numpy()
+        present = ~_isna(values)
+        ok = ~_isna(parsed)
         bad = present & ~ok
         converted = present & ok
         if bad.any():
-            quarantine(bad, f"column '{name}': value is not a {expected}")
+            work.quarantine(bad, f"column '{name}': value is not a {expected}")
         if converted.any() or bad.any():
-            rules.append(
+            work.rules.append(
                 RuleAudit(
                     "coerce_type",
                     name,
-                    int(converted.sum()),
+                    int(np.count_nonzero(converted)),
                     _examples(work.index, converted),
-                    before={"dtype": str(series.dtype), "unparseable": int(bad.sum())},
+                    before={"dtype": str(values.dtype), "unparseable": int(np.count_nonzero(bad))},
                     after={"dtype": str(parsed.dtype)},
                 )
             )
-        work[name] = parsed
+        work.replace(name, parsed)
 
-    def _quarantine_rows(self, work: pd.DataFrame, quarantine) -> None:
-        contract = self.contract_
-        target = contract.target
+    def _quarantine_rows(self, work: _Work) -> None:
+        target = self.contract_.target
         if target is not None and target in work.columns:
-            labels = work[target]
-            missing = labels.isna().to_numpy()
-            quarantine(missing, f"missing target '{target}'")
-            unknown = ~missing & ~category_keys(labels).isin(self.categories_[target]).to_numpy()
-            quarantine(unknown, f"target '{target}' has a label not seen in the reference")
+            labels = work.columns[target]
+            missing = _isna(labels)
+            work.quarantine(missing, f"missing target '{target}'")
+            known = category_keys(pd.Series(labels)).isin(self.categories_[target]).to_numpy()
+            work.quarantine(
+                ~missing & ~known, f"target '{target}' has a label not seen in the reference"
+            )
         features = [c for c in work.columns if c != target]
         if features:
-            missing_share = work[features].isna().to_numpy().mean(axis=1)
+            missing_count = np.zeros(work.n, dtype=np.int32)
+            for name in features:
+                missing_count += work.isna(name)
             limit = self.max_missing_fraction_per_row
-            quarantine(missing_share > limit, f"more than {limit:.0%} of its values missing")
+            work.quarantine(
+                missing_count > limit * len(features),
+                f"more than {limit:.0%} of its values missing",
+            )
 
-    def _impute(self, work: pd.DataFrame, name: str, rules: list[RuleAudit]) -> None:
+    def _impute(self, work: _Work, name: str) -> None:
         if name not in self.fill_values_:
             return
-        series = work[name]
-        missing = series.isna().to_numpy()
-        if not missing.any():
+        values = work.columns[name]
+        missing = work.isna(name)
+        hits = work.live(missing)
+        if not hits.any():
             return
         fill = self.fill_values_[name]
-        if series.dtype == object or isinstance(fill, str):
-            work[name] = series.astype(object).where(~missing, fill)
+        if (values.dtype.kind == "f" and not isinstance(fill, str)) or values.dtype.kind == "M":
+            filled = values if name in work.owned else values.copy()
         else:
-            work[name] = series.fillna(fill)
-        rules.append(
+            filled = (
+                values if values.dtype == object and name in work.owned else values.astype(object)
+            )
+        filled[missing] = fill
+        count = int(np.count_nonzero(hits))
+        work.rules.append(
             RuleAudit(
                 "impute_missing",
                 name,
-                int(missing.sum()),
-                _examples(work.index, missing),
-                before={"missing": int(missing.sum())},
+                count,
+                _examples(work.index, hits),
+                before={"missing": count},
                 after={"filled_with": _plain(fill)},
             )
         )
+        work.replace(name, filled)
 
-    def _cap(self, work: pd.DataFrame, name: str, rules: list[RuleAudit]) -> None:
+    def _cap(self, work: _Work, name: str) -> None:
         if name not in self.fences_:
             return
         low, high = self.fences_[name]
-        values = work[name].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            outside = (values < low) | (values > high)
+        values = work.columns[name]
+        if values.dtype.kind not in "iuf":
+            return
+        outside = work.live((values < low) | (values > high))
         if not outside.any():
             return
         hits = values[outside]
-        work[name] = np.clip(values, low, high)
-        rules.append(
+        if name in work.owned and values.dtype.kind == "f":
+            capped = np.clip(values, low, high, out=values)
+        else:
+            capped = np.clip(values, low, high)
+        work.rules.append(
             RuleAudit(
                 "cap_outliers",
                 name,
-                int(outside.sum()),
+                int(np.count_nonzero(outside)),
                 _examples(work.index, outside),
                 before={"min": float(hits.min()), "max": float(hits.max())},
                 after={"lower_fence": low, "upper_fence": high},
             )
         )
+        work.replace(name, capped)
 
-    def _map_unseen(self, work: pd.DataFrame, name: str, rules: list[RuleAudit]) -> None:
+    def _map_unseen(self, work: _Work, name: str) -> None:
         spec = self.contract_.columns_[name]
         if spec.kind != "categorical" or spec.is_target:
             return
-        series = work[name]
-        present = series.notna().to_numpy()
-        unseen = present & ~category_keys(series).isin(self.categories_[name]).to_numpy()
-        if not unseen.any():
+        values = work.columns[name]
+        series = pd.Series(values)
+        known = category_keys(series).isin(self.categories_[name]).to_numpy()
+        unseen = ~_isna(values) & ~known
+        hits = work.live(unseen)
+        if not hits.any():
             return
-        values = [str(v) for v in pd.unique(series[unseen].astype(str))[:MAX_EXAMPLES]]
-        work[name] = series.astype(object).where(~unseen, UNSEEN)
-        rules.append(
+        seen_values = [str(v) for v in pd.unique(series[hits].astype(str))[:MAX_EXAMPLES]]
+        mapped = values.astype(object)
+        mapped[unseen] = UNSEEN
+        work.rules.append(
             RuleAudit(
                 "map_unseen_category",
                 name,
-                int(unseen.sum()),
-                _examples(work.index, unseen),
-                before={"values": values},
+                int(np.count_nonzero(hits)),
+                _examples(work.index, hits),
+                before={"values": seen_values},
                 after={"mapped_to": UNSEEN},
             )
         )
+        work.replace(name, mapped)
 
-    def _restore_integers(self, work: pd.DataFrame, name: str) -> None:
+    def _drop_duplicates(self, work: _Work) -> list[tuple[Any, Any]]:
+        rows = None if work.keep.all() else np.flatnonzero(work.keep)
+        dups, firsts = find_duplicates(list(work.columns.values()), rows=rows)
+        if not dups.size:
+            return []
+        index = work.index
+        kept = len(rows) if rows is not None else work.n
+        work.rules.append(
+            RuleAudit(
+                "drop_duplicates",
+                None,
+                int(dups.size),
+                [_plain(v) for v in index[dups[:MAX_EXAMPLES]]],
+                before={"rows": kept},
+                after={"rows": kept - int(dups.size)},
+            )
+        )
+        work.keep[dups] = False
+        return list(zip(index[dups].tolist(), index[firsts].tolist(), strict=True))
+
+    def _restore_integers(self, data: pd.DataFrame, name: str) -> None:
         spec = self.contract_.columns_[name]
-        series = work[name]
+        series = data[name]
         integral = spec.integer if spec.kind == "numeric" else spec.dtype.startswith("int")
         if integral and pd.api.types.is_float_dtype(series) and len(series):
             values = series.to_numpy()
             if np.isfinite(values).all() and (values == np.round(values)).all():
-                work[name] = values.astype(np.int64)
+                data[name] = values.astype(np.int64)
+
+
+def _isna(values: np.ndarray) -> np.ndarray:
+    kind = values.dtype.kind
+    if kind == "f":
+        return np.isnan(values)
+    if kind in "iub":
+        return np.zeros(len(values), dtype=bool)
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
+class _Work:
+    """The batch being repaired, as one array per column, plus which rows are still kept.
+
+    Columns start as views of the input; a rule that changes a column replaces its array, so the
+    input frame is never written to. Quarantined rows stay in the arrays (rules skip them in
+    their counts) and all removed rows are dropped in one final take.
+    """
+
+    def __init__(self, frame: pd.DataFrame, names: list[str]) -> None:
+        self.index = frame.index
+        self.n = len(frame)
+        self.columns: dict[str, np.ndarray] = {
+            name: np.ascontiguousarray(frame[name].to_numpy()) for name in names
+        }
+        self.owned: set[str] = set()
+        self._missing: dict[str, np.ndarray] = {}
+        self.keep = np.ones(self.n, dtype=bool)
+        self.reasons: np.ndarray | None = None
+        self.rules: list[RuleAudit] = []
+
+    def replace(self, name: str, values: np.ndarray) -> None:
+        self.columns[name] = values
+        self.owned.add(name)
+        self._missing.pop(name, None)
+
+    def isna(self, name: str) -> np.ndarray:
+        """Missing-value mask of a column (cached until the column is replaced)."""
+        if name not in self._missing:
+            self._missing[name] = _isna(self.columns[name])
+        return self._missing[name]
+
+    def quarantine(self, mask: np.ndarray, reason: str) -> None:
+        fresh = mask & self.keep
+        if not fresh.any():
+            return
+        if self.reasons is None:
+            self.reasons = np.full(self.n, None, dtype=object)
+        self.reasons[fresh] = reason
+        self.keep &= ~fresh
+
+    def live(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` restricted to rows not quarantined."""
+        return mask if self.reasons is None else mask & self.keep
+
+    def quarantined(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The raw input rows in quarantine, with their source row and reason first."""
+        if self.reasons is None:
+            out, reasons = frame.iloc[0:0].copy(), np.empty(0, dtype=object)
+        else:
+            mask = np.asarray(pd.notna(self.reasons), dtype=bool)
+            out, reasons = frame.loc[mask].copy(), self.reasons[mask]
+        out.insert(0, REASON, reasons.astype(str).astype(object))
+        out.insert(0, SOURCE_ROW, out.index)
+        return out.reset_index(drop=True)
+
+    def assemble(self) -> pd.DataFrame:
+        """The kept rows as a new frame (index: the original row numbers)."""
+        if self.keep.all():
+            positions = None
+            index = self.index
+        else:
+            positions = np.flatnonzero(self.keep)
+            index = self.index[positions]
+        data: dict[str, np.ndarray] = {}
+        for name, values in self.columns.items():
+            if positions is None:
+                data[name] = values if name in self.owned else values.copy()
+            elif name in self.owned:  # compact in place: no second full-size allocation
+                count = positions.size
+                values[:count] = values[positions]
+                data[name] = values[:count]
+            else:
+                data[name] = values[positions]
+        return pd.DataFrame(data, index=index, copy=False)
