@@ -102,7 +102,7 @@ def main() -> None:
         "--layout",
         choices=["columns", "rows"],
         default="columns",
-        help="columns: contiguous columns, as read_csv/read_parquet give; rows: one row-major block",
+        help="columns: contiguous columns (as read_csv gives); rows: one row-major block",
     )
     args = parser.parse_args()
 

@@ -166,7 +166,7 @@ def test_out_of_range_and_bad_list_items_are_errors(tmp_path: Path) -> None:
 
 def test_booleans_are_not_numbers(tmp_path: Path) -> None:
     _write(tmp_path / MONITORING_FILE, {"monitoring_interval_hours": True})
-    with pytest.raises(ConfigError, match="monitoring_config.json: monitoring_interval_hours"):
+    with pytest.raises(ConfigError, match=r"monitoring_config\.json: monitoring_interval_hours"):
         load_settings(tmp_path)
 
 
