@@ -214,3 +214,22 @@ def test_inject_defects_then_repair_on_many_seeds() -> None:
         batch = inject_defects(make_churn(400, seed=seed), defects, seed=seed)
         result = Repairer().fit(contract).transform(batch)
         assert run_checks(result.data, contract).passed
+
+
+def test_threaded_and_inline_repairs_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large frames repair column by column on two threads; the result must not depend on it."""
+    from mlmedic.data import _parallel
+
+    contract = DataContract(target=TARGET).fit(make_churn(2000, seed=50))
+    batch = inject_defects(make_churn(3000, seed=51), Defects(0.05, 0.02, 0.03, 0.02, 0.02, 0.02))
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_ROWS", 10**12)
+    inline = Repairer().fit(contract).transform(batch)
+    inline_report = run_checks(batch, contract)
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_ROWS", 1)
+    assert _parallel.worth_it(len(batch)) or _parallel._WORKERS == 1
+    threaded = Repairer().fit(contract).transform(batch)
+    pd.testing.assert_frame_equal(threaded.data, inline.data)
+    pd.testing.assert_frame_equal(threaded.quarantine, inline.quarantine)
+    assert threaded.rules == inline.rules
+    assert threaded.removed_duplicates == inline.removed_duplicates
+    assert run_checks(batch, contract).to_dict() == inline_report.to_dict()

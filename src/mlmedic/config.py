@@ -79,6 +79,7 @@ class DriftDetectionConfig(_Section):
 
 
 RecoveryMethod = Literal["restart", "clear_cache", "rollback"]
+_METHODS: tuple[RecoveryMethod, ...] = ("restart", "clear_cache", "rollback")
 
 
 class ServiceRecoveryConfig(_Section):
@@ -86,9 +87,7 @@ class ServiceRecoveryConfig(_Section):
     health_check_interval_seconds: float = Field(60.0, gt=0.0)
     max_recovery_attempts: int = Field(3, ge=1)
     recovery_delay_seconds: float = Field(5.0, ge=0.0)
-    recovery_methods: list[RecoveryMethod] = Field(
-        default_factory=lambda: ["restart", "clear_cache", "rollback"]
-    )
+    recovery_methods: list[RecoveryMethod] = Field(default_factory=lambda: list(_METHODS))
     alert_on_failure: bool = True
 
 

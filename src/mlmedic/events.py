@@ -115,6 +115,22 @@ class Event:
         }
 
 
+def _event(row: tuple[Any, ...]) -> Event:
+    (event_id, kind, action, outcome, started, ended, duration, version, message, details) = row
+    return Event(
+        event_id,
+        kind,
+        action,
+        outcome,
+        started,
+        ended,
+        duration,
+        version,
+        message,
+        json.loads(details),
+    )
+
+
 class EventSpan:
     """An action being timed by ``EventStore.span``; set ``outcome``/``message``/``details``."""
 
@@ -252,7 +268,7 @@ class EventStore:
                 rows = self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
-        return [Event(*row[:9], details=json.loads(row[9])) for row in rows]
+        return [_event(row) for row in rows]
 
     def last(self, kind: str, *, outcome: str | None = None) -> Event | None:
         """The most recent event of ``kind`` (optionally with that outcome), or None."""

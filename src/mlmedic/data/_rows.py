@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from mlmedic.data._parallel import pmap
+
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _SEED = np.uint64(0xCBF29CE484222325)
 _SHIFT = np.uint64(31)
@@ -48,15 +50,20 @@ def row_hashes(columns: Sequence[Column]) -> np.ndarray:
     ]
     n = len(arrays[0]) if arrays else 0
     hashes = np.full(n, _SEED, dtype=np.uint64)
-    shifted = np.empty(min(n, _CHUNK), dtype=np.uint64)
-    for start in range(0, n, _CHUNK):
-        chunk = hashes[start : start + _CHUNK]
-        spare = shifted[: chunk.size]
-        for values in arrays:
-            chunk ^= _column_bits(values[start : start + _CHUNK])
-            chunk *= _MULTIPLIER
-            np.right_shift(chunk, _SHIFT, out=spare)
-            chunk ^= spare
+
+    def hash_rows(bounds: tuple[int, int]) -> None:
+        shifted = np.empty(_CHUNK, dtype=np.uint64)
+        for start in range(bounds[0], bounds[1], _CHUNK):
+            stop = min(start + _CHUNK, bounds[1])
+            chunk, spare = hashes[start:stop], shifted[: stop - start]
+            for values in arrays:
+                chunk ^= _column_bits(values[start:stop])
+                chunk *= _MULTIPLIER
+                np.right_shift(chunk, _SHIFT, out=spare)
+                chunk ^= spare
+
+    middle = (n // 2 // _CHUNK) * _CHUNK
+    pmap(hash_rows, [(0, middle), (middle, n)], rows=n)
     return hashes
 
 

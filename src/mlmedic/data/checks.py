@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlmedic.data._parallel import background
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     UNSEEN,
@@ -212,10 +213,11 @@ def run_checks(frame: pd.DataFrame, contract: DataContract) -> CheckReport:
         empty = CheckResult("empty", None, False, 0, message="the batch has no rows")
         return CheckReport(0, frame.shape[1], reference, [empty])
     results = check_schema(frame, contract)
+    duplicates = background(lambda: find_duplicates(frame), rows=len(frame))
     for name, spec in contract.columns_.items():
         if name in frame.columns:
             results.extend(_check_column(frame[name], spec))
-    dup_positions, _ = find_duplicates(frame)
+    dup_positions, _ = duplicates()
     mask = np.zeros(len(frame), dtype=bool)
     mask[dup_positions] = True
     allowed = allowed_count(len(frame), contract.duplicate_rate_)

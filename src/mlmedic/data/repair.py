@@ -21,12 +21,14 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlmedic.config import DataQualityConfig
+from mlmedic.data._parallel import pmap
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     TEXT_MISSING,
@@ -162,6 +164,7 @@ class Repairer:
                 assert spec.lower_fence is not None and spec.upper_fence is not None
                 self.fences_[name] = (spec.lower_fence, spec.upper_fence)
             elif spec.kind == "datetime":
+                assert spec.median_time is not None
                 self.fill_values_[name] = pd.Timestamp(spec.median_time)
             elif spec.kind == "categorical":
                 self.fill_values_[name] = spec.mode
@@ -204,18 +207,24 @@ class Repairer:
             for name in names:
                 self._coerce(work, name)
         self._quarantine_rows(work)
-        for name in names:
-            if self.fix_missing_values:
-                self._impute(work, name)
-            if self.fix_outliers:
-                self._cap(work, name)
-            if self.fix_unseen_categories:
-                self._map_unseen(work, name)
+        for rules in pmap(partial(self._repair_column, work), names, rows=len(frame)):
+            work.rules.extend(rules)
         removed = self._drop_duplicates(work) if self.fix_duplicates else []
         data = work.assemble()
         for name in names:
             self._restore_integers(data, name)
         return RepairResult(data, work.quarantined(frame), removed, work.rules, len(frame))
+
+    def _repair_column(self, work: _Work, name: str) -> list[RuleAudit]:
+        """Impute, cap and map one column; returns its audits (columns may run on threads)."""
+        rules: list[RuleAudit] = []
+        if self.fix_missing_values:
+            self._impute(work, name, rules)
+        if self.fix_outliers:
+            self._cap(work, name, rules)
+        if self.fix_unseen_categories:
+            self._map_unseen(work, name, rules)
+        return rules
 
     def _coerce(self, work: _Work, name: str) -> None:
         spec = self.contract_.columns_[name]
@@ -268,7 +277,7 @@ class Repairer:
                 f"more than {limit:.0%} of its values missing",
             )
 
-    def _impute(self, work: _Work, name: str) -> None:
+    def _impute(self, work: _Work, name: str, rules: list[RuleAudit]) -> None:
         if name not in self.fill_values_:
             return
         values = work.columns[name]
@@ -285,7 +294,7 @@ class Repairer:
             )
         filled[missing] = fill
         count = int(np.count_nonzero(hits))
-        work.rules.append(
+        rules.append(
             RuleAudit(
                 "impute_missing",
                 name,
@@ -297,7 +306,7 @@ class Repairer:
         )
         work.replace(name, filled)
 
-    def _cap(self, work: _Work, name: str) -> None:
+    def _cap(self, work: _Work, name: str, rules: list[RuleAudit]) -> None:
         if name not in self.fences_:
             return
         low, high = self.fences_[name]
@@ -312,7 +321,7 @@ class Repairer:
             capped = np.clip(values, low, high, out=values)
         else:
             capped = np.clip(values, low, high)
-        work.rules.append(
+        rules.append(
             RuleAudit(
                 "cap_outliers",
                 name,
@@ -324,7 +333,7 @@ class Repairer:
         )
         work.replace(name, capped)
 
-    def _map_unseen(self, work: _Work, name: str) -> None:
+    def _map_unseen(self, work: _Work, name: str, rules: list[RuleAudit]) -> None:
         spec = self.contract_.columns_[name]
         if spec.kind != "categorical" or spec.is_target:
             return
@@ -338,7 +347,7 @@ class Repairer:
         seen_values = [str(v) for v in pd.unique(series[hits].astype(str))[:MAX_EXAMPLES]]
         mapped = values.astype(object)
         mapped[unseen] = UNSEEN
-        work.rules.append(
+        rules.append(
             RuleAudit(
                 "map_unseen_category",
                 name,
