@@ -1,6 +1,6 @@
 """Regenerate docs/cli.md from the commands' own --help (so the reference is never written twice).
 
-    python scripts/cli_reference.py
+python scripts/cli_reference.py
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from mlmedic.data import (
     run_checks,
     write_table,
 )
-from mlmedic.data.stage import fix_file
+from mlmedic.data.stage import check_file, fix_file
 from mlmedic.errors import MedicError
 from mlmedic.events import Event, EventKind, EventStore, Outcome
 from mlmedic.project import Project
@@ -41,6 +41,7 @@ __all__ = [
     "SimulatedClock",
     "SystemClock",
     "__version__",
+    "check_file",
     "fix_file",
     "heal_data",
     "load_settings",

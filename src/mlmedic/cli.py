@@ -18,8 +18,7 @@ from typer.core import TyperGroup
 from mlmedic import __version__
 from mlmedic.clock import parse_time
 from mlmedic.config import write_default_configs
-from mlmedic.data.io import read_table
-from mlmedic.data.stage import fix_file, heal_data, resolve_contract
+from mlmedic.data.stage import check_file, fix_file
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind
 from mlmedic.project import Project
@@ -120,20 +119,15 @@ def check_data(
 ) -> None:
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
     project = _open(project_dir)
-    config = project.settings.self_healing.data_quality
-    batch = read_table(data)
-    resolved = resolve_contract(
-        batch,
+    result = check_file(
+        data,
         reference=reference,
         contract=contract,
         target=target,
-        config=config,
-        batch_name=str(data),
+        config=project.settings.self_healing.data_quality,
+        events=project.events,
+        save_contract=save_contract,
     )
-    if save_contract is not None:
-        resolved.save(save_contract)
-    checking = config.model_copy(update={"auto_fix_enabled": False})
-    result = heal_data(batch, resolved, config=checking, events=project.events, source=str(data))
     print_report(out, result.first_report)
     if not result.passed:
         out.print(f"Run 'mlmedic fix-data {data} -o FIXED' to repair it, or correct the source.")

@@ -13,6 +13,20 @@ from mlmedic.data.repair import RepairResult
 from mlmedic.events import Event
 
 
+def _table(title: str | None, *headers: str) -> Table:
+    """Headers ending in '>' are right-aligned numbers, starting with '*' never wrap (names);
+    other text columns fold."""
+    table = Table(title=title, header_style="bold")
+    for header in headers:
+        if header.endswith(">"):
+            table.add_column(header[:-1], justify="right", no_wrap=True)
+        elif header.startswith("*"):
+            table.add_column(header[1:], no_wrap=True)
+        else:
+            table.add_column(header, overflow="fold")
+    return table
+
+
 def _examples(values: Sequence[object]) -> str:
     return ", ".join(str(v) for v in values) if values else ""
 
@@ -21,13 +35,7 @@ def print_report(console: Console, report: CheckReport, *, title: str = "Data ch
     """The failed checks as a table, then a one-line verdict."""
     console.print(f"[bold]{title}[/] against {report.reference}")
     if report.failures:
-        table = Table(show_lines=False, header_style="bold")
-        table.add_column("check")
-        table.add_column("column", overflow="fold")
-        table.add_column("count", justify="right")
-        table.add_column("allowed", justify="right")
-        table.add_column("example rows", overflow="fold")
-        table.add_column("detail", overflow="fold")
+        table = _table(None, "*check", "*column", "count>", "allowed>", "example rows", "detail")
         for failure in report.failures:
             table.add_row(
                 failure.check,
@@ -45,12 +53,7 @@ def print_report(console: Console, report: CheckReport, *, title: str = "Data ch
 
 def print_repair(console: Console, repair: RepairResult) -> None:
     """What each rule did, and where every input row went."""
-    table = Table(title="Repairs (audited per column)", header_style="bold")
-    table.add_column("rule")
-    table.add_column("column", overflow="fold")
-    table.add_column("rows", justify="right")
-    table.add_column("before", overflow="fold")
-    table.add_column("after", overflow="fold")
+    table = _table("Repairs (audited per column)", "*rule", "*column", "rows>", "before", "after")
     for rule in repair.rules:
         table.add_row(
             rule.rule,

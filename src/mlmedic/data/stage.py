@@ -152,6 +152,44 @@ def _checked_event(report: CheckReport, events: EventStore, details: dict) -> No
     )
 
 
+def _load(
+    source: Path,
+    reference: str | Path | None,
+    contract: str | Path | None,
+    target: str | None,
+    config: DataQualityConfig,
+) -> tuple[pd.DataFrame, DataContract]:
+    batch = read_table(source)
+    resolved = resolve_contract(
+        batch,
+        reference=reference,
+        contract=contract,
+        target=target,
+        config=config,
+        batch_name=str(source),
+    )
+    return batch, resolved
+
+
+def check_file(
+    source: str | Path,
+    *,
+    reference: str | Path | None = None,
+    contract: str | Path | None = None,
+    target: str | None = None,
+    config: DataQualityConfig | None = None,
+    events: EventStore | None = None,
+    save_contract: str | Path | None = None,
+) -> DataStageResult:
+    """Read ``source`` and run the checks only (no repair); optionally save the contract used."""
+    source = Path(source)
+    config = (config or DataQualityConfig()).model_copy(update={"auto_fix_enabled": False})
+    batch, resolved = _load(source, reference, contract, target, config)
+    if save_contract is not None:
+        resolved.save(save_contract)
+    return heal_data(batch, resolved, config=config, events=events, source=str(source))
+
+
 @dataclass
 class FixOutputs:
     """Where ``fix_file`` wrote its results."""
@@ -191,15 +229,7 @@ def fix_file(
         if path.resolve() == source.resolve():
             raise ProjectError(f"{path}: refusing to overwrite the input file; choose another -o")
     table_format(paths.data)
-    batch = read_table(source)
-    resolved = resolve_contract(
-        batch,
-        reference=reference,
-        contract=contract,
-        target=target,
-        config=config,
-        batch_name=str(source),
-    )
+    batch, resolved = _load(source, reference, contract, target, config)
     result = heal_data(batch, resolved, config=config, events=events, source=str(source))
     repair = result.repair
     write_table(result.data, paths.data, protect=guarded)
