@@ -172,6 +172,66 @@ def fix_data(
 
 
 @app.command()
+def run(
+    data: Annotated[Path, typer.Argument(help="Training data (CSV or Parquet).", dir_okay=False)],
+    target: Target = None,
+    trainer: Annotated[
+        str | None,
+        typer.Option("--trainer", help="Your trainer as package.module:function."),
+    ] = None,
+    reference: Reference = None,
+    contract: ContractFile = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stages 1-3: fix the data, back up, train, register, gate, deploy or roll back.
+
+    Exit 0 when the candidate is deployed, 1 when the gate rejects it (the champion stays).
+    """
+    from mlmedic.pipeline import run_pipeline
+
+    project = _open(project_dir)
+    result = run_pipeline(
+        project,
+        data,
+        target=target,
+        trainer=trainer,
+        reference=reference,
+        contract=contract,
+        say=lambda line: out.print(line, soft_wrap=True),
+    )
+    if not result.deployed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        int | None, typer.Option("--to", help="Roll back to this version (default: previous).")
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Move the champion back to the previous version (or to --to VERSION)."""
+    project = _open(project_dir)
+    before, after = project.registry.rollback(to, reason="manual rollback (mlmedic rollback)")
+    out.print(f"rolled back {project.registry.model_name}: champion v{before} -> v{after}")
+
+
+@app.command()
+def models(project_dir: ProjectDir = Path(".")) -> None:
+    """The registered versions: status, aliases and holdout metrics."""
+    project = _open(project_dir)
+    versions = project.registry.versions()
+    if not versions:
+        out.print(f"no versions of '{project.registry.model_name}' yet; run 'mlmedic run'")
+        return
+    for info in versions:
+        aliases = f" @{', @'.join(info.aliases)}" if info.aliases else ""
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(info.metrics.items()))
+        reason = f" — {info.reason}" if info.status == "rejected" else ""
+        out.print(f"v{info.version} {info.status}{aliases}: {metrics}{reason}", soft_wrap=True)
+
+
+@app.command()
 def logs(
     kind: Annotated[
         str | None, typer.Option("--kind", "-k", help="Only this kind (data_fix, rollback, ...).")

@@ -58,6 +58,8 @@ class ModelTrainingConfig(_Section):
     max_backups: int = Field(10, ge=1)
     auto_retry_on_failure: bool = True
     max_training_retries: int = Field(3, ge=0)
+    model_name: str | None = None
+    trainer: str | None = None
 
 
 class ModelValidationConfig(_Section):

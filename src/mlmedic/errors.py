@@ -9,8 +9,12 @@ the HTTP app (later) answers with ``status_code``.
     ├── ProjectError             the project directory is unusable, or a file would be overwritten
     ├── DataError                input data cannot be used
     │   ├── DataFileError        missing, empty, header-only, corrupt or unsupported file
+    │   ├── DataQualityError     the data still fails its checks after auto-fix (exit 1)
     │   ├── SchemaError          the data and the contract share no columns / cannot be compared
     │   └── ContractError        a contract cannot be learned or loaded
+    ├── TrainingError            the data cannot be trained on, or the trainer fails
+    ├── RegistryError            the model registry refuses an operation (no such version, ...)
+    │   └── RegistryUnavailableError   the MLflow tracking server cannot be reached
     └── EventStoreError          the event store cannot be opened or written
 """
 
@@ -59,12 +63,38 @@ class DataFileError(DataError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class DataQualityError(DataError):
+    """The data still fails its checks after auto-fix; the run stops before training."""
+
+    exit_code = 1
+    status_code = 422
+
+
 class SchemaError(DataError):
     """The data cannot be compared with the contract at all (for example, no column in common)."""
 
 
 class ContractError(DataError):
     """A data contract cannot be learned from the reference, or a saved contract cannot be read."""
+
+
+class TrainingError(MedicError):
+    """The data cannot be trained on (missing or constant target, too few rows) or the trainer
+    cannot be imported or fails."""
+
+
+class RegistryError(MedicError):
+    """The model registry refuses an operation: no such version, a rejected version, no
+    previous version to roll back to."""
+
+    status_code = 409
+
+
+class RegistryUnavailableError(RegistryError):
+    """The MLflow tracking server or registry store cannot be reached."""
+
+    exit_code = 3
+    status_code = 503
 
 
 class EventStoreError(MedicError):

@@ -13,6 +13,7 @@ from mlmedic.clock import Clock, SystemClock
 from mlmedic.config import Settings, load_settings
 from mlmedic.errors import ProjectError
 from mlmedic.events import EventStore
+from mlmedic.registry import Registry, default_model_name
 
 STATE_DIR = ".mlmedic"
 
@@ -41,6 +42,16 @@ class Project:
     @cached_property
     def events(self) -> EventStore:
         return EventStore(self.events_path, clock=self.clock)
+
+    @cached_property
+    def registry(self) -> Registry:
+        training = self.settings.self_healing.model_training
+        return Registry(
+            self.state_dir,
+            self.events,
+            model_name=training.model_name or default_model_name(self.root),
+            max_backups=training.max_backups,
+        )
 
     def close(self) -> None:
         if "events" in self.__dict__:

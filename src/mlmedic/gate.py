@@ -1,0 +1,86 @@
+"""The validation gate: deploy a candidate only if it is good enough, no worse than the champion.
+
+Three rules, from ``model_validation``: accuracy ≥ ``min_accuracy_threshold`` (0.70), F1 ≥
+``min_f1_threshold`` (0.65), and, when ``rollback_on_degradation`` is on, accuracy no more than
+``performance_degradation_threshold`` (0.05) below the champion's on the same holdout rows.
+
+Examples:
+    >>> from mlmedic.config import ModelValidationConfig
+    >>> decision = decide({"accuracy": 0.65, "f1": 0.7}, None, ModelValidationConfig())
+    >>> decision.passed, decision.reasons
+    (False, ['Model accuracy 0.65 below threshold 0.70'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlmedic.config import ModelValidationConfig
+
+
+@dataclass
+class GateDecision:
+    """The verdict and every number behind it."""
+
+    passed: bool
+    reasons: list[str]
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: int | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        accuracy = self.candidate.get("accuracy", float("nan"))
+        f1 = self.candidate.get("f1", float("nan"))
+        numbers = f"accuracy {accuracy:.3f}, F1 {f1:.3f}"
+        if self.champion is not None:
+            numbers += (
+                f"; champion v{self.champion_version} on the same holdout: "
+                f"accuracy {self.champion.get('accuracy', float('nan')):.3f}"
+            )
+        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
+        return f"{numbers} -> {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    config: ModelValidationConfig,
+    *,
+    champion_version: int | None = None,
+) -> GateDecision:
+    """Apply the gate to a candidate's holdout metrics (and the champion's, on the same rows)."""
+    reasons: list[str] = []
+    accuracy = candidate.get("accuracy", 0.0)
+    f1 = candidate.get("f1", 0.0)
+    if not accuracy >= config.min_accuracy_threshold:
+        reasons.append(
+            f"Model accuracy {accuracy:.2f} below threshold {config.min_accuracy_threshold:.2f}"
+        )
+    if not f1 >= config.min_f1_threshold:
+        reasons.append(f"Model F1 {f1:.2f} below threshold {config.min_f1_threshold:.2f}")
+    compared = champion if config.rollback_on_degradation else None
+    if compared is not None:
+        drop = compared.get("accuracy", 0.0) - accuracy
+        if drop > config.performance_degradation_threshold:
+            reasons.append(
+                f"Model accuracy {accuracy:.3f} is {drop:.3f} below champion "
+                f"v{champion_version}'s {compared['accuracy']:.3f} on the same holdout "
+                f"(allowed {config.performance_degradation_threshold:.2f})"
+            )
+    return GateDecision(
+        passed=not reasons,
+        reasons=reasons,
+        candidate=dict(candidate),
+        champion=dict(compared) if compared is not None else None,
+        champion_version=champion_version if compared is not None else None,
+        thresholds={
+            "min_accuracy": config.min_accuracy_threshold,
+            "min_f1": config.min_f1_threshold,
+            "max_degradation": config.performance_degradation_threshold,
+        },
+    )

@@ -1,0 +1,561 @@
+"""The model registry: MLflow, with aliases ``champion`` and ``previous`` and local backups.
+
+Embedded default: a SQLite tracking store and local artifacts under ``.mlmedic/``; any
+``MLFLOW_TRACKING_URI`` (an ``mlflow server``, say) works instead. Each version is logged with its
+signature, an input example, metrics and parameters, and carries its baseline as run artifacts
+(``baseline/contract.json``, ``baseline/repair_statistics.json``; ``baseline/drift_profile.json``
+is the slot the monitoring stage fills). Registry stages are deprecated: only aliases are used,
+and every alias move is also an event, so the history of who served when is kept.
+
+Loading a scikit-learn model from MLflow 3 requires ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``
+even for skops files; mlmedic sets it only while it loads a version of its own registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlmedic.data.contract import DataContract
+from mlmedic.errors import RegistryError, RegistryUnavailableError
+from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER, TrainResult
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+STATUS_TAG = "mlmedic.status"
+REASON_TAG = "mlmedic.reason"
+CONTRACT_ARTIFACT = "baseline/contract.json"
+REPAIR_ARTIFACT = "baseline/repair_statistics.json"
+DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"  # filled by the monitoring stage
+
+# Fail fast when a tracking server goes away instead of MLflow's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+@dataclass
+class VersionInfo:
+    """One registered version as mlmedic sees it."""
+
+    version: int
+    run_id: str | None
+    status: str
+    aliases: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    created_at: float = 0.0
+
+
+def default_model_name(root: Path) -> str:
+    """A registered-model name from the project directory's name."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name).strip("-.")
+    return cleaned or "mlmedic-model"
+
+
+@contextlib.contextmanager
+def _allow_deserialization() -> Iterator[None]:
+    """MLflow 3 refuses to load any scikit-learn model (skops included) unless this is set."""
+    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+    old = os.environ.get(key)
+    os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's own warnings (integer-schema hints, deprecations) are noise for our users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class Registry:
+    """The registered model of one project, with alias moves recorded as events."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        events: EventStore,
+        *,
+        model_name: str,
+        tracking_uri: str | None = None,
+        max_backups: int = 10,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.events = events
+        self.model_name = model_name
+        self.max_backups = max_backups
+        self.local = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
+        if tracking_uri is None:
+            tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+                f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+            )
+        self.tracking_uri = tracking_uri
+        self.backup_dir = self.state_dir / "backups" / model_name
+        self._client: Any = None
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def client(self) -> Any:
+        """The MLflow client, created (and the server checked) on first use."""
+        if self._client is None:
+            self.check_reachable()
+            import mlflow
+            from mlflow.tracking import MlflowClient
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("mlflow", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            with _quiet():
+                self._client = MlflowClient(
+                    tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+                )
+        return self._client
+
+    def check_reachable(self, timeout: float = 5.0) -> None:
+        """Raise ``RegistryUnavailableError`` unless the tracking server answers ``/health``."""
+        if not self.tracking_uri.startswith(("http://", "https://")):
+            return
+        url = self.tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status == 200:
+                    return
+                problem = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = str(reason)
+        raise RegistryUnavailableError(
+            f"MLflow tracking server {self.tracking_uri} is unreachable ({problem}); "
+            "start it, or unset MLFLOW_TRACKING_URI to use the project's local registry"
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one MLflow call, turning connection failures into ``RegistryUnavailableError``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with _quiet():
+                return fn(*args, **kwargs)
+        except MlflowException as exc:
+            text = str(exc)
+            lowered = text.lower()
+            if (
+                getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+                or "not found" in lowered
+                or "does not exist" in lowered
+            ):
+                raise
+            if any(k in text for k in ("Max retries", "Connection", "connect", "timed out")):
+                raise RegistryUnavailableError(
+                    f"MLflow at {self.tracking_uri} failed while trying to {what}: "
+                    f"{text.splitlines()[0][:200]}"
+                ) from exc
+            raise RegistryError(f"MLflow refused to {what}: {text.splitlines()[0][:300]}") from exc
+
+    def _experiment_id(self) -> str:
+        name = f"mlmedic/{self.model_name}"
+        experiment = self._call("read the experiment", self.client.get_experiment_by_name, name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = (self.state_dir / "mlartifacts").resolve().as_uri() if self.local else None
+        return str(
+            self._call(
+                "create the experiment",
+                self.client.create_experiment,
+                name,
+                artifact_location=location,
+            )
+        )
+
+    # ------------------------------------------------------------------ versions
+    def _version(self, version: int) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._call(
+                "read a model version", self.client.get_model_version, self.model_name, str(version)
+            )
+        except MlflowException:
+            return None
+
+    def info(self, version: int) -> VersionInfo:
+        found = self._version(version)
+        if found is None:
+            raise RegistryError(f"model '{self.model_name}' has no version {version}")
+        return self._info(found)
+
+    def _info(self, found: Any) -> VersionInfo:
+        tags = dict(found.tags or {})
+        metrics: dict[str, float] = {}
+        if found.run_id:
+            run = self._call("read a run", self.client.get_run, found.run_id)
+            metrics = {k: float(v) for k, v in run.data.metrics.items()}
+        return VersionInfo(
+            version=int(found.version),
+            run_id=found.run_id,
+            status=tags.get(STATUS_TAG, "unknown"),
+            aliases=list(getattr(found, "aliases", []) or []),
+            metrics=metrics,
+            reason=tags.get(REASON_TAG, ""),
+            created_at=float(found.creation_timestamp or 0) / 1000.0,
+        )
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version of the model, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._call(
+                "list model versions",
+                self.client.search_model_versions,
+                f"name='{self.model_name}'",
+            )
+        except MlflowException:
+            return []
+        return sorted((self._info(v) for v in found), key=lambda v: v.version)
+
+    def alias(self, alias: str) -> VersionInfo | None:
+        """The version an alias points at, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._call(
+                "read an alias", self.client.get_model_version_by_alias, self.model_name, alias
+            )
+        except MlflowException:
+            return None
+        return self._info(found)
+
+    def champion(self) -> VersionInfo | None:
+        return self.alias(CHAMPION)
+
+    # ------------------------------------------------------------------ logging a candidate
+    def log_candidate(
+        self,
+        result: TrainResult,
+        contract: DataContract,
+        repair_statistics: dict[str, Any],
+        *,
+        tags: dict[str, str] | None = None,
+    ) -> VersionInfo:
+        """Log the trained model with signature, example, metrics, params and baseline, and
+        register it as a new version tagged ``candidate``."""
+        import mlflow
+        import mlflow.sklearn
+        import numpy as np
+        import sklearn
+        import skops.io
+        from mlflow.models import infer_signature
+
+        experiment_id = self._experiment_id()
+        example = result.holdout[result.features].head(5)
+        trusted = self._trusted_types(result)
+        requirements = [
+            f"mlflow=={mlflow.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"skops=={skops.__version__}",
+            f"numpy=={np.__version__}",
+            f"pandas=={pd.__version__}",
+        ]
+
+        def log() -> Any:
+            with mlflow.start_run(experiment_id=experiment_id, run_name="mlmedic-train") as run:
+                mlflow.log_params(result.params)
+                mlflow.log_metrics(result.metrics)
+                mlflow.set_tags({"mlmedic.trainer": result.trainer, **(tags or {})})
+                mlflow.log_dict(contract.to_dict(), CONTRACT_ARTIFACT)
+                mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
+                signature = infer_signature(example, np.asarray(result.model.predict(example)))
+                info = mlflow.sklearn.log_model(
+                    result.model,
+                    name="model",
+                    signature=signature,
+                    input_example=example,
+                    serialization_format="skops",
+                    skops_trusted_types=trusted,
+                    pip_requirements=requirements,
+                    registered_model_name=self.model_name,
+                )
+                return run.info.run_id, info
+
+        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version ..."
+            run_id, info = self._call("log and register the model", log)
+        version = int(info.registered_model_version)
+        self._call(
+            "tag the version",
+            self.client.set_model_version_tag,
+            self.model_name,
+            str(version),
+            STATUS_TAG,
+            "candidate",
+        )
+        self.events.record(
+            EventKind.REGISTER,
+            "register",
+            Outcome.SUCCESS,
+            message=f"registered {self.model_name} v{version} (run {run_id[:8]})",
+            details={
+                "run_id": run_id,
+                "metrics": result.metrics,
+                "tracking_uri": self.tracking_uri,
+            },
+            model_version=version,
+        )
+        return self.info(version)
+
+    def _trusted_types(self, result: TrainResult) -> list[str]:
+        """The exact non-default types the model needs to load with skops."""
+        if result.trainer == DEFAULT_TRAINER:
+            return list(DEFAULT_SKOPS_TRUSTED_TYPES)
+        import skops.io
+
+        try:
+            return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(result.model)))
+        except Exception as exc:
+            raise RegistryError(
+                f"trainer '{result.trainer}': its model cannot be saved safely with skops "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
+    # ------------------------------------------------------------------ loading
+    def load_model(self, version: int) -> Any:
+        """The scikit-learn model of a version (from this project's registry only)."""
+        import mlflow.sklearn
+
+        uri = f"models:/{self.model_name}/{version}"
+        with _allow_deserialization():
+            return self._call("load the model", mlflow.sklearn.load_model, uri)
+
+    def load_contract(self, version: int) -> DataContract:
+        info = self.info(version)
+        with tempfile.TemporaryDirectory() as folder:
+            path = self._call(
+                "download the contract",
+                self.client.download_artifacts,
+                info.run_id,
+                CONTRACT_ARTIFACT,
+                folder,
+            )
+            return DataContract.load(path)
+
+    # ------------------------------------------------------------------ aliases
+    def _set_alias(self, alias: str, version: int | None, reason: str) -> None:
+        before = self.alias(alias)
+        old = before.version if before else None
+        if old == version:
+            return
+        if version is None:
+            self._call(
+                "delete an alias", self.client.delete_registered_model_alias, self.model_name, alias
+            )
+        else:
+            self._call(
+                "move an alias",
+                self.client.set_registered_model_alias,
+                self.model_name,
+                alias,
+                str(version),
+            )
+        self.events.record(
+            EventKind.ALIAS,
+            f"{alias} {'removed' if version is None else 'set'}",
+            Outcome.SUCCESS,
+            message=f"{alias}: {_v(old)} -> {_v(version)}",
+            details={"alias": alias, "from": old, "to": version, "reason": reason},
+            model_version=version,
+        )
+
+    def _tag(self, version: int, status: str, reason: str = "") -> None:
+        self._call(
+            "tag the version",
+            self.client.set_model_version_tag,
+            self.model_name,
+            str(version),
+            STATUS_TAG,
+            status,
+        )
+        if reason:
+            self._call(
+                "tag the version",
+                self.client.set_model_version_tag,
+                self.model_name,
+                str(version),
+                REASON_TAG,
+                reason,
+            )
+
+    def tag_gate(self, version: int, decision: dict[str, Any]) -> None:
+        """The gate's numbers as version tags (``mlmedic.gate.*``)."""
+        for key, value in decision.items():
+            self._call(
+                "tag the version",
+                self.client.set_model_version_tag,
+                self.model_name,
+                str(version),
+                f"mlmedic.gate.{key}",
+                json.dumps(value) if not isinstance(value, str) else value,
+            )
+
+    def promote(self, version: int, reason: str) -> VersionInfo | None:
+        """Make ``version`` the champion; the old champion becomes ``previous``. Returns it."""
+        old = self.champion()
+        if old is not None and old.version != version:
+            self._set_alias(PREVIOUS, old.version, f"v{version} became champion")
+            self._tag(old.version, "retired")
+        self._set_alias(CHAMPION, version, reason)
+        self._tag(version, "champion", reason)
+        return old
+
+    def reject(self, version: int, reason: str) -> None:
+        """Keep a failed candidate in the registry, tagged rejected, never served."""
+        self._tag(version, "rejected", reason)
+
+    def champion_history(self) -> list[int]:
+        """The versions that were champion, in order (from the event store)."""
+        history: list[int] = []
+        for event in self.events.query(kind=EventKind.ALIAS):
+            if event.details.get("alias") == CHAMPION and event.details.get("to") is not None:
+                history.append(int(event.details["to"]))
+        return history
+
+    def rollback(
+        self, to: int | None = None, *, reason: str = "manual rollback"
+    ) -> tuple[int, int]:
+        """Move the champion back to ``previous`` (or to version ``to``); returns (from, to).
+
+        Refuses a version that does not exist or was rejected, and a rollback with nowhere to go.
+        """
+        current = self.champion()
+        if current is None:
+            raise RegistryError(f"model '{self.model_name}' has no champion to roll back from")
+        if to is None:
+            previous = self.alias(PREVIOUS)
+            if previous is None:
+                raise RegistryError(
+                    f"model '{self.model_name}' has no previous version to roll back to "
+                    f"(champion is v{current.version})"
+                )
+            target = previous
+        else:
+            target = self.info(to)
+        if target.status == "rejected":
+            raise RegistryError(
+                f"v{target.version} was rejected by the gate ({target.reason or 'no reason'}); "
+                "refusing to serve it"
+            )
+        if target.status == "candidate":
+            raise RegistryError(f"v{target.version} never passed the gate; refusing to serve it")
+        if target.version == current.version:
+            raise RegistryError(f"v{target.version} is already the champion")
+        history = [v for v in self.champion_history() if v != current.version]
+        earlier = history[: _last_index(history, target.version)]
+        before_target = [v for v in earlier if v != target.version]
+        self._set_alias(CHAMPION, target.version, reason)
+        self._tag(target.version, "champion", reason)
+        self._tag(current.version, "rolled-back", reason)
+        new_previous = before_target[-1] if before_target else None
+        self._set_alias(PREVIOUS, new_previous, f"rollback to v{target.version}")
+        self.events.record(
+            EventKind.ROLLBACK,
+            "rollback",
+            Outcome.SUCCESS,
+            message=f"rolled back v{current.version} -> v{target.version}: {reason}",
+            details={
+                "from_version": current.version,
+                "to_version": target.version,
+                "reason": reason,
+            },
+            model_version=target.version,
+        )
+        return current.version, target.version
+
+    # ------------------------------------------------------------------ backups
+    def backup(self, version: int) -> Path:
+        """Copy a version's model and baseline to ``.mlmedic/backups/<model>/v<N>/``; prune."""
+        import mlflow.artifacts
+
+        info = self.info(version)
+        target = self.backup_dir / f"v{version}"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        self._call(
+            "download the model",
+            mlflow.artifacts.download_artifacts,
+            artifact_uri=f"models:/{self.model_name}/{version}",
+            dst_path=str(target / "model"),
+        )
+        if info.run_id:
+            self._call(
+                "download the baseline",
+                self.client.download_artifacts,
+                info.run_id,
+                "baseline",
+                str(target),
+            )
+        manifest = {
+            "model_name": self.model_name,
+            "version": version,
+            "run_id": info.run_id,
+            "metrics": info.metrics,
+            "tracking_uri": self.tracking_uri,
+            "backed_up_at": self.events.clock.now(),
+        }
+        (target / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        self._prune(keep=version)
+        return target
+
+    def backups(self) -> list[Path]:
+        if not self.backup_dir.exists():
+            return []
+        found = [p for p in self.backup_dir.iterdir() if (p / "manifest.json").exists()]
+        return sorted(found, key=lambda p: int(p.name.lstrip("v")))
+
+    def _prune(self, keep: int) -> None:
+        backups = self.backups()
+        excess = len(backups) - self.max_backups
+        for path in backups:
+            if excess <= 0:
+                break
+            if path.name != f"v{keep}":
+                shutil.rmtree(path, ignore_errors=True)
+                excess -= 1
+
+
+def _v(version: int | None) -> str:
+    return "(none)" if version is None else f"v{version}"
+
+
+def _last_index(values: list[int], value: int) -> int:
+    for position in range(len(values) - 1, -1, -1):
+        if values[position] == value:
+            return position
+    return len(values)

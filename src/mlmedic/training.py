@@ -1,0 +1,262 @@
+"""Training: the trainer protocol, the default scikit-learn pipeline, holdout metrics.
+
+A trainer is any function ``(frame, target) -> fitted estimator`` whose estimator has ``predict``
+and ``predict_proba``; a user names theirs as ``package.module:function``. The default is a
+scikit-learn Pipeline: ordinal-encoded categories and numeric columns into a
+HistGradientBoostingClassifier, with fixed seeds so results reproduce.
+
+Examples:
+    >>> from mlmedic.datasets import make_churn, TARGET
+    >>> from mlmedic.data.contract import DataContract
+    >>> frame = make_churn(600, seed=1)
+    >>> contract = DataContract(target=TARGET).fit(frame)
+    >>> result = train(frame, contract, seed=0)
+    >>> sorted(result.metrics)
+    ['accuracy', 'f1', 'roc_auc']
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from mlmedic.data.contract import DataContract
+from mlmedic.errors import TrainingError
+
+DEFAULT_TRAINER = "mlmedic.training:default_trainer"
+SEED = 42
+MIN_ROWS = 20
+HOLDOUT_SHARE = 0.2
+
+# The exact types the default pipeline stores beyond skops' built-in safe list, found with
+# skops.io.get_untrusted_types on a fitted pipeline (a test keeps this list honest).
+DEFAULT_SKOPS_TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+
+
+class Classifier(Protocol):
+    """What a trained model must offer."""
+
+    def predict(self, X: pd.DataFrame) -> Any: ...
+
+    def predict_proba(self, X: pd.DataFrame) -> Any: ...
+
+
+class Trainer(Protocol):
+    """A training function: the training frame (features and target) and the target's name."""
+
+    def __call__(self, frame: pd.DataFrame, target: str) -> Classifier: ...
+
+
+@dataclass
+class TrainResult:
+    """A fitted model, its holdout metrics, and what it was trained on."""
+
+    model: Classifier
+    metrics: dict[str, float]
+    features: list[str]
+    holdout: pd.DataFrame
+    train_rows: int
+    trainer: str
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def model_features(contract: DataContract) -> list[str]:
+    """The columns a model sees: numeric and categorical features (not time, text or target)."""
+    return [
+        name
+        for name, spec in contract.columns_.items()
+        if not spec.is_target and spec.kind in ("numeric", "categorical")
+    ]
+
+
+def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
+    """Features in model form: numbers as float64 (so missing values are representable),
+    categories as strings."""
+    columns: dict[str, Any] = {}
+    for name in model_features(contract):
+        spec = contract.columns_[name]
+        series = frame[name]
+        if spec.kind == "numeric":
+            columns[name] = pd.to_numeric(series, errors="coerce").astype(np.float64)
+        else:
+            columns[name] = series.map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def default_trainer(frame: pd.DataFrame, target: str) -> Pipeline:
+    """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded)."""
+    features = frame.drop(columns=[target])
+    categorical = [c for c in features.columns if features[c].dtype == object]
+    numeric = [c for c in features.columns if c not in categorical]
+    encoder = OrdinalEncoder(
+        handle_unknown="use_encoded_value",
+        unknown_value=-1,
+        encoded_missing_value=-1,
+        dtype=np.float64,
+    )
+    prepare = ColumnTransformer(
+        [("categories", encoder, categorical), ("numbers", "passthrough", numeric)],
+        verbose_feature_names_out=False,
+    )
+    model = HistGradientBoostingClassifier(
+        categorical_features=list(range(len(categorical))) or None,
+        random_state=SEED,
+    )
+    pipeline = Pipeline([("prepare", prepare), ("model", model)])
+    return pipeline.fit(features, frame[target])
+
+
+def load_trainer(path: str | None) -> tuple[str, Trainer]:
+    """Import ``package.module:function``; a clear ``TrainingError`` if it cannot be used."""
+    path = path or DEFAULT_TRAINER
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise TrainingError(f"trainer '{path}': expected the form package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TrainingError(
+            f"trainer '{path}': cannot import module '{module_name}' ({type(exc).__name__}: {exc})"
+        ) from exc
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise TrainingError(
+            f"trainer '{path}': module '{module_name}' has no function '{attribute}'"
+        )
+    return path, function
+
+
+def _check_trainable(frame: pd.DataFrame, target: str) -> None:
+    if target not in frame.columns:
+        raise TrainingError(f"target column '{target}' not found in the training data")
+    labels = frame[target]
+    if labels.isna().any():
+        raise TrainingError(f"target column '{target}' has missing values")
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "nothing"
+        raise TrainingError(
+            f"target column '{target}' is constant ({only!r} in every row): nothing to learn"
+        )
+    if len(frame) < MIN_ROWS:
+        raise TrainingError(
+            f"too few rows to train and validate: {len(frame)} (at least {MIN_ROWS} needed)"
+        )
+    holdout = max(1, round(len(frame) * HOLDOUT_SHARE))
+    if counts.min() < 2 or holdout < len(counts):
+        raise TrainingError(
+            f"too few rows to split into training and holdout data stratified by '{target}': "
+            f"the rarest label has {int(counts.min())} row(s)"
+        )
+
+
+def split(
+    frame: pd.DataFrame, target: str, *, seed: int = SEED
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified training / holdout split (80/20), seeded."""
+    _check_trainable(frame, target)
+    train_part, holdout = train_test_split(
+        frame, test_size=HOLDOUT_SHARE, random_state=seed, stratify=frame[target]
+    )
+    return train_part, holdout
+
+
+def evaluate(model: Classifier, holdout: pd.DataFrame, target: str) -> dict[str, float]:
+    """Accuracy, F1 (binary: of the positive, later-sorted label; else macro) and ROC AUC."""
+    features = holdout.drop(columns=[target])
+    truth = holdout[target].to_numpy()
+    predicted = np.asarray(model.predict(features))
+    probabilities = np.asarray(model.predict_proba(features))
+    labels = np.asarray(getattr(model, "classes_", np.unique(truth)))
+    metrics = {"accuracy": float(accuracy_score(truth, predicted))}
+    if len(labels) == 2:
+        metrics["f1"] = float(f1_score(truth, predicted, pos_label=labels[1], zero_division=0))
+        try:
+            metrics["roc_auc"] = float(roc_auc_score(truth == labels[1], probabilities[:, 1]))
+        except ValueError:
+            metrics["roc_auc"] = float("nan")
+    else:
+        metrics["f1"] = float(f1_score(truth, predicted, average="macro", zero_division=0))
+        try:
+            metrics["roc_auc"] = float(
+                roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels)
+            )
+        except ValueError:
+            metrics["roc_auc"] = float("nan")
+    return metrics
+
+
+def train(
+    frame: pd.DataFrame,
+    contract: DataContract,
+    *,
+    trainer: str | None = None,
+    seed: int = SEED,
+    retries: int = 0,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> TrainResult:
+    """Split, fit with the trainer (retrying up to ``retries`` times), evaluate on the holdout."""
+    target = contract.target
+    if target is None:
+        raise TrainingError("the data contract has no target column; pass --target")
+    name, function = load_trainer(trainer)
+    data = model_frame(frame, contract)
+    data[target] = frame[target].to_numpy()
+    train_part, holdout = split(data, target, seed=seed)
+    start = time.perf_counter()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            model = function(train_part.copy(), target)
+            break
+        except Exception as exc:
+            if attempt > retries:
+                raise TrainingError(
+                    f"trainer '{name}' failed after {attempt} attempt(s): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if on_retry is not None:
+                on_retry(attempt, exc)
+    for method in ("predict", "predict_proba"):
+        if not callable(getattr(model, method, None)):
+            raise TrainingError(f"trainer '{name}' returned a model without {method}()")
+    try:
+        metrics = evaluate(model, holdout, target)
+    except Exception as exc:
+        raise TrainingError(
+            f"trainer '{name}': its model fails on the holdout ({type(exc).__name__}: {exc})"
+        ) from exc
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        features=[c for c in data.columns if c != target],
+        holdout=holdout,
+        train_rows=len(train_part),
+        trainer=name,
+        seconds=time.perf_counter() - start,
+        params={
+            "trainer": name,
+            "seed": seed,
+            "train_rows": len(train_part),
+            "holdout_rows": len(holdout),
+            "attempts": attempt,
+        },
+    )
