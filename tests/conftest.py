@@ -19,6 +19,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.delenv("MLMEDIC_PROJECT_DIR", raising=False)
     monkeypatch.delenv("MLMEDIC_DEBUG", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
     monkeypatch.setenv("COLUMNS", "120")
 
 
@@ -51,3 +53,15 @@ def files(tmp_path: Path, reference: pd.DataFrame, dirty: pd.DataFrame) -> dict[
     reference.to_csv(paths["reference"], index=False)
     dirty.to_csv(paths["batch"], index=False)
     return paths
+
+
+@pytest.fixture
+def project(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh project directory with its own event store and embedded MLflow registry."""
+    from mlmedic.project import Project
+
+    root = tmp_path / "churn-project"
+    root.mkdir()
+    opened = Project(root)
+    yield opened
+    opened.close()

@@ -240,7 +240,19 @@ class Registry:
             )
         except MlflowException:
             return []
-        return sorted((self._info(v) for v in found), key=lambda v: v.version)
+        if not found:
+            return []
+        # search results carry no aliases; the registered model holds them
+        model = self._call("read the model", self.client.get_registered_model, self.model_name)
+        aliases: dict[int, list[str]] = {}
+        for alias, version in (getattr(model, "aliases", None) or {}).items():
+            aliases.setdefault(int(version), []).append(alias)
+        infos = []
+        for found_version in found:
+            info = self._info(found_version)
+            info.aliases = sorted(aliases.get(info.version, []))
+            infos.append(info)
+        return sorted(infos, key=lambda v: v.version)
 
     def alias(self, alias: str) -> VersionInfo | None:
         """The version an alias points at, or None."""
@@ -306,7 +318,8 @@ class Registry:
                 )
                 return run.info.run_id, info
 
-        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version ..."
+        # MLflow prints "Created version ..." and "View run at ..." lines of its own
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             run_id, info = self._call("log and register the model", log)
         version = int(info.registered_model_version)
         self._call(

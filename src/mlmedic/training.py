@@ -87,14 +87,16 @@ def model_features(contract: DataContract) -> list[str]:
 
 
 def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
-    """Features in model form: numbers as float64 (so missing values are representable),
-    categories as strings."""
+    """Features in model form: whole-number columns as int64 (as clients send them), other
+    numbers as float64, categories as strings."""
     columns: dict[str, Any] = {}
     for name in model_features(contract):
         spec = contract.columns_[name]
         series = frame[name]
         if spec.kind == "numeric":
-            columns[name] = pd.to_numeric(series, errors="coerce").astype(np.float64)
+            values = pd.to_numeric(series, errors="coerce").astype(np.float64)
+            whole = spec.integer and values.notna().all() and (values == values.round()).all()
+            columns[name] = values.astype(np.int64) if whole else values
         else:
             columns[name] = series.map(lambda v: None if pd.isna(v) else str(v)).astype(object)
     return pd.DataFrame(columns, index=frame.index)

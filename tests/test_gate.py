@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from mlmedic.config import ModelValidationConfig
+from mlmedic.gate import decide
+
+CONFIG = ModelValidationConfig()
+
+
+def test_good_candidate_without_champion_passes() -> None:
+    decision = decide({"accuracy": 0.86, "f1": 0.8}, None, CONFIG)
+    assert decision.passed and decision.reasons == []
+    assert "PASS" in decision.summary()
+
+
+def test_accuracy_below_threshold_fails_with_the_seed_message() -> None:
+    decision = decide({"accuracy": 0.65, "f1": 0.9}, None, CONFIG)
+    assert not decision.passed
+    assert decision.reasons == ["Model accuracy 0.65 below threshold 0.70"]
+
+
+def test_f1_below_threshold_fails() -> None:
+    decision = decide({"accuracy": 0.75, "f1": 0.10}, None, CONFIG)
+    assert decision.reasons == ["Model F1 0.10 below threshold 0.65"]
+
+
+def test_regression_against_the_champion_beyond_the_allowance_fails() -> None:
+    worse = decide({"accuracy": 0.80, "f1": 0.8}, {"accuracy": 0.86}, CONFIG, champion_version=4)
+    assert not worse.passed
+    assert "below champion v4's 0.860" in worse.reasons[0]
+    within = decide({"accuracy": 0.82, "f1": 0.8}, {"accuracy": 0.86}, CONFIG, champion_version=4)
+    assert within.passed
+    assert within.champion == {"accuracy": 0.86}
+
+
+def test_comparison_can_be_switched_off() -> None:
+    config = ModelValidationConfig(rollback_on_degradation=False)
+    decision = decide({"accuracy": 0.75, "f1": 0.7}, {"accuracy": 0.99}, config, champion_version=1)
+    assert decision.passed and decision.champion is None
+
+
+def test_nan_metrics_never_pass() -> None:
+    assert not decide({"accuracy": float("nan"), "f1": 0.9}, None, CONFIG).passed

@@ -1,0 +1,128 @@
+"""The registry against a real MLflow (SQLite tracking store and local artifacts)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlmedic.data.contract import DataContract
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.errors import RegistryError, RegistryUnavailableError
+from mlmedic.project import Project
+from mlmedic.registry import CHAMPION, PREVIOUS, Registry
+from mlmedic.training import train
+
+
+@pytest.fixture(scope="module")
+def trained():  # type: ignore[no-untyped-def]
+    frame = make_churn(1500, seed=9)
+    contract = DataContract(target=TARGET).fit(frame)
+    return train(frame, contract), contract
+
+
+def _register(project: Project, trained) -> int:  # type: ignore[no-untyped-def]
+    result, contract = trained
+    return project.registry.log_candidate(result, contract, {"fill_values": {}}).version
+
+
+def test_log_candidate_registers_a_version_with_its_baseline(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    assert registry.tracking_uri.startswith("sqlite:///")
+    assert str(project.state_dir) in registry.tracking_uri
+    version = _register(project, trained)
+    info = registry.info(version)
+    assert (version, info.status) == (1, "candidate")
+    assert info.metrics["accuracy"] == pytest.approx(trained[0].metrics["accuracy"])
+    assert registry.load_contract(version).to_dict() == trained[1].to_dict()
+    model = registry.load_model(version)
+    assert len(model.predict_proba(trained[0].holdout[trained[0].features])) == 300
+    assert (project.state_dir / "mlartifacts").exists()  # artifacts stay inside the project
+    [event] = project.events.query(kind="register")
+    assert event.model_version == "1"
+
+
+def test_promote_moves_aliases_and_records_each_move(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    first, second = _register(project, trained), _register(project, trained)
+    assert registry.promote(first, "passed") is None
+    old = registry.promote(second, "passed")
+    assert old is not None and old.version == first
+    assert registry.champion().version == second  # type: ignore[union-attr]
+    assert registry.alias(PREVIOUS).version == first  # type: ignore[union-attr]
+    moves = [
+        (e.details["alias"], e.details["from"], e.details["to"])
+        for e in project.events.query(kind="alias")
+    ]
+    assert moves == [(CHAMPION, None, 1), (PREVIOUS, None, 1), (CHAMPION, 1, 2)]
+    assert registry.champion_history() == [1, 2]
+
+
+def test_rollback_walks_back_through_the_champion_history(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    versions = [_register(project, trained) for _ in range(3)]
+    for version in versions:
+        registry.promote(version, "passed")
+    assert registry.rollback() == (3, 2)
+    assert registry.alias(PREVIOUS).version == 1  # type: ignore[union-attr]
+    assert registry.rollback() == (2, 1)
+    assert registry.alias(PREVIOUS) is None
+    with pytest.raises(RegistryError, match="no previous version to roll back to"):
+        registry.rollback()
+    assert registry.champion().version == 1  # type: ignore[union-attr]
+    assert registry.rollback(to=3) == (1, 3)
+    [first, *_] = project.events.query(kind="rollback")
+    assert first.details == {"from_version": 3, "to_version": 2, "reason": "manual rollback"}
+
+
+def test_rollback_refuses_rejected_missing_and_unvalidated_versions(
+    project: Project, trained
+) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback()
+    good, bad, fresh = (_register(project, trained) for _ in range(3))
+    registry.promote(good, "passed")
+    registry.reject(bad, "Model accuracy 0.65 below threshold 0.70")
+    with pytest.raises(RegistryError, match="v2 was rejected by the gate .Model accuracy 0.65"):
+        registry.rollback(to=bad)
+    with pytest.raises(RegistryError, match="has no version 99"):
+        registry.rollback(to=99)
+    with pytest.raises(RegistryError, match="never passed the gate"):
+        registry.rollback(to=fresh)
+    with pytest.raises(RegistryError, match="already the champion"):
+        registry.rollback(to=good)
+    assert registry.champion().version == good  # type: ignore[union-attr]
+
+
+def test_backup_copies_model_and_baseline_and_prunes(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    registry.max_backups = 2
+    versions = [_register(project, trained) for _ in range(3)]
+    for version in versions:
+        path = registry.backup(version)
+        assert (path / "model" / "MLmodel").exists()
+        assert (path / "contract.json").exists() or (path / "baseline" / "contract.json").exists()
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["version"] == version
+    assert [p.name for p in registry.backups()] == ["v2", "v3"]
+
+
+def test_unreachable_tracking_server_is_one_clear_error(project: Project) -> None:
+    registry = Registry(
+        project.state_dir, project.events, model_name="m", tracking_uri="http://127.0.0.1:9"
+    )
+    with pytest.raises(RegistryUnavailableError, match=r"http://127.0.0.1:9 is unreachable"):
+        registry.champion()
+
+
+def test_versions_lists_status_and_aliases(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    assert registry.versions() == []
+    first, second = _register(project, trained), _register(project, trained)
+    registry.promote(first, "passed")
+    registry.reject(second, "worse")
+    listed = {(v.version, v.status, tuple(v.aliases), v.reason) for v in registry.versions()}
+    assert listed == {(1, "champion", ("champion",), "passed"), (2, "rejected", (), "worse")}
+    assert isinstance(pd.Timestamp(registry.versions()[0].created_at, unit="s"), pd.Timestamp)
