@@ -85,7 +85,7 @@ def test_rollback_refuses_rejected_missing_and_unvalidated_versions(
     good, bad, fresh = (_register(project, trained) for _ in range(3))
     registry.promote(good, "passed")
     registry.reject(bad, "Model accuracy 0.65 below threshold 0.70")
-    with pytest.raises(RegistryError, match="v2 was rejected by the gate .Model accuracy 0.65"):
+    with pytest.raises(RegistryError, match=r"v2 was rejected by the gate \(Model accuracy 0\.65"):
         registry.rollback(to=bad)
     with pytest.raises(RegistryError, match="has no version 99"):
         registry.rollback(to=99)

@@ -83,7 +83,8 @@ def test_user_trainer_by_dotted_path(
             features = frame.drop(columns=[target]).select_dtypes("number").columns
             class Model:
                 def fit(self):
-                    self.inner = LogisticRegression(max_iter=500).fit(frame[features], frame[target])
+                    model = LogisticRegression(max_iter=500)
+                    self.inner = model.fit(frame[features], frame[target])
                     self.classes_ = self.inner.classes_
                     return self
                 def predict(self, X):
