@@ -1,9 +1,11 @@
 """``mlmedic demo``: the self-healing loop on built-in data, narrated.
 
-Stage 1 today: a clean reference table and a defective production batch are generated; the
-batch is checked against the contract learned from the reference, repaired, quarantined where it
-cannot be repaired, and checked again; the action log is shown and exported. Later stages extend
-this script.
+Stage 1: a clean reference table and a defective production batch are generated; the batch is
+checked against the contract learned from the reference, repaired, quarantined where it cannot be
+repaired, and checked again. Stages 2-3: a model is trained on the reference plus the repaired
+batch and deployed as v1 (registered in the project's embedded MLflow); then a candidate trained on
+label-shuffled data is refused by the gate and the pipeline rolls back. The action log is shown
+and exported. Later stages extend this script.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.rule import Rule
 
 from mlmedic.config import write_default_configs
-from mlmedic.data.io import write_table
+from mlmedic.data.io import read_table, write_table
 from mlmedic.data.stage import fix_file
 from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
+from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.render import print_events, print_repair, print_report
 
@@ -39,7 +43,10 @@ def run_demo(console: Console, *, directory: Path | None = None, batch_rows: int
     root.mkdir(parents=True, exist_ok=True)
     project = Project(root)
     try:
-        return _stage_one(console, project, batch_rows)
+        healed = _stage_one(console, project, batch_rows)
+        deployed = _stages_two_three(console, project)
+        _action_log(console, project)
+        return healed and deployed
     finally:
         project.close()
         if keep:
@@ -81,14 +88,60 @@ def _stage_one(console: Console, project: Project, batch_rows: int) -> bool:
         f"wrote {paths.data.name}, {paths.quarantine.name} and {paths.audit.name}; "
         f"batch.csv {'untouched' if unchanged else 'MODIFIED (bug)'}"
     )
-    console.print()
-    console.print("[bold]3. Action log[/] (mlmedic logs)")
-    print_events(console, project.events.query())
-    counts = project.events.export(root / "logs")
-    console.print(
-        "exported " + ", ".join(f"{name} ({n})" for name, n in counts.items()) + " to logs/"
-    )
     healed = result.passed and unchanged
     verdict = "[green]healed[/]" if healed else "[red]NOT healed[/]"
     console.print(Rule(f"stage 1 {verdict}"))
     return healed
+
+
+def _stages_two_three(console: Console, project: Project) -> bool:
+    """Train and deploy v1; then a candidate trained on label-shuffled data, which the gate
+    refuses, and the pipeline rolls back from."""
+    root = project.root
+    console.print(Rule("[bold]stages 2-3[/] — training with auto-backup, gate, auto-rollback"))
+    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731
+    training = pd.concat([read_table(root / "reference.csv"), read_table(root / "fixed.parquet")])
+    write_table(training, root / "training.parquet")
+    console.print(
+        "[bold]4. mlmedic run training.parquet -t churned -r reference.csv[/]"
+        " (the reference plus the repaired batch)"
+    )
+    reference = root / "reference.csv"
+    good = run_pipeline(
+        project, root / "training.parquet", target=TARGET, reference=reference, say=say
+    )
+    shuffled = training.copy()
+    shuffled[TARGET] = shuffled[TARGET].sample(frac=1.0, random_state=0).to_numpy()
+    write_table(shuffled, root / "shuffled.parquet")
+    console.print()
+    console.print(
+        "[bold]5. mlmedic run shuffled.parquet -t churned -r reference.csv[/]"
+        " (the same rows, labels shuffled)"
+    )
+    bad = run_pipeline(
+        project, root / "shuffled.parquet", target=TARGET, reference=reference, say=say
+    )
+    console.print()
+    console.print("[bold]6. mlmedic models[/]")
+    for info in project.registry.versions():
+        aliases = f" @{', @'.join(info.aliases)}" if info.aliases else ""
+        metrics = info.metrics
+        reason = f" — {info.reason}" if info.reason else ""
+        console.print(
+            f"v{info.version} {info.status}{aliases}: accuracy {metrics.get('accuracy', 0):.3f}, "
+            f"f1 {metrics.get('f1', 0):.3f}{reason}",
+            soft_wrap=True,
+        )
+    ok = good.deployed and not bad.deployed and bad.champion_after == good.candidate
+    verdict = "[green]good model deployed, bad one refused[/]" if ok else "[red]unexpected[/]"
+    console.print(Rule(f"stages 2-3 {verdict}"))
+    return ok
+
+
+def _action_log(console: Console, project: Project) -> None:
+    console.print("[bold]7. Action log[/] (mlmedic logs)")
+    print_events(console, project.events.query())
+    counts = project.events.export(project.root / "logs")
+    console.print(
+        "exported " + ", ".join(f"{name} ({n})" for name, n in counts.items()) + " to logs/"
+    )
