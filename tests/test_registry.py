@@ -64,14 +64,14 @@ def test_rollback_walks_back_through_the_champion_history(project: Project, trai
     versions = [_register(project, trained) for _ in range(3)]
     for version in versions:
         registry.promote(version, "passed")
-    assert registry.rollback() == (3, 2)
+    assert registry.rollback()[:2] == (3, 2)
     assert registry.alias(PREVIOUS).version == 1  # type: ignore[union-attr]
-    assert registry.rollback() == (2, 1)
+    assert registry.rollback()[:2] == (2, 1)
     assert registry.alias(PREVIOUS) is None
     with pytest.raises(RegistryError, match="no previous version to roll back to"):
         registry.rollback()
     assert registry.champion().version == 1  # type: ignore[union-attr]
-    assert registry.rollback(to=3) == (1, 3)
+    assert registry.rollback(to=3)[:2] == (1, 3)
     [first, *_] = project.events.query(kind="rollback")
     assert first.details == {"from_version": 3, "to_version": 2, "reason": "manual rollback"}
 
@@ -126,3 +126,49 @@ def test_versions_lists_status_and_aliases(project: Project, trained) -> None:  
     listed = {(v.version, v.status, tuple(v.aliases), v.reason) for v in registry.versions()}
     assert listed == {(1, "champion", ("champion",), "passed"), (2, "rejected", (), "worse")}
     assert isinstance(pd.Timestamp(registry.versions()[0].created_at, unit="s"), pd.Timestamp)
+
+
+def test_rollback_works_while_the_tracking_server_is_unreachable(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    local = project.registry
+    first, second = _register(project, trained), _register(project, trained)
+    local.promote(first, "passed")
+    local.backup(first)  # what `mlmedic run` does before training the next candidate
+    local.promote(second, "passed")
+    assert local.read_pointer()["version"] == second  # type: ignore[index]
+
+    offline = Registry(
+        project.state_dir,
+        project.events,
+        model_name=local.model_name,
+        tracking_uri="http://127.0.0.1:9",
+    )
+    done = offline.rollback(reason="server down")
+    assert done == (second, first, True)
+    pointer = offline.read_pointer()
+    assert pointer is not None and pointer["version"] == first and pointer["synced"] is False
+    assert pointer["backup"].endswith(f"v{first}")
+    event = project.events.last("rollback")
+    assert event is not None and event.details["offline"] is True
+    with pytest.raises(RegistryError, match="no previous version"):
+        offline.rollback()
+
+    # reachable again: the registry's aliases follow the local champion
+    back = Registry(project.state_dir, project.events, model_name=local.model_name)
+    assert back.champion().version == first  # type: ignore[union-attr]
+    assert back.read_pointer()["synced"] is True  # type: ignore[index]
+
+
+def test_offline_rollback_needs_a_backup(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    local = project.registry
+    first, second = _register(project, trained), _register(project, trained)
+    local.promote(first, "passed")
+    local.promote(second, "passed")
+    offline = Registry(
+        project.state_dir,
+        project.events,
+        model_name=local.model_name,
+        tracking_uri="http://127.0.0.1:9",
+    )
+    with pytest.raises(RegistryUnavailableError, match=f"no local backup of v{first}"):
+        offline.rollback()
+    assert local.champion().version == second  # type: ignore[union-attr]

@@ -212,8 +212,18 @@ def rollback(
 ) -> None:
     """Move the champion back to the previous version (or to --to VERSION)."""
     project = _open(project_dir)
-    before, after = project.registry.rollback(to, reason="manual rollback (mlmedic rollback)")
-    out.print(f"rolled back {project.registry.model_name}: champion v{before} -> v{after}")
+    registry = project.registry
+    done = registry.rollback(to, reason="manual rollback (mlmedic rollback)")
+    out.print(
+        f"rolled back {registry.model_name}: champion v{done.from_version} -> v{done.to_version}"
+    )
+    if done.offline:
+        out.print(
+            f"[yellow]MLflow at {registry.tracking_uri} is unreachable:[/] served from the local "
+            f"backup {registry.backup_dir / f'v{done.to_version}'}; the registry's aliases will "
+            "follow the next time it is reachable",
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -88,8 +88,9 @@ def run_pipeline(
         config=settings.data_quality,
         batch_name=source,
     )
+    timings["read+contract"] = time.perf_counter() - clock
     stage = heal_data(frame, checked, config=settings.data_quality, events=events, source=source)
-    timings["check+fix"] = time.perf_counter() - clock
+    timings.update(stage.timings)
     if stage.repaired:
         rows = stage.repair.accounting() if stage.repair else {}
         say(

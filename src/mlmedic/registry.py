@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -61,6 +61,14 @@ class VersionInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     created_at: float = 0.0
+
+
+class Rollback(NamedTuple):
+    """A champion move backwards; ``offline`` when it was made from the local backups only."""
+
+    from_version: int
+    to_version: int
+    offline: bool = False
 
 
 def default_model_name(root: Path) -> str:
@@ -135,6 +143,7 @@ class Registry:
                 self._client = MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
+            self._sync_pointer()
         return self._client
 
     def check_reachable(self, timeout: float = 5.0) -> None:
@@ -397,6 +406,8 @@ class Registry:
                 alias,
                 str(version),
             )
+        if alias == CHAMPION and version is not None:
+            self._write_pointer(version, synced=True)
         self.events.record(
             EventKind.ALIAS,
             f"{alias} {'removed' if version is None else 'set'}",
@@ -451,6 +462,24 @@ class Registry:
         """Keep a failed candidate in the registry, tagged rejected, never served."""
         self._tag(version, "rejected", reason)
 
+    def _previous_after_rollback(self, current: int, target: int) -> int | None:
+        """After rolling back from ``current`` to ``target``, ``previous`` is the version that
+        was champion just before ``target`` last became champion."""
+        history = [v for v in self.champion_history() if v != current]
+        earlier = history[: _last_index(history, target)]
+        before_target = [v for v in earlier if v != target]
+        return before_target[-1] if before_target else None
+
+    def _alias_from_events(self, alias: str) -> int | None:
+        """Where ``alias`` last pointed, according to the event store."""
+        moves = [
+            e for e in self.events.query(kind=EventKind.ALIAS) if e.details.get("alias") == alias
+        ]
+        if not moves:
+            return None
+        last = moves[-1].details.get("to")
+        return None if last is None else int(last)
+
     def champion_history(self) -> list[int]:
         """The versions that were champion, in order (from the event store)."""
         history: list[int] = []
@@ -459,13 +488,19 @@ class Registry:
                 history.append(int(event.details["to"]))
         return history
 
-    def rollback(
-        self, to: int | None = None, *, reason: str = "manual rollback"
-    ) -> tuple[int, int]:
-        """Move the champion back to ``previous`` (or to version ``to``); returns (from, to).
+    def rollback(self, to: int | None = None, *, reason: str = "manual rollback") -> Rollback:
+        """Move the champion back to ``previous`` (or to version ``to``).
 
         Refuses a version that does not exist or was rejected, and a rollback with nowhere to go.
+        When the tracking server is unreachable, rolls back from the local backups instead (see
+        ``rollback_offline``).
         """
+        try:
+            return self._rollback_online(to, reason)
+        except RegistryUnavailableError as exc:
+            return self.rollback_offline(to, reason=reason, cause=exc)
+
+    def _rollback_online(self, to: int | None, reason: str) -> Rollback:
         current = self.champion()
         if current is None:
             raise RegistryError(f"model '{self.model_name}' has no champion to roll back from")
@@ -488,13 +523,10 @@ class Registry:
             raise RegistryError(f"v{target.version} never passed the gate; refusing to serve it")
         if target.version == current.version:
             raise RegistryError(f"v{target.version} is already the champion")
-        history = [v for v in self.champion_history() if v != current.version]
-        earlier = history[: _last_index(history, target.version)]
-        before_target = [v for v in earlier if v != target.version]
+        new_previous = self._previous_after_rollback(current.version, target.version)
         self._set_alias(CHAMPION, target.version, reason)
         self._tag(target.version, "champion", reason)
         self._tag(current.version, "rolled-back", reason)
-        new_previous = before_target[-1] if before_target else None
         self._set_alias(PREVIOUS, new_previous, f"rollback to v{target.version}")
         self.events.record(
             EventKind.ROLLBACK,
@@ -508,7 +540,136 @@ class Registry:
             },
             model_version=target.version,
         )
-        return current.version, target.version
+        return Rollback(current.version, target.version)
+
+    # ------------------------------------------------------------------ offline rollback
+    @property
+    def pointer_path(self) -> Path:
+        """``.mlmedic/champion.json``: the champion as this project last knew it."""
+        return self.state_dir / "champion.json"
+
+    def read_pointer(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.pointer_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
+
+    def _write_pointer(self, version: int, *, synced: bool, backup: str | None = None) -> None:
+        record = {
+            "model_name": self.model_name,
+            "version": version,
+            "tracking_uri": self.tracking_uri,
+            "synced": synced,
+            "backup": backup,
+            "updated_at": self.events.clock.now(),
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.pointer_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        temporary.replace(self.pointer_path)
+
+    def rollback_offline(
+        self,
+        to: int | None = None,
+        *,
+        reason: str = "manual rollback",
+        cause: Exception | None = None,
+    ) -> Rollback:
+        """Roll back with the registry unreachable: point ``.mlmedic/champion.json`` at the local
+        backup of the target version. The registry's aliases follow on the next connection."""
+        why = f" ({cause})" if cause else ""
+        pointer = self.read_pointer()
+        if pointer is None or pointer.get("model_name") != self.model_name:
+            raise RegistryUnavailableError(
+                f"cannot roll back: the registry is unreachable{why} and this project has no "
+                "local record of its champion"
+            )
+        current = int(pointer["version"])
+        if to is None:
+            previous = self._alias_from_events(PREVIOUS)
+            if previous is None:
+                raise RegistryError(
+                    f"model '{self.model_name}' has no previous version to roll back to "
+                    f"(champion is v{current})"
+                )
+            target = previous
+        else:
+            target = to
+        rejected = {
+            int(e.model_version)
+            for e in self.events.query(kind=EventKind.GATE, outcome=Outcome.FAILURE)
+            if e.model_version is not None
+        }
+        if target in rejected:
+            raise RegistryError(f"v{target} was rejected by the gate; refusing to serve it")
+        if target == current:
+            raise RegistryError(f"v{target} is already the champion")
+        backup = self.backup_dir / f"v{target}"
+        if not (backup / "model" / "MLmodel").exists():
+            raise RegistryUnavailableError(
+                f"cannot roll back to v{target}: the registry is unreachable{why} and there is no "
+                f"local backup of v{target} in {self.backup_dir}"
+            )
+        new_previous = self._previous_after_rollback(current, target)
+        self._write_pointer(target, synced=False, backup=str(backup))
+        self.events.record(
+            EventKind.ALIAS,
+            "previous set (offline)",
+            Outcome.SUCCESS,
+            message=f"previous: {_v(target)} -> {_v(new_previous)} (registry pending)",
+            details={"alias": PREVIOUS, "from": target, "to": new_previous, "offline": True},
+            model_version=new_previous,
+        )
+        self.events.record(
+            EventKind.ALIAS,
+            "champion set (offline)",
+            Outcome.SUCCESS,
+            message=f"champion: v{current} -> v{target} (local backup; registry pending)",
+            details={
+                "alias": CHAMPION,
+                "from": current,
+                "to": target,
+                "reason": reason,
+                "offline": True,
+            },
+            model_version=target,
+        )
+        self.events.record(
+            EventKind.ROLLBACK,
+            "rollback (offline)",
+            Outcome.SUCCESS,
+            message=f"rolled back v{current} -> v{target} from the local backup: {reason}",
+            details={
+                "from_version": current,
+                "to_version": target,
+                "reason": reason,
+                "offline": True,
+                "backup": str(backup),
+                "registry": "pending",
+            },
+            model_version=target,
+        )
+        return Rollback(current, target, offline=True)
+
+    def _sync_pointer(self) -> None:
+        """After an offline rollback, move the registry's aliases to match the local champion."""
+        pointer = self.read_pointer()
+        if (
+            not pointer
+            or pointer.get("synced", True)
+            or pointer.get("model_name") != self.model_name
+        ):
+            return
+        target = int(pointer["version"])
+        current = self.champion()
+        if current is None or current.version != target:
+            previous = self._alias_from_events(PREVIOUS)
+            self._set_alias(CHAMPION, target, "sync of an offline rollback")
+            self._tag(target, "champion", "offline rollback")
+            if current is not None:
+                self._tag(current.version, "rolled-back", "offline rollback")
+            self._set_alias(PREVIOUS, previous, "sync of an offline rollback")
+        self._write_pointer(target, synced=True)
 
     # ------------------------------------------------------------------ backups
     def backup(self, version: int) -> Path:

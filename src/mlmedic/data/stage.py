@@ -8,7 +8,8 @@ pipeline share. Every step writes an event.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,7 @@ class DataStageResult:
     repair: RepairResult | None
     data: pd.DataFrame
     contract: DataContract
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def repaired(self) -> bool:
@@ -85,16 +87,21 @@ def heal_data(
     """
     config = config or DataQualityConfig()
     details = {"source": source, "reference": contract.describe_source()}
+    started = time.perf_counter()
     first = _checked(batch, contract, events, dict(details, phase="initial"))
+    timings = {"check": time.perf_counter() - started}
     if first.passed or not config.auto_fix_enabled:
-        return DataStageResult(first.passed, first, first, None, batch, contract)
+        return DataStageResult(first.passed, first, first, None, batch, contract, timings)
 
+    started = time.perf_counter()
     if events is None:
         repair = Repairer.from_config(config).fit(contract).transform(batch)
+        timings["fix"] = time.perf_counter() - started
         final = run_checks(repair.data, contract)
     else:
         with events.span(EventKind.DATA_FIX, "auto-fix") as span:
             repair = Repairer.from_config(config).fit(contract).transform(batch)
+            timings["fix"] = time.perf_counter() - started
             final = run_checks(repair.data, contract)
             span.outcome = Outcome.SUCCESS if final.passed else Outcome.FAILURE
             span.message = (
@@ -111,7 +118,8 @@ def heal_data(
                 failed_checks_after=[f.message for f in final.failures],
             )
         _checked_event(final, events, dict(details, phase="after-fix"))
-    return DataStageResult(final.passed, first, final, repair, repair.data, contract)
+    timings["re-check"] = time.perf_counter() - started - timings["fix"]
+    return DataStageResult(final.passed, first, final, repair, repair.data, contract, timings)
 
 
 def _summary(repair: RepairResult) -> str:
