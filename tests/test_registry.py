@@ -172,3 +172,17 @@ def test_offline_rollback_needs_a_backup(project: Project, trained) -> None:  # 
     with pytest.raises(RegistryUnavailableError, match=f"no local backup of v{first}"):
         offline.rollback()
     assert local.champion().version == second  # type: ignore[union-attr]
+
+
+def test_backups_older_than_the_retention_are_removed(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    from mlmedic.clock import SimulatedClock
+
+    registry = project.registry
+    clock = SimulatedClock(start=1_000_000.0)
+    project.events.clock = clock
+    registry.backup_retention_days = 30
+    first, second = _register(project, trained), _register(project, trained)
+    registry.backup(first)
+    clock.advance(31 * 86_400)
+    registry.backup(second)
+    assert [p.name for p in registry.backups()] == [f"v{second}"]

@@ -51,6 +51,7 @@ class Project:
             self.events,
             model_name=training.model_name or default_model_name(self.root),
             max_backups=training.max_backups,
+            backup_retention_days=training.backup_retention_days,
         )
 
     def close(self) -> None:

@@ -111,11 +111,13 @@ class Registry:
         model_name: str,
         tracking_uri: str | None = None,
         max_backups: int = 10,
+        backup_retention_days: float | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.events = events
         self.model_name = model_name
         self.max_backups = max_backups
+        self.backup_retention_days = backup_retention_days
         self.local = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
         if tracking_uri is None:
             tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
@@ -714,14 +716,19 @@ class Registry:
         return sorted(found, key=lambda p: int(p.name.lstrip("v")))
 
     def _prune(self, keep: int) -> None:
-        backups = self.backups()
-        excess = len(backups) - self.max_backups
-        for path in backups:
-            if excess <= 0:
-                break
-            if path.name != f"v{keep}":
-                shutil.rmtree(path, ignore_errors=True)
-                excess -= 1
+        """Keep the newest ``max_backups`` backups, none older than ``backup_retention_days``
+        (the one just made is always kept)."""
+        backups = [p for p in self.backups() if p.name != f"v{keep}"]
+        if self.backup_retention_days is not None:
+            oldest = self.events.clock.now() - self.backup_retention_days * 86_400
+            for path in list(backups):
+                manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+                if float(manifest.get("backed_up_at", 0)) < oldest:
+                    shutil.rmtree(path, ignore_errors=True)
+                    backups.remove(path)
+        excess = len(backups) + 1 - self.max_backups
+        for path in backups[: max(0, excess)]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _v(version: int | None) -> str:
