@@ -410,13 +410,36 @@ class Registry:
             )
         if alias == CHAMPION and version is not None:
             self._write_pointer(version, synced=True)
+        self._record_move(alias, old, version, reason)
+
+    def _record_move(
+        self, alias: str, old: int | None, new: int | None, reason: str, *, offline: bool = False
+    ) -> None:
+        """Every alias move is an event; the champion history is read back from them."""
+        details: dict[str, Any] = {"alias": alias, "from": old, "to": new, "reason": reason}
+        if offline:
+            details["offline"] = True
         self.events.record(
             EventKind.ALIAS,
-            f"{alias} {'removed' if version is None else 'set'}",
+            f"{alias} {'removed' if new is None else 'set'}{' (offline)' if offline else ''}",
             Outcome.SUCCESS,
-            message=f"{alias}: {_v(old)} -> {_v(version)}",
-            details={"alias": alias, "from": old, "to": version, "reason": reason},
-            model_version=version,
+            message=f"{alias}: {_v(old)} -> {_v(new)}"
+            + (" (local backup; registry pending)" if offline else ""),
+            details=details,
+            model_version=new,
+        )
+
+    def _record_rollback(self, old: int, new: int, reason: str, **extra: Any) -> None:
+        offline = bool(extra.get("offline"))
+        self.events.record(
+            EventKind.ROLLBACK,
+            "rollback (offline)" if offline else "rollback",
+            Outcome.SUCCESS,
+            message=f"rolled back v{old} -> v{new}"
+            + (" from the local backup" if offline else "")
+            + f": {reason}",
+            details={"from_version": old, "to_version": new, "reason": reason, **extra},
+            model_version=new,
         )
 
     def _tag(self, version: int, status: str, reason: str = "") -> None:
@@ -530,18 +553,7 @@ class Registry:
         self._tag(target.version, "champion", reason)
         self._tag(current.version, "rolled-back", reason)
         self._set_alias(PREVIOUS, new_previous, f"rollback to v{target.version}")
-        self.events.record(
-            EventKind.ROLLBACK,
-            "rollback",
-            Outcome.SUCCESS,
-            message=f"rolled back v{current.version} -> v{target.version}: {reason}",
-            details={
-                "from_version": current.version,
-                "to_version": target.version,
-                "reason": reason,
-            },
-            model_version=target.version,
-        )
+        self._record_rollback(current.version, target.version, reason)
         return Rollback(current.version, target.version)
 
     # ------------------------------------------------------------------ offline rollback
@@ -614,42 +626,10 @@ class Registry:
             )
         new_previous = self._previous_after_rollback(current, target)
         self._write_pointer(target, synced=False, backup=str(backup))
-        self.events.record(
-            EventKind.ALIAS,
-            "previous set (offline)",
-            Outcome.SUCCESS,
-            message=f"previous: {_v(target)} -> {_v(new_previous)} (registry pending)",
-            details={"alias": PREVIOUS, "from": target, "to": new_previous, "offline": True},
-            model_version=new_previous,
-        )
-        self.events.record(
-            EventKind.ALIAS,
-            "champion set (offline)",
-            Outcome.SUCCESS,
-            message=f"champion: v{current} -> v{target} (local backup; registry pending)",
-            details={
-                "alias": CHAMPION,
-                "from": current,
-                "to": target,
-                "reason": reason,
-                "offline": True,
-            },
-            model_version=target,
-        )
-        self.events.record(
-            EventKind.ROLLBACK,
-            "rollback (offline)",
-            Outcome.SUCCESS,
-            message=f"rolled back v{current} -> v{target} from the local backup: {reason}",
-            details={
-                "from_version": current,
-                "to_version": target,
-                "reason": reason,
-                "offline": True,
-                "backup": str(backup),
-                "registry": "pending",
-            },
-            model_version=target,
+        self._record_move(PREVIOUS, target, new_previous, reason, offline=True)
+        self._record_move(CHAMPION, current, target, reason, offline=True)
+        self._record_rollback(
+            current, target, reason, offline=True, backup=str(backup), registry="pending"
         )
         return Rollback(current, target, offline=True)
 
