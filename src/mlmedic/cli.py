@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from mlmedic import __version__
 from mlmedic.clock import parse_time
 from mlmedic.config import write_default_configs
+from mlmedic.data.io import read_table
 from mlmedic.data.stage import check_file, fix_file
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind
@@ -239,6 +240,90 @@ def models(project_dir: ProjectDir = Path(".")) -> None:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(info.metrics.items()))
         reason = f" — {info.reason}" if info.status == "rejected" else ""
         out.print(f"v{info.version} {info.status}{aliases}: {metrics}{reason}", soft_wrap=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default 8000; 0: any free).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stage 6: serve the champion under a supervisor that health-checks and recovers it."""
+    from mlmedic.serving.supervisor import Supervisor
+
+    project = _open(project_dir)
+    settings = project.settings.self_healing
+    project.close()
+    supervisor = Supervisor(
+        project.root,
+        serving=settings.serving,
+        recovery=settings.service_recovery,
+        host=host,
+        port=port,
+        workers=workers,
+    )
+
+    def announce(running: Supervisor) -> None:
+        out.print(
+            f"serving {project.root.name} at http://{running.host}:{running.port} "
+            f"({running.workers} worker(s)); Ctrl-C to stop",
+            soft_wrap=True,
+        )
+
+    supervisor.run_forever(on_ready=announce)
+
+
+@app.command()
+def recover(
+    url: Annotated[str, typer.Option("--url", help="Base URL of the service to check.")],
+    command: Annotated[
+        str, typer.Option("--command", help="Shell command that restarts the service.")
+    ],
+    path: Annotated[str, typer.Option("--path", help="Health path to probe.")] = "/health",
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """One-shot check of a service mlmedic does not supervise; restart it if it is unhealthy."""
+    from mlmedic.serving.recover import recover_once
+
+    project = _open(project_dir)
+    result = recover_once(
+        url,
+        command,
+        path=path,
+        attempts=project.settings.self_healing.service_recovery.max_recovery_attempts,
+        events=project.events,
+    )
+    out.print(result.message, soft_wrap=True)
+    if not result.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def feedback(
+    labels: Annotated[
+        Path, typer.Argument(help="CSV or Parquet with request_id and label.", dir_okay=False)
+    ],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Record true labels for served predictions, by request id."""
+    from mlmedic.serving.logstore import FeedbackLog
+
+    project = _open(project_dir)
+    frame = read_table(labels)
+    missing = [c for c in ("request_id", "label") if c not in frame.columns]
+    if missing:
+        raise MedicError(f"{labels}: missing column(s) {', '.join(missing)}")
+    rows = [
+        {"request_id": str(r), "label": str(v)}
+        for r, v in zip(frame["request_id"], frame["label"], strict=True)
+    ]
+    written = FeedbackLog(project.state_dir / "feedback").write(rows)
+    out.print(f"recorded {written:,} label(s)")
 
 
 @app.command()

@@ -93,6 +93,22 @@ class ServiceRecoveryConfig(_Section):
     alert_on_failure: bool = True
 
 
+class ServingConfig(_Section):
+    """The API server (mlmedic addition): where it listens and how it batches and swaps."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_batch_size: int = Field(64, ge=1)
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    max_records_per_request: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    registry_poll_seconds: float = Field(3.0, gt=0.0)
+    prediction_log_flush_seconds: float = Field(1.0, gt=0.0)
+    crash_loop_window_seconds: float = Field(300.0, ge=0.0)
+    healthy_reset_seconds: float = Field(600.0, gt=0.0)
+
+
 class MonitoringPaths(_Section):
     reference_data_path: str | None = None
     production_data_path: str | None = None
@@ -135,6 +151,7 @@ class SelfHealingConfig(_Section):
     model_validation: ModelValidationConfig = Field(default_factory=ModelValidationConfig)
     drift_detection: DriftDetectionConfig = Field(default_factory=DriftDetectionConfig)
     service_recovery: ServiceRecoveryConfig = Field(default_factory=ServiceRecoveryConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringPaths = Field(default_factory=MonitoringPaths)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)

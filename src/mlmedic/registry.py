@@ -654,38 +654,54 @@ class Registry:
         self._write_pointer(target, synced=True)
 
     # ------------------------------------------------------------------ backups
-    def backup(self, version: int) -> Path:
-        """Copy a version's model and baseline to ``.mlmedic/backups/<model>/v<N>/``; prune."""
+    def export(self, version: int, target: Path) -> Path:
+        """Copy a version's MLflow model directory and baseline into ``target`` (atomically), with
+        a manifest naming its metrics and the exact skops trusted types needed to load it."""
         import mlflow.artifacts
+        from mlflow.models import Model
 
         info = self.info(version)
-        target = self.backup_dir / f"v{version}"
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        self._call(
-            "download the model",
-            mlflow.artifacts.download_artifacts,
-            artifact_uri=f"models:/{self.model_name}/{version}",
-            dst_path=str(target / "model"),
-        )
-        if info.run_id:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
             self._call(
-                "download the baseline",
-                self.client.download_artifacts,
-                info.run_id,
-                "baseline",
-                str(target),
+                "download the model",
+                mlflow.artifacts.download_artifacts,
+                artifact_uri=f"models:/{self.model_name}/{version}",
+                dst_path=str(staging / "model"),
             )
-        manifest = {
-            "model_name": self.model_name,
-            "version": version,
-            "run_id": info.run_id,
-            "metrics": info.metrics,
-            "tracking_uri": self.tracking_uri,
-            "backed_up_at": self.events.clock.now(),
-        }
-        (target / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            if info.run_id:
+                self._call(
+                    "download the baseline",
+                    self.client.download_artifacts,
+                    info.run_id,
+                    "baseline",
+                    str(staging),
+                )
+            flavor = Model.load(str(staging / "model")).flavors.get("sklearn", {})
+            manifest = {
+                "model_name": self.model_name,
+                "version": version,
+                "run_id": info.run_id,
+                "metrics": info.metrics,
+                "trained_at": info.created_at,
+                "skops_trusted_types": flavor.get("skops_trusted_types") or [],
+                "tracking_uri": self.tracking_uri,
+                "backed_up_at": self.events.clock.now(),
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def backup(self, version: int) -> Path:
+        """Copy a version's model and baseline to ``.mlmedic/backups/<model>/v<N>/``; prune."""
+        target = self.export(version, self.backup_dir / f"v{version}")
         self._prune(keep=version)
         return target
 

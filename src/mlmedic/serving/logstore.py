@@ -1,0 +1,122 @@
+"""The prediction log and the feedback log: Parquet files under ``.mlmedic/``.
+
+Predictions are buffered and flushed every ``flush_seconds`` (a crash loses at most that much) to
+``predictions/hour=YYYY-MM-DDTHH/part-<pid>-<n>.parquet``: the production data that monitoring
+reads. Feedback (true labels by request id) is written at once to ``feedback/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+META_COLUMNS = [
+    "prediction",
+    "probability",
+    "probabilities",
+    "model_version",
+    "request_id",
+    "served_at",
+]
+
+
+class PredictionLog:
+    """Buffers served rows and writes them as hourly-partitioned Parquet."""
+
+    def __init__(self, folder: Path, *, flush_seconds: float = 1.0) -> None:
+        self.folder = Path(folder)
+        self.flush_seconds = flush_seconds
+        self._buffer: list[pd.DataFrame] = []
+        self._lock = threading.Lock()
+        self._sequence = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(
+        self,
+        frame: pd.DataFrame,
+        predictions: list[Any],
+        probabilities: np.ndarray,
+        model: Any,
+        request_id: str,
+    ) -> None:
+        rows = frame.copy()
+        rows["prediction"] = [str(p) for p in predictions]
+        rows["probability"] = probabilities.max(axis=1)
+        rows["probabilities"] = [json.dumps(np.round(p, 6).tolist()) for p in probabilities]
+        rows["model_version"] = model.version
+        rows["request_id"] = request_id
+        rows["served_at"] = time.time()
+        with self._lock:
+            self._buffer.append(rows)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> int:
+        with self._lock:
+            pending, self._buffer = self._buffer, []
+        if not pending:
+            return 0
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = pd.concat(pending, ignore_index=True)
+        hours = pd.to_datetime(frame["served_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H")
+        for hour, part in frame.groupby(hours):
+            folder = self.folder / f"hour={hour}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._sequence += 1
+            name = f"part-{os.getpid()}-{time.time_ns()}-{self._sequence}.parquet"
+            table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
+            temporary = folder / f".{name}"
+            pq.write_table(table, temporary)
+            temporary.rename(folder / name)
+        return len(frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+
+
+class FeedbackLog:
+    """True labels by request id, one Parquet file per write."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def write(self, rows: list[dict[str, str]]) -> int:
+        if not rows:
+            return 0
+        frame = pd.DataFrame(rows, columns=["request_id", "label"])
+        frame["received_at"] = time.time()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{os.getpid()}-{time.time_ns()}.parquet"
+        temporary = self.folder / f".{name}"
+        frame.to_parquet(temporary, index=False)
+        temporary.rename(self.folder / name)
+        return len(frame)
+
+
+def read_predictions(folder: Path) -> pd.DataFrame:
+    """Every logged prediction (empty frame if none)."""
+    files = sorted(Path(folder).glob("hour=*/part-*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=META_COLUMNS)
+    return pd.concat((pd.read_parquet(f) for f in files), ignore_index=True)
+
+
+def read_feedback(folder: Path) -> pd.DataFrame:
+    files = sorted(Path(folder).glob("part-*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=["request_id", "label", "received_at"])
+    return pd.concat((pd.read_parquet(f) for f in files), ignore_index=True)

@@ -1,0 +1,100 @@
+"""``mlmedic recover``: a one-shot check of a service mlmedic does not supervise.
+
+If the service is unhealthy, run its restart command and check again with back-off, up to
+``max_recovery_attempts`` times (the seed's ``auto_recover_service.py``). Every run is an event.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from mlmedic.events import EventKind, EventStore, Outcome
+
+
+@dataclass
+class RecoverResult:
+    healthy: bool
+    message: str
+    attempts: int = 0
+    outputs: list[str] = field(default_factory=list)
+
+
+def check(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200, f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, str(getattr(exc, "reason", exc))
+
+
+def recover_once(
+    url: str,
+    command: str,
+    *,
+    path: str = "/health",
+    attempts: int = 3,
+    events: EventStore | None = None,
+    wait_seconds: float = 30.0,
+) -> RecoverResult:
+    target = url.rstrip("/") + path
+    ok, why = check(target)
+    if ok:
+        return RecoverResult(True, f"{target} is healthy ({why})")
+    detected = time.time()
+    result = RecoverResult(False, "")
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        result.attempts = attempt
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+        result.outputs.append((done.stdout + done.stderr)[-500:])
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            ok, _ = check(target)
+            if ok:
+                break
+            time.sleep(0.2)
+        if ok:
+            recovered = time.time()
+            result.healthy = True
+            result.message = (
+                f"{target} was unhealthy ({why}); recovered in {recovered - detected:.2f}s "
+                f"after {attempt} restart(s)"
+            )
+            if events is not None:
+                events.record(
+                    EventKind.RECOVERY,
+                    "external-restart",
+                    Outcome.SUCCESS,
+                    message=result.message,
+                    details={
+                        "url": url,
+                        "cause": why,
+                        "attempts": attempt,
+                        "methods": ["restart"],
+                        "mttr_seconds": recovered - detected,
+                        "command": command,
+                    },
+                    started_at=detected,
+                    ended_at=recovered,
+                )
+            return result
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
+    result.message = f"{target} is still unhealthy after {attempts} restart(s): {why}"
+    if events is not None:
+        events.record(
+            EventKind.RECOVERY,
+            "external-restart",
+            Outcome.FAILURE,
+            message=result.message,
+            details={"url": url, "cause": why, "attempts": attempts, "command": command},
+            started_at=detected,
+        )
+        events.record(EventKind.ALERT, "service-down", Outcome.FAILURE, message=result.message)
+    return result
