@@ -225,3 +225,18 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "check-data" in result.stdout and "fix-data" in result.stdout
+
+
+def test_feedback_command_records_labels(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nabc,1\ndef,0\n")
+    result = _run("feedback", labels, "-C", tmp_path)
+    assert result.exit_code == 0 and "recorded 2 label(s)" in result.output
+    from mlmedic.serving.logstore import read_feedback
+
+    stored = read_feedback(tmp_path / ".mlmedic" / "feedback")
+    assert sorted(stored["request_id"]) == ["abc", "def"]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("id,label\nabc,1\n")
+    bad = _run("feedback", wrong, "-C", tmp_path)
+    assert bad.exit_code == 2 and "missing column(s) request_id" in bad.output

@@ -41,6 +41,7 @@ from mlmedic.serving.model import LoadedModel, ModelLoadError
 from mlmedic.serving.source import ModelSource
 
 log = logging.getLogger("mlmedic.serving")
+_DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -264,6 +265,7 @@ def create_app(state: ServerState) -> FastAPI:
             state.predictions.close()
 
     app = FastAPI(title="mlmedic", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.mlmedic = state
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -285,6 +287,9 @@ def create_app(state: ServerState) -> FastAPI:
         declared = request.headers.get("content-length")
         limit = state.config.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            if int(declared) <= _DRAIN_LIMIT:  # read it, so the client gets the 413, not a reset
+                async for _ in request.stream():
+                    pass
             raise ApiError(413, f"request body of {declared} bytes; the limit is {limit}")
         body = bytearray()
         async for chunk in request.stream():

@@ -205,7 +205,11 @@ class Supervisor:
                 return False, "no worker is running"
             gone = self._reap()
             if gone:
-                return False, f"worker exited during start-up (status {gone[0][2]})"
+                pid, index, status = gone[0]
+                return (
+                    False,
+                    f"worker {index} (pid {pid}) exited during start-up: {_describe(status)}",
+                )
             ok, why = self.healthy()
             if ok:
                 return True, ""

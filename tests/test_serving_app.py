@@ -1,0 +1,206 @@
+"""The API in-process (FastAPI's TestClient), on a project with a real registered champion."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
+from mlmedic.serving.app import ServerState, _Pending, build
+from mlmedic.serving.logstore import read_feedback, read_predictions
+from mlmedic.serving.model import ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def served_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("api") / "shop"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(2000, seed=21), target=TARGET).deployed
+    project.close()
+    return root
+
+
+def _record(**changes: object) -> dict[str, object]:
+    row = make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    row.update(changes)
+    return row
+
+
+@pytest.fixture
+def client(served_project: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MLMEDIC_ADMIN_TOKEN", "s3cret")
+    with TestClient(build(served_project, poll_registry=False)) as test_client:
+        yield test_client
+
+
+def test_health_ready_and_model(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "alive"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["model_version"] == 1
+    model = client.get("/model").json()
+    assert model["version"] == 1 and model["alias"] == "champion"
+    assert model["metrics"]["accuracy"] > 0.8 and model["trained_at"] > 0
+    assert "signup_at" not in model["features"]
+
+
+def test_predict_one_record_and_a_batch(client: TestClient) -> None:
+    single = client.post("/predict", json=_record())
+    assert single.status_code == 200
+    body = single.json()
+    assert body["model_version"] == 1 and body["classes"] == [0, 1]
+    assert body["predictions"][0] in (0, 1) and len(body["request_id"]) == 32
+    assert sum(body["probabilities"][0]) == pytest.approx(1.0, abs=1e-5)
+    batch = client.post("/predict", json={"records": [_record(), _record(age=80)]})
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 2
+    traced = client.post("/predict", json=_record(), headers={"x-request-id": "abc-1"})
+    assert traced.json()["request_id"] == "abc-1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "detail"),
+    [
+        (_record(age="old"), 422, "records[0].age: expected a number, got str"),
+        (_record(age=True), 422, "records[0].age: expected a number, got bool"),
+        (_record(region=3), 422, "records[0].region: expected a string, got int"),
+        (
+            {k: v for k, v in _record().items() if k != "age"},
+            422,
+            "records[0]: missing field 'age'",
+        ),
+        (_record(colour="red"), 422, "records[0]: unknown field 'colour'"),
+        ({"records": []}, 422, "no records to predict"),
+        ({"records": "nope"}, 422, "'records' must be a list"),
+        ({"records": [1]}, 422, "records[0]: expected an object"),
+        ([], 422, "no records to predict"),
+        (42, 422, "expected a JSON object"),
+        ({"records": [_record()] * 1001}, 413, "the limit is 1000"),
+    ],
+)
+def test_client_mistakes_get_4xx_naming_the_problem(
+    client: TestClient, payload: object, status: int, detail: str
+) -> None:
+    answer = client.post("/predict", json=payload)
+    assert answer.status_code == status
+    assert detail in answer.json()["detail"]
+
+
+def test_non_json_and_huge_bodies(client: TestClient) -> None:
+    garbled = client.post(
+        "/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert garbled.status_code == 422 and "not valid JSON" in garbled.json()["detail"]
+    huge = client.post("/predict", content=b"x" * 2_000_000)
+    assert huge.status_code == 413
+    assert "Traceback" not in huge.text
+
+
+def test_nulls_in_numeric_fields_are_missing_values(client: TestClient) -> None:
+    answer = client.post("/predict", json=_record(age=None))
+    assert answer.status_code == 200
+
+
+def test_predictions_and_feedback_are_logged(client: TestClient, served_project: Path) -> None:
+    answer = client.post("/predict", json={"records": [_record(), _record(age=30)]}).json()
+    recorded = client.post("/feedback", json={"request_id": answer["request_id"], "label": 1})
+    assert recorded.json() == {"recorded": 1}
+    bad = client.post("/feedback", json={"label": 1})
+    assert bad.status_code == 422
+    client.app.state  # noqa: B018  (keep the client open until the log flushes on shutdown)
+    client.__exit__(None, None, None)
+    logged = read_predictions(served_project / ".mlmedic" / "predictions")
+    mine = logged[logged["request_id"] == answer["request_id"]]
+    assert len(mine) == 2
+    assert set(mine["model_version"]) == {1}
+    assert {"age", "prediction", "probability", "served_at"} <= set(mine.columns)
+    feedback = read_feedback(served_project / ".mlmedic" / "feedback")
+    assert answer["request_id"] in set(feedback["request_id"])
+    assert any(
+        p.name.startswith("hour=") for p in (served_project / ".mlmedic" / "predictions").iterdir()
+    )
+
+
+def test_admin_reload_needs_the_token(client: TestClient) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"authorization": "Bearer nope"}).status_code == 403
+    ok = client.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json() == {"swapped": False, "model_version": 1}
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    client.post("/predict", json=_record())
+    client.post("/predict", json=_record(age="x"))
+    text = client.get("/metrics").text
+    assert 'mlmedic_requests_total{status="200"}' in text
+    assert 'mlmedic_requests_total{status="422"}' in text
+    assert "mlmedic_request_seconds_bucket" in text
+    assert "mlmedic_model_version 1.0" in text
+    assert 'mlmedic_actions{kind="data_fix",outcome="success"}' in text
+
+
+# ----------------------------------------------------------------------------- units of the state
+class _CountingModel:
+    """A stand-in model that counts its calls (a unit test of the batcher only)."""
+
+    version = 7
+    classes = [0, 1]
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(len(frame))
+        probabilities = np.tile([0.25, 0.75], (len(frame), 1))
+        return np.ones(len(frame), dtype=object), probabilities
+
+
+def test_concurrent_requests_are_coalesced_into_one_model_call(served_project: Path) -> None:
+    app = build(served_project, poll_registry=False)
+    with TestClient(app):
+        pass  # build the state; the batcher is driven by hand below
+    state: ServerState = app.state.mlmedic
+    fake = _CountingModel()
+    state.model = fake  # type: ignore[assignment]
+
+    async def scenario() -> list[int]:
+        state.queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for i in range(10):
+            future = loop.create_future()
+            state.queue.put_nowait(_Pending(pd.DataFrame({"x": [i]}), future))
+            futures.append(future)
+        task = asyncio.create_task(state.batcher())
+        results = await asyncio.gather(*futures)
+        task.cancel()
+        return [len(labels) for labels, _, _ in results]
+
+    assert asyncio.run(scenario()) == [1] * 10
+    assert fake.calls == [10]
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    served_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build(served_project, poll_registry=False)
+    state: ServerState = app.state.mlmedic
+    before = state.model
+    assert before is not None and before.version == 1
+
+    def broken(version: int) -> None:
+        raise ModelLoadError(f"v{version}: canary prediction failed: boom")
+
+    monkeypatch.setattr(state.source, "load_version", broken)
+    assert state.swap_to(5, reason="test") is False
+    assert state.model is before
+    event = state.events.last("deploy")
+    assert event is not None and event.outcome == "failure"
+    assert "hot swap to v5 failed, still serving v1" in event.message

@@ -1,0 +1,301 @@
+"""The supervised server as real processes: kill -9, canary failure, hot swap under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.events import EventStore
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
+
+RECORD = {
+    k: (v.item() if hasattr(v, "item") else v)
+    for k, v in make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].items()
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _post(url: str, payload: object, timeout: float = 5.0) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _wait_ready(url: str, timeout: float = 60.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if _get(url + "/ready", timeout=1.0)[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("supervised") / "store"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1500, seed=31), target=TARGET).deployed
+    assert run_pipeline(project, make_churn(1500, seed=32), target=TARGET).deployed
+    project.close()
+    return root
+
+
+@pytest.fixture
+def server(two_versions: Path):  # type: ignore[no-untyped-def]
+    """`mlmedic serve` on a free loopback port; stopped (with its workers) afterwards."""
+    port = _free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLMEDIC_ADMIN_TOKEN="t0ken")
+    config = (
+        json.loads((two_versions / "self_healing_config.json").read_text())
+        if (two_versions / "self_healing_config.json").exists()
+        else {}
+    )
+    config.setdefault("service_recovery", {})["health_check_interval_seconds"] = 0.5
+    (two_versions / "self_healing_config.json").write_text(json.dumps(config))
+    log = two_versions / f"serve-{port}.log"
+    output = log.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(two_versions)],
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url)
+        deadline = time.monotonic() + 30  # and the supervisor has seen it ready too
+        while "serving" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield url, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        output.close()
+        assert process.poll() is not None
+
+
+def _worker_pids(supervisor: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def test_serve_binds_loopback_and_serves_the_champion(server) -> None:  # type: ignore[no-untyped-def]
+    url, _ = server
+    status, body = _post(url + "/predict", RECORD)
+    assert status == 200 and body["model_version"] == 2
+    assert url.startswith("http://127.0.0.1:")
+
+
+def test_kill_minus_nine_is_recovered_with_one_event(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]
+    url, process = server
+    before = len(EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery"))
+    [worker] = _worker_pids(process.pid)
+    os.kill(worker, signal.SIGKILL)
+    took = _wait_ready(url, timeout=30)
+    assert _worker_pids(process.pid) != [worker]
+    time.sleep(0.3)
+    events = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery")
+    assert len(events) == before + 1
+    incident = events[-1]
+    assert incident.outcome == "success"
+    assert "killed by SIGKILL" in incident.details["cause"]
+    assert incident.details["methods"] == ["restart"]
+    assert 0 < incident.details["mttr_seconds"] < 30
+    assert took < 30
+    assert _post(url + "/predict", RECORD)[0] == 200
+
+
+def test_a_cached_model_failing_its_canary_is_reloaded_from_the_registry(
+    server,
+    two_versions: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    url, process = server
+    cache = two_versions / ".mlmedic" / "serving-cache" / "v2"
+    assert (cache / "manifest.json").exists()
+    example = cache / "model" / "input_example.json"
+    broken = json.loads(example.read_text())
+    broken["columns"] = ["nonsense"] + broken["columns"][1:]
+    example.write_text(json.dumps(broken))  # the cached copy now fails its canary
+    [worker] = _worker_pids(process.pid)
+    os.kill(worker, signal.SIGKILL)
+    _wait_ready(url, timeout=60)
+    model = _get(url + "/model")[1]
+    assert model["version"] == 2 and model["loaded_from"] == "registry"
+    events = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery")
+    assert events[-1].outcome == "success"
+
+
+def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _ = server
+    failures: list[str] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                status, body = _post(url + "/predict", RECORD)
+                if status != 200:
+                    failures.append(f"HTTP {status}: {body}")
+                else:
+                    versions.add(body["model_version"])
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    project = Project(two_versions)
+    try:
+        project.registry.rollback(reason="test swap")  # champion v2 -> v1
+        deadline = time.monotonic() + 30
+        while 1 not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        project.registry.rollback(to=2, reason="restore")
+        project.close()
+    assert failures == []
+    assert {1, 2} <= versions
+    swaps = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="deploy")
+    assert any(e.action == "hot-swap" and e.outcome == "success" for e in swaps)
+
+
+def test_malformed_requests_never_get_a_5xx(server) -> None:  # type: ignore[no-untyped-def]
+    url, _ = server
+    cases: list[bytes] = [
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b'{"records": {}}',
+        json.dumps({**RECORD, "age": "x"}).encode(),
+        json.dumps({"records": [RECORD] * 5000}).encode(),
+        b"\xff\xfe",
+        b"x" * 3_000_000,
+    ]
+    for body in cases:
+        request = urllib.request.Request(
+            url + "/predict", data=body, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert 400 <= status < 500, (body[:40], status)
+
+
+def test_admin_reload_over_http(server) -> None:  # type: ignore[no-untyped-def]
+    url, _ = server
+    request = urllib.request.Request(url + "/admin/reload", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(request, timeout=5)
+    assert denied.value.code == 401
+    request.add_header("authorization", "Bearer t0ken")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert json.loads(answer.read())["model_version"] in (1, 2)
+
+
+def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:
+    """`mlmedic recover`: the service is down, the restart command brings it back."""
+    port = _free_port()
+    pidfile = tmp_path / "service.pid"
+    command = (
+        f"{sys.executable} -m http.server {port} --bind 127.0.0.1 --directory {tmp_path} "
+        f"> /dev/null 2>&1 & echo $! > {pidfile}"
+    )
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlmedic",
+                "recover",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--command",
+                command,
+                "--path",
+                "/",
+                "-C",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "recovered in" in done.stdout
+        events = EventStore(tmp_path / ".mlmedic" / "events.db").query(kind="recovery")
+        assert events[-1].outcome == "success" and events[-1].details["attempts"] == 1
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlmedic",
+                "recover",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--command",
+                "false",
+                "--path",
+                "/",
+                "-C",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert again.returncode == 0 and "is healthy" in again.stdout
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
