@@ -151,7 +151,7 @@ class _CountingModel:
     """A stand-in model that counts its calls (a unit test of the batcher only)."""
 
     version = 7
-    classes = [0, 1]
+    classes = (0, 1)
 
     def __init__(self) -> None:
         self.calls: list[int] = []

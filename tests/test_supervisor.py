@@ -154,15 +154,19 @@ def test_a_cached_model_failing_its_canary_is_reloaded_from_the_registry(
     assert (cache / "manifest.json").exists()
     example = cache / "model" / "input_example.json"
     broken = json.loads(example.read_text())
-    broken["columns"] = ["nonsense"] + broken["columns"][1:]
+    broken["columns"] = ["nonsense", *broken["columns"][1:]]
     example.write_text(json.dumps(broken))  # the cached copy now fails its canary
     [worker] = _worker_pids(process.pid)
     os.kill(worker, signal.SIGKILL)
     _wait_ready(url, timeout=60)
     model = _get(url + "/model")[1]
     assert model["version"] == 2 and model["loaded_from"] == "registry"
+    time.sleep(0.3)
     events = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery")
-    assert events[-1].outcome == "success"
+    actions = [e.action for e in events[-2:]]
+    assert "reload-model" in actions and "service" in actions
+    reload = next(e for e in reversed(events) if e.action == "reload-model")
+    assert "canary" in reload.message
 
 
 def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.errors import MedicError
-from mlmedic.events import EventStore
+from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.serving.model import LoadedModel, ModelLoadError, cache_path, load_local
 
 log = logging.getLogger("mlmedic.serving")
@@ -102,7 +102,17 @@ class ModelSource:
                 problems.append(str(exc))
         try:
             self.registry.export(version, cached)
-            return load_local(cached, version, source="registry")
+            loaded = load_local(cached, version, source="registry")
         except (MedicError, ModelLoadError) as exc:
             problems.append(str(exc))
-        raise ModelLoadError(f"cannot load v{version}: " + "; ".join(problems))
+            raise ModelLoadError(f"cannot load v{version}: " + "; ".join(problems)) from exc
+        if problems:  # a local copy was bad: say so, the registry copy replaced it
+            self.events.record(
+                EventKind.RECOVERY,
+                "reload-model",
+                Outcome.SUCCESS,
+                message=f"v{version}: local copy failed ({problems[0]}); reloaded from the registry",
+                details={"problems": problems},
+                model_version=version,
+            )
+        return loaded
