@@ -111,7 +111,7 @@ class ModelSource:
                 EventKind.RECOVERY,
                 "reload-model",
                 Outcome.SUCCESS,
-                message=f"v{version}: local copy failed ({problems[0]}); reloaded from the registry",
+                message=f"v{version}: local copy failed ({problems[0]}); reloaded from registry",
                 details={"problems": problems},
                 model_version=version,
             )
