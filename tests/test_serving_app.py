@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -156,10 +155,12 @@ class _CountingModel:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        self.calls.append(len(frame))
-        probabilities = np.tile([0.25, 0.75], (len(frame), 1))
-        return np.ones(len(frame), dtype=object), probabilities
+    def predict_columns(
+        self, parts: list[dict[str, list[object]]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        rows = sum(len(part["x"]) for part in parts)
+        self.calls.append(rows)
+        return np.ones(rows, dtype=object), np.tile([0.25, 0.75], (rows, 1))
 
 
 def test_concurrent_requests_are_coalesced_into_one_model_call(served_project: Path) -> None:
@@ -176,7 +177,7 @@ def test_concurrent_requests_are_coalesced_into_one_model_call(served_project: P
         futures = []
         for i in range(10):
             future = loop.create_future()
-            state.queue.put_nowait(_Pending(pd.DataFrame({"x": [i]}), future))
+            state.queue.put_nowait(_Pending({"x": [i]}, 1, future))
             futures.append(future)
         task = asyncio.create_task(state.batcher())
         results = await asyncio.gather(*futures)
@@ -204,3 +205,19 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     event = state.events.last("deploy")
     assert event is not None and event.outcome == "failure"
     assert "hot swap to v5 failed, still serving v1" in event.message
+
+
+def test_the_fast_path_reproduces_the_pipeline(served_project: Path) -> None:
+    """Served predictions equal the registered pipeline's, unseen and missing values included."""
+    app = build(served_project, poll_registry=False)
+    model = app.state.mlmedic.model
+    assert model is not None and model.fast is not None
+    rows = make_churn(300, seed=77).drop(columns=[TARGET, "signup_at"])
+    rows.loc[:20, "region"] = "atlantis"
+    rows.loc[21:40, "contract_type"] = None
+    rows = rows.astype({c: "float64" for c in model.numeric})
+    rows.loc[41:60, "age"] = np.nan
+    parts = [{c: rows[c].tolist() for c in model.features}]
+    _, fast = model.predict_columns(parts)
+    slow = model.model.predict_proba(model.frame(parts))
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)

@@ -104,7 +104,7 @@ class ServingConfig(_Section):
     max_records_per_request: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     registry_poll_seconds: float = Field(3.0, gt=0.0)
-    prediction_log_flush_seconds: float = Field(1.0, gt=0.0)
+    prediction_log_flush_seconds: float = Field(0.2, gt=0.0)
     crash_loop_window_seconds: float = Field(300.0, ge=0.0)
     healthy_reset_seconds: float = Field(600.0, gt=0.0)
 

@@ -409,8 +409,20 @@ class Registry:
                 str(version),
             )
         if alias == CHAMPION and version is not None:
+            self._warm_serving_cache(version)
             self._write_pointer(version, synced=True)
         self._record_move(alias, old, version, reason)
+
+    def _warm_serving_cache(self, version: int) -> None:
+        """Export a new champion for the servers before they are told about it, so a running
+        server swaps from a local copy without touching MLflow."""
+        target = self.state_dir / "serving-cache" / f"v{version}"
+        if (target / "manifest.json").exists():
+            return
+        try:
+            self.export(version, target)
+        except Exception as exc:  # the servers fall back to the registry themselves
+            logging.getLogger("mlmedic.registry").warning("cannot pre-export v%s: %s", version, exc)
 
     def _record_move(
         self, alias: str, old: int | None, new: int | None, reason: str, *, offline: bool = False

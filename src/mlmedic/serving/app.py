@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -42,6 +41,7 @@ from mlmedic.serving.source import ModelSource
 
 log = logging.getLogger("mlmedic.serving")
 _DRAIN_LIMIT = 16 * 1024 * 1024
+_ARRIVAL_GAP = 0.0004  # seconds without a new request that close a batch early
 
 
 class ApiError(Exception):
@@ -55,7 +55,10 @@ class ApiError(Exception):
 
 @dataclass
 class _Pending:
-    frame: pd.DataFrame
+    """One request's validated rows, as feature columns, waiting for a model call."""
+
+    columns: dict[str, list[Any]]
+    rows: int
     future: asyncio.Future[tuple[np.ndarray, np.ndarray, LoadedModel]]
 
 
@@ -70,7 +73,7 @@ class ServerState:
     feedback: FeedbackLog
     metrics: Metrics
     admin_token: str | None
-    poll_registry: bool = True
+    poll_registry: bool = False
     model: LoadedModel | None = None
     queue: asyncio.Queue[_Pending] | None = None
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,16 +131,11 @@ class ServerState:
         return wanted if wanted is not None and wanted != served else None
 
     def watch(self) -> None:
-        """Background thread: follow the champion pointer, and poll the registry."""
-        last_registry = 0.0
-        while not self.stopping.wait(0.5):
-            ask = self.poll_registry and (
-                time.monotonic() - last_registry >= self.config.registry_poll_seconds
-            )
-            if ask:
-                last_registry = time.monotonic()
+        """Background thread: follow the local champion record (the registry watcher process
+        keeps it in step with the registry)."""
+        while not self.stopping.wait(0.25):
             try:
-                version = self.check_for_new_champion(ask_registry=ask)
+                version = self.check_for_new_champion(ask_registry=self.poll_registry)
                 if version is not None:
                     self.swap_to(version, reason="champion alias moved")
             except Exception as exc:  # the watcher must never die
@@ -153,10 +151,12 @@ class ServerState:
         while True:
             first = await self.queue.get()
             batch = [first]
-            rows = len(first.frame)
+            rows = first.rows
             deadline = loop.time() + wait
             while rows < limit:
-                timeout = deadline - loop.time()
+                # close the batch at the window's end, or as soon as arrivals pause: with few
+                # clients in flight, waiting out the whole window would only add latency
+                timeout = min(deadline - loop.time(), _ARRIVAL_GAP)
                 if timeout <= 0:
                     break
                 try:
@@ -164,21 +164,23 @@ class ServerState:
                 except TimeoutError:
                     break
                 batch.append(item)
-                rows += len(item.frame)
+                rows += item.rows
             while rows < limit and not self.queue.empty():
                 item = self.queue.get_nowait()
                 batch.append(item)
-                rows += len(item.frame)
+                rows += item.rows
             model = self.model
             if model is None:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(ApiError(503, "no model is loaded yet"))
                 continue
-            frame = pd.concat([item.frame for item in batch], ignore_index=True)
-            self.metrics.batch(len(frame))
+            self.metrics.batch(rows)
             try:
-                labels, probabilities = await loop.run_in_executor(None, model.predict, frame)
+                parts = [item.columns for item in batch]
+                labels, probabilities = await loop.run_in_executor(
+                    None, model.predict_columns, parts
+                )
             except Exception as exc:
                 for item in batch:
                     if not item.future.done():
@@ -186,7 +188,7 @@ class ServerState:
                 continue
             start = 0
             for item in batch:
-                stop = start + len(item.frame)
+                stop = start + item.rows
                 if not item.future.done():
                     item.future.set_result((labels[start:stop], probabilities[start:stop], model))
                 start = stop
@@ -211,8 +213,12 @@ def _records(body: Any, limit: int) -> list[dict[str, Any]]:
     return records
 
 
-def validate_records(records: list[Any], model: LoadedModel) -> pd.DataFrame:
-    """Records as a feature frame, or ``ApiError(422)`` naming the first bad field."""
+def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[Any]]:
+    """Records as feature columns (plain lists), or ``ApiError(422)`` naming the first bad field.
+
+    Pure Python on purpose: a DataFrame per request would cost more than the model call; the
+    batcher builds one frame per batch.
+    """
     features = model.features
     expected = set(features)
     numeric = model.numeric
@@ -241,10 +247,7 @@ def validate_records(records: list[Any], model: LoadedModel) -> pd.DataFrame:
                     422, f"{where}.{name}: expected a string, got {type(value).__name__}"
                 )
             columns[name].append(value)
-    frame = pd.DataFrame(columns, columns=features)
-    for name in numeric:
-        frame[name] = frame[name].astype(np.float64)
-    return frame
+    return columns
 
 
 # ---------------------------------------------------------------------- the app
@@ -308,14 +311,14 @@ def create_app(state: ServerState) -> FastAPI:
         if model is None:
             raise ApiError(503, "no model is loaded yet")
         records = _records(await _json_body(request), state.config.max_records_per_request)
-        frame = validate_records(records, model)
+        columns = validate_records(records, model)
         assert state.queue is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        state.queue.put_nowait(_Pending(frame, future))
+        state.queue.put_nowait(_Pending(columns, len(records), future))
         labels, probabilities, used = await future
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         predictions = [_plain(label) for label in labels]
-        state.predictions.append(frame, predictions, probabilities, used, request_id)
+        state.predictions.append(columns, predictions, probabilities, used.version, request_id)
         state.metrics.predicted(predictions, time.perf_counter() - started)
         return JSONResponse(
             {
@@ -371,6 +374,7 @@ def create_app(state: ServerState) -> FastAPI:
                 "features": model.features,
                 "classes": [_plain(c) for c in model.classes],
                 "loaded_from": model.source,
+                "fast_path": model.fast is not None,
             }
         )
 
@@ -411,7 +415,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def build(project_dir: str | Path, *, poll_registry: bool = True) -> FastAPI:
+def build(project_dir: str | Path, *, poll_registry: bool = False) -> FastAPI:
     """The app for a project directory (what each server worker runs)."""
     from mlmedic.project import Project
 

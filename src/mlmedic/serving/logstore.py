@@ -7,7 +7,6 @@ reads. Feedback (true labels by request id) is written at once to ``feedback/``.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -33,7 +32,7 @@ class PredictionLog:
     def __init__(self, folder: Path, *, flush_seconds: float = 1.0) -> None:
         self.folder = Path(folder)
         self.flush_seconds = flush_seconds
-        self._buffer: list[pd.DataFrame] = []
+        self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._sequence = 0
         self._stop = threading.Event()
@@ -42,21 +41,47 @@ class PredictionLog:
 
     def append(
         self,
-        frame: pd.DataFrame,
+        columns: dict[str, list[Any]],
         predictions: list[Any],
         probabilities: np.ndarray,
-        model: Any,
+        model_version: int,
         request_id: str,
     ) -> None:
-        rows = frame.copy()
-        rows["prediction"] = [str(p) for p in predictions]
-        rows["probability"] = probabilities.max(axis=1)
-        rows["probabilities"] = [json.dumps(np.round(p, 6).tolist()) for p in probabilities]
-        rows["model_version"] = model.version
-        rows["request_id"] = request_id
-        rows["served_at"] = time.time()
+        """Buffer one request's rows (cheap: the frame is built at flush time)."""
+        entry = (columns, predictions, probabilities, model_version, request_id, time.time())
         with self._lock:
-            self._buffer.append(rows)
+            self._buffer.append(entry)
+
+    @staticmethod
+    def _frame(pending: list[tuple[Any, ...]]) -> pd.DataFrame:
+        """One frame from many buffered requests: lists are joined, then built once."""
+        names = list(pending[0][0])
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        predictions: list[str] = []
+        versions: list[int] = []
+        request_ids: list[str] = []
+        served: list[float] = []
+        for features, labels, _, version, request_id, served_at in pending:
+            if list(features) != names:  # a swap changed the features: log it separately
+                continue
+            for name in names:
+                columns[name].extend(features[name])
+            predictions.extend(str(label) for label in labels)
+            count = len(labels)
+            versions.extend([version] * count)
+            request_ids.extend([request_id] * count)
+            served.extend([served_at] * count)
+        kept = [e for e in pending if list(e[0]) == names]
+        probabilities = np.vstack([e[2] for e in kept])
+        frame = pd.DataFrame(columns)
+        frame["prediction"] = predictions
+        frame["probability"] = probabilities.max(axis=1)
+        for position in range(probabilities.shape[1]):
+            frame[f"proba_{position}"] = probabilities[:, position]
+        frame["model_version"] = versions
+        frame["request_id"] = request_ids
+        frame["served_at"] = served
+        return frame
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -70,7 +95,10 @@ class PredictionLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        frame = pd.concat(pending, ignore_index=True)
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for entry in pending:
+            groups.setdefault(tuple(entry[0]), []).append(entry)
+        frame = pd.concat([self._frame(group) for group in groups.values()], ignore_index=True)
         hours = pd.to_datetime(frame["served_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H")
         for hour, part in frame.groupby(hours):
             folder = self.folder / f"hour={hour}"

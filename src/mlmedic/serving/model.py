@@ -43,18 +43,36 @@ class LoadedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     trained_at: float | None = None
     source: str = "cache"
+    fast: _FastPath | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def predict_columns(self, parts: list[dict[str, list[Any]]]) -> tuple[np.ndarray, np.ndarray]:
+        """Predict several requests' rows in one model call."""
+        if self.fast is not None:
+            probabilities = self.fast.predict_proba(parts)
+            labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+            return labels, probabilities
+        return self.predict(self.frame(parts))
+
+    def frame(self, parts: list[dict[str, list[Any]]]) -> pd.DataFrame:
+        """One feature frame from several requests' columns (numbers as float64)."""
+        data: dict[str, Any] = {}
+        for name in self.features:
+            values = parts[0][name] if len(parts) == 1 else [v for p in parts for v in p[name]]
+            data[name] = np.asarray(values, dtype=np.float64) if name in self.numeric else values
+        return pd.DataFrame(data, columns=self.features)
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(predicted labels, class probabilities) for a prepared feature frame."""
-        probabilities = np.asarray(self.model.predict_proba(frame[self.features]))
+        probabilities = np.asarray(self.model.predict_proba(frame))
         labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
         return labels, probabilities
 
     def check_canary(self) -> None:
         """Predict the stored canary row; raise ``ModelLoadError`` unless it gives sane output."""
         try:
-            _, probabilities = self.predict(self.canary)
+            canary = self.canary[self.features]
+            _, probabilities = self.predict_columns([{c: canary[c].tolist() for c in canary}])
         except Exception as exc:
             raise ModelLoadError(f"v{self.version}: canary prediction failed: {exc}") from exc
         row = probabilities[0]
@@ -62,6 +80,88 @@ class LoadedModel:
             raise ModelLoadError(f"v{self.version}: canary prediction is not a probability vector")
         if not math.isclose(float(row.sum()), 1.0, abs_tol=1e-6):
             raise ModelLoadError(f"v{self.version}: canary probabilities sum to {row.sum():.4f}")
+
+
+class _FastPath:
+    """The default pipeline (ordinal-encoded categories + numbers -> HistGradientBoosting),
+    evaluated without pandas: categories become codes by dictionary lookup, numbers a float
+    matrix, and the fitted booster predicts on that. About 2 ms less per model call than the
+    pipeline's ColumnTransformer; used only when it reproduces the pipeline's output exactly."""
+
+    def __init__(
+        self, booster: Any, categories: list[tuple[str, dict[Any, float]]], numbers: list[str]
+    ) -> None:
+        self.booster = booster
+        self.categories = categories
+        self.numbers = numbers
+
+    @classmethod
+    def compile(cls, model: Any) -> _FastPath | None:
+        try:
+            from sklearn.compose import ColumnTransformer
+            from sklearn.ensemble import HistGradientBoostingClassifier
+            from sklearn.pipeline import Pipeline
+            from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+        except ImportError:  # pragma: no cover
+            return None
+        if not isinstance(model, Pipeline) or len(model.steps) != 2:
+            return None
+        prepare, booster = model.steps[0][1], model.steps[1][1]
+        if not isinstance(prepare, ColumnTransformer) or not isinstance(
+            booster, HistGradientBoostingClassifier
+        ):
+            return None
+        categories: list[tuple[str, dict[Any, float]]] = []
+        numbers: list[str] = []
+        order: list[str] = []
+        for name, transformer, columns in prepare.transformers_:
+            if name == "remainder" and transformer == "drop":
+                continue
+            if isinstance(transformer, OrdinalEncoder):
+                if transformer.unknown_value != -1 or transformer.encoded_missing_value != -1:
+                    return None
+                for column, values in zip(columns, transformer.categories_, strict=True):
+                    lookup = {v: float(i) for i, v in enumerate(values) if not _missing(v)}
+                    categories.append((column, lookup))
+                    order.append("c")
+            elif transformer == "passthrough" or (
+                isinstance(transformer, FunctionTransformer) and transformer.func is None
+            ):
+                numbers.extend(columns)
+                order.extend("n" * len(columns))
+            else:
+                return None
+        if order != sorted(order):  # categories first, then numbers, as the default trainer builds
+            return None
+        return cls(booster, categories, numbers)
+
+    def matrix(self, parts: list[dict[str, list[Any]]]) -> np.ndarray:
+        blocks = []
+        for column, lookup in self.categories:
+            values = [v for part in parts for v in part[column]]
+            blocks.append(
+                np.fromiter((lookup.get(v, -1.0) for v in values), np.float64, len(values))
+            )
+        for column in self.numbers:
+            values = [v for part in parts for v in part[column]]
+            blocks.append(np.asarray(values, dtype=np.float64))
+        return np.column_stack(blocks)
+
+    def predict_proba(self, parts: list[dict[str, list[Any]]]) -> np.ndarray:
+        return np.asarray(self.booster.predict_proba(self.matrix(parts)))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _agrees(loaded: LoadedModel, rows: pd.DataFrame) -> bool:
+    """Does the fast path give the pipeline's probabilities on these rows?"""
+    assert loaded.fast is not None
+    parts = [{c: rows[c].tolist() for c in loaded.features}]
+    fast = loaded.fast.predict_proba(parts)
+    slow = np.asarray(loaded.model.predict_proba(loaded.frame(parts)))
+    return bool(np.allclose(fast, slow, rtol=0, atol=1e-12))
 
 
 def cache_path(state_dir: Path, version: int) -> Path:
@@ -125,4 +225,31 @@ def load_local(directory: Path, version: int, *, source: str = "cache") -> Loade
         source=source,
     )
     loaded.check_canary()
+    loaded.fast = _FastPath.compile(model)
+    if loaded.fast is not None:
+        probe = _probe_rows(loaded)
+        if not _agrees(loaded, probe):
+            loaded.fast = None
     return loaded
+
+
+def _probe_rows(loaded: LoadedModel) -> pd.DataFrame:
+    """The canary plus variants (unknown and missing categories, missing numbers) to compare
+    the fast path with the pipeline on."""
+    canary = loaded.canary[loaded.features]
+    rows = [canary.iloc[0].to_dict()]
+    unknown = dict(rows[0])
+    missing = dict(rows[0])
+    for name in loaded.features:
+        if name in loaded.numeric:
+            missing[name] = float("nan")
+        else:
+            unknown[name] = "__never_seen__"
+            missing[name] = None
+    rows += [unknown, missing]
+    for column, lookup in loaded.fast.categories if loaded.fast else []:
+        for value in list(lookup)[:3]:
+            variant = dict(rows[0])
+            variant[column] = value
+            rows.append(variant)
+    return pd.DataFrame(rows, columns=loaded.features)

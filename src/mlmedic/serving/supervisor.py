@@ -19,6 +19,7 @@ recovered at, time to recovery, cause, methods tried.
 from __future__ import annotations
 
 import errno
+import gc
 import http.client
 import json
 import logging
@@ -96,6 +97,7 @@ class Supervisor:
         self.ready_timeout = ready_timeout
         self.grace_seconds = grace_seconds
         self.children: dict[int, int] = {}  # pid -> worker index
+        self.watcher: Any = None
         self.sock: socket.socket | None = None
         self._stopping = False
         self._backoff = BACKOFF_START
@@ -137,6 +139,21 @@ class Supervisor:
         self.port = sock.getsockname()[1]
         for index in range(self.workers):
             self._fork(index)
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        """The registry watcher runs as its own (spawned, not forked) process."""
+        import subprocess
+
+        self.watcher = subprocess.Popen(
+            [sys.executable, "-m", "mlmedic.serving.watcher", str(self.project_dir)],
+            stdin=subprocess.DEVNULL,
+        )
+
+    def _check_watcher(self) -> None:
+        if self.watcher is not None and self.watcher.poll() is not None and not self._stopping:
+            log.warning("registry watcher exited (%s); restarting it", self.watcher.returncode)
+            self._start_watcher()
 
     def _fork(self, index: int) -> int:
         assert self.sock is not None
@@ -185,6 +202,13 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping = True
+        if self.watcher is not None and self.watcher.poll() is None:
+            self.watcher.terminate()
+            try:
+                self.watcher.wait(timeout=self.grace_seconds)
+            except Exception:
+                self.watcher.kill()
+                self.watcher.wait()
         self._stop_children()
         if self.sock is not None:
             self.sock.close()
@@ -248,6 +272,7 @@ class Supervisor:
                     next_probe = time.monotonic() + self.recovery.health_check_interval_seconds
                     continue
                 if time.monotonic() >= next_probe:
+                    self._check_watcher()
                     ok, why = self.healthy()
                     if not ok and not self._stopping:
                         self._recover(Incident(cause=why, detected_at=time.time()))
@@ -378,11 +403,19 @@ class Supervisor:
 def _run_worker(project_dir: Path, sock: socket.socket, index: int) -> None:
     """A forked worker: build the app and serve on the shared socket until told to stop."""
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from mlmedic.serving.app import build
 
+    # Requests are batched by the worker; OpenMP threads inside one small model call only add
+    # contention with the other workers and the event loop.
+    limits = threadpool_limits(limits=1)
     os.environ["MLMEDIC_WORKER_INDEX"] = str(index)
-    app = build(project_dir, poll_registry=index == 0)
+    app = build(project_dir)
+    # Everything loaded so far (libraries, the model) lives for the whole process: keep it out
+    # of the garbage collector's full collections, whose pauses would otherwise show in the p99.
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -391,6 +424,7 @@ def _run_worker(project_dir: Path, sock: socket.socket, index: int) -> None:
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
+    limits.restore_original_limits()
 
 
 def _describe(status: int) -> str:

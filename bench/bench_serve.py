@@ -1,0 +1,178 @@
+"""Benchmark: one-row prediction requests, mlmedic serve against `mlflow models serve`.
+
+    python bench/bench_serve.py [--seconds 10]
+
+The same registered model (HistGradientBoosting on 20 features, trained by `mlmedic run` on
+100,000 rows) is served by `mlmedic serve` (1 and 2 workers) and by `mlflow models serve`
+(--env-manager local), and the same client, wrk (Debian's `wrk`; `apt-get install wrk`), sends
+one-row POST requests at 8 and 64 connections to each in turn. Prints requests/s, p50 and p99
+latency, and non-2xx responses. Targets: >= 20x mlflow's throughput, p99 <= 25 ms at 8 connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_train import make_training  # noqa: E402
+
+from mlmedic.datasets import TARGET  # noqa: E402
+from mlmedic.pipeline import run_pipeline  # noqa: E402
+from mlmedic.project import Project  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up within {timeout:.0f}s")
+
+
+def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+    )
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+    )
+    script.unlink()
+    text = done.stdout
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)", text, re.MULTILINE)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    socket_errors = re.search(r"Socket errors: (.*)", text)
+    return {
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",  # type: ignore[dict-item]
+    }
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        root = folder / "served"
+        root.mkdir()
+        data = make_training(args.rows, 1)
+        data.to_parquet(folder / "train.parquet")
+        project = Project(root)
+        run_pipeline(project, folder / "train.parquet", target=TARGET)
+        name, uri = project.registry.model_name, project.registry.tracking_uri
+        project.close()
+        record = data.drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
+        record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+        print(f"model: {name} v1, {len(record)} features; wrk -t2, {args.seconds}s per run")
+
+        env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
+        rows: list[tuple[str, int, dict[str, float]]] = []
+
+        port = free_port()
+        mlflow = start(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+             "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+            env,
+            folder / "mlflow.log",
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/ping")
+            body = json.dumps({"dataframe_records": [record]})
+            for connections in (8, 64):
+                result = wrk(f"http://127.0.0.1:{port}/invocations", body, connections, args.seconds)
+                rows.append(("mlflow models serve", connections, result))
+        finally:
+            stop(mlflow)
+
+        for workers in (1, 2):
+            port = free_port()
+            server = start(
+                [sys.executable, "-m", "mlmedic", "serve", "--port", str(port),
+                 "--workers", str(workers), "-C", str(root)],
+                dict(os.environ),
+                folder / f"mlmedic-{workers}.log",
+            )
+            try:
+                wait_for(f"http://127.0.0.1:{port}/ready")
+                body = json.dumps(record)
+                for connections in (8, 64):
+                    result = wrk(f"http://127.0.0.1:{port}/predict", body, connections, args.seconds)
+                    rows.append((f"mlmedic serve --workers {workers}", connections, result))
+            finally:
+                stop(server)
+
+        baseline = {c: r["rps"] for s, c, r in rows if s.startswith("mlflow")}
+        print(f"{'server':<28}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'non-2xx':>9}{'vs mlflow':>11}")
+        for server_name, connections, result in rows:
+            ratio = result["rps"] / baseline[connections] if baseline.get(connections) else 0
+            print(
+                f"{server_name:<28}{connections:>6}{result['rps']:>10.0f}{result['p50_ms']:>9.1f}"
+                f"{result['p99_ms']:>9.1f}{result['non2xx']:>9.0f}{ratio:>10.1f}x"
+                + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else "")
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The registry watcher: a small process beside the workers that follows the ``champion`` alias.
+
+Every ``serving.registry_poll_seconds`` it asks the registry for the champion; when the alias has
+moved (by hand in MLflow, say), it exports that version into the serving cache and only then
+updates ``.mlmedic/champion.json``, which the workers follow. Keeping MLflow out of the workers
+keeps their start-up short and their latency flat.
+
+    python -m mlmedic.serving.watcher PROJECT_DIR
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mlmedic.errors import MedicError
+from mlmedic.project import Project
+from mlmedic.serving.model import cache_path
+
+log = logging.getLogger("mlmedic.watcher")
+
+
+def follow_once(project: Project) -> int | None:
+    """One poll: returns the champion's version if the local record was moved to it."""
+    registry = project.registry
+    champion = registry.champion()
+    pointer = registry.read_pointer()
+    if champion is None:
+        return None
+    if pointer is not None and not pointer.get("synced", True):
+        return None  # an offline rollback waits for the registry, not the other way round
+    if pointer is not None and int(pointer["version"]) == champion.version:
+        return None
+    cached = cache_path(project.state_dir, champion.version)
+    if not (cached / "manifest.json").exists():
+        registry.export(champion.version, cached)
+    registry._write_pointer(champion.version, synced=True)
+    return champion.version
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    project = Project(Path(args[0] if args else "."))
+    interval = project.settings.self_healing.serving.registry_poll_seconds
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            moved = follow_once(project)
+            if moved is not None:
+                log.info("champion moved to v%s", moved)
+        except MedicError as exc:
+            log.info("registry not reachable: %s", exc)
+        except Exception:  # keep watching whatever happens
+            log.exception("watch failed")
+        stop.wait(interval)
+    project.close()
+
+
+if __name__ == "__main__":
+    main()
