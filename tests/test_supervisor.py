@@ -115,8 +115,17 @@ def server(two_versions: Path):  # type: ignore[no-untyped-def]
 
 
 def _worker_pids(supervisor: int) -> list[int]:
+    """The supervisor's forked API workers (not its registry-watcher process)."""
     out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+    workers = []
+    for pid in (int(p) for p in out.split()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"mlmedic.serving.watcher" not in command:
+            workers.append(pid)
+    return workers
 
 
 def test_serve_binds_loopback_and_serves_the_champion(server) -> None:  # type: ignore[no-untyped-def]
