@@ -186,3 +186,17 @@ def test_backups_older_than_the_retention_are_removed(project: Project, trained)
     clock.advance(31 * 86_400)
     registry.backup(second)
     assert [p.name for p in registry.backups()] == [f"v{second}"]
+
+
+def test_the_tracking_uri_does_not_leak_between_projects(tmp_path, trained) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    first, second = Project(tmp_path / "a"), Project(tmp_path / "b")
+    try:
+        _register(first, trained)
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        assert str(second.state_dir) in second.registry.tracking_uri
+        assert second.registry.versions() == []
+    finally:
+        first.close()
+        second.close()

@@ -133,20 +133,34 @@ class Registry:
         """The MLflow client, created (and the server checked) on first use."""
         if self._client is None:
             self.check_reachable()
-            import mlflow
             from mlflow.tracking import MlflowClient
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
             for name in ("mlflow", "alembic"):
                 logging.getLogger(name).setLevel(logging.WARNING)
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.tracking_uri)
+            self._activate()
             with _quiet():
                 self._client = MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
             self._sync_pointer()
         return self._client
+
+    def _activate(self) -> None:
+        """Point MLflow's process-wide URIs (used by ``models:/`` URIs and runs) at this registry.
+
+        MLflow also writes the URI into the environment, where it would leak into this
+        process's later registries and into child processes: the user's value is put back.
+        """
+        import mlflow
+
+        user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        if user_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = user_uri
 
     def check_reachable(self, timeout: float = 5.0) -> None:
         """Raise ``RegistryUnavailableError`` unless the tracking server answers ``/health``."""
@@ -299,6 +313,7 @@ class Registry:
         from mlflow.models import infer_signature
 
         experiment_id = self._experiment_id()
+        self._activate()
         example = result.holdout[result.features].head(5)
         trusted = self._trusted_types(result)
         requirements = [
@@ -375,6 +390,8 @@ class Registry:
         import mlflow.sklearn
 
         uri = f"models:/{self.model_name}/{version}"
+        _ = self.client
+        self._activate()
         with _allow_deserialization():
             return self._call("load the model", mlflow.sklearn.load_model, uri)
 
@@ -673,6 +690,7 @@ class Registry:
         from mlflow.models import Model
 
         info = self.info(version)
+        self._activate()
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
