@@ -38,7 +38,8 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, dict]:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        with exc:
+            return exc.code, json.loads(exc.read() or b"{}")
 
 
 def _post(url: str, payload: object, timeout: float = 5.0) -> tuple[int, dict]:
@@ -49,7 +50,8 @@ def _post(url: str, payload: object, timeout: float = 5.0) -> tuple[int, dict]:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        with exc:
+            return exc.code, json.loads(exc.read() or b"{}")
 
 
 def _wait_ready(url: str, timeout: float = 60.0) -> float:
@@ -240,6 +242,7 @@ def test_malformed_requests_never_get_a_5xx(server) -> None:  # type: ignore[no-
                 status = answer.status
         except urllib.error.HTTPError as exc:
             status = exc.code
+            exc.close()
         assert 400 <= status < 500, (body[:40], status)
 
 
@@ -249,6 +252,7 @@ def test_admin_reload_over_http(server) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(request, timeout=5)
     assert denied.value.code == 401
+    denied.value.close()
     request.add_header("authorization", "Bearer t0ken")
     with urllib.request.urlopen(request, timeout=30) as answer:
         assert json.loads(answer.read())["model_version"] in (1, 2)

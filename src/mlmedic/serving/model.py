@@ -71,8 +71,8 @@ class LoadedModel:
     def check_canary(self) -> None:
         """Predict the stored canary row; raise ``ModelLoadError`` unless it gives sane output."""
         try:
-            canary = self.canary[self.features]
-            _, probabilities = self.predict_columns([{c: canary[c].tolist() for c in canary}])
+            columns = {c: self.canary[c].tolist() for c in self.features}
+            _, probabilities = self.predict_columns([columns])
         except Exception as exc:
             raise ModelLoadError(f"v{self.version}: canary prediction failed: {exc}") from exc
         row = probabilities[0]
