@@ -20,6 +20,8 @@ def test_demo_heals_the_batch_and_keeps_its_directory(tmp_path: Path) -> None:
     assert "deploy: v1 is now champion" in text
     assert "auto-rollback: v2 rejected" in text and "champion stays v1" in text
     assert "good model deployed, bad one refused" in text
+    assert "200 answered by v1" in text
+    assert "killed by SIGKILL" in text and "stage 6 recovered (MTTR" in text
     logs = json.loads((tmp_path / "demo" / "logs" / "data_fix_log.json").read_text())
     assert logs[0]["outcome"] == "success"
     rollbacks = json.loads((tmp_path / "demo" / "logs" / "rollback_log.json").read_text())
@@ -41,4 +43,5 @@ def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stage 1 healed" in result.stdout
     assert "stages 2-3 good model deployed, bad one refused" in result.stdout
+    assert "stage 6 recovered" in result.stdout
     assert list(scratch.iterdir()) == []  # the temporary project is removed

@@ -4,14 +4,24 @@ Stage 1: a clean reference table and a defective production batch are generated;
 checked against the contract learned from the reference, repaired, quarantined where it cannot be
 repaired, and checked again. Stages 2-3: a model is trained on the reference plus the repaired
 batch and deployed as v1 (registered in the project's embedded MLflow); then a candidate trained on
-label-shuffled data is refused by the gate and the pipeline rolls back. The action log is shown
-and exported. Later stages extend this script.
+label-shuffled data is refused by the gate and the pipeline rolls back. Stage 6: the champion is
+served by `mlmedic serve` on a free loopback port, answers traffic, has its worker killed with
+SIGKILL, and is recovered by the supervisor (the MTTR is printed). The action log is shown and
+exported. Later stages extend this script.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +55,9 @@ def run_demo(console: Console, *, directory: Path | None = None, batch_rows: int
     try:
         healed = _stage_one(console, project, batch_rows)
         deployed = _stages_two_three(console, project)
+        recovered = _stage_six(console, project)
         _action_log(console, project)
-        return healed and deployed
+        return healed and deployed and recovered
     finally:
         project.close()
         if keep:
@@ -138,8 +149,120 @@ def _stages_two_three(console: Console, project: Project) -> bool:
     return ok
 
 
+def _stage_six(console: Console, project: Project) -> bool:
+    """Serve the champion under the supervisor, kill the worker with SIGKILL, watch it heal."""
+    console.print(Rule("[bold]stage 6[/] — serving with auto-recovery"))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file = (project.root / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(project.root)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        started = time.monotonic()
+        if not _wait_ready(url, 90):
+            console.print("[red]the server did not become ready[/]")
+            return False
+        console.print(
+            f"[bold]7. mlmedic serve --port {port}[/]: ready in {time.monotonic() - started:.1f}s"
+        )
+        rows = read_table(project.root / "fixed.parquet").head(200)
+        features = [c for c in rows.columns if c not in (TARGET, "signup_at")]
+        answers = [_post(url + "/predict", _record(row, features)) for _, row in rows.iterrows()]
+        served = [a for a in answers if a is not None]
+        churners = sum(a["predictions"][0] == 1 for a in served)
+        console.print(
+            f"   sent {len(rows)} one-row requests: {len(served)} answered by "
+            f"v{served[0]['model_version'] if served else '?'}, {churners} predicted to churn"
+        )
+        worker = _worker_of(server.pid)
+        console.print(f"[bold]8. kill -9 {worker}[/] (the API worker)")
+        killed = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        while _worker_of(server.pid) in (worker, None) or not _wait_ready(url, 0.05):
+            if time.monotonic() - killed > 60:
+                console.print("[red]no recovery within 60 s[/]")
+                return False
+        seen = time.monotonic() - killed
+        time.sleep(0.3)
+        incident = project.events.last("recovery")
+        mttr = incident.details.get("mttr_seconds") if incident else None
+        console.print(
+            f"   ready again after {seen:.2f}s; the supervisor's incident: "
+            + (f"{incident.message}" if incident else "(none recorded)"),
+            soft_wrap=True,
+        )
+        after = _post(url + "/predict", _record(rows.iloc[0], features))
+        console.print(f"   next request answered: {after is not None}")
+        ok = after is not None and mttr is not None
+        verdict = "[green]recovered[/]" if ok else "[red]NOT recovered[/]"
+        console.print(Rule(f"stage 6 {verdict}" + (f" (MTTR {mttr:.2f}s)" if mttr else "")))
+        return ok
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log_file.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def _record(row: pd.Series, features: list[str]) -> dict[str, object]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row[features].items()}
+
+
+def _post(url: str, payload: object) -> dict | None:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return dict(json.loads(answer.read()))
+    except OSError:
+        return None
+
+
+def _worker_of(supervisor: int) -> int | None:
+    """The supervisor's API worker (its forked child that is not the registry watcher)."""
+    try:
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in map(int, children):
+        try:
+            if b"mlmedic.serving.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
 def _action_log(console: Console, project: Project) -> None:
-    console.print("[bold]7. Action log[/] (mlmedic logs)")
+    console.print("[bold]9. Action log[/] (mlmedic logs)")
     print_events(console, project.events.query())
     counts = project.events.export(project.root / "logs")
     console.print(
