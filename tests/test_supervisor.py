@@ -316,3 +316,79 @@ def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:
     finally:
         if pidfile.exists():
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+
+
+FRAGILE = '''
+from mlmedic.training import default_trainer
+
+
+class Fragile:
+    """Scores well on a holdout, breaks on single rows: the kind of model only serving finds out."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def _check(self, X):
+        if len(X) == 1:
+            raise RuntimeError("this model breaks on single rows")
+
+    def predict(self, X):
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X):
+        self._check(X)
+        return self.inner.predict_proba(X)
+
+
+def train(frame, target):
+    return Fragile(default_trainer(frame, target))
+'''
+
+
+def test_a_champion_that_cannot_serve_is_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restart -> clear_cache -> rollback: the crash loop after a champion change ends on v1."""
+    (tmp_path / "fragile_trainer.py").write_text(FRAGILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "shop"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1500, seed=41), target=TARGET).deployed
+    bad = run_pipeline(
+        project, make_churn(1500, seed=42), target=TARGET, trainer="fragile_trainer:train"
+    )
+    assert bad.deployed and bad.champion_after == 2
+    project.close()
+    port = _free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
+    log = (root / "serve.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, timeout=120)
+        assert _get(url + "/model")[1]["version"] == 1
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+    events = EventStore(root / ".mlmedic" / "events.db")
+    incidents = [e for e in events.query(kind="recovery") if e.action == "service"]
+    assert len(incidents) == 1
+    incident = incidents[0]
+    assert incident.outcome == "success"
+    assert incident.details["methods"][-1] == "rollback"
+    assert "rolled back v2 -> v1" in incident.details["last_action"]
+    rollback = events.last("rollback")
+    assert rollback is not None and "crash-looped" in rollback.message
+    project = Project(root)
+    assert project.registry.champion().version == 1  # type: ignore[union-attr]
+    project.close()

@@ -41,6 +41,7 @@ log = logging.getLogger("mlmedic.supervisor")
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 CRASH_LOOP_FAILURES = 3
+NOT_READY_GRACE = 1.0
 
 
 @dataclass
@@ -222,8 +223,12 @@ class Supervisor:
         return probe(self.host, self.port, "/ready", self.probe_timeout)
 
     def wait_ready(self, timeout: float) -> tuple[bool, str]:
+        """Wait for /ready. A worker answers HTTP only after loading its model, so a live worker
+        whose /ready keeps failing for ``NOT_READY_GRACE`` seconds has failed, and waiting longer
+        would only delay recovery."""
         deadline = time.monotonic() + timeout
         why = "not ready"
+        refused_since: float | None = None
         while time.monotonic() < deadline:
             if not self.children:
                 return False, "no worker is running"
@@ -234,9 +239,14 @@ class Supervisor:
                     False,
                     f"worker {index} (pid {pid}) exited during start-up: {_describe(status)}",
                 )
-            ok, why = self.healthy()
-            if ok:
-                return True, ""
+            alive, why = probe(self.host, self.port, "/health", self.probe_timeout)
+            if alive:
+                ok, why = probe(self.host, self.port, "/ready", self.probe_timeout)
+                if ok:
+                    return True, ""
+                refused_since = refused_since or time.monotonic()
+                if time.monotonic() - refused_since > NOT_READY_GRACE:
+                    return False, why
             time.sleep(0.02)
         return False, f"not ready after {timeout:.0f}s: {why}"
 
@@ -328,6 +338,7 @@ class Supervisor:
                 self._healthy_since = time.monotonic()
                 return
             log.warning("recovery attempt %s (%s) failed: %s", incident.attempts, method, why)
+            self._failures.append(time.time())
             if incident.attempts >= self.recovery.max_recovery_attempts and not alerted:
                 alerted = True
                 self._record(
