@@ -179,6 +179,9 @@ def _stage_six(console: Console, project: Project) -> bool:
             f"v{served[0]['model_version'] if served else '?'}, {churners} predicted to churn"
         )
         worker = _worker_of(server.pid)
+        if worker is None:
+            console.print("[red]no API worker found[/]")
+            return False
         console.print(f"[bold]8. kill -9 {worker}[/] (the API worker)")
         killed = time.monotonic()
         os.kill(worker, signal.SIGKILL)
@@ -232,7 +235,7 @@ def _wait_ready(url: str, timeout: float) -> bool:
 
 
 def _record(row: pd.Series, features: list[str]) -> dict[str, object]:
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row[features].items()}
+    return {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row[features].items()}
 
 
 def _post(url: str, payload: object) -> dict | None:
