@@ -12,7 +12,20 @@ from typer.testing import CliRunner
 
 from mlmedic.cli import app
 
-COMMANDS = ["", "init", "check-data", "fix-data", "logs", "demo"]
+COMMANDS = [
+    "",
+    "init",
+    "check-data",
+    "fix-data",
+    "run",
+    "rollback",
+    "models",
+    "serve",
+    "recover",
+    "feedback",
+    "logs",
+    "demo",
+]
 
 
 def main() -> None:
