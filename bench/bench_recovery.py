@@ -30,13 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import free_port, start, stop, wait_for  # noqa: E402
-from bench_train import make_training  # noqa: E402
+from bench_serve import free_port, start, stop, wait_for
+from bench_train import make_training
 
-from mlmedic.datasets import TARGET  # noqa: E402
-from mlmedic.events import EventStore  # noqa: E402
-from mlmedic.pipeline import run_pipeline  # noqa: E402
-from mlmedic.project import Project  # noqa: E402
+from mlmedic.datasets import TARGET
+from mlmedic.events import EventStore
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
 
 
 def workers_of(supervisor: int) -> list[int]:
@@ -108,10 +108,14 @@ def main() -> None:
             if e.action == "service"
         ][-args.kills :]
         print(f"kill -9 x {args.kills}, measured by the client from the kill to /ready = 200:")
-        print(f"  median {statistics.median(kill_to_ready):.2f} s, "
-              f"p95 {percentile(kill_to_ready, 0.95):.2f} s, max {max(kill_to_ready):.2f} s")
-        print(f"  the supervisor's incident records (detected -> ready): median "
-              f"{statistics.median(incidents):.2f} s, p95 {percentile(incidents, 0.95):.2f} s")
+        print(
+            f"  median {statistics.median(kill_to_ready):.2f} s, "
+            f"p95 {percentile(kill_to_ready, 0.95):.2f} s, max {max(kill_to_ready):.2f} s"
+        )
+        print(
+            f"  the supervisor's incident records (detected -> ready): median "
+            f"{statistics.median(incidents):.2f} s, p95 {percentile(incidents, 0.95):.2f} s"
+        )
 
         failures: list[str] = []
         served: dict[int, int] = {}
@@ -154,9 +158,11 @@ def main() -> None:
         halt.set()
         for thread in threads:
             thread.join()
-        print(f"{args.swaps} champion swaps under load (4 clients): {count[0]:,} requests, "
-              f"{len(failures)} failed; served by version: {served}; "
-              f"alias move -> new version served: median {statistics.median(swap_times):.2f} s")
+        print(
+            f"{args.swaps} champion swaps under load (4 clients): {count[0]:,} requests, "
+            f"{len(failures)} failed; served by version: {served}; "
+            f"alias move -> new version served: median {statistics.median(swap_times):.2f} s"
+        )
         if failures:
             print("  first failures:", failures[:3])
     finally:

@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train import make_training  # noqa: E402
+from bench_train import make_training
 
-from mlmedic.datasets import TARGET  # noqa: E402
-from mlmedic.pipeline import run_pipeline  # noqa: E402
-from mlmedic.project import Project  # noqa: E402
+from mlmedic.datasets import TARGET
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
 
 
 def free_port() -> int:
@@ -129,8 +129,21 @@ def main() -> None:
 
         port = free_port()
         mlflow = start(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
-             "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{name}@champion",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             env,
             folder / "mlflow.log",
         )
@@ -138,7 +151,8 @@ def main() -> None:
             wait_for(f"http://127.0.0.1:{port}/ping")
             body = json.dumps({"dataframe_records": [record]})
             for connections in (8, 64):
-                result = wrk(f"http://127.0.0.1:{port}/invocations", body, connections, args.seconds)
+                target = f"http://127.0.0.1:{port}/invocations"
+                result = wrk(target, body, connections, args.seconds)
                 rows.append(("mlflow models serve", connections, result))
         finally:
             stop(mlflow)
@@ -146,8 +160,18 @@ def main() -> None:
         for workers in (1, 2):
             port = free_port()
             server = start(
-                [sys.executable, "-m", "mlmedic", "serve", "--port", str(port),
-                 "--workers", str(workers), "-C", str(root)],
+                [
+                    sys.executable,
+                    "-m",
+                    "mlmedic",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "-C",
+                    str(root),
+                ],
                 dict(os.environ),
                 folder / f"mlmedic-{workers}.log",
             )
@@ -155,14 +179,17 @@ def main() -> None:
                 wait_for(f"http://127.0.0.1:{port}/ready")
                 body = json.dumps(record)
                 for connections in (8, 64):
-                    result = wrk(f"http://127.0.0.1:{port}/predict", body, connections, args.seconds)
+                    target = f"http://127.0.0.1:{port}/predict"
+                    result = wrk(target, body, connections, args.seconds)
                     rows.append((f"mlmedic serve --workers {workers}", connections, result))
             finally:
                 stop(server)
 
         baseline = {c: r["rps"] for s, c, r in rows if s.startswith("mlflow")}
-        print(f"{'server':<28}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'non-2xx':>9}{'vs mlflow':>11}")
+        print(
+            f"{'server':<28}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'non-2xx':>9}{'vs mlflow':>11}"
+        )
         for server_name, connections, result in rows:
             ratio = result["rps"] / baseline[connections] if baseline.get(connections) else 0
             print(
