@@ -91,13 +91,7 @@ def server(two_versions: Path):  # type: ignore[no-untyped-def]
     (two_versions / "self_healing_config.json").write_text(json.dumps(config))
     log = two_versions / f"serve-{port}.log"
     output = log.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(two_versions)],
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = _serve(two_versions, port, env, output)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
@@ -106,14 +100,29 @@ def server(two_versions: Path):  # type: ignore[no-untyped-def]
             time.sleep(0.05)
         yield url, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        _stop(process)
         output.close()
         assert process.poll() is not None
+
+
+def _serve(root: Path, port: int, env: dict[str, str], output: object) -> subprocess.Popen[bytes]:
+    """`mlmedic serve` for ``root`` as a real process group (stopped by ``_stop``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
+        env=env,
+        stdout=output,  # type: ignore[arg-type]
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _worker_pids(supervisor: int) -> list[int]:
@@ -365,20 +374,13 @@ def test_a_champion_that_cannot_serve_is_rolled_back(
     port = _free_port()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
     log = (root / "serve.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = _serve(root, port, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, timeout=120)
         assert _get(url + "/model")[1]["version"] == 1
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        _stop(process)
         log.close()
     events = EventStore(root / ".mlmedic" / "events.db")
     incidents = [e for e in events.query(kind="recovery") if e.action == "service"]

@@ -348,14 +348,7 @@ class Registry:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             run_id, info = self._call("log and register the model", log)
         version = int(info.registered_model_version)
-        self._call(
-            "tag the version",
-            self.client.set_model_version_tag,
-            self.model_name,
-            str(version),
-            STATUS_TAG,
-            "candidate",
-        )
+        self._tag(version, "candidate")
         self.events.record(
             EventKind.REGISTER,
             "register",
@@ -471,36 +464,26 @@ class Registry:
             model_version=new,
         )
 
-    def _tag(self, version: int, status: str, reason: str = "") -> None:
+    def _set_tag(self, version: int, key: str, value: str) -> None:
         self._call(
             "tag the version",
             self.client.set_model_version_tag,
             self.model_name,
             str(version),
-            STATUS_TAG,
-            status,
+            key,
+            value,
         )
+
+    def _tag(self, version: int, status: str, reason: str = "") -> None:
+        self._set_tag(version, STATUS_TAG, status)
         if reason:
-            self._call(
-                "tag the version",
-                self.client.set_model_version_tag,
-                self.model_name,
-                str(version),
-                REASON_TAG,
-                reason,
-            )
+            self._set_tag(version, REASON_TAG, reason)
 
     def tag_gate(self, version: int, decision: dict[str, Any]) -> None:
         """The gate's numbers as version tags (``mlmedic.gate.*``)."""
         for key, value in decision.items():
-            self._call(
-                "tag the version",
-                self.client.set_model_version_tag,
-                self.model_name,
-                str(version),
-                f"mlmedic.gate.{key}",
-                json.dumps(value) if not isinstance(value, str) else value,
-            )
+            text = value if isinstance(value, str) else json.dumps(value)
+            self._set_tag(version, f"mlmedic.gate.{key}", text)
 
     def promote(self, version: int, reason: str) -> VersionInfo | None:
         """Make ``version`` the champion; the old champion becomes ``previous``. Returns it."""
