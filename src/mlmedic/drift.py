@@ -179,13 +179,13 @@ class ReferenceProfile:
                 maximum=float(np.nanmax([a.maximum, b.maximum])),
                 sample=[float(v) for v in np.sort(chosen)],
             )
-        for name, a in self.categorical_.items():
-            b = other.categorical_[name]
-            counts = dict(a.counts)
-            for key, value in b.counts.items():
+        for name, first in self.categorical_.items():
+            second = other.categorical_[name]
+            counts: dict[str, int] = dict(first.counts)
+            for key, value in second.counts.items():
                 counts[key] = counts.get(key, 0) + value
             merged.categorical_[name] = CategoricalProfile(
-                counts=counts, n=a.n + b.n, missing=a.missing + b.missing
+                counts=counts, n=first.n + second.n, missing=first.missing + second.missing
             )
         return merged
 
