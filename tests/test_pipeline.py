@@ -289,3 +289,22 @@ def test_run_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path) ->
     version = client.get_model_version_by_alias("remote-project", "champion")
     assert version.version == "1"
     assert np.isfinite(float(client.get_run(version.run_id).data.metrics["accuracy"]))
+
+
+def test_each_version_carries_its_drift_reference(project: Project) -> None:
+    from mlmedic.drift import ReferenceProfile, compare
+
+    result = run_pipeline(project, make_churn(2000, seed=51), target=TARGET)
+    stored = project.registry.load_drift_profile(result.candidate)  # type: ignore[arg-type]
+    assert stored is not None
+    features = ReferenceProfile.from_dict(stored["features"])
+    assert set(features.kinds_) == {c for c in make_churn(5, seed=1).columns} - {
+        TARGET,
+        "signup_at",
+    }
+    same = compare(features, make_churn(3000, seed=52))
+    shifted = compare(features, make_churn(3000, seed=53, drift=1.0))
+    assert not same.drift and same.drifted_features == []
+    assert shifted.score is not None and shifted.score > same.score  # type: ignore[operator]
+    predictions = ReferenceProfile.from_dict(stored["predictions"])
+    assert predictions.numeric_["probability"].n == 400  # the holdout

@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlmedic.data.contract import DataContract
 from mlmedic.data.io import read_table
 from mlmedic.data.repair import Repairer
 from mlmedic.data.stage import DataStageResult, heal_data, resolve_contract
+from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import DataQualityError, MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.training import evaluate, model_frame, train
+from mlmedic.training import evaluate, model_features, model_frame, train
 
 Say = Callable[[str], None]
 
@@ -147,7 +149,10 @@ def run_pipeline(
 
     clock = time.perf_counter()
     repair_statistics = Repairer.from_config(settings.data_quality).fit(new_contract).statistics()
-    candidate = registry.log_candidate(result, new_contract, repair_statistics, tags=tags)
+    profile = drift_reference(stage.data, new_contract, result)
+    candidate = registry.log_candidate(
+        result, new_contract, repair_statistics, tags=tags, drift_profile=profile
+    )
     timings["register"] = time.perf_counter() - clock
     say(f"[2] register: {registry.model_name} v{candidate.version} in {registry.tracking_uri}")
 
@@ -222,6 +227,19 @@ def run_pipeline(
         data=stage,
         timings=timings,
     )
+
+
+def drift_reference(frame: pd.DataFrame, contract: DataContract, result: Any) -> dict[str, Any]:
+    """The version's drift reference: its training features, and the predicted probabilities
+    of its holdout (for prediction drift)."""
+    features = model_features(contract)
+    kinds: dict[str, str] = {name: contract.columns_[name].kind for name in features}
+    data = model_frame(frame, contract)
+    feature_profile = ReferenceProfile().fit(data, kinds)
+    probabilities = np.asarray(result.model.predict_proba(result.holdout[result.features]))
+    predictions = pd.DataFrame({"probability": probabilities.max(axis=1)})
+    prediction_profile = ReferenceProfile().fit(predictions, {"probability": "numeric"})
+    return {"features": feature_profile.to_dict(), "predictions": prediction_profile.to_dict()}
 
 
 def _champion_on_holdout(

@@ -42,7 +42,7 @@ STATUS_TAG = "mlmedic.status"
 REASON_TAG = "mlmedic.reason"
 CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
-DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"  # filled by the monitoring stage
+DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
 
 # Fail fast when a tracking server goes away instead of MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -302,6 +302,7 @@ class Registry:
         repair_statistics: dict[str, Any],
         *,
         tags: dict[str, str] | None = None,
+        drift_profile: dict[str, Any] | None = None,
     ) -> VersionInfo:
         """Log the trained model with signature, example, metrics, params and baseline, and
         register it as a new version tagged ``candidate``."""
@@ -331,6 +332,8 @@ class Registry:
                 mlflow.set_tags({"mlmedic.trainer": result.trainer, **(tags or {})})
                 mlflow.log_dict(contract.to_dict(), CONTRACT_ARTIFACT)
                 mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
+                if drift_profile is not None:
+                    mlflow.log_dict(drift_profile, DRIFT_PROFILE_ARTIFACT)
                 signature = infer_signature(example, np.asarray(result.model.predict(example)))
                 info = mlflow.sklearn.log_model(
                     result.model,
@@ -387,6 +390,22 @@ class Registry:
         self._activate()
         with _allow_deserialization():
             return self._call("load the model", mlflow.sklearn.load_model, uri)
+
+    def load_drift_profile(self, version: int) -> dict[str, Any] | None:
+        """The version's drift reference (features and predictions), if it was stored."""
+        info = self.info(version)
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self._call(
+                    "download the drift profile",
+                    self.client.download_artifacts,
+                    info.run_id,
+                    DRIFT_PROFILE_ARTIFACT,
+                    folder,
+                )
+            except Exception:
+                return None
+            return dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def load_contract(self, version: int) -> DataContract:
         info = self.info(version)
