@@ -327,6 +327,45 @@ def feedback(
 
 
 @app.command()
+def monitor(
+    batch: Annotated[
+        Path | None,
+        typer.Option("--batch", help="One pass over this file (CSV or Parquet).", dir_okay=False),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Run a pass every interval (6h, 30m) until stopped."),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference", "-r", help="Training data to retrain on (reference).", dir_okay=False
+        ),
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
+    from mlmedic.clock import parse_duration
+    from mlmedic.monitor import Monitor
+
+    project = _open(project_dir)
+    runner = Monitor(
+        project, reference_data=reference, say=lambda line: out.print(line, soft_wrap=True)
+    )
+    if batch is not None:
+        result = runner.run_batch(batch)
+        if result.acted:
+            out.print(result.acted, soft_wrap=True)
+        return
+    try:
+        seconds = parse_duration(every) if every else None
+    except ValueError as exc:
+        raise MedicError(f"--every: {exc}") from None
+    out.print("monitoring the prediction log; Ctrl-C to stop")
+    runner.run_forever(every_seconds=seconds)
+
+
+@app.command()
 def logs(
     kind: Annotated[
         str | None, typer.Option("--kind", "-k", help="Only this kind (data_fix, rollback, ...).")

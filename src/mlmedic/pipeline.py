@@ -28,6 +28,7 @@ from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import DataQualityError, MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
+from mlmedic.performance import Calibration
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
 from mlmedic.training import evaluate, model_features, model_frame, train
@@ -239,7 +240,16 @@ def drift_reference(frame: pd.DataFrame, contract: DataContract, result: Any) ->
     probabilities = np.asarray(result.model.predict_proba(result.holdout[result.features]))
     predictions = pd.DataFrame({"probability": probabilities.max(axis=1)})
     prediction_profile = ReferenceProfile().fit(predictions, {"probability": "numeric"})
-    return {"features": feature_profile.to_dict(), "predictions": prediction_profile.to_dict()}
+    classes = np.asarray(getattr(result.model, "classes_", []))
+    truth = result.holdout[contract.target].to_numpy()
+    correct = classes[probabilities.argmax(axis=1)] == truth if len(classes) else truth == truth
+    calibration = Calibration.fit(probabilities.max(axis=1), correct.astype(float))
+    return {
+        "features": feature_profile.to_dict(),
+        "predictions": prediction_profile.to_dict(),
+        "calibration": calibration.to_dict(),
+        "validation_accuracy": result.metrics.get("accuracy"),
+    }
 
 
 def _champion_on_holdout(
