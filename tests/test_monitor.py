@@ -150,7 +150,7 @@ def test_alerts_reach_the_webhook(watched) -> None:  # type: ignore[no-untyped-d
 
 
 def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type: ignore[no-untyped-def]
-    project, clock = watched
+    project, _ = watched
     batch = make_churn(400, seed=71)
     features = [c for c in batch.columns if c not in (TARGET, "signup_at")]
     log = PredictionLog(project.state_dir / "predictions", flush_seconds=3600)
