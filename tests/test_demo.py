@@ -22,10 +22,16 @@ def test_demo_heals_the_batch_and_keeps_its_directory(tmp_path: Path) -> None:
     assert "good model deployed, bad one refused" in text
     assert "200 answered by v1" in text
     assert "killed by SIGKILL" in text and "stage 6 recovered (MTTR" in text
+    assert "[18h] drifted traffic: drift score" in text
+    assert "the running server swapped to v3" in text
+    assert "cooldown active, next retrain allowed at" in text
+    assert "[42h] the north behaves differently" in text
+    assert "accuracy drop" in text
     logs = json.loads((tmp_path / "demo" / "logs" / "data_fix_log.json").read_text())
     assert logs[0]["outcome"] == "success"
     rollbacks = json.loads((tmp_path / "demo" / "logs" / "rollback_log.json").read_text())
-    assert [r["action"] for r in rollbacks] == ["auto-rollback"]
+    assert rollbacks[0]["action"] == "auto-rollback"  # the refused, label-shuffled candidate
+    assert {r["action"] for r in rollbacks} <= {"auto-rollback", "rollback"}  # + the policy's
     assert (tmp_path / "demo" / "fixed.parquet").exists()
 
 
@@ -44,4 +50,5 @@ def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     assert "stage 1 healed" in result.stdout
     assert "stages 2-3 good model deployed, bad one refused" in result.stdout
     assert "stage 6 recovered" in result.stdout
+    assert "stages 4-5" in result.stdout and "cooldown respected" in result.stdout
     assert list(scratch.iterdir()) == []  # the temporary project is removed

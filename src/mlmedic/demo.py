@@ -28,10 +28,12 @@ import pandas as pd
 from rich.console import Console
 from rich.rule import Rule
 
+from mlmedic.clock import SimulatedClock
 from mlmedic.config import write_default_configs
 from mlmedic.data.io import read_table, write_table
 from mlmedic.data.stage import fix_file
 from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
+from mlmedic.monitor import Monitor
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.render import print_events, print_repair, print_report
@@ -203,7 +205,8 @@ def _stage_six(console: Console, project: Project) -> bool:
         ok = after is not None and mttr is not None
         verdict = "[green]recovered[/]" if ok else "[red]NOT recovered[/]"
         console.print(Rule(f"stage 6 {verdict}" + (f" (MTTR {mttr:.2f}s)" if mttr else "")))
-        return ok
+        monitored = _stages_four_five(console, project, url)
+        return ok and monitored
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -212,6 +215,75 @@ def _stage_six(console: Console, project: Project) -> bool:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log_file.close()
+
+
+def _stages_four_five(console: Console, project: Project, url: str) -> bool:
+    """The seed's timeline on a simulated clock: a pass every 6 h over 54 h of traffic, drift at
+    18 h -> retrain -> the running server swaps; drift persists -> cooldown; then a window whose
+    accuracy drops (the north region's customers start behaving the other way round)."""
+    console.print(
+        Rule("[bold]stages 4-5[/] — monitoring every 6 h with auto-retrain (simulated clock)")
+    )
+    clock = SimulatedClock()
+    timed = Project(project.root, clock=clock)
+    monitor = Monitor(timed, reference_data=project.root / "reference.csv")
+    retrains = 0
+    try:
+        for hour in range(0, 60, 6):
+            seed = 100 + hour
+            if 18 <= hour <= 36:
+                window, story = make_churn(800, seed=seed, drift=1.0), "drifted traffic"
+            elif hour == 42:
+                window = make_churn(800, seed=seed)
+                north = window["region"] == "north"
+                window.loc[north, TARGET] = 1 - window.loc[north, TARGET]
+                story = "the north behaves differently"
+            else:
+                window, story = make_churn(800, seed=seed), "usual traffic"
+            before = _served_version(url)
+            result = monitor.run_batch(window)
+            drift = result.drift.summary() if result.drift else "no drift check"
+            performance = result.performance.summary() if result.performance else ""
+            console.print(f"[{hour:>2}h] {story}: {drift}; {performance}", soft_wrap=True)
+            console.print(f"      -> {result.decision.summary()}", soft_wrap=True)
+            if result.acted:
+                console.print(f"      -> {result.acted}", soft_wrap=True)
+            if result.decision.action == "retrain":
+                retrains += 1
+                champion = timed.registry.champion()
+                wanted = champion.version if champion else before
+                swapped = _wait_version(url, wanted, 30)
+                if wanted != before:
+                    verb = "swapped to" if swapped else "did NOT swap to"
+                    console.print(f"      -> the running server {verb} v{wanted}")
+            clock.advance(6 * 3600)
+    finally:
+        timed.close()
+    ok = retrains >= 1
+    verdict = (
+        f"[green]{retrains} retrain(s) in 54 h, cooldown respected[/]"
+        if ok
+        else "[red]no retrain[/]"
+    )
+    console.print(Rule(f"stages 4-5 {verdict}"))
+    return ok
+
+
+def _served_version(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url + "/model", timeout=2) as answer:
+            return int(json.loads(answer.read())["version"])
+    except OSError:
+        return None
+
+
+def _wait_version(url: str, version: int | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _served_version(url) == version:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _free_port() -> int:
@@ -265,7 +337,7 @@ def _worker_of(supervisor: int) -> int | None:
 
 
 def _action_log(console: Console, project: Project) -> None:
-    console.print("[bold]9. Action log[/] (mlmedic logs)")
+    console.print("[bold]Action log[/] (mlmedic logs)")
     print_events(console, project.events.query())
     counts = project.events.export(project.root / "logs")
     console.print(
