@@ -79,11 +79,64 @@ def parse(metric_id: str) -> tuple[str, str, float]:
     return match.group(1), match.group(2), float(match.group(3))
 
 
+def swap_time(rows: int) -> None:
+    """From a drifted batch reaching the monitor to the retrained model serving."""
+    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_serve import free_port, start, stop, wait_for
+
+    from mlmedic.datasets import TARGET, make_churn
+    from mlmedic.monitor import Monitor
+    from mlmedic.pipeline import run_pipeline
+    from mlmedic.project import Project
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-swap-"))
+    root = folder / "served"
+    root.mkdir()
+    make_churn(rows, seed=1).to_parquet(folder / "reference.parquet")
+    project = Project(root)
+    run_pipeline(project, folder / "reference.parquet", target=TARGET)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start(
+        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
+        dict(os.environ),
+        folder / "serve.log",
+    )
+    try:
+        wait_for(url + "/ready")
+        drifted = make_churn(rows, seed=2, drift=1.0)
+        started = time.perf_counter()
+        result = Monitor(project, reference_data=folder / "reference.parquet").run_batch(drifted)
+        decided = time.perf_counter()
+        champion = project.registry.champion()
+        while True:
+            with urllib.request.urlopen(url + "/model", timeout=5) as answer:
+                if json.loads(answer.read())["version"] == champion.version:  # type: ignore[union-attr]
+                    break
+            time.sleep(0.05)
+        served = time.perf_counter()
+        print(
+            f"drift -> retrain -> served on {rows:,} rows: {result.decision.action}, {result.acted}"
+        )
+        print(
+            f"  monitor pass incl. retrain: {decided - started:.2f} s; "
+            f"until the server answers with v{champion.version}: {served - started:.2f} s"
+        )  # type: ignore[union-attr]
+    finally:
+        stop(server)
+        project.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--evidently-python", default=None)
+    parser.add_argument("--swap", type=int, default=0, help="also time drift -> served on N rows")
     args = parser.parse_args()
+    if args.swap:
+        swap_time(args.swap)
     folder = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     reference, current = make(args.rows, 1, False), make(args.rows, 2, True)
     reference.to_parquet(folder / "reference.parquet")

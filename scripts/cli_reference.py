@@ -23,6 +23,7 @@ COMMANDS = [
     "serve",
     "recover",
     "feedback",
+    "monitor",
     "logs",
     "demo",
 ]
