@@ -167,3 +167,39 @@ def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type:
     assert result.performance is not None and not result.performance.estimated
     last = project.events.last("monitor")
     assert last is not None and last.details["rows"] == 400
+
+
+def test_real_data_one_retrain_per_cooldown_and_a_drop_gets_an_action(tmp_path: Path) -> None:
+    """scikit-learn's bundled UCI breast-cancer data, split in two: data we did not generate."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    reference, later = (
+        frame.iloc[:300].reset_index(drop=True),
+        frame.iloc[300:].reset_index(drop=True),
+    )
+    root = tmp_path / "cancer"
+    root.mkdir()
+    reference.to_csv(root / "reference.csv", index=False)
+    clock = SimulatedClock(start=time.time())
+    project = Project(root, clock=clock)
+    try:
+        assert run_pipeline(project, reference, target="target").deployed
+        monitor = Monitor(project, reference_data=root / "reference.csv")
+        assert monitor.run_batch(later).decision.action == "none"  # the same population
+        features = [c for c in later.columns if c != "target"]
+        drifted = later.copy()
+        drifted[features[: int(len(features) * 0.8)]] *= 1.5  # a recalibrated instrument
+        clock.advance(6 * HOUR)
+        assert monitor.run_batch(drifted).decision.action == "retrain"
+        clock.advance(6 * HOUR)
+        assert monitor.run_batch(drifted).decision.action != "retrain"  # cooldown
+        assert project.events.count("retrain") == 1
+        flipped = later.copy()
+        flipped["target"] = 1 - flipped["target"]  # a label definition changed upstream
+        clock.advance(24 * HOUR)
+        result = monitor.run_batch(flipped)
+        assert result.decision.action in ("retrain", "rollback")
+        assert any("accuracy drop" in alert for alert in result.decision.alerts)
+    finally:
+        project.close()
