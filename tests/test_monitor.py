@@ -203,3 +203,19 @@ def test_real_data_one_retrain_per_cooldown_and_a_drop_gets_an_action(tmp_path: 
         assert any("accuracy drop" in alert for alert in result.decision.alerts)
     finally:
         project.close()
+
+
+def test_every_interval_reads_only_the_log_since_the_last_pass(watched) -> None:  # type: ignore[no-untyped-def]
+    project, clock = watched
+    batch = make_churn(300, seed=72)
+    features = [c for c in batch.columns if c not in (TARGET, "signup_at")]
+    log = PredictionLog(project.state_dir / "predictions", flush_seconds=3600)
+    for i, (_, row) in enumerate(batch.iterrows()):
+        columns = {c: [row[c].item() if hasattr(row[c], "item") else row[c]] for c in features}
+        log.append(columns, [0], np.array([[0.7, 0.3]]), 1, f"q{i}")
+    log.close()  # served "now" (wall clock), after the simulated clock's start
+    Monitor(project).run_forever(every_seconds=6 * HOUR, passes=2)
+    passes = project.events.query(kind="monitor")
+    assert [p.details["rows"] for p in passes] == [0, 300]
+    assert passes[1].started_at - passes[0].started_at == pytest.approx(6 * HOUR)
+    assert passes[1].details["until"] == pytest.approx(clock.now())
