@@ -84,7 +84,7 @@ def swap_time(rows: int) -> None:
     import urllib.request
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_serve import free_port, start, stop, wait_for
+    from bench_serve import serve, stop
 
     from mlmedic.datasets import TARGET, make_churn
     from mlmedic.monitor import Monitor
@@ -97,15 +97,8 @@ def swap_time(rows: int) -> None:
     make_churn(rows, seed=1).to_parquet(folder / "reference.parquet")
     project = Project(root)
     run_pipeline(project, folder / "reference.parquet", target=TARGET)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
-        dict(os.environ),
-        folder / "serve.log",
-    )
+    server, url = serve(root, folder / "serve.log")
     try:
-        wait_for(url + "/ready")
         drifted = make_churn(rows, seed=2, drift=1.0)
         started = time.perf_counter()
         result = Monitor(project, reference_data=folder / "reference.parquet").run_batch(drifted)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import free_port, start, stop, wait_for
+from bench_serve import serve, stop
 from bench_train import make_training
 
 from mlmedic.datasets import TARGET
@@ -82,15 +82,8 @@ def main() -> None:
     record = make_training(10, 3).drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
-        dict(os.environ),
-        folder / "serve.log",
-    )
+    server, url = serve(root, folder / "serve.log")
     try:
-        wait_for(url + "/ready")
         time.sleep(1.0)
         kill_to_ready: list[float] = []
         for _ in range(args.kills):

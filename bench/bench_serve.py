@@ -92,6 +92,30 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
+def serve(root: Path, log: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """`mlmedic serve` for ``root`` on a free loopback port, ready; returns (process, url)."""
+    port = free_port()
+    process = start(
+        [
+            sys.executable,
+            "-m",
+            "mlmedic",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "-C",
+            str(root),
+        ],
+        dict(os.environ),
+        log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/ready")
+    return process, url
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -158,29 +182,11 @@ def main() -> None:
             stop(mlflow)
 
         for workers in (1, 2):
-            port = free_port()
-            server = start(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlmedic",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                    "-C",
-                    str(root),
-                ],
-                dict(os.environ),
-                folder / f"mlmedic-{workers}.log",
-            )
+            server, url = serve(root, folder / f"mlmedic-{workers}.log", workers)
             try:
-                wait_for(f"http://127.0.0.1:{port}/ready")
                 body = json.dumps(record)
                 for connections in (8, 64):
-                    target = f"http://127.0.0.1:{port}/predict"
-                    result = wrk(target, body, connections, args.seconds)
+                    result = wrk(f"{url}/predict", body, connections, args.seconds)
                     rows.append((f"mlmedic serve --workers {workers}", connections, result))
             finally:
                 stop(server)
