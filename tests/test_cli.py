@@ -240,3 +240,9 @@ def test_feedback_command_records_labels(tmp_path: Path) -> None:
     wrong.write_text("id,label\nabc,1\n")
     bad = _run("feedback", wrong, "-C", tmp_path)
     assert bad.exit_code == 2 and "missing column(s) request_id" in bad.output
+
+
+def test_serve_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
+    result = _run("serve", "--port", "0", "-C", tmp_path)
+    assert result.exit_code == 2
+    assert "has no champion to serve yet: run 'mlmedic run" in result.output

@@ -258,6 +258,11 @@ def serve(
 
     project = _open(project_dir)
     settings = project.settings.self_healing
+    if project.registry.read_pointer() is None and project.registry.champion() is None:
+        raise MedicError(
+            f"model '{project.registry.model_name}' has no champion to serve yet: "
+            "run 'mlmedic run DATA --target COLUMN' first"
+        )
     project.close()
     supervisor = Supervisor(
         project.root,
