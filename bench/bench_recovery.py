@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,18 +36,7 @@ from mlmedic.datasets import TARGET
 from mlmedic.events import EventStore
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
-
-
-def workers_of(supervisor: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout
-    pids = []
-    for pid in (int(p) for p in out.split()):
-        try:
-            if b"mlmedic.serving.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except OSError:
-            pass
-    return pids
+from mlmedic.serving.launch import worker_pids
 
 
 def ready(url: str) -> bool:
@@ -87,10 +75,10 @@ def main() -> None:
         time.sleep(1.0)
         kill_to_ready: list[float] = []
         for _ in range(args.kills):
-            [worker] = workers_of(server.pid)
+            [worker] = worker_pids(server.pid)
             started = time.monotonic()
             os.kill(worker, signal.SIGKILL)
-            while workers_of(server.pid) == [worker] or not ready(url):
+            while worker_pids(server.pid) == [worker] or not ready(url):
                 time.sleep(0.005)
             kill_to_ready.append(time.monotonic() - started)
             time.sleep(0.3)

@@ -16,8 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +30,7 @@ from bench_train import make_training
 from mlmedic.datasets import TARGET
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from mlmedic.serving.launch import free_port, start_server, stop_server
 
 
 def wait_for(url: str, timeout: float = 120.0) -> None:
@@ -95,34 +88,14 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 def serve(root: Path, log: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     """`mlmedic serve` for ``root`` on a free loopback port, ready; returns (process, url)."""
     port = free_port()
-    process = start(
-        [
-            sys.executable,
-            "-m",
-            "mlmedic",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "-C",
-            str(root),
-        ],
-        dict(os.environ),
-        log,
-    )
+    process = start_server(root, port, log.open("wb"), workers=workers)
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/ready")
     return process, url
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_server(process)
 
 
 def main() -> None:

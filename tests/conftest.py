@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
+from mlmedic.datasets import TARGET, inject_defects, make_churn
+from mlmedic.demo import DEMO_DEFECTS
 
 
 @pytest.fixture(autouse=True)
@@ -33,15 +34,7 @@ def reference() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def dirty() -> pd.DataFrame:
     """A churn batch with every kind of defect."""
-    defects = Defects(
-        missing_rate=0.03,
-        outlier_rate=0.01,
-        duplicate_rate=0.02,
-        bad_type_rate=0.01,
-        unseen_category_rate=0.01,
-        missing_target_rate=0.01,
-    )
-    return inject_defects(make_churn(1500, seed=12), defects, seed=13, target=TARGET)
+    return inject_defects(make_churn(1500, seed=12), DEMO_DEFECTS, seed=13, target=TARGET)
 
 
 @pytest.fixture

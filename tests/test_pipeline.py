@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from mlmedic.cli import app
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
+from mlmedic.serving.launch import free_port
 
 runner = CliRunner()
 
@@ -28,12 +28,6 @@ def _shuffled(frame: pd.DataFrame, target: str, seed: int = 0) -> pd.DataFrame:
     out = frame.copy()
     out[target] = out[target].sample(frac=1.0, random_state=seed).to_numpy()
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_good_model_deploys_then_bad_candidate_is_refused(project: Project) -> None:
@@ -163,7 +157,7 @@ def test_bad_input_leaves_the_champion_unchanged(
 def test_unreachable_mlflow_leaves_the_champion_unchanged(
     served: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     started = time.monotonic()
     result = runner.invoke(app, ["run", str(served / "train.csv"), "-t", TARGET, "-C", str(served)])
@@ -220,7 +214,7 @@ def test_a_plain_mlflow_client_loads_the_champion(served: Path) -> None:
 @pytest.fixture
 def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A real `mlflow server` on a free loopback port (SQLite store, proxied artifacts)."""
-    port = _free_port()
+    port = free_port()
     folder = tmp_path / "server"
     folder.mkdir()
     process = subprocess.Popen(

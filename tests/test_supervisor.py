@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,17 +19,12 @@ from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
+from mlmedic.serving.launch import free_port, start_server, stop_server, worker_pids
 
 RECORD = {
     k: (v.item() if hasattr(v, "item") else v)
     for k, v in make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].items()
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, dict]:
@@ -80,7 +74,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def server(two_versions: Path):  # type: ignore[no-untyped-def]
     """`mlmedic serve` on a free loopback port; stopped (with its workers) afterwards."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLMEDIC_ADMIN_TOKEN="t0ken")
     config = (
         json.loads((two_versions / "self_healing_config.json").read_text())
@@ -91,7 +85,7 @@ def server(two_versions: Path):  # type: ignore[no-untyped-def]
     (two_versions / "self_healing_config.json").write_text(json.dumps(config))
     log = two_versions / f"serve-{port}.log"
     output = log.open("ab")
-    process = _serve(two_versions, port, env, output)
+    process = start_server(two_versions, port, output, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
@@ -100,43 +94,9 @@ def server(two_versions: Path):  # type: ignore[no-untyped-def]
             time.sleep(0.05)
         yield url, process
     finally:
-        _stop(process)
+        stop_server(process)
         output.close()
         assert process.poll() is not None
-
-
-def _serve(root: Path, port: int, env: dict[str, str], output: object) -> subprocess.Popen[bytes]:
-    """`mlmedic serve` for ``root`` as a real process group (stopped by ``_stop``)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(root)],
-        env=env,
-        stdout=output,  # type: ignore[arg-type]
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def _worker_pids(supervisor: int) -> list[int]:
-    """The supervisor's forked API workers (not its registry-watcher process)."""
-    out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout
-    workers = []
-    for pid in (int(p) for p in out.split()):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"mlmedic.serving.watcher" not in command:
-            workers.append(pid)
-    return workers
 
 
 def test_serve_binds_loopback_and_serves_the_champion(server) -> None:  # type: ignore[no-untyped-def]
@@ -149,10 +109,10 @@ def test_serve_binds_loopback_and_serves_the_champion(server) -> None:  # type: 
 def test_kill_minus_nine_is_recovered_with_one_event(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]
     url, process = server
     before = len(EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery"))
-    [worker] = _worker_pids(process.pid)
+    [worker] = worker_pids(process.pid)
     os.kill(worker, signal.SIGKILL)
     took = _wait_ready(url, timeout=30)
-    assert _worker_pids(process.pid) != [worker]
+    assert worker_pids(process.pid) != [worker]
     time.sleep(0.3)
     events = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="recovery")
     assert len(events) == before + 1
@@ -176,7 +136,7 @@ def test_a_cached_model_failing_its_canary_is_reloaded_from_the_registry(
     broken = json.loads(example.read_text())
     broken["columns"] = ["nonsense", *broken["columns"][1:]]
     example.write_text(json.dumps(broken))  # the cached copy now fails its canary
-    [worker] = _worker_pids(process.pid)
+    [worker] = worker_pids(process.pid)
     os.kill(worker, signal.SIGKILL)
     _wait_ready(url, timeout=60)
     model = _get(url + "/model")[1]
@@ -269,7 +229,7 @@ def test_admin_reload_over_http(server) -> None:  # type: ignore[no-untyped-def]
 
 def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:
     """`mlmedic recover`: the service is down, the restart command brings it back."""
-    port = _free_port()
+    port = free_port()
     pidfile = tmp_path / "service.pid"
     command = (
         f"{sys.executable} -m http.server {port} --bind 127.0.0.1 --directory {tmp_path} "
@@ -356,16 +316,16 @@ def test_a_champion_that_cannot_serve_is_rolled_back(
     )
     assert bad.deployed and bad.champion_after == 2
     project.close()
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
     log = (root / "serve.log").open("ab")
-    process = _serve(root, port, env, log)
+    process = start_server(root, port, log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, timeout=120)
         assert _get(url + "/model")[1]["version"] == 1
     finally:
-        _stop(process)
+        stop_server(process)
         log.close()
     events = EventStore(root / ".mlmedic" / "events.db")
     incidents = [e for e in events.query(kind="recovery") if e.action == "service"]

@@ -16,9 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -37,6 +34,7 @@ from mlmedic.monitor import Monitor
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.render import print_events, print_repair, print_report
+from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
 
 DEMO_DEFECTS = Defects(
     missing_rate=0.03,
@@ -154,18 +152,13 @@ def _stages_two_three(console: Console, project: Project) -> bool:
 def _stage_six(console: Console, project: Project) -> bool:
     """Serve the champion under the supervisor, kill the worker with SIGKILL, watch it heal."""
     console.print(Rule("[bold]stage 6[/] — serving with auto-recovery"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_file = (project.root / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlmedic", "serve", "--port", str(port), "-C", str(project.root)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    server = start_server(project.root, port, log_file)
     try:
         started = time.monotonic()
-        if not _wait_ready(url, 90):
+        if not wait_ready(url, 90):
             console.print("[red]the server did not become ready[/]")
             return False
         console.print(
@@ -180,14 +173,15 @@ def _stage_six(console: Console, project: Project) -> bool:
             f"   sent {len(rows)} one-row requests: {len(served)} answered by "
             f"v{served[0]['model_version'] if served else '?'}, {churners} predicted to churn"
         )
-        worker = _worker_of(server.pid)
+        workers = worker_pids(server.pid)
+        worker = workers[0] if workers else None
         if worker is None:
             console.print("[red]no API worker found[/]")
             return False
         console.print(f"[bold]8. kill -9 {worker}[/] (the API worker)")
         killed = time.monotonic()
         os.kill(worker, signal.SIGKILL)
-        while _worker_of(server.pid) in (worker, None) or not _wait_ready(url, 0.05):
+        while worker_pids(server.pid) in ([worker], []) or not wait_ready(url, 0.05):
             if time.monotonic() - killed > 60:
                 console.print("[red]no recovery within 60 s[/]")
                 return False
@@ -208,12 +202,7 @@ def _stage_six(console: Console, project: Project) -> bool:
         monitored = _stages_four_five(console, project, url)
         return ok and monitored
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server)
         log_file.close()
 
 
@@ -286,26 +275,6 @@ def _wait_version(url: str, version: int | None, timeout: float) -> bool:
     return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=1) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-
-
 def _record(row: pd.Series, features: list[str]) -> dict[str, object]:
     return {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row[features].items()}
 
@@ -319,21 +288,6 @@ def _post(url: str, payload: object) -> dict | None:
             return dict(json.loads(answer.read()))
     except OSError:
         return None
-
-
-def _worker_of(supervisor: int) -> int | None:
-    """The supervisor's API worker (its forked child that is not the registry watcher)."""
-    try:
-        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    except OSError:
-        return None
-    for pid in map(int, children):
-        try:
-            if b"mlmedic.serving.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except OSError:
-            continue
-    return None
 
 
 def _action_log(console: Console, project: Project) -> None:

@@ -556,6 +556,12 @@ class Registry:
         except RegistryUnavailableError as exc:
             return self.rollback_offline(to, reason=reason, cause=exc)
 
+    def _no_previous(self, champion: int) -> RegistryError:
+        return RegistryError(
+            f"model '{self.model_name}' has no previous version to roll back to "
+            f"(champion is v{champion})"
+        )
+
     def _rollback_online(self, to: int | None, reason: str) -> Rollback:
         current = self.champion()
         if current is None:
@@ -563,10 +569,7 @@ class Registry:
         if to is None:
             previous = self.alias(PREVIOUS)
             if previous is None:
-                raise RegistryError(
-                    f"model '{self.model_name}' has no previous version to roll back to "
-                    f"(champion is v{current.version})"
-                )
+                raise self._no_previous(current.version)
             target = previous
         else:
             target = self.info(to)
@@ -633,10 +636,7 @@ class Registry:
         if to is None:
             previous = self._alias_from_events(PREVIOUS)
             if previous is None:
-                raise RegistryError(
-                    f"model '{self.model_name}' has no previous version to roll back to "
-                    f"(champion is v{current})"
-                )
+                raise self._no_previous(current)
             target = previous
         else:
             target = to
