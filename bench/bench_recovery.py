@@ -75,10 +75,10 @@ def main() -> None:
         time.sleep(1.0)
         kill_to_ready: list[float] = []
         for _ in range(args.kills):
-            [worker] = worker_pids(server.pid)
+            [worker] = worker_pids(server.pid, root)
             started = time.monotonic()
             os.kill(worker, signal.SIGKILL)
-            while worker_pids(server.pid) == [worker] or not ready(url):
+            while worker_pids(server.pid, root) == [worker] or not ready(url):
                 time.sleep(0.005)
             kill_to_ready.append(time.monotonic() - started)
             time.sleep(0.3)

@@ -1,7 +1,8 @@
 """The ``mlmedic`` command: parses, calls the library, prints, maps errors to exit codes.
 
 Exit codes: 0 success; 1 the data checks failed; 2 a user error (bad file, bad config, wrong
-option); 3 the event store is unusable; 70 an internal error (a bug: please report it).
+option); 3 a store or service is unreachable (event store, MLflow); 4 another mlmedic operation
+holds the project lock; 70 an internal error (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -248,16 +249,31 @@ def serve(
         str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port (default 8000; 0: any free).")
+        int | None,
+        typer.Option("--port", help="Port (default 8000; 0: any free).", min=0, max=65535),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (1-64).", min=1, max=64)
+    ] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Stage 6: serve the champion under a supervisor that health-checks and recovers it."""
+    """Stage 6: serve the champion under a supervisor that health-checks and recovers it.
+
+    /predict, /feedback and /metrics require a bearer token when MLMEDIC_API_TOKEN is set;
+    /admin/* require MLMEDIC_ADMIN_TOKEN. /health and /ready stay open for probes.
+    """
+    from mlmedic.serving.app import is_loopback
     from mlmedic.serving.supervisor import Supervisor
 
     project = _open(project_dir)
     settings = project.settings.self_healing
+    bind = host or settings.serving.host
+    if not is_loopback(bind) and not os.environ.get("MLMEDIC_API_TOKEN"):
+        err.print(
+            f"[yellow]warning:[/] binding {bind} makes /predict, /feedback and /metrics "
+            "reachable from other machines without credentials; set MLMEDIC_API_TOKEN",
+            soft_wrap=True,
+        )
     if project.registry.read_pointer() is None and project.registry.champion() is None:
         raise MedicError(
             f"model '{project.registry.model_name}' has no champion to serve yet: "
@@ -285,7 +301,9 @@ def serve(
 
 @app.command()
 def recover(
-    url: Annotated[str, typer.Option("--url", help="Base URL of the service to check.")],
+    url: Annotated[
+        str, typer.Option("--url", help="Base URL (http or https) of the service to check.")
+    ],
     command: Annotated[
         str, typer.Option("--command", help="Shell command that restarts the service.")
     ],
@@ -293,8 +311,9 @@ def recover(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """One-shot check of a service mlmedic does not supervise; restart it if it is unhealthy."""
-    from mlmedic.serving.recover import recover_once
+    from mlmedic.serving.recover import check_url, recover_once
 
+    check_url(url)
     project = _open(project_dir)
     result = recover_once(
         url,
@@ -302,6 +321,7 @@ def recover(
         path=path,
         attempts=project.settings.self_healing.service_recovery.max_recovery_attempts,
         events=project.events,
+        say=lambda line: err.print(line, soft_wrap=True),
     )
     out.print(result.message, soft_wrap=True)
     if not result.healthy:

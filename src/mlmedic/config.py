@@ -60,6 +60,8 @@ class ModelTrainingConfig(_Section):
     max_training_retries: int = Field(3, ge=0)
     model_name: str | None = None
     trainer: str | None = None
+    # Loading a pickled model runs whatever code it carries: off unless the user says so here.
+    allow_pickle_models_executing_code: bool = False
 
 
 class ModelValidationConfig(_Section):
@@ -107,6 +109,7 @@ class ServingConfig(_Section):
     prediction_log_flush_seconds: float = Field(0.2, gt=0.0)
     crash_loop_window_seconds: float = Field(300.0, ge=0.0)
     healthy_reset_seconds: float = Field(600.0, gt=0.0)
+    warm_standby: bool = True
 
 
 class MonitoringPaths(_Section):

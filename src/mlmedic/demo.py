@@ -173,7 +173,7 @@ def _stage_six(console: Console, project: Project) -> bool:
             f"   sent {len(rows)} one-row requests: {len(served)} answered by "
             f"v{served[0]['model_version'] if served else '?'}, {churners} predicted to churn"
         )
-        workers = worker_pids(server.pid)
+        workers = worker_pids(server.pid, project.root)
         worker = workers[0] if workers else None
         if worker is None:
             console.print("[red]no API worker found[/]")
@@ -181,7 +181,7 @@ def _stage_six(console: Console, project: Project) -> bool:
         console.print(f"[bold]8. kill -9 {worker}[/] (the API worker)")
         killed = time.monotonic()
         os.kill(worker, signal.SIGKILL)
-        while worker_pids(server.pid) in ([worker], []) or not wait_ready(url, 0.05):
+        while worker_pids(server.pid, project.root) in ([worker], []) or not wait_ready(url, 0.05):
             if time.monotonic() - killed > 60:
                 console.print("[red]no recovery within 60 s[/]")
                 return False

@@ -7,6 +7,7 @@ the HTTP app (later) answers with ``status_code``.
     MedicError
     ├── ConfigError              a config file is unreadable, has an unknown key or a wrong type
     ├── ProjectError             the project directory is unusable, or a file would be overwritten
+    │   └── ProjectBusyError     another operation holds the project lock (exit 4)
     ├── DataError                input data cannot be used
     │   ├── DataFileError        missing, empty, header-only, corrupt or unsupported file
     │   ├── DataQualityError     the data still fails its checks after auto-fix (exit 1)
@@ -49,6 +50,13 @@ class ConfigError(MedicError):
 
 class ProjectError(MedicError):
     """The project directory cannot be used, or a command would overwrite something."""
+
+
+class ProjectBusyError(ProjectError):
+    """Another mlmedic operation holds the project lock and did not finish in time."""
+
+    exit_code = 4
+    status_code = 409
 
 
 class DataError(MedicError):

@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     ALERT = "alert"
     RECOVERY = "recovery"
     MONITOR = "monitor"
+    COMPONENT = "component"  # a part of mlmedic itself degraded or healed (event store, ...)
 
 
 class Outcome(StrEnum):
@@ -81,6 +82,15 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, started_at);
 CREATE INDEX IF NOT EXISTS events_time ON events (started_at);
 """
+
+
+# kind, action, outcome, started_at, ended_at, duration_s, model_version, message
+Row = tuple[str, str, str, float, float, float, str | None, str]
+
+_INSERT = (
+    "INSERT INTO events (kind, action, outcome, started_at, ended_at, duration_s,"
+    " model_version, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -150,22 +160,40 @@ class EventStore:
     def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout_s: float = 30.0):
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection to ``path`` (the file and schema are created when missing)."""
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-            self._conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
             raise EventStoreError(f"{self.path}: cannot open the event store ({exc})") from exc
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def __enter__(self) -> EventStore:
         return self
@@ -186,24 +214,52 @@ class EventStore:
         ended_at: float | None = None,
     ) -> Event:
         """Append one event and return it; times default to now (an instant event)."""
+        row, payload = self._row(
+            kind, action, outcome, message, details, model_version, started_at, ended_at
+        )
+        try:
+            [event_id] = self._insert([(*row, payload)])
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot write an event ({exc})") from exc
+        return Event(event_id, *row, details=json.loads(payload))
+
+    def _row(
+        self,
+        kind: str,
+        action: str,
+        outcome: str,
+        message: str,
+        details: Mapping[str, Any] | None,
+        model_version: str | int | None,
+        started_at: float | None,
+        ended_at: float | None,
+    ) -> tuple[Row, str]:
+        """The stored columns of one event (without the id), and its details as JSON."""
         kind, outcome = EventKind(kind).value, Outcome(outcome).value
         ended = self.clock.now() if ended_at is None else ended_at
         started = ended if started_at is None else started_at
         version = None if model_version is None else str(model_version)
         payload = json.dumps(dict(details or {}), default=str, allow_nan=False)
         row = (kind, action, outcome, started, ended, max(0.0, ended - started), version, message)
-        try:
-            with self._lock:
-                cursor = self._conn.execute(
-                    "INSERT INTO events (kind, action, outcome, started_at, ended_at, duration_s,"
-                    " model_version, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, payload),
-                )
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot write an event ({exc})") from exc
-        event_id = cursor.lastrowid
-        assert event_id is not None
-        return Event(event_id, *row, details=json.loads(payload))
+        return row, payload
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert rows (columns as in ``_INSERT``) in one transaction; their ids."""
+        ids: list[int] = []
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    cursor = conn.execute(_INSERT, row)
+                    assert cursor.lastrowid is not None
+                    ids.append(cursor.lastrowid)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return ids
 
     @contextmanager
     def span(
@@ -265,7 +321,7 @@ class EventStore:
             params.append(int(limit))
         try:
             with self._lock:
-                rows = self._conn.execute(sql, params).fetchall()
+                rows = self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
         return [_event(row) for row in rows]
@@ -280,8 +336,11 @@ class EventStore:
         if kind is not None:
             sql += " WHERE kind = ?"
             params.append(EventKind(kind).value)
-        with self._lock:
-            return int(self._conn.execute(sql, params).fetchone()[0])
+        try:
+            with self._lock:
+                return int(self.conn.execute(sql, params).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
 
     def export(self, directory: str | Path) -> dict[str, int]:
         """Write the seed-style JSON logs (one array per file) into ``directory``; return counts."""

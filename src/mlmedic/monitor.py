@@ -312,26 +312,45 @@ class Monitor:
                 events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=result.acted)
                 self.say(result.acted)
                 return
-            from mlmedic.pipeline import run_pipeline
+            from mlmedic.lock import project_lock
 
-            with events.span(EventKind.RETRAIN, "retrain", model_version=version) as span:
-                target = self._champion_contract().target
-                run = run_pipeline(self.project, training, target=target, say=self.say)
-                span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
-                outcome = "deployed" if run.deployed else "rejected by the gate"
-                reasons = "; ".join(result.decision.reasons)
-                span.message = (
-                    f"retrained on {len(training):,} rows because {reasons}: "
-                    f"v{run.candidate} {outcome}"
-                )
-                span.details = {
-                    "candidate": run.candidate,
-                    "deployed": run.deployed,
-                    "reasons": result.decision.reasons,
-                }
-            result.acted = span.message
+            with project_lock(self.project.state_dir, "monitor retrain", say=self.say):
+                # another monitor may have retrained while this pass measured: the cooldown is
+                # claimed under the lock, so one retrain per cooldown holds across processes
+                last = events.last(EventKind.RETRAIN)
+                hours = self.settings.retraining_cooldown_hours
+                now = self.project.clock.now()
+                if last is not None and now < last.started_at + hours * 3600.0:
+                    result.acted = (
+                        "no retrain: another monitor retrained at "
+                        f"{to_iso(last.started_at)} (cooldown until "
+                        f"{to_iso(last.started_at + hours * 3600.0)})"
+                    )
+                    self.say(result.acted)
+                    return
+                self._retrain(result, training, version)
         elif result.decision.next_retrain_at is not None:
             result.acted = f"no retrain: cooldown until {to_iso(result.decision.next_retrain_at)}"
+
+    def _retrain(self, result: MonitorResult, training: pd.DataFrame, version: int) -> None:
+        from mlmedic.pipeline import run_pipeline
+
+        events = self.project.events
+        with events.span(EventKind.RETRAIN, "retrain", model_version=version) as span:
+            target = self._champion_contract().target
+            run = run_pipeline(self.project, training, target=target, say=self.say)
+            span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
+            outcome = "deployed" if run.deployed else "rejected by the gate"
+            reasons = "; ".join(result.decision.reasons)
+            span.message = (
+                f"retrained on {len(training):,} rows because {reasons}: v{run.candidate} {outcome}"
+            )
+            span.details = {
+                "candidate": run.candidate,
+                "deployed": run.deployed,
+                "reasons": result.decision.reasons,
+            }
+        result.acted = span.message
 
     def _training_data(self, labelled: pd.DataFrame | None) -> pd.DataFrame | None:
         """The reference training data plus the window's labelled rows, in the champion's

@@ -28,6 +28,7 @@ from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import DataQualityError, MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
+from mlmedic.lock import project_lock
 from mlmedic.performance import Calibration
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
@@ -157,8 +158,28 @@ def run_pipeline(
     timings["register"] = time.perf_counter() - clock
     say(f"[2] register: {registry.model_name} v{candidate.version} in {registry.tracking_uri}")
 
-    # ---- stage 3: gate -> deploy or auto-rollback
+    # ---- stage 3: gate -> deploy or auto-rollback, under the project lock: the champion is
+    # re-read there, so two runs at once gate one after the other against the real champion
+    with project_lock(
+        project.state_dir, f"mlmedic run (gate and deploy of v{candidate.version})", say=say
+    ):
+        return _gate_and_deploy(project, candidate, result, target, stage, timings, say)
+
+
+def _gate_and_deploy(
+    project: Project,
+    candidate: VersionInfo,
+    result: Any,
+    target: str,
+    stage: DataStageResult,
+    timings: dict[str, float],
+    say: Say,
+) -> RunResult:
+    settings = project.settings.self_healing
+    events = project.events
+    registry = project.registry
     clock = time.perf_counter()
+    champion = registry.champion()
     champion_metrics = _champion_on_holdout(project, champion, result, target)
     decision = decide(
         result.metrics,

@@ -21,8 +21,13 @@ STATE_DIR = ".mlmedic"
 class Project:
     """Paths and shared services of one project directory (config is read once, lazily)."""
 
-    def __init__(self, root: str | Path = ".", *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, root: str | Path = ".", *, clock: Clock | None = None, service: bool = False
+    ) -> None:
+        """``service``: this process serves or supervises, so its event writes must never fail
+        (they are buffered on disk while the store is unavailable, see ``eventbuffer``)."""
         self.root = Path(root).resolve()
+        self.service = service
         if self.root.exists() and not self.root.is_dir():
             raise ProjectError(f"{self.root}: the project directory is a file, not a directory")
         self.clock: Clock = clock or SystemClock()
@@ -41,6 +46,10 @@ class Project:
 
     @cached_property
     def events(self) -> EventStore:
+        if self.service:
+            from mlmedic.eventbuffer import ResilientEventStore
+
+            return ResilientEventStore(self.events_path, clock=self.clock)
         return EventStore(self.events_path, clock=self.clock)
 
     @cached_property

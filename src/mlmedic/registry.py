@@ -7,8 +7,11 @@ signature, an input example, metrics and parameters, and carries its baseline as
 is the slot the monitoring stage fills). Registry stages are deprecated: only aliases are used,
 and every alias move is also an event, so the history of who served when is kept.
 
-Loading a scikit-learn model from MLflow 3 requires ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``
-even for skops files; mlmedic sets it only while it loads a version of its own registry.
+Models are loaded with skops only, trusting exactly the types mlmedic recorded when it registered
+the version (the ``mlmedic.skops_trusted_types`` tag; never the list stored beside the artifact,
+which whoever uploads the artifact controls). A pickled version is refused unless the project sets
+``model_training.allow_pickle_models_executing_code``. Every operation that moves an alias holds
+the project lock (``mlmedic.lock``) and re-reads the champion under it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ CHAMPION = "champion"
 PREVIOUS = "previous"
 STATUS_TAG = "mlmedic.status"
 REASON_TAG = "mlmedic.reason"
+TRUSTED_TYPES_TAG = "mlmedic.skops_trusted_types"
+POINTER_FILE = "champion.json"
 CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
 DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
@@ -77,19 +82,12 @@ def default_model_name(root: Path) -> str:
     return cleaned or "mlmedic-model"
 
 
-@contextlib.contextmanager
-def _allow_deserialization() -> Iterator[None]:
-    """MLflow 3 refuses to load any scikit-learn model (skops included) unless this is set."""
-    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-    old = os.environ.get(key)
-    os.environ[key] = "true"
+def read_pointer(state_dir: Path) -> dict[str, Any] | None:
+    """``.mlmedic/champion.json``: the champion as this project last knew it (or None)."""
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+        return dict(json.loads((Path(state_dir) / POINTER_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 @contextlib.contextmanager
@@ -112,18 +110,22 @@ class Registry:
         tracking_uri: str | None = None,
         max_backups: int = 10,
         backup_retention_days: float | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.allow_pickle = allow_pickle
         self.events = events
         self.model_name = model_name
         self.max_backups = max_backups
         self.backup_retention_days = backup_retention_days
-        self.local = tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI")
         if tracking_uri is None:
             tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
             )
         self.tracking_uri = tracking_uri
+        # a local store (sqlite or a file path) keeps its artifacts in the project, never in
+        # whatever directory the command was started from (MLflow's default is ./mlruns)
+        self.local = _is_local_store(tracking_uri)
         self.backup_dir = self.state_dir / "backups" / model_name
         self._client: Any = None
 
@@ -351,6 +353,7 @@ class Registry:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             run_id, info = self._call("log and register the model", log)
         version = int(info.registered_model_version)
+        self._set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
         self._tag(version, "candidate")
         self.events.record(
             EventKind.REGISTER,
@@ -381,15 +384,51 @@ class Registry:
             ) from exc
 
     # ------------------------------------------------------------------ loading
-    def load_model(self, version: int) -> Any:
-        """The scikit-learn model of a version (from this project's registry only)."""
-        import mlflow.sklearn
+    def trusted_types(self, version: int) -> list[str] | None:
+        """The skops types mlmedic recorded for ``version`` when it registered it (or None)."""
+        found = self._version(version)
+        text = dict(getattr(found, "tags", None) or {}).get(TRUSTED_TYPES_TAG)
+        if text is None:
+            return None
+        try:
+            return [str(t) for t in json.loads(text)]
+        except (ValueError, TypeError):
+            return None
 
-        uri = f"models:/{self.model_name}/{version}"
-        _ = self.client
-        self._activate()
-        with _allow_deserialization():
-            return self._call("load the model", mlflow.sklearn.load_model, uri)
+    def _loading_plan(self, version: int, model_dir: Path) -> tuple[str, list[str]]:
+        """(serialization format, trusted types) for a downloaded version, or RegistryError."""
+        from mlmedic.serving.model import model_file
+
+        flavor = _sklearn_flavor(model_dir)
+        form = str(flavor.get("serialization_format", "skops"))
+        if form != "skops" or model_file(model_dir.parent).name != "model.skops":
+            if not self.allow_pickle:
+                raise RegistryError(
+                    f"v{version} of '{self.model_name}' is saved with {form}; loading it would "
+                    "execute the code it carries. Retrain it with mlmedic (skops), or set "
+                    "model_training.allow_pickle_models_executing_code to true if you trust it"
+                )
+            return form, []
+        trusted = self.trusted_types(version)
+        if trusted is None:
+            raise RegistryError(
+                f"v{version} of '{self.model_name}' was not registered by mlmedic (no "
+                f"{TRUSTED_TYPES_TAG} tag), so its skops types cannot be trusted; register it "
+                "with 'mlmedic run'"
+            )
+        return form, trusted
+
+    def load_model(self, version: int) -> Any:
+        """The scikit-learn model of a version (from this project's registry only), loaded with
+        skops and the types mlmedic recorded for it; pickle only when the project opted in."""
+        with tempfile.TemporaryDirectory() as folder:
+            exported = self.export(version, Path(folder) / "version")
+            from mlmedic.serving.model import load_local
+
+            try:
+                return load_local(exported, version, allow_pickle=self.allow_pickle).model
+            except Exception as exc:
+                raise RegistryError(f"cannot load v{version}: {exc}") from exc
 
     def load_drift_profile(self, version: int) -> dict[str, Any] | None:
         """The version's drift reference (features and predictions), if it was stored."""
@@ -439,7 +478,7 @@ class Registry:
             )
         if alias == CHAMPION and version is not None:
             self._warm_serving_cache(version)
-            self._write_pointer(version, synced=True)
+            self.write_pointer(version, synced=True)
         self._record_move(alias, old, version, reason)
 
     def _warm_serving_cache(self, version: int) -> None:
@@ -551,10 +590,13 @@ class Registry:
         When the tracking server is unreachable, rolls back from the local backups instead (see
         ``rollback_offline``).
         """
-        try:
-            return self._rollback_online(to, reason)
-        except RegistryUnavailableError as exc:
-            return self.rollback_offline(to, reason=reason, cause=exc)
+        from mlmedic.lock import project_lock
+
+        with project_lock(self.state_dir, f"rollback ({reason})"):
+            try:
+                return self._rollback_online(to, reason)
+            except RegistryUnavailableError as exc:
+                return self.rollback_offline(to, reason=reason, cause=exc)
 
     def _no_previous(self, champion: int) -> RegistryError:
         return RegistryError(
@@ -594,15 +636,13 @@ class Registry:
     @property
     def pointer_path(self) -> Path:
         """``.mlmedic/champion.json``: the champion as this project last knew it."""
-        return self.state_dir / "champion.json"
+        return self.state_dir / POINTER_FILE
 
     def read_pointer(self) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(self.pointer_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            return None
+        return read_pointer(self.state_dir)
 
-    def _write_pointer(self, version: int, *, synced: bool, backup: str | None = None) -> None:
+    def write_pointer(self, version: int, *, synced: bool, backup: str | None = None) -> None:
+        """The only writer of ``.mlmedic/champion.json`` (atomic: write, then rename)."""
         record = {
             "model_name": self.model_name,
             "version": version,
@@ -612,7 +652,7 @@ class Registry:
             "updated_at": self.events.clock.now(),
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        temporary = self.pointer_path.with_suffix(".tmp")
+        temporary = self.pointer_path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
         temporary.replace(self.pointer_path)
 
@@ -656,7 +696,7 @@ class Registry:
                 f"local backup of v{target} in {self.backup_dir}"
             )
         new_previous = self._previous_after_rollback(current, target)
-        self._write_pointer(target, synced=False, backup=str(backup))
+        self.write_pointer(target, synced=False, backup=str(backup))
         self._record_move(PREVIOUS, target, new_previous, reason, offline=True)
         self._record_move(CHAMPION, current, target, reason, offline=True)
         self._record_rollback(
@@ -682,14 +722,16 @@ class Registry:
             if current is not None:
                 self._tag(current.version, "rolled-back", "offline rollback")
             self._set_alias(PREVIOUS, previous, "sync of an offline rollback")
-        self._write_pointer(target, synced=True)
+        self.write_pointer(target, synced=True)
 
     # ------------------------------------------------------------------ backups
     def export(self, version: int, target: Path) -> Path:
         """Copy a version's MLflow model directory and baseline into ``target`` (atomically), with
         a manifest naming its metrics and the exact skops trusted types needed to load it."""
         import mlflow.artifacts
-        from mlflow.models import Model
+        from mlflow.exceptions import MlflowException
+
+        from mlmedic.serving.model import file_digest, model_file
 
         info = self.info(version)
         self._activate()
@@ -703,7 +745,8 @@ class Registry:
                 artifact_uri=f"models:/{self.model_name}/{version}",
                 dst_path=str(staging / "model"),
             )
-            if info.run_id:
+            form, trusted = self._loading_plan(version, staging / "model")
+            try:
                 self._call(
                     "download the baseline",
                     self.client.download_artifacts,
@@ -711,14 +754,20 @@ class Registry:
                     "baseline",
                     str(staging),
                 )
-            flavor = Model.load(str(staging / "model")).flavors.get("sklearn", {})
+            except MlflowException as exc:
+                raise RegistryError(
+                    f"v{version} of '{self.model_name}' has no baseline (data contract); it was "
+                    "not registered by mlmedic: register it with 'mlmedic run'"
+                ) from exc
             manifest = {
                 "model_name": self.model_name,
                 "version": version,
                 "run_id": info.run_id,
                 "metrics": info.metrics,
                 "trained_at": info.created_at,
-                "skops_trusted_types": flavor.get("skops_trusted_types") or [],
+                "serialization_format": form,
+                "skops_trusted_types": trusted,
+                "sha256": file_digest(model_file(staging)),
                 "tracking_uri": self.tracking_uri,
                 "backed_up_at": self.events.clock.now(),
             }
@@ -757,6 +806,26 @@ class Registry:
         excess = len(backups) + 1 - self.max_backups
         for path in backups[: max(0, excess)]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _sklearn_flavor(model_dir: Path) -> dict[str, Any]:
+    """The ``sklearn`` flavor of an MLmodel file (read as YAML text, without MLflow's loader)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(model_dir) / "MLmodel").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"{model_dir}: unreadable MLmodel file ({exc})") from exc
+    flavor = (data.get("flavors") or {}).get("sklearn")
+    if not isinstance(flavor, dict):
+        raise RegistryError(f"{model_dir}: not a scikit-learn model (no sklearn flavor)")
+    return flavor
+
+
+def _is_local_store(uri: str) -> bool:
+    """A tracking URI whose default artifact root would be a relative local folder."""
+    scheme = uri.split(":", 1)[0].lower() if "://" in uri else "file"
+    return scheme in ("sqlite", "file", "postgresql", "mysql", "mssql") or len(scheme) == 1
 
 
 def _v(version: int | None) -> str:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,8 @@ from mlmedic.serving.source import ModelSource
 log = logging.getLogger("mlmedic.serving")
 _DRAIN_LIMIT = 16 * 1024 * 1024
 _ARRIVAL_GAP = 0.0004  # seconds without a new request that close a batch early
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SWAP_BACKOFF_CAP = 30.0
 
 
 class ApiError(Exception):
@@ -73,11 +77,15 @@ class ServerState:
     feedback: FeedbackLog
     metrics: Metrics
     admin_token: str | None
+    api_token: str | None = None
     poll_registry: bool = False
     model: LoadedModel | None = None
     queue: asyncio.Queue[_Pending] | None = None
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    on_model_call: Callable[[int], None] | None = None
+    # a swap target that failed: version -> (attempts, first failure time, next try, last error)
+    failing: dict[int, list[Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ model lifecycle
     def load_initial(self) -> None:
@@ -90,26 +98,51 @@ class ServerState:
             )
         if self.model is not None:
             self.metrics.model_version(self.model.version)
+            if self.model.fallback_from is not None:
+                self.failing[self.model.fallback_from] = [
+                    1,
+                    time.time(),
+                    time.monotonic() + 1.0,
+                    self.model.fallback_why,
+                ]
+
+    def catch_up(self) -> None:
+        """A standby that starts serving swaps first if the champion moved since it loaded."""
+        version = self.check_for_new_champion(ask_registry=False)
+        if version is not None:
+            self.swap_to(version, reason="champion moved while this worker was on standby")
 
     def swap_to(self, version: int, *, reason: str) -> bool:
-        """Load ``version``, canary it, swap it in; on failure keep the old model (and say so)."""
+        """Load ``version``, canary it, swap it in; on failure keep the old model (and say so,
+        once per target: retries back off, and the success that ends them counts them)."""
         with self.swap_lock:
             current = self.model.version if self.model else None
             if current == version:
                 return False
+            failing = self.failing.get(version)
+            if failing is not None and time.monotonic() < failing[2]:
+                return False
             try:
                 loaded = self.source.load_version(version)
             except ModelLoadError as exc:
-                self.events.record(
-                    EventKind.DEPLOY,
-                    "hot-swap",
-                    Outcome.FAILURE,
-                    message=f"hot swap to v{version} failed, still serving v{current}: {exc}",
-                    details={"to_version": version, "serving": current, "reason": reason},
-                    model_version=current,
-                )
                 self.metrics.swap(ok=False)
+                if failing is None:
+                    self.failing[version] = [1, time.time(), time.monotonic() + 1.0, str(exc)]
+                    self.events.record(
+                        EventKind.DEPLOY,
+                        "hot-swap",
+                        Outcome.FAILURE,
+                        message=f"hot swap to v{version} failed, still serving v{current}: {exc}"
+                        " (retrying with back-off)",
+                        details={"to_version": version, "serving": current, "reason": reason},
+                        model_version=current,
+                    )
+                else:
+                    failing[0] += 1
+                    delay = min(_SWAP_BACKOFF_CAP, 2.0 ** min(failing[0], 10))
+                    failing[2], failing[3] = time.monotonic() + delay, str(exc)
                 return False
+            attempts = self.failing.pop(version, [0])[0]
             self.model = loaded
             self.metrics.model_version(loaded.version)
             self.metrics.swap(ok=True)
@@ -117,8 +150,14 @@ class ServerState:
                 EventKind.DEPLOY,
                 "hot-swap",
                 Outcome.SUCCESS,
-                message=f"now serving v{version} (was v{current}): {reason}",
-                details={"from_version": current, "to_version": version, "source": loaded.source},
+                message=f"now serving v{version} (was v{current}): {reason}"
+                + (f" after {attempts} failed attempt(s)" if attempts else ""),
+                details={
+                    "from_version": current,
+                    "to_version": version,
+                    "source": loaded.source,
+                    "failed_attempts": attempts,
+                },
                 model_version=version,
             )
             return True
@@ -132,14 +171,40 @@ class ServerState:
 
     def watch(self) -> None:
         """Background thread: follow the local champion record (the registry watcher process
-        keeps it in step with the registry)."""
+        keeps it in step with the registry), and write events buffered while the store was
+        unavailable."""
+        parent = os.getppid()
+        ticks = 0
         while not self.stopping.wait(0.25):
+            ticks += 1
             try:
+                if os.environ.get("MLMEDIC_WORKER_INDEX") and os.getppid() != parent:
+                    log.error("the supervisor is gone; this worker stops")
+                    os._exit(1)
                 version = self.check_for_new_champion(ask_registry=self.poll_registry)
                 if version is not None:
                     self.swap_to(version, reason="champion alias moved")
+                if ticks % 8 == 0:
+                    flush = getattr(self.events, "flush", None)
+                    if flush is not None:
+                        flush()
             except Exception as exc:  # the watcher must never die
                 log.warning("champion watch failed: %s", exc)
+
+    def fallback(self) -> dict[str, Any] | None:
+        """When another version is served because the champion cannot be loaded (at start, or
+        by a hot swap that keeps failing)."""
+        model = self.model
+        if model is None:
+            return None
+        wanted = self.source.champion_version(ask_registry=False)
+        if model.fallback_from is not None and wanted in (None, model.fallback_from):
+            champion, why = model.fallback_from, model.fallback_why
+        elif wanted is not None and wanted != model.version and wanted in self.failing:
+            champion, why = wanted, str(self.failing[wanted][3])
+        else:
+            return None
+        return {"champion": champion, "serving": model.version, "why": why}
 
     # ------------------------------------------------------------------ batching
     async def batcher(self) -> None:
@@ -176,8 +241,11 @@ class ServerState:
                         item.future.set_exception(ApiError(503, "no model is loaded yet"))
                 continue
             self.metrics.batch(rows)
+            mark = self.on_model_call
             try:
                 parts = [item.columns for item in batch]
+                if mark is not None:
+                    mark(model.version)
                 labels, probabilities = await loop.run_in_executor(
                     None, model.predict_columns, parts
                 )
@@ -186,6 +254,9 @@ class ServerState:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            finally:
+                if mark is not None:
+                    mark(0)
             start = 0
             for item in batch:
                 stop = start + item.rows
@@ -306,6 +377,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
+        _authorise_api(request, state.api_token)
         started = time.perf_counter()
         model = state.model
         if model is None:
@@ -316,7 +388,9 @@ def create_app(state: ServerState) -> FastAPI:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         state.queue.put_nowait(_Pending(columns, len(records), future))
         labels, probabilities, used = await future
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or ""
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
         predictions = [_plain(label) for label in labels]
         state.predictions.append(columns, predictions, probabilities, used.version, request_id)
         state.metrics.predicted(predictions, time.perf_counter() - started)
@@ -332,6 +406,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.post("/feedback")
     async def feedback(request: Request) -> JSONResponse:
+        _authorise_api(request, state.api_token)
         body = await _json_body(request)
         items = body.get("labels") if isinstance(body, dict) and "labels" in body else [body]
         if not isinstance(items, list) or not items:
@@ -357,7 +432,15 @@ def create_app(state: ServerState) -> FastAPI:
             await asyncio.get_running_loop().run_in_executor(None, model.check_canary)
         except ModelLoadError as exc:
             return JSONResponse({"ready": False, "detail": str(exc)}, status_code=503)
-        return JSONResponse({"ready": True, "model_version": model.version})
+        body: dict[str, Any] = {"ready": True, "model_version": model.version}
+        fallback = state.fallback()
+        if fallback is not None:
+            body["fallback"] = fallback
+        status = getattr(state.events, "status", None)
+        if status is not None:
+            body["event_store"] = status()
+        body["prediction_log"] = state.predictions.status()
+        return JSONResponse(body)
 
     @app.get("/model")
     async def model_info() -> JSONResponse:
@@ -375,12 +458,16 @@ def create_app(state: ServerState) -> FastAPI:
                 "classes": [_plain(c) for c in model.classes],
                 "loaded_from": model.source,
                 "fast_path": model.fast is not None,
+                "fallback": state.fallback(),
             }
         )
 
     @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        text, content_type = state.metrics.render(state.events)
+    async def metrics(request: Request) -> PlainTextResponse:
+        _authorise_api(request, state.api_token)
+        text, content_type = await asyncio.get_running_loop().run_in_executor(
+            None, state.metrics.render, state.events
+        )
         return PlainTextResponse(text, media_type=content_type)
 
     @app.post("/admin/reload")
@@ -401,6 +488,27 @@ def create_app(state: ServerState) -> FastAPI:
     return app
 
 
+def _authorise_api(request: Request, token: str | None) -> None:
+    """``/predict``, ``/feedback`` and ``/metrics`` need the bearer token when one is set."""
+    if not token:
+        return
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise ApiError(401, "missing bearer token (this server requires MLMEDIC_API_TOKEN)")
+    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        raise ApiError(403, "wrong token")
+
+
+def is_loopback(host: str) -> bool:
+    """Does binding ``host`` keep the server on this machine?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _authorise(request: Request, token: str | None) -> None:
     if not token:
         raise ApiError(403, "admin endpoints are disabled: set MLMEDIC_ADMIN_TOKEN")
@@ -415,21 +523,32 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def build(project_dir: str | Path, *, poll_registry: bool = False) -> FastAPI:
+def model_source(project: Any) -> ModelSource:
+    """Where a server of this project finds its models."""
+    settings = project.settings.self_healing
+    name = settings.model_training.model_name or _default_name(project.root)
+    return ModelSource(
+        project.state_dir,
+        model_name=name,
+        events=project.events,
+        allow_pickle=settings.model_training.allow_pickle_models_executing_code,
+    )
+
+
+def build(
+    project_dir: str | Path,
+    *,
+    poll_registry: bool = False,
+    on_model_call: Callable[[int], None] | None = None,
+) -> FastAPI:
     """The app for a project directory (what each server worker runs)."""
     from mlmedic.project import Project
 
-    project = Project(project_dir)
+    project = Project(project_dir, service=True)
     settings = project.settings.self_healing
-    registry_name = settings.model_training.model_name
-    source = ModelSource(
-        project.state_dir,
-        model_name=registry_name or _default_name(project.root),
-        events=project.events,
-    )
     config = settings.serving
     state = ServerState(
-        source=source,
+        source=model_source(project),
         config=config,
         events=project.events,
         predictions=PredictionLog(
@@ -438,7 +557,9 @@ def build(project_dir: str | Path, *, poll_registry: bool = False) -> FastAPI:
         feedback=FeedbackLog(project.state_dir / "feedback"),
         metrics=Metrics(),
         admin_token=os.environ.get("MLMEDIC_ADMIN_TOKEN") or None,
+        api_token=os.environ.get("MLMEDIC_API_TOKEN") or None,
         poll_registry=poll_registry,
+        on_model_call=on_model_call,
     )
     state.load_initial()
     return create_app(state)
@@ -450,4 +571,13 @@ def _default_name(root: Path) -> str:
     return default_model_name(root)
 
 
-__all__ = ["ApiError", "ServerState", "SystemClock", "build", "create_app", "validate_records"]
+__all__ = [
+    "ApiError",
+    "ServerState",
+    "SystemClock",
+    "build",
+    "create_app",
+    "is_loopback",
+    "model_source",
+    "validate_records",
+]

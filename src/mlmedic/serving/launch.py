@@ -6,6 +6,7 @@ way a user does (the command line), and clean up the whole process group.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -78,17 +79,16 @@ def wait_ready(url: str, timeout: float) -> bool:
         time.sleep(0.01)
 
 
-def worker_pids(supervisor: int) -> list[int]:
-    """The supervisor's forked API workers (not its registry-watcher process)."""
+def worker_pids(supervisor: int, root: Path) -> list[int]:
+    """The supervisor's serving workers (not its standby or registry watcher), from the state
+    file it keeps (``.mlmedic/supervisor.json``), checked against its live children."""
     try:
-        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    except OSError:
+        children = set(
+            map(int, Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
+        )
+        state = json.loads((Path(root) / ".mlmedic" / "supervisor.json").read_text())
+    except (OSError, ValueError):
         return []
-    workers = []
-    for pid in map(int, children):
-        try:
-            if b"mlmedic.serving.watcher" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                workers.append(pid)
-        except OSError:
-            continue
-    return workers
+    if state.get("pid") != supervisor:
+        return []
+    return sorted(pid for pid in map(int, state.get("workers", {})) if pid in children)

@@ -7,6 +7,7 @@ reads. Feedback (true labels by request id) is written at once to ``feedback/``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger("mlmedic.serving")
 
 META_COLUMNS = [
     "prediction",
@@ -29,9 +32,16 @@ META_COLUMNS = [
 class PredictionLog:
     """Buffers served rows and writes them as hourly-partitioned Parquet."""
 
-    def __init__(self, folder: Path, *, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self, folder: Path, *, flush_seconds: float = 1.0, max_pending_rows: int = 200_000
+    ) -> None:
         self.folder = Path(folder)
         self.flush_seconds = flush_seconds
+        self.max_pending_rows = max_pending_rows
+        self.last_error: str | None = None
+        self.last_write_at: float | None = None
+        self.dropped_rows = 0
+        self.set_aside_rows = 0
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._sequence = 0
@@ -85,13 +95,67 @@ class PredictionLog:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the writer must never die
+                log.exception("prediction-log flush failed")
+
+    def status(self) -> dict[str, Any]:
+        """For ``/ready``: is the writer alive and writing, and what it could not write."""
+        with self._lock:
+            pending = sum(len(entry[1]) for entry in self._buffer)
+        return {
+            "alive": self._thread.is_alive(),
+            "writing": self.last_error is None,
+            "last_error": self.last_error,
+            "last_write_at": self.last_write_at,
+            "pending_rows": pending,
+            "dropped_rows": self.dropped_rows,
+            "set_aside_rows": self.set_aside_rows,
+        }
 
     def flush(self) -> int:
+        """Write what is buffered. A request whose rows cannot be written is set aside (counted);
+        when the disk refuses every write, rows stay buffered (up to ``max_pending_rows``, the
+        oldest dropped beyond) and are written when it accepts them again."""
         with self._lock:
             pending, self._buffer = self._buffer, []
         if not pending:
             return 0
+        try:
+            written = self._write(pending)
+        except Exception as exc:
+            written = self._write_each(pending, exc)
+        else:
+            self.last_error = None
+        if written:
+            self.last_write_at = time.time()
+        return written
+
+    def _write_each(self, pending: list[tuple[Any, ...]], first: Exception) -> int:
+        written, retry = 0, []
+        for entry in pending:
+            try:
+                written += self._write([entry])
+            except OSError as exc:  # the disk, not the data: keep the rows for the next flush
+                retry.append(entry)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # these rows cannot be written at all: set them aside
+                self.set_aside_rows += len(entry[1])
+                self.last_error = f"rows set aside: {type(exc).__name__}: {exc}"
+        if retry:
+            with self._lock:
+                self._buffer[:0] = retry
+                rows = sum(len(entry[1]) for entry in self._buffer)
+                while rows > self.max_pending_rows and self._buffer:
+                    rows -= len(self._buffer[0][1])
+                    self.dropped_rows += len(self._buffer.pop(0)[1])
+        elif written:
+            self.last_error = None
+        log.warning("prediction log: %s (first error: %s)", self.last_error, first)
+        return written
+
+    def _write(self, pending: list[tuple[Any, ...]]) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -107,7 +171,11 @@ class PredictionLog:
             name = f"part-{os.getpid()}-{time.time_ns()}-{self._sequence}.parquet"
             table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
             temporary = folder / f".{name}"
-            pq.write_table(table, temporary)
+            try:
+                pq.write_table(table, temporary)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
             temporary.rename(folder / name)
         return len(frame)
 

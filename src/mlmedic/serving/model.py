@@ -8,10 +8,10 @@ Clearing the cache forces the next load to go back to the registry.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ class LoadedModel:
     trained_at: float | None = None
     source: str = "cache"
     fast: _FastPath | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    fallback_from: int | None = None  # the champion this version stands in for
+    fallback_why: str = ""
 
     def predict_columns(self, parts: list[dict[str, list[Any]]]) -> tuple[np.ndarray, np.ndarray]:
         """Predict several requests' rows in one model call."""
@@ -115,8 +116,8 @@ class _FastPath:
         numbers: list[str] = []
         order: list[str] = []
         for name, transformer, columns in prepare.transformers_:
-            if name == "remainder" and transformer == "drop":
-                continue
+            if (name == "remainder" and transformer == "drop") or len(columns) == 0:
+                continue  # nothing to transform (an unfitted encoder of no columns, say)
             if isinstance(transformer, OrdinalEncoder):
                 if transformer.unknown_value != -1 or transformer.encoded_missing_value != -1:
                     return None
@@ -190,17 +191,60 @@ def _example(path: Path) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def load_local(directory: Path, version: int, *, source: str = "cache") -> LoadedModel:
-    """Load an exported version (``model/``, ``baseline/contract.json``, ``manifest.json``)."""
+def file_digest(path: Path) -> str:
+    """sha256 of a file, to tell a corrupt local copy from a good one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file(directory: Path) -> Path:
+    """The serialized model inside an exported MLflow model directory."""
+    folder = Path(directory) / "model"
+    for name in ("model.skops", "model.pkl"):
+        if (folder / name).exists():
+            return folder / name
+    return folder / "model.skops"
+
+
+def load_local(
+    directory: Path, version: int, *, source: str = "cache", allow_pickle: bool = False
+) -> LoadedModel:
+    """Load an exported version (``model/``, ``baseline/contract.json``, ``manifest.json``).
+
+    skops only, trusting exactly the types the manifest names (copied from the version's
+    ``mlmedic.skops_trusted_types`` tag at export); a pickled model only with ``allow_pickle``.
+    The model file must match the manifest's sha256, so a corrupt copy is never served."""
     import skops.io
 
     directory = Path(directory)
     try:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-        trusted = manifest.get("skops_trusted_types")
-        if trusted is None:
-            raise ModelLoadError(f"{directory}: the manifest does not name the skops trusted types")
-        model = skops.io.load(directory / "model" / "model.skops", trusted=list(trusted))
+        path = model_file(directory)
+        expected = manifest.get("sha256")
+        if expected and file_digest(path) != expected:
+            raise ModelLoadError(
+                f"{directory}: {path.name} does not match its recorded sha256 (corrupt copy)"
+            )
+        if manifest.get("serialization_format", "skops") != "skops":
+            if not allow_pickle:
+                raise ModelLoadError(
+                    f"v{version} is a pickled model; loading it would execute its code. Set "
+                    "model_training.allow_pickle_models_executing_code to true to allow it"
+                )
+            import pickle
+
+            with open(path, "rb") as handle:
+                model = pickle.load(handle)
+        else:
+            trusted = manifest.get("skops_trusted_types")
+            if trusted is None:
+                raise ModelLoadError(
+                    f"{directory}: the manifest does not name the skops trusted types"
+                )
+            model = skops.io.load(path, trusted=list(trusted))
         contract = DataContract.load(directory / "baseline" / "contract.json")
         canary = _example(directory / "model" / "input_example.json").head(1)
     except ModelLoadError:

@@ -6,13 +6,20 @@ If the service is unhealthy, run its restart command and check again with back-o
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
+
+COMMAND_TIMEOUT = 300.0
 
 
 @dataclass
@@ -33,6 +40,36 @@ def check(url: str, timeout: float = 3.0) -> tuple[bool, str]:
         return False, str(getattr(exc, "reason", exc))
 
 
+def check_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host; a one-line ``MedicError`` otherwise (never a
+    ``file://`` read of local files)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MedicError(f"--url {url!r}: expected an http:// or https:// URL with a host")
+    return url
+
+
+def run_command(command: str, timeout: float = COMMAND_TIMEOUT) -> str:
+    """Run a restart command in its own process group; on timeout kill the whole group (a
+    command that hangs must not be left running). Returns the tail of its output."""
+    process = subprocess.Popen(
+        command,
+        shell=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        output = (output or "") + f"\n(killed after {timeout:.0f}s)"
+    return (output or "")[-500:]
+
+
 def recover_once(
     url: str,
     command: str,
@@ -41,8 +78,10 @@ def recover_once(
     attempts: int = 3,
     events: EventStore | None = None,
     wait_seconds: float = 30.0,
+    command_timeout: float = COMMAND_TIMEOUT,
+    say: Callable[[str], None] | None = None,
 ) -> RecoverResult:
-    target = url.rstrip("/") + path
+    target = check_url(url).rstrip("/") + path
     ok, why = check(target)
     if ok:
         return RecoverResult(True, f"{target} is healthy ({why})")
@@ -51,8 +90,11 @@ def recover_once(
     delay = 0.5
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
-        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
-        result.outputs.append((done.stdout + done.stderr)[-500:])
+        if say is not None:
+            say(f"{target} is unhealthy ({why}); restart {attempt}/{attempts}: {command}")
+        result.outputs.append(run_command(command, command_timeout))
+        if say is not None:
+            say(f"waiting up to {wait_seconds:.0f}s for {target} to answer")
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             ok, _ = check(target)

@@ -1,22 +1,28 @@
 """Where a server's model comes from: the local cache, the local backup, or the registry.
 
 The champion is named by ``.mlmedic/champion.json`` (written on every champion move, and by the
-server when it sees the registry's alias move); a worker that restarts reads it and loads the
-cached copy without importing MLflow. The registry is asked in the background.
+registry watcher when it sees the registry's alias move); a worker that restarts reads it and loads
+the cached copy without importing MLflow. Every local copy is checked against the sha256 recorded
+when it was exported: a corrupt copy is recorded, and replaced from the registry.
+
+When no copy of the champion loads, the server does not go dark: it serves the newest other
+version that loads and passes its canary (``fallback_from`` says so), and the supervisor confirms
+the fault and moves the champion to it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
-from mlmedic.serving.model import LoadedModel, ModelLoadError, cache_path, load_local
+from mlmedic.serving.model import CACHE_DIR, LoadedModel, ModelLoadError, cache_path, load_local
 
 log = logging.getLogger("mlmedic.serving")
+_SERVABLE = ("champion", "retired")
 
 
 class ModelSource:
@@ -29,11 +35,13 @@ class ModelSource:
         model_name: str,
         events: EventStore,
         tracking_uri: str | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.model_name = model_name
         self.events = events
         self.tracking_uri = tracking_uri
+        self.allow_pickle = allow_pickle
         self._registry: Any = None
 
     @property
@@ -46,15 +54,19 @@ class ModelSource:
                 self.events,
                 model_name=self.model_name,
                 tracking_uri=self.tracking_uri,
+                allow_pickle=self.allow_pickle,
             )
         return self._registry
 
+    @property
+    def backup_dir(self) -> Path:
+        return self.state_dir / "backups" / self.model_name
+
     def pointer(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.state_dir / "champion.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if data.get("model_name") == self.model_name else None
+        from mlmedic.registry import read_pointer
+
+        data = read_pointer(self.state_dir)
+        return data if data and data.get("model_name") == self.model_name else None
 
     def champion_version(self, *, ask_registry: bool) -> int | None:
         """The champion: from the registry when asked (and reachable), else the local pointer."""
@@ -72,10 +84,41 @@ class ModelSource:
         if champion is None:
             return local
         if champion.version != local:
-            self.registry._write_pointer(champion.version, synced=True)
+            self.registry.write_pointer(champion.version, synced=True)
         return int(champion.version)
 
+    def previous_version(self) -> int | None:
+        """The ``previous`` alias, when the registry answers."""
+        try:
+            found = self.registry.alias("previous")
+        except MedicError:
+            return None
+        return None if found is None else int(found.version)
+
+    def fallback_candidates(self, *, exclude: int | None) -> list[int]:
+        """Versions to serve when the champion cannot be: local copies (which were all champion
+        once), then the registry's versions that passed the gate; newest first."""
+        local: set[int] = set()
+        for folder in (self.state_dir / CACHE_DIR, self.backup_dir):
+            if folder.exists():
+                for entry in folder.iterdir():
+                    if (entry / "manifest.json").exists() and entry.name[1:].isdigit():
+                        local.add(int(entry.name[1:]))
+        found = sorted(local - {exclude}, reverse=True)
+        try:
+            versions = self.registry.versions()
+        except MedicError:
+            versions = []
+        bad = {v.version for v in versions if v.status not in _SERVABLE}
+        found = [v for v in found if v not in bad]
+        found += sorted(
+            (v.version for v in versions if v.status in _SERVABLE and v.version not in found),
+            reverse=True,
+        )
+        return [v for v in found if v != exclude]
+
     def load_champion(self) -> LoadedModel:
+        """The champion, or (when no copy of it loads) the newest version that does."""
         version = self.champion_version(ask_registry=False)
         if version is None:
             version = self.champion_version(ask_registry=True)
@@ -83,36 +126,76 @@ class ModelSource:
             raise ModelLoadError(
                 f"model '{self.model_name}' has no champion yet: run 'mlmedic run'"
             )
-        return self.load_version(version)
+        try:
+            return self.load_version(version)
+        except ModelLoadError as exc:
+            failure = exc
+        for candidate in self.fallback_candidates(exclude=version):
+            try:
+                loaded = self.load_version(candidate)
+            except ModelLoadError:
+                continue
+            loaded.fallback_from, loaded.fallback_why = version, str(failure)
+            log.error("champion v%s cannot be loaded; serving v%s", version, candidate)
+            return loaded
+        raise failure
 
     def load_version(self, version: int) -> LoadedModel:
-        """Cache first, then the local backup, then the registry (which refills the cache)."""
+        """Cache first, then the local backup, then the registry (which refills the cache, and
+        replaces a corrupt backup)."""
         problems: list[str] = []
         cached = cache_path(self.state_dir, version)
+        backup = self.backup_dir / f"v{version}"
+        bad_backup = False
         if (cached / "manifest.json").exists():
             try:
-                return load_local(cached, version, source="cache")
+                return load_local(cached, version, source="cache", allow_pickle=self.allow_pickle)
             except ModelLoadError as exc:
                 problems.append(str(exc))
-        backup = self.state_dir / "backups" / self.model_name / f"v{version}"
         if (backup / "manifest.json").exists():
             try:
-                return load_local(backup, version, source="backup")
+                loaded = load_local(
+                    backup, version, source="backup", allow_pickle=self.allow_pickle
+                )
             except ModelLoadError as exc:
                 problems.append(str(exc))
+                bad_backup = True
+            else:
+                if problems:  # the cache was bad: refill it from the good backup
+                    _replace(backup, cached)
+                    self._record_repair(version, problems, "replaced from the local backup")
+                return loaded
         try:
             self.registry.export(version, cached)
-            loaded = load_local(cached, version, source="registry")
+            loaded = load_local(cached, version, source="registry", allow_pickle=self.allow_pickle)
         except (MedicError, ModelLoadError) as exc:
             problems.append(str(exc))
             raise ModelLoadError(f"cannot load v{version}: " + "; ".join(problems)) from exc
+        if bad_backup:
+            _replace(cached, backup)
         if problems:  # a local copy was bad: say so, the registry copy replaced it
-            self.events.record(
-                EventKind.RECOVERY,
-                "reload-model",
-                Outcome.SUCCESS,
-                message=f"v{version}: local copy failed ({problems[0]}); reloaded from registry",
-                details={"problems": problems},
-                model_version=version,
-            )
+            self._record_repair(version, problems, "reloaded from registry")
         return loaded
+
+    def _record_repair(self, version: int, problems: list[str], how: str) -> None:
+        self.events.record(
+            EventKind.RECOVERY,
+            "reload-model",
+            Outcome.SUCCESS,
+            message=f"v{version}: local copy failed ({problems[0]}); {how}",
+            details={"problems": problems},
+            model_version=version,
+        )
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Copy an exported version over another copy of it (atomically: copy, then rename)."""
+    staging = target.with_name(f".{target.name}.repair")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+__all__ = ["ModelSource"]

@@ -1,47 +1,66 @@
 """The supervisor: runs the API workers, probes them, and recovers the service when it fails.
 
 Pre-fork design (as gunicorn's): the supervisor imports the serving stack once, opens the
-listening socket once, and forks each uvicorn worker from itself. A restarted worker therefore
-starts in milliseconds, and the socket never closes, so clients queue rather than get refused
-while a worker is replaced. The supervisor itself never predicts (no OpenMP before a fork) and
-runs no threads.
+listening socket once, and forks each uvicorn worker from itself. The socket never closes, so
+clients queue rather than get refused while a worker is replaced. The supervisor itself never
+predicts (no OpenMP before a fork) and runs no threads.
+
+Fast recovery: a **warm standby** is forked ahead of need (``serving.warm_standby``): it has built
+the app and loaded the champion and waits on a pipe. When a worker dies, only that worker is
+replaced — by the standby, which starts accepting at once — and a new standby is forked behind it.
 
 Recovery follows ``service_recovery.recovery_methods`` in order, one per attempt — ``restart``
-(SIGTERM, then SIGKILL after a grace period, and a fresh worker), ``clear_cache`` (drop the local
-model copies, so the next load goes back to the registry), ``rollback`` (only when the service
-crash-loops within ``crash_loop_window_seconds`` of a champion change: the champion moves back to
-``previous``) — with exponential back-off between attempts (0.5 s doubling to 30 s, reset after
-``healthy_reset_seconds`` healthy). After ``max_recovery_attempts`` failures in a row an alert is
-recorded and recovery goes on at the cap. Each incident is one ``recovery`` event: detected at,
-recovered at, time to recovery, cause, methods tried.
+(the dead worker, or every worker when the service answers but is not ready), ``clear_cache``
+(drop the local model copies, so the next load goes back to the registry), ``rollback`` — with
+exponential back-off between attempts (0.5 s doubling to 30 s, reset after
+``healthy_reset_seconds`` healthy). A rollback needs **evidence that the model is at fault**, at
+most one per incident: the champion fails to load or fails its canary in a fresh process, or a
+worker died of a crash signal inside a model call within ``crash_loop_window_seconds`` of a
+champion change — and the version rolled back to passes its canary. Without evidence the attempt
+is a restart, and the incident says why. After ``max_recovery_attempts`` failures in a row an alert
+is recorded and recovery goes on at the cap. Each incident is one ``recovery`` event: detected at,
+recovered at, time to recovery, cause, methods tried, evidence.
+
+Children die with the supervisor (``PR_SET_PDEATHSIG``, and a parent check in each child), so
+whatever restarts a killed supervisor (systemd, Kubernetes) can bind the port at once. Events go
+through a ``ResilientEventStore``: a locked, deleted or corrupt event store never stops supervision.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import http.client
 import json
 import logging
+import mmap
 import os
 import shutil
 import signal
 import socket
+import struct
+import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlmedic.config import ServiceRecoveryConfig, ServingConfig
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.eventbuffer import ResilientEventStore
+from mlmedic.events import EventKind, Outcome
 
 log = logging.getLogger("mlmedic.supervisor")
 
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
-CRASH_LOOP_FAILURES = 3
 NOT_READY_GRACE = 1.0
+DIAGNOSE_TIMEOUT = 90.0
+MAX_SLOTS = 128
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+_NO_PROCESS = (ProcessLookupError, ChildProcessError)
 
 
 @dataclass
@@ -52,23 +71,55 @@ class Incident:
     detected_at: float
     methods: list[str] = field(default_factory=list)
     attempts: int = 0
+    dead_index: int | None = None  # the worker that died, when one did
+    model_crash: int | None = None  # the version a worker died in (crash signal, in a model call)
+    rolled_back: bool = False
+    evidence: list[str] = field(default_factory=list)
 
 
-def probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
-    """GET ``path``; (True, "") on HTTP 200, else (False, why)."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else host
+def probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, str, dict[str, Any]]:
+    """GET ``path``; (True, "", body) on HTTP 200, else (False, why, body)."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     connection = http.client.HTTPConnection(target, port, timeout=timeout)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        body = response.read(500)
+        raw = response.read(4000)
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
         if response.status == 200:
-            return True, ""
-        return False, f"{path} answered HTTP {response.status}: {body.decode(errors='replace')}"
+            return True, "", body
+        return (
+            False,
+            f"{path} answered HTTP {response.status}: {raw[:300].decode(errors='replace')}",
+            body,
+        )
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"{path} failed: {type(exc).__name__}: {exc}"
+        return False, f"{path} failed: {type(exc).__name__}: {exc}", {}
     finally:
         connection.close()
+
+
+class ModelCallMarks:
+    """Shared memory (made before the forks) where each worker says which version it is calling.
+
+    A worker that dies of a crash signal while its mark is set died in model code."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self.memory = mmap.mmap(-1, 8 * slots)
+
+    def set(self, index: int, version: int) -> None:
+        if 0 <= index < self.slots:
+            struct.pack_into("q", self.memory, 8 * index, version)
+
+    def get(self, index: int) -> int:
+        if 0 <= index < self.slots:
+            return int(struct.unpack_from("q", self.memory, 8 * index)[0])
+        return 0
 
 
 class Supervisor:
@@ -93,26 +144,76 @@ class Supervisor:
         self.recovery = recovery
         self.host = host or serving.host
         self.port = serving.port if port is None else port
-        self.workers = workers or serving.workers
+        self.workers = serving.workers if workers is None else workers
+        if self.workers < 1:
+            from mlmedic.errors import ProjectError
+
+            raise ProjectError(f"--workers must be at least 1, not {self.workers}")
         self.probe_timeout = probe_timeout
         self.ready_timeout = ready_timeout
         self.grace_seconds = grace_seconds
         self.children: dict[int, int] = {}  # pid -> worker index
-        self.watcher: Any = None
+        self.standby: tuple[int, int] | None = None  # (pid, write end of its start pipe)
+        self.watcher: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
+        self.marks = ModelCallMarks(max(MAX_SLOTS, self.workers + 1))
+        self.events = ResilientEventStore(self.state_dir / "events.db")
         self._stopping = False
         self._backoff = BACKOFF_START
         self._healthy_since: float | None = None
-        self._failures: list[float] = []
+        self._standby_failures = 0
+        self._next_standby = 0.0
+        self._fallback_seen: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ events
     def _record(self, kind: str, action: str, outcome: str, **fields: Any) -> None:
-        with EventStore(self.state_dir / "events.db") as events:
-            events.record(kind, action, outcome, **fields)
+        self.events.record(kind, action, outcome, **fields)
 
     # ------------------------------------------------------------------ processes
+    def _publish(self) -> None:
+        """``.mlmedic/supervisor.json``: who serves now (for operators, tests and benchmarks)."""
+        state = {
+            "pid": os.getpid(),
+            "host": self.host,
+            "port": self.port,
+            "workers": {str(pid): index for pid, index in self.children.items()},
+            "standby": self.standby[0] if self.standby else None,
+            "watcher": self.watcher.pid if self.watcher else None,
+            "updated_at": time.time(),
+        }
+        path = self.state_dir / "supervisor.json"
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        with suppress(OSError):
+            temporary.write_text(json.dumps(state), encoding="utf-8")
+            temporary.replace(path)
+
+    def _note_unclean_exit(self) -> None:
+        """A ``supervisor.json`` left by a supervisor that is gone: it was killed, not stopped.
+        Record it (the restart is the recovery), so the incident is in the action log."""
+        try:
+            previous = json.loads((self.state_dir / "supervisor.json").read_text("utf-8"))
+            pid = int(previous["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if pid == os.getpid() or _pid_alive(pid):
+            return
+        now = time.time()
+        last_seen = float(previous.get("updated_at") or now)
+        self._record(
+            EventKind.RECOVERY,
+            "supervisor",
+            Outcome.SUCCESS,
+            message=f"the previous supervisor (pid {pid}) ended without stopping; restarted",
+            details={
+                "cause": f"supervisor pid {pid} ended without a clean stop",
+                "detected_at": now,
+                "last_seen_at": last_seen,
+                "methods": ["restart supervisor"],
+            },
+        )
+
     def start(self) -> None:
-        """Import the serving stack, bind the socket, fork the workers."""
+        """Import the serving stack, bind the socket, fork the workers and the standby."""
         prometheus = self.state_dir / "prometheus"
         shutil.rmtree(prometheus, ignore_errors=True)
         prometheus.mkdir(parents=True, exist_ok=True)
@@ -121,7 +222,8 @@ class Supervisor:
 
         import mlmedic.serving.app  # noqa: F401  (imported once, shared by every fork)
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
@@ -138,43 +240,120 @@ class Supervisor:
         sock.set_inheritable(True)
         self.sock = sock
         self.port = sock.getsockname()[1]
+        self._note_unclean_exit()
         for index in range(self.workers):
             self._fork(index)
         self._start_watcher()
 
     def _start_watcher(self) -> None:
         """The registry watcher runs as its own (spawned, not forked) process."""
-        import subprocess
-
         self.watcher = subprocess.Popen(
             [sys.executable, "-m", "mlmedic.serving.watcher", str(self.project_dir)],
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            env=dict(os.environ, MLMEDIC_SUPERVISOR_PID=str(os.getpid())),
         )
+        self._publish()
 
     def _check_watcher(self) -> None:
         if self.watcher is not None and self.watcher.poll() is not None and not self._stopping:
             log.warning("registry watcher exited (%s); restarting it", self.watcher.returncode)
+            self._record(
+                EventKind.COMPONENT,
+                "watcher restarted",
+                Outcome.WARNING,
+                message=f"the registry watcher exited ({self.watcher.returncode}); restarted",
+            )
             self._start_watcher()
 
-    def _fork(self, index: int) -> int:
+    def _spawn(self, index: int | None) -> tuple[int, int | None]:
+        """Fork a worker (``index``) or, with ``index`` None, a standby; (pid, start-pipe fd)."""
         assert self.sock is not None
+        self.events.detach()  # no SQLite connection may cross a fork
+        read_fd, write_fd = os.pipe() if index is None else (-1, -1)
+        parent = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the worker
+        if pid == 0:  # the child
             code = 0
             try:
+                _die_with_parent(parent)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _run_worker(self.project_dir, self.sock, index)
+                # a full disk or a file-size limit must fail a write, not kill the worker
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                if write_fd >= 0:
+                    os.close(write_fd)
+                _run_worker(self.project_dir, self.sock, index, self.marks, read_fd)
             except BaseException:
                 logging.getLogger("mlmedic.serving").exception("worker %s crashed", index)
                 code = 1
             finally:
                 os._exit(code)
+        if read_fd >= 0:
+            os.close(read_fd)
+        return pid, (write_fd if write_fd >= 0 else None)
+
+    def _fork(self, index: int) -> int:
+        pid, _ = self._spawn(index)
         self.children[pid] = index
+        self._publish()
         return pid
 
+    def _fork_standby(self) -> None:
+        if not self.serving.warm_standby or self.standby is not None or self._stopping:
+            return
+        if time.monotonic() < self._next_standby:
+            return
+        pid, fd = self._spawn(None)
+        assert fd is not None
+        self.standby = (pid, fd)
+        self._publish()
+
+    def _drop_standby(self) -> None:
+        """Stop the standby (its model may be stale after a cache clear or a rollback)."""
+        if self.standby is None:
+            return
+        pid, fd = self.standby
+        self.standby = None
+        with suppress(OSError):
+            os.close(fd)  # EOF: the standby exits by itself
+        with suppress(*_NO_PROCESS):
+            os.kill(pid, signal.SIGKILL)
+        with suppress(*_NO_PROCESS):
+            os.waitpid(pid, 0)
+
+    def _activate_standby(self, index: int) -> bool:
+        """Turn the standby into worker ``index``; False if there is none alive."""
+        if self.standby is None:
+            return False
+        pid, fd = self.standby
+        self.standby = None
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        try:
+            if done:
+                raise OSError("the standby had exited")
+            os.write(fd, struct.pack("i", index))
+        except OSError:
+            with suppress(OSError):
+                os.close(fd)
+            self._standby_died()
+            return False
+        os.close(fd)
+        self.children[pid] = index
+        self._standby_failures = 0
+        self._publish()
+        return True
+
+    def _standby_died(self) -> None:
+        """A standby that keeps dying is retried with back-off, not in a fork storm."""
+        self._standby_failures += 1
+        self._next_standby = time.monotonic() + min(BACKOFF_CAP, 0.5 * 2**self._standby_failures)
+
     def _reap(self) -> list[tuple[int, int, int]]:
-        """Children that have exited: (pid, index, status)."""
+        """Workers that have exited: (pid, index, status). A dead standby is noted and dropped."""
         gone = []
         for pid, index in list(self.children.items()):
             try:
@@ -184,20 +363,34 @@ class Supervisor:
             if done:
                 del self.children[pid]
                 gone.append((pid, index, status))
+        if self.standby is not None:
+            pid, fd = self.standby
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done:
+                log.warning("standby worker exited (%s)", _describe(status))
+                with suppress(OSError):
+                    os.close(fd)
+                self.standby = None
+                self._standby_died()
         return gone
 
-    def _stop_children(self) -> None:
-        for pid in list(self.children):
-            with _suppress():
+    def _stop_children(self, pids: list[int] | None = None) -> None:
+        targets = list(self.children) if pids is None else pids
+        for pid in targets:
+            with suppress(*_NO_PROCESS):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_seconds
-        while self.children and time.monotonic() < deadline:
+        while any(pid in self.children for pid in targets) and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)
-        for pid in list(self.children):
-            with _suppress():
-                os.kill(pid, signal.SIGKILL)
-        while self.children:
+        for pid in targets:
+            if pid in self.children:
+                with suppress(*_NO_PROCESS):
+                    os.kill(pid, signal.SIGKILL)
+        while any(pid in self.children for pid in targets):
             self._reap()
             time.sleep(0.01)
 
@@ -207,19 +400,24 @@ class Supervisor:
             self.watcher.terminate()
             try:
                 self.watcher.wait(timeout=self.grace_seconds)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 self.watcher.kill()
                 self.watcher.wait()
+        self._drop_standby()
         self._stop_children()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        with suppress(OSError):
+            (self.state_dir / "supervisor.json").unlink()
+        self.events.flush()
+        self.events.close()
 
     # ------------------------------------------------------------------ health
-    def healthy(self) -> tuple[bool, str]:
-        ok, why = probe(self.host, self.port, "/health", self.probe_timeout)
+    def healthy(self) -> tuple[bool, str, dict[str, Any]]:
+        ok, why, _ = probe(self.host, self.port, "/health", self.probe_timeout)
         if not ok:
-            return False, why
+            return False, why, {}
         return probe(self.host, self.port, "/ready", self.probe_timeout)
 
     def wait_ready(self, timeout: float) -> tuple[bool, str]:
@@ -239,15 +437,15 @@ class Supervisor:
                     False,
                     f"worker {index} (pid {pid}) exited during start-up: {_describe(status)}",
                 )
-            alive, why = probe(self.host, self.port, "/health", self.probe_timeout)
+            alive, why, _ = probe(self.host, self.port, "/health", self.probe_timeout)
             if alive:
-                ok, why = probe(self.host, self.port, "/ready", self.probe_timeout)
+                ok, why, _ = probe(self.host, self.port, "/ready", self.probe_timeout)
                 if ok:
                     return True, ""
                 refused_since = refused_since or time.monotonic()
                 if time.monotonic() - refused_since > NOT_READY_GRACE:
                     return False, why
-            time.sleep(0.02)
+            time.sleep(0.005)
         return False, f"not ready after {timeout:.0f}s: {why}"
 
     # ------------------------------------------------------------------ the loop
@@ -260,58 +458,82 @@ class Supervisor:
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
         self.start()
-        ok, why = self.wait_ready(self.ready_timeout)
-        if not ok:
-            self._recover(Incident(cause=f"start-up: {why}", detected_at=time.time()))
-        if on_ready is not None:
-            on_ready(self)
-        self._healthy_since = time.monotonic()
-        next_probe = time.monotonic() + self.recovery.health_check_interval_seconds
         try:
-            while not self._stopping:
-                time.sleep(0.02)
-                gone = self._reap()
-                if gone:
-                    pid, index, status = gone[0]
-                    self._recover(
-                        Incident(
-                            cause=f"worker {index} (pid {pid}) exited: {_describe(status)}",
-                            detected_at=time.time(),
-                        )
-                    )
-                    next_probe = time.monotonic() + self.recovery.health_check_interval_seconds
-                    continue
-                if time.monotonic() >= next_probe:
-                    self._check_watcher()
-                    ok, why = self.healthy()
-                    if not ok and not self._stopping:
-                        self._recover(Incident(cause=why, detected_at=time.time()))
-                    next_probe = time.monotonic() + self.recovery.health_check_interval_seconds
-                if (
-                    self._healthy_since is not None
-                    and time.monotonic() - self._healthy_since > self.serving.healthy_reset_seconds
-                ):
-                    self._backoff = BACKOFF_START
+            ok, why = self.wait_ready(self.ready_timeout)
+            if not ok:
+                self._recover(Incident(cause=f"start-up: {why}", detected_at=time.time()))
+            if on_ready is not None:
+                on_ready(self)
+            ok, _, body = self.healthy()
+            if ok:
+                self._check_fallback(body)
+            self._healthy_since = time.monotonic()
+            self._fork_standby()
+            self._loop()
         finally:
             self.stop()
+
+    def _loop(self) -> None:
+        interval = self.recovery.health_check_interval_seconds
+        next_probe = time.monotonic() + interval
+        while not self._stopping:
+            time.sleep(0.01)
+            gone = self._reap()
+            if gone:
+                for pid, index, status in gone:
+                    self._worker_died(pid, index, status)
+                next_probe = time.monotonic() + interval
+                continue
+            self._fork_standby()
+            if time.monotonic() >= next_probe:
+                self._check_watcher()
+                self.events.flush()
+                ok, why, body = self.healthy()
+                if not ok and not self._stopping:
+                    self._recover(Incident(cause=why, detected_at=time.time()))
+                elif ok:
+                    self._check_fallback(body)
+                next_probe = time.monotonic() + interval
+            if (
+                self._healthy_since is not None
+                and time.monotonic() - self._healthy_since > self.serving.healthy_reset_seconds
+            ):
+                self._backoff = BACKOFF_START
+
+    def _worker_died(self, pid: int, index: int, status: int) -> None:
+        incident = Incident(
+            cause=f"worker {index} (pid {pid}) exited: {_describe(status)}",
+            detected_at=time.time(),
+            dead_index=index,
+        )
+        version = self.marks.get(index)
+        self.marks.set(index, 0)
+        if version and os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASH_SIGNALS:
+            incident.model_crash = version
+        self._recover(incident)
 
     def _recover(self, incident: Incident) -> None:
         """Apply the recovery methods until the service is ready again; record the incident."""
         log.warning("service failure: %s", incident.cause)
+        if not self.recovery.auto_recovery_enabled:
+            self._record(
+                EventKind.ALERT,
+                "service-down",
+                Outcome.FAILURE,
+                message=f"{incident.cause}; automatic recovery is disabled "
+                "(service_recovery.auto_recovery_enabled), restarting workers only",
+            )
         self._healthy_since = None
-        self._failures.append(time.time())
         methods = list(self.recovery.recovery_methods) or ["restart"]
         alerted = False
         while not self._stopping:
             method = methods[min(incident.attempts, len(methods) - 1)]
-            if method == "rollback" and not self._crash_looping():
-                method = "restart"
             incident.attempts += 1
-            incident.methods.append(method)
             if incident.attempts > 1:
                 time.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, BACKOFF_CAP)
-            detail = self._apply(method)
+            detail = self._apply(method, incident)
+            incident.methods.append(detail[0])
             ok, why = self.wait_ready(self.ready_timeout)
             if ok:
                 recovered = time.time()
@@ -330,89 +552,229 @@ class Supervisor:
                         "mttr_seconds": recovered - incident.detected_at,
                         "methods": incident.methods,
                         "attempts": incident.attempts,
-                        "last_action": detail,
+                        "last_action": detail[1],
+                        "evidence": incident.evidence,
                     },
                     started_at=incident.detected_at,
                     ended_at=recovered,
                 )
                 self._healthy_since = time.monotonic()
+                self._fork_standby()
                 return
             log.warning("recovery attempt %s (%s) failed: %s", incident.attempts, method, why)
-            self._failures.append(time.time())
+            incident.dead_index = None  # from now on, a restart is of every worker
             if incident.attempts >= self.recovery.max_recovery_attempts and not alerted:
                 alerted = True
-                self._record(
-                    EventKind.ALERT,
-                    "service-down",
-                    Outcome.FAILURE,
-                    message=(
-                        f"service still down after {incident.attempts} recovery attempts "
-                        f"({', '.join(incident.methods)}): {why}; retrying every "
-                        f"{BACKOFF_CAP:.0f}s at most"
-                    ),
-                    details={
-                        "cause": incident.cause,
-                        "last_error": why,
-                        "methods": incident.methods,
-                    },
-                )
+                if self.recovery.alert_on_failure:
+                    self._record(
+                        EventKind.ALERT,
+                        "service-down",
+                        Outcome.FAILURE,
+                        message=(
+                            f"service still down after {incident.attempts} recovery attempts "
+                            f"({', '.join(incident.methods)}): {why}; retrying every "
+                            f"{BACKOFF_CAP:.0f}s at most"
+                        ),
+                        details={
+                            "cause": incident.cause,
+                            "last_error": why,
+                            "methods": incident.methods,
+                        },
+                    )
 
-    def _apply(self, method: str) -> str:
-        if method == "clear_cache":
+    def _apply(self, method: str, incident: Incident) -> tuple[str, str]:
+        """Carry out one recovery method: (the method as done, what it did)."""
+        if method == "rollback" and self.recovery.auto_recovery_enabled:
+            if incident.rolled_back:
+                method = "restart"
+            else:
+                done = self._rollback_on_evidence(incident)
+                if done is not None:
+                    incident.rolled_back = True
+                    self._restart_all()
+                    return "rollback", done
+                self._restart(incident)
+                return "restart", "no rollback: " + "; ".join(incident.evidence[-1:])
+        if method == "clear_cache" and self.recovery.auto_recovery_enabled:
             from mlmedic.serving.model import clear_cache
 
             removed = clear_cache(self.state_dir)
-            self._restart()
-            return f"cleared {removed} cached model(s) and restarted"
-        if method == "rollback":
-            done = self._rollback()
-            self._restart()
-            return done
-        self._restart()
-        return "restarted"
+            self._restart_all()
+            return "clear_cache", f"cleared {removed} cached model(s) and restarted"
+        self._restart(incident)
+        if incident.dead_index is not None:
+            return "restart", f"replaced worker {incident.dead_index}"
+        return "restart", "restarted"
 
-    def _restart(self) -> None:
+    def _restart(self, incident: Incident) -> None:
+        """Replace only the dead worker (from the standby when there is one), else all."""
+        if incident.dead_index is None:
+            self._restart_all()
+            return
+        if not self._activate_standby(incident.dead_index):
+            self._fork(incident.dead_index)
+
+    def _restart_all(self) -> None:
+        self._drop_standby()
         self._stop_children()
         for index in range(self.workers):
             self._fork(index)
 
-    def _champion_changed_at(self) -> float | None:
+    # ------------------------------------------------------------------ evidence and rollback
+    def _diagnose(self) -> dict[str, Any]:
+        """In a fresh process (spawned, not forked: no thread or OpenMP state is inherited): can
+        the champion (and the rollback target) be loaded and pass the canary? The supervisor
+        itself never loads a model."""
+        command = [sys.executable, "-m", "mlmedic.serving.supervisor", "diagnose"]
         try:
-            pointer = json.loads((self.state_dir / "champion.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            done = subprocess.run(
+                [*command, str(self.project_dir)],
+                capture_output=True,
+                text=True,
+                timeout=DIAGNOSE_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"the diagnosis did not finish within {DIAGNOSE_TIMEOUT:.0f}s"}
+        try:
+            return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            return {"error": f"the diagnosis failed: {done.stderr.strip()[-300:]}"}
+
+    def _rollback_on_evidence(self, incident: Incident, *, to: int | None = None) -> str | None:
+        """Roll back only if the champion is at fault and the target passes its canary."""
+        found = self._diagnose()
+        if "error" in found:
+            incident.evidence.append(f"diagnosis failed: {found['error']}")
             return None
-        return float(pointer.get("updated_at", 0.0))
+        champion, target = found.get("champion"), to or found.get("previous")
+        at_fault = None
+        if not found.get("champion_ok", True):
+            at_fault = f"champion v{champion} fails in a fresh process: {found.get('champion_why')}"
+        elif incident.model_crash is not None and incident.model_crash == champion:
+            changed = found.get("champion_since")
+            window = self.serving.crash_loop_window_seconds
+            if changed is not None and time.time() - float(changed) <= window:
+                at_fault = f"a worker died of a crash signal inside a v{champion} model call"
+        if at_fault is None:
+            incident.evidence.append(
+                f"champion v{champion} loads and passes its canary in a fresh process"
+            )
+            return None
+        incident.evidence.append(at_fault)
+        if target is None:
+            incident.evidence.append("no version to roll back to")
+            return None
+        checks = found.get("checks", {})
+        if not checks.get(str(target), {}).get("ok"):
+            incident.evidence.append(
+                f"v{target} does not pass its canary either: "
+                f"{checks.get(str(target), {}).get('why', 'not checked')}"
+            )
+            return None
+        incident.evidence.append(f"v{target} passes its canary")
+        return self._rollback(int(target), at_fault)
 
-    def _crash_looping(self) -> bool:
-        """Several failures within the crash-loop window after the champion last changed."""
-        changed = self._champion_changed_at()
-        if changed is None:
-            return False
-        window = self.serving.crash_loop_window_seconds
-        now = time.time()
-        if now - changed > window:
-            return False
-        recent = [t for t in self._failures if t >= changed and now - t <= window]
-        return len(recent) >= CRASH_LOOP_FAILURES
-
-    def _rollback(self) -> str:
-        """Move the champion back to ``previous`` (it will be served by the restarted workers)."""
+    def _rollback(self, target: int, why: str) -> str:
+        from mlmedic.lock import project_lock
         from mlmedic.project import Project
 
-        project = Project(self.project_dir)
+        project = Project(self.project_dir, service=True)
         try:
-            done = project.registry.rollback(
-                reason="the service crash-looped after a champion change (supervisor)"
-            )
+            with project_lock(self.state_dir, "supervisor rollback", wait_seconds=10):
+                done = project.registry.rollback(
+                    to=target, reason=f"the champion is at fault: {why} (supervisor)"
+                )
         except Exception as exc:
             return f"rollback not possible: {exc}"
         finally:
             project.close()
+            self.events.detach()
         return f"rolled back v{done.from_version} -> v{done.to_version}"
 
+    def _check_fallback(self, body: dict[str, Any]) -> None:
+        """Workers serve an older version when no copy of the champion loads: confirm it in a
+        fresh process and make it the champion, so the registry, ``mlmedic models`` and
+        ``/model`` agree (once per champion/fallback pair)."""
+        fallback = body.get("fallback")
+        if not isinstance(fallback, dict):
+            self._fallback_seen = None
+            return
+        pair = (int(fallback.get("champion", 0)), int(fallback.get("serving", 0)))
+        if pair == self._fallback_seen:
+            return
+        self._fallback_seen = pair
+        incident = Incident(
+            cause=f"serving fallback: {fallback.get('why', '')}", detected_at=time.time()
+        )
+        done = self._rollback_on_evidence(incident, to=pair[1])
+        self._record(
+            EventKind.ALERT,
+            "model-fallback",
+            Outcome.FAILURE,
+            message=(
+                f"champion v{pair[0]} cannot be loaded from any copy; serving v{pair[1]}"
+                + (f"; {done}" if done else f"; champion kept ({'; '.join(incident.evidence)})")
+            ),
+            details={"champion": pair[0], "serving": pair[1], "evidence": incident.evidence},
+            model_version=pair[1],
+        )
 
-def _run_worker(project_dir: Path, sock: socket.socket, index: int) -> None:
-    """A forked worker: build the app and serve on the shared socket until told to stop."""
+
+def _diagnose_models(project_dir: Path) -> dict[str, Any]:
+    """Load the champion and its rollback target (``previous``, else the newest other version
+    with a local copy) as a fresh server would; report which pass their canary."""
+    from mlmedic.project import Project
+    from mlmedic.serving.app import model_source
+
+    project = Project(project_dir, service=True)
+    source = model_source(project)
+    champion = source.champion_version(ask_registry=True)
+    result: dict[str, Any] = {"champion": champion, "checks": {}}
+    pointer = source.pointer() or {}
+    result["champion_since"] = pointer.get("updated_at")
+    previous = source.previous_version()
+    candidates = [v for v in [champion, previous] if v is not None]
+    if previous is None:
+        candidates += [v for v in source.fallback_candidates(exclude=champion)][:3]
+    for version in dict.fromkeys(candidates):
+        try:
+            source.load_version(version)
+            result["checks"][str(version)] = {"ok": True}
+        except Exception as exc:
+            result["checks"][str(version)] = {"ok": False, "why": str(exc)[:500]}
+    champion_check = result["checks"].get(str(champion), {"ok": False, "why": "no champion"})
+    result["champion_ok"] = champion_check["ok"]
+    result["champion_why"] = champion_check.get("why", "")
+    passing = [v for v in candidates if v != champion and result["checks"][str(v)]["ok"]]
+    result["previous"] = passing[0] if passing else previous
+    project.close()
+    return result
+
+
+def _die_with_parent(parent: int | None = None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), and exit now if the
+    parent is already gone."""
+    expected = parent if parent is not None else os.getppid()
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != expected:
+        os._exit(1)
+
+
+def _run_worker(
+    project_dir: Path,
+    sock: socket.socket,
+    index: int | None,
+    marks: ModelCallMarks,
+    start_fd: int,
+) -> None:
+    """A forked worker: build the app and serve on the shared socket until told to stop.
+
+    A standby (``index`` None) builds the app and loads the model first, then waits on
+    ``start_fd`` for the index of the worker it replaces."""
     import uvicorn
     from threadpoolctl import threadpool_limits
 
@@ -421,12 +783,26 @@ def _run_worker(project_dir: Path, sock: socket.socket, index: int) -> None:
     # Requests are batched by the worker; OpenMP threads inside one small model call only add
     # contention with the other workers and the event loop.
     limits = threadpool_limits(limits=1)
-    os.environ["MLMEDIC_WORKER_INDEX"] = str(index)
-    app = build(project_dir)
+    slot = {"index": -1 if index is None else index}
+
+    def mark(version: int) -> None:
+        marks.set(slot["index"], version)
+
+    if index is not None:
+        os.environ["MLMEDIC_WORKER_INDEX"] = str(index)
+    app = build(project_dir, on_model_call=mark)
     # Everything loaded so far (libraries, the model) lives for the whole process: keep it out
     # of the garbage collector's full collections, whose pauses would otherwise show in the p99.
     gc.collect()
     gc.freeze()
+    if index is None:
+        raw = os.read(start_fd, 4)
+        os.close(start_fd)
+        if len(raw) != 4:
+            os._exit(0)  # the supervisor dropped this standby
+        slot["index"] = struct.unpack("i", raw)[0]
+        os.environ["MLMEDIC_WORKER_INDEX"] = str(slot["index"])
+        app.state.mlmedic.catch_up()
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -436,6 +812,19 @@ def _run_worker(project_dir: Path, sock: socket.socket, index: int) -> None:
     )
     uvicorn.Server(config).run(sockets=[sock])
     limits.restore_original_limits()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
 
 
 def _describe(status: int) -> str:
@@ -448,26 +837,9 @@ def _describe(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, *_: Any) -> bool:
-        return kind is not None and issubclass(kind, ProcessLookupError | ChildProcessError)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m mlmedic.serving.supervisor PROJECT_DIR [PORT]`` (what ``mlmedic serve`` runs)."""
-    from mlmedic.config import load_settings
-
-    args = argv if argv is not None else sys.argv[1:]
-    project_dir = Path(args[0] if args else ".")
-    settings = load_settings(project_dir).self_healing
-    port = int(args[1]) if len(args) > 1 else None
-    Supervisor(
-        project_dir, serving=settings.serving, recovery=settings.service_recovery, port=port
-    ).run_forever()
-
-
-if __name__ == "__main__":
-    main()
+if (
+    __name__ == "__main__"
+):  # the diagnosis process: python -m mlmedic.serving.supervisor diagnose DIR
+    if len(sys.argv) == 3 and sys.argv[1] == "diagnose":
+        logging.disable(logging.CRITICAL)
+        print(json.dumps(_diagnose_models(Path(sys.argv[2])), default=str))

@@ -11,6 +11,7 @@ keeps their start-up short and their latency flat.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -37,18 +38,21 @@ def follow_once(project: Project) -> int | None:
     cached = cache_path(project.state_dir, champion.version)
     if not (cached / "manifest.json").exists():
         registry.export(champion.version, cached)
-    registry._write_pointer(champion.version, synced=True)
+    registry.write_pointer(champion.version, synced=True)
     return champion.version
 
 
 def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
-    project = Project(Path(args[0] if args else "."))
+    project = Project(Path(args[0] if args else "."), service=True)
     interval = project.settings.self_healing.serving.registry_poll_seconds
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    supervisor = int(os.environ.get("MLMEDIC_SUPERVISOR_PID", "0") or 0)
     while not stop.is_set():
+        if supervisor and os.getppid() != supervisor:
+            break  # the supervisor is gone (PR_SET_PDEATHSIG covers Linux; this, the rest)
         try:
             moved = follow_once(project)
             if moved is not None:

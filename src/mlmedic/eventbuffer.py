@@ -1,0 +1,354 @@
+"""An event store for the parts that must never stop: it buffers on disk while SQLite cannot write.
+
+The server, its supervisor and the registry watcher record what they do, but the event store
+being slow, locked, deleted or corrupt must never stop serving or supervising. So their writes go
+through ``ResilientEventStore``:
+
+- a write waits at most ``timeout_s`` for SQLite; on failure the event goes to a bounded on-disk
+  buffer (``events.db.buffer.jsonl`` beside the store, shared by every process of the project),
+  and the store is not tried again for ``retry_seconds`` (so callers stay fast);
+- the next write or ``flush()`` that reaches the store writes the buffer first, in order, in one
+  transaction, then records one ``component`` event saying how long the store was unavailable
+  and how many events were written late (or dropped, once the buffer was full);
+- a store that was deleted is recreated; a store that is corrupt is moved aside
+  (``events.db.corrupt-<time>``) and a fresh one started, with an event that says where the old
+  one went.
+
+Reads (``query``/``count``) still raise ``EventStoreError``: the callers that read (metrics, the
+dashboard) degrade on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlmedic.clock import Clock
+from mlmedic.errors import EventStoreError
+from mlmedic.events import Event, EventKind, EventStore, Outcome
+
+log = logging.getLogger("mlmedic.events")
+
+BUFFER_LIMIT_BYTES = 16 * 1024 * 1024
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+class EventBuffer:
+    """Events waiting for the store: one JSON line each, appended under an exclusive file lock."""
+
+    def __init__(self, path: Path, *, limit_bytes: int = BUFFER_LIMIT_BYTES) -> None:
+        self.path = Path(path)
+        self.limit_bytes = limit_bytes
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Any]:
+        """The buffer file opened for reading and appending, under an exclusive lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, row: tuple[Any, ...], cause: str) -> bool:
+        """Buffer one event; False (nothing written) when the buffer is full."""
+        line = json.dumps({"row": list(row), "cause": cause}, default=str) + "\n"
+        with self.locked() as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() + len(line) > self.limit_bytes:
+                return False
+            handle.write(line)
+            handle.flush()
+        return True
+
+    def pending(self) -> bool:
+        try:
+            return self.path.stat().st_size > 0
+        except OSError:
+            return False
+
+
+class ResilientEventStore(EventStore):
+    """``EventStore`` whose writes never raise: see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        timeout_s: float = 0.5,
+        retry_seconds: float = 1.0,
+        buffer_limit_bytes: int = BUFFER_LIMIT_BYTES,
+    ) -> None:
+        # no super().__init__: the connection is opened on first use, and failing to open it
+        # is a state to buffer through, not an error
+        from mlmedic.clock import SystemClock
+
+        self.path = Path(path)
+        self.clock = clock or SystemClock()
+        self.timeout_s = timeout_s
+        self.retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
+        self._write_lock = threading.Lock()
+        self.buffer = EventBuffer(
+            self.path.with_name(self.path.name + ".buffer.jsonl"), limit_bytes=buffer_limit_bytes
+        )
+        self.down_since: float | None = None  # wall-clock time of the first failed write
+        self.cause = ""
+        self.dropped = 0
+        self.buffered = 0
+        self._next_try = 0.0
+        self._notes: list[tuple[str, str, dict[str, Any]]] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def available(self) -> bool:
+        """False while writes are going to the buffer."""
+        return self.down_since is None
+
+    def status(self) -> dict[str, Any]:
+        """For ``/ready`` and ``/metrics``: is the store writable, and what waits in the buffer."""
+        return {
+            "available": self.available,
+            "down_since": self.down_since,
+            "cause": self.cause,
+            "buffered": self.buffered,
+            "dropped": self.dropped,
+            "buffer_pending": self.buffer.pending(),
+        }
+
+    def detach(self) -> None:
+        """Close the connection (before a fork: SQLite connections must not cross one)."""
+        self.close()
+        self._inode = None
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, reopened when the file was deleted or replaced under it."""
+        try:
+            inode: int | None = self.path.stat().st_ino
+        except OSError:
+            inode = None
+        if self._conn is not None and inode != self._inode:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+            self._notes.append(
+                (
+                    "event-store recreated",
+                    f"{self.path} was deleted or replaced while in use; a new store was started",
+                    {"path": str(self.path)},
+                )
+            )
+        if self._conn is None:
+            if inode is None:
+                _set_aside_stale_journal(self.path)
+            self._conn = self._open()
+            self._inode = self.path.stat().st_ino
+        return self._conn
+
+    def _quarantine(self, exc: BaseException) -> bool:
+        """Move a corrupt store aside (once, whichever process sees it first); True if moved."""
+        with self.buffer.locked():
+            if not _is_corrupt_file(self.path):
+                return False  # already replaced by another process, or not corrupt after all
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(str(self.path) + suffix)
+                if source.exists():
+                    source.replace(Path(str(target) + suffix))
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
+        self._notes.append(
+            (
+                "event-store quarantined",
+                f"{self.path} was corrupt ({exc}); moved aside to {target.name} and a new "
+                "store started",
+                {"path": str(self.path), "moved_to": str(target), "error": str(exc)},
+            )
+        )
+        return True
+
+    # ------------------------------------------------------------------ writing
+    def record(
+        self,
+        kind: str,
+        action: str,
+        outcome: str = Outcome.SUCCESS,
+        *,
+        message: str = "",
+        details: Mapping[str, Any] | None = None,
+        model_version: str | int | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> Event:
+        """Write the event, or buffer it when the store cannot take it now. Never raises for
+        the store's sake (an event that is not an event, such as an unknown kind, still does)."""
+        row, payload = self._row(
+            kind, action, outcome, message, details, model_version, started_at, ended_at
+        )
+        full = (*row, payload)
+        with self._write_lock:
+            if time.monotonic() >= self._next_try:
+                try:
+                    [event_id] = self._write([full])
+                    return Event(event_id, *row, details=json.loads(payload))
+                except (EventStoreError, sqlite3.Error, OSError) as exc:
+                    self._failed(exc)
+            if self.buffer.append(full, self.cause):
+                self.buffered += 1
+            else:
+                self.dropped += 1
+        return Event(0, *row, details=json.loads(payload))
+
+    def flush(self) -> bool:
+        """Write what waits in the buffer if the store answers; True when nothing waits."""
+        with self._write_lock:
+            if time.monotonic() < self._next_try:
+                return False
+            try:
+                self._write([])
+                return True
+            except (EventStoreError, sqlite3.Error, OSError) as exc:
+                self._failed(exc)
+                return False
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Buffer first, then ``rows``; then the notes about what happened to the store."""
+        for attempt in range(2):
+            try:
+                if self.buffer.pending():
+                    self._drain()
+                ids = self._insert(rows) if rows else []
+                break
+            except (sqlite3.DatabaseError, EventStoreError) as exc:
+                if attempt or not _corrupt(exc) or not self._quarantine(exc):
+                    raise
+        if self.down_since is not None:
+            self._restored()
+        self._write_notes()
+        return ids
+
+    def _drain(self) -> None:
+        with self.buffer.locked() as handle:
+            handle.seek(0)
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+            if not lines:
+                return
+            rows, causes, first = [], [], None
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash mid-write
+                rows.append(tuple(entry["row"]))
+                causes.append(entry.get("cause", ""))
+                first = rows[0][4] if first is None else first
+            self._insert(rows)
+            handle.truncate(0)
+        self._notes.append(
+            (
+                "event-store buffer written",
+                f"{len(rows)} event(s) buffered while the event store was unavailable "
+                f"({causes[0] if causes else 'unknown cause'}) are now stored",
+                {
+                    "written": len(rows),
+                    "first_buffered_at": first,
+                    "cause": causes[0] if causes else "",
+                },
+            )
+        )
+
+    def _restored(self) -> None:
+        assert self.down_since is not None
+        now = self.clock.now()
+        seconds = max(0.0, now - self.down_since)
+        self._notes.append(
+            (
+                "event-store restored",
+                f"event store unavailable for {seconds:.1f}s ({self.cause}); "
+                f"{self.buffered} event(s) buffered, {self.dropped} dropped",
+                {
+                    "unavailable_from": self.down_since,
+                    "restored_at": now,
+                    "unavailable_seconds": seconds,
+                    "cause": self.cause,
+                    "buffered": self.buffered,
+                    "dropped": self.dropped,
+                    "pid": os.getpid(),
+                },
+            )
+        )
+        self.down_since, self.cause, self.buffered, self.dropped = None, "", 0, 0
+
+    def _write_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        if not notes:
+            return
+        rows = []
+        for action, message, details in notes:
+            row, payload = self._row(
+                EventKind.COMPONENT, action, Outcome.WARNING, message, details, None, None, None
+            )
+            rows.append((*row, payload))
+        self._insert(rows)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = self.clock.now()
+            self.cause = _describe(exc)
+            log.warning("event store unavailable, buffering events: %s", self.cause)
+        self._next_try = time.monotonic() + self.retry_seconds
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+
+def _set_aside_stale_journal(path: Path) -> None:
+    """A deleted store's ``-wal``/``-shm`` must not be replayed into the new, empty one."""
+    stamp = f"stale-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    for suffix in ("-wal", "-shm"):
+        stale = Path(str(path) + suffix)
+        with contextlib.suppress(OSError):
+            stale.replace(Path(f"{stale}.{stamp}"))
+
+
+def _describe(exc: BaseException) -> str:
+    inner = exc.__cause__ if isinstance(exc, EventStoreError) and exc.__cause__ else exc
+    return f"{type(inner).__name__}: {inner}"
+
+
+def _corrupt(exc: BaseException) -> bool:
+    inner = exc.__cause__ if isinstance(exc, EventStoreError) and exc.__cause__ else exc
+    return getattr(inner, "sqlite_errorname", "") in _CORRUPT
+
+
+def _is_corrupt_file(path: Path) -> bool:
+    """Does a fresh connection find ``path`` unreadable as a database?"""
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(path, timeout=0.5)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return _corrupt(exc)
+    return False

@@ -1,0 +1,290 @@
+"""Faults in mlmedic's own machinery, injected into real processes: the healer never makes
+things worse (issue: locked event store, blind rollback, orphans, no loadable champion,
+concurrent runs, artifacts in the working directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.events import EventStore
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
+from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
+
+CLI = [sys.executable, "-m", "mlmedic"]
+RECORD = {
+    k: (v.item() if hasattr(v, "item") else v)
+    for k, v in make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].items()
+}
+
+
+def _until(condition, timeout: float = 60.0, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+def _post(url: str, payload: object) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code
+
+
+def _get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "mlmedic", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env or dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+    )
+
+
+@pytest.fixture
+def served_project(tmp_path: Path) -> Path:
+    """A project with two deployed versions, a fast health check and its own directory."""
+    root = tmp_path / "served"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1200, seed=51), target=TARGET).deployed
+    assert run_pipeline(project, make_churn(1200, seed=52), target=TARGET).deployed
+    project.close()
+    config = {"service_recovery": {"health_check_interval_seconds": 0.5}}
+    (root / "self_healing_config.json").write_text(json.dumps(config))
+    return root
+
+
+def _serve(root: Path, port: int | None = None):  # type: ignore[no-untyped-def]
+    port = port or free_port()
+    log = (root / f"serve-{port}.log").open("ab")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    process = start_server(root, port, log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    assert wait_ready(url, 90), (root / f"serve-{port}.log").read_text()[-2000:]
+    assert _until(lambda: len(worker_pids(process.pid, root)) == 1, 30)
+    return process, url, log, port
+
+
+def test_a_locked_event_store_never_stops_supervision(served_project: Path) -> None:
+    """Lock events.db, kill -9 the worker: it is replaced, the supervisor lives on, and once the
+    lock is released the incident and the outage are in the store."""
+    process, url, log, _ = _serve(served_project)
+    store = served_project / ".mlmedic" / "events.db"
+    try:
+        blocker = sqlite3.connect(store, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            [worker] = worker_pids(process.pid, served_project)
+            os.kill(worker, signal.SIGKILL)
+            assert _until(lambda: worker_pids(process.pid, served_project) not in ([], [worker]))
+            assert wait_ready(url, 30)
+            assert _post(url + "/predict", RECORD) == 200
+            time.sleep(2.0)  # several health checks with the store still locked
+            assert process.poll() is None, "the supervisor exited"
+            assert _post(url + "/predict", RECORD) == 200
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+
+        def written() -> bool:
+            events = EventStore(store).query()
+            return any(e.kind == "recovery" and e.action == "service" for e in events) and any(
+                e.kind == "component" and e.action == "event-store restored" for e in events
+            )
+
+        assert _until(written, 30)
+        restored = [
+            e
+            for e in EventStore(store).query(kind="component")
+            if e.action == "event-store restored"
+        ]
+        assert all("locked" in e.details["cause"] for e in restored)
+        assert process.poll() is None
+    finally:
+        stop_server(process)
+        log.close()
+
+
+def test_kill_minus_nine_of_the_supervisor_takes_its_children_along(served_project: Path) -> None:
+    process, _url, log, port = _serve(served_project)
+    state = json.loads((served_project / ".mlmedic" / "supervisor.json").read_text())
+    children = [int(p) for p in state["workers"]] + [state["watcher"]]
+    children += [state["standby"]] if state["standby"] else []
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert _until(lambda: not any(_alive(pid) for pid in children), 15), [
+            pid for pid in children if _alive(pid)
+        ]
+        again, url2, log2, _ = _serve(served_project, port)  # the port is free at once
+        try:
+            assert _post(url2 + "/predict", RECORD) == 200
+        finally:
+            stop_server(again)
+            log2.close()
+    finally:
+        if process.poll() is None:
+            stop_server(process)
+        log.close()
+
+
+def test_no_loadable_champion_falls_back_to_a_version_that_loads(served_project: Path) -> None:
+    """v2's cached copy and registry artifact are corrupt: the server serves v1 from the first
+    request, the supervisor moves the champion to v1 with evidence, one alert says so."""
+    state = served_project / ".mlmedic"
+    cached = state / "serving-cache" / "v2" / "model" / "model.skops"
+    cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
+    artifacts = [p for p in (state / "mlartifacts").rglob("model.skops") if p.read_bytes() != b""]
+    project = Project(served_project)
+    v2_run = project.registry.info(2).run_id
+    project.close()
+    for path in artifacts:  # MLflow 3 keeps logged models apart from runs: find v2's by content
+        meta = path.parent / "MLmodel"
+        if v2_run and v2_run in meta.read_text():
+            path.write_bytes(b"corrupt")
+    process, url, log, _ = _serve(served_project)
+    events = EventStore(state / "events.db")
+    try:
+        assert _get_json(url + "/model")["version"] == 1
+        assert _post(url + "/predict", RECORD) == 200
+        assert _until(lambda: events.last("rollback") is not None, 60)
+        assert _until(lambda: _get_json(url + "/model")["fallback"] is None, 30)
+        time.sleep(1.0)
+        alerts = [e for e in events.query(kind="alert") if e.action == "model-fallback"]
+        assert len(alerts) == 1
+        swaps = [e for e in events.query(kind="deploy") if e.action == "hot-swap"]
+        assert len(swaps) <= 2  # not one per 0.25 s retry
+    finally:
+        stop_server(process)
+        log.close()
+    project = Project(served_project)
+    assert project.registry.champion().version == 1  # type: ignore[union-attr]
+    assert {v.version: v.status for v in project.registry.versions()}[1] == "champion"
+    project.close()
+
+
+def test_a_healthy_champion_is_never_rolled_back_by_the_supervisor(served_project: Path) -> None:
+    """Right after a deploy, the diagnosis of a good champion finds no fault: no rollback."""
+    from mlmedic.config import load_settings
+    from mlmedic.serving.supervisor import Incident, Supervisor
+
+    settings = load_settings(served_project).self_healing
+    supervisor = Supervisor(
+        served_project, serving=settings.serving, recovery=settings.service_recovery
+    )
+    incident = Incident(cause="test", detected_at=time.time(), model_crash=None)
+    assert supervisor._rollback_on_evidence(incident) is None
+    assert any("passes its canary" in e for e in incident.evidence)
+    project = Project(served_project)
+    assert project.registry.champion().version == 2  # type: ignore[union-attr]
+    project.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--workers", "-3"), ("--workers", "0"), ("--port", "99999")]
+)
+def test_invalid_serve_options_exit_2_before_anything_starts(
+    served_project: Path, option: str, value: str
+) -> None:
+    before = (served_project / ".mlmedic" / "champion.json").read_text()
+    done = _cli("serve", option, value, "-C", str(served_project))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (served_project / ".mlmedic" / "champion.json").read_text() == before
+    assert not (served_project / ".mlmedic" / "supervisor.json").exists()
+
+
+def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) -> None:
+    root = tmp_path / "busy"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1200, seed=61), target=TARGET).deployed
+    project.close()
+    for seed in (62, 63):
+        make_churn(1200, seed=seed).to_csv(tmp_path / f"d{seed}.csv", index=False)
+    runs = [
+        subprocess.Popen(
+            [*CLI, "run", str(tmp_path / f"d{s}.csv"), "-t", TARGET, "-C", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+        )
+        for s in (62, 63)
+    ]
+    outputs = [r.communicate(timeout=300)[0] for r in runs]
+    assert all(r.returncode in (0, 1) for r in runs), outputs
+    project = Project(root)
+    versions = project.registry.versions()
+    champion = project.registry.champion()
+    previous = project.registry.alias("previous")
+    assert champion is not None
+    assert [v.version for v in versions if v.status == "champion"] == [champion.version]
+    gates = [e for e in project.events.query(kind="gate") if e.action == "validate"]
+    deployed = [e for e in project.events.query(kind="deploy") if e.action == "deploy"]
+    # each deploy moved the champion from the version that really was champion then
+    chain = [None] + [int(e.model_version) for e in deployed]  # type: ignore[arg-type]
+    assert [e.details["from_version"] for e in deployed] == chain[:-1]
+    assert champion.version == chain[-1]
+    assert previous is not None and previous.version == chain[-2]
+    assert len(gates) == 3
+    project.close()
+
+
+def test_a_local_tracking_uri_keeps_artifacts_in_the_project(tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_URI=sqlite:///... set by the user: nothing lands in the working dir."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    root = tmp_path / "proj"
+    root.mkdir()
+    make_churn(800, seed=71).to_csv(tmp_path / "d.csv", index=False)
+    env = dict(
+        os.environ,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'user.db'}",
+    )
+    done = _cli("run", str(tmp_path / "d.csv"), "-t", TARGET, "-C", str(root), cwd=work, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(work.iterdir()) == []
+    assert list((root / ".mlmedic" / "mlartifacts").rglob("model.skops"))

@@ -1,0 +1,178 @@
+"""Security: no pickle unless opted in, trusted skops types from mlmedic's own tags, corrupt
+copies caught by hash, API token, safe request ids, http(s)-only recover, killed hung commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.errors import RegistryError
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
+from mlmedic.serving.app import build
+from mlmedic.serving.model import cache_path
+from mlmedic.serving.recover import run_command
+from mlmedic.serving.source import ModelSource
+
+CLI = [sys.executable, "-m", "mlmedic"]
+PAYLOAD = '''
+import os
+
+
+class Evil:
+    """Pickles to a call of os.system: loading it runs a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path):  # type: ignore[no-untyped-def]
+    root = tmp_path / "secure"
+    root.mkdir()
+    opened = Project(root)
+    assert run_pipeline(opened, make_churn(1200, seed=81), target=TARGET).deployed
+    yield opened
+    opened.close()
+
+
+def _record() -> dict[str, object]:
+    row = make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def test_a_pickled_champion_is_refused_and_its_code_never_runs(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.sklearn
+
+    (tmp_path / "evil_payload.py").write_text(PAYLOAD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from evil_payload import Evil  # type: ignore[import-not-found]
+
+    marker = tmp_path / "pwned"
+    registry = project.registry
+    _ = registry.client
+    registry._activate()
+    with mlflow.start_run(experiment_id=registry._experiment_id()):
+        mlflow.sklearn.log_model(
+            Evil(str(marker)),
+            name="model",
+            serialization_format="cloudpickle",
+            registered_model_name=registry.model_name,
+        )
+    registry.client.set_registered_model_alias(registry.model_name, "champion", "2")
+    marker.unlink(missing_ok=True)  # MLflow itself may load what it logs
+    with pytest.raises(RegistryError, match="execute the code"):
+        registry.load_model(2)
+    with pytest.raises(RegistryError, match="execute the code"):
+        registry.export(2, tmp_path / "export")
+    assert not marker.exists()
+
+
+def test_skops_types_come_from_mlmedics_tag_not_from_the_artifact(project: Project) -> None:
+    registry = project.registry
+    trusted = registry.trusted_types(1)
+    assert trusted and all("." in name for name in trusted)
+    registry.client.delete_model_version_tag(
+        registry.model_name, "1", "mlmedic.skops_trusted_types"
+    )
+    with pytest.raises(RegistryError, match="not registered by mlmedic"):
+        registry.load_model(1)
+
+
+def test_a_corrupt_cached_copy_is_caught_by_its_hash_and_replaced(project: Project) -> None:
+    cached = cache_path(project.state_dir, 1) / "model" / "model.skops"
+    good = cached.read_bytes()
+    cached.write_bytes(good[:-10] + b"0123456789")  # same size, different bytes
+    source = ModelSource(
+        project.state_dir, model_name=project.registry.model_name, events=project.events
+    )
+    loaded = source.load_version(1)
+    assert loaded.source == "registry"
+    assert cached.read_bytes() == good
+    repair = project.events.last("recovery")
+    assert repair is not None and "sha256" in repair.message
+
+
+def test_api_token_guards_predict_feedback_and_metrics(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLMEDIC_API_TOKEN", "tok")
+    with TestClient(build(project.root)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
+        assert client.post("/predict", json=_record()).status_code == 401
+        assert client.get("/metrics").status_code == 401
+        assert client.post("/feedback", json={"request_id": "a", "label": 1}).status_code == 401
+        wrong = {"authorization": "Bearer nope"}
+        assert client.post("/predict", json=_record(), headers=wrong).status_code == 403
+        right = {"authorization": "Bearer tok"}
+        assert client.post("/predict", json=_record(), headers=right).status_code == 200
+        assert client.get("/metrics", headers=right).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [("abc-1.2:x_Y", True), ("<script>", False), ("a" * 129, False), ("a b", False)],
+)
+def test_request_ids_are_kept_only_from_a_safe_charset(
+    project: Project, header: str, kept: bool
+) -> None:
+    with TestClient(build(project.root)) as client:
+        body = client.post("/predict", json=_record(), headers={"x-request-id": header}).json()
+    assert (body["request_id"] == header) is kept
+    if not kept:
+        assert len(body["request_id"]) == 32
+
+
+def test_binding_beyond_loopback_without_a_token_is_warned(tmp_path: Path) -> None:
+    from mlmedic.serving.app import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "not a url", "ftp://host/x"])
+def test_recover_takes_http_urls_only(tmp_path: Path, url: str) -> None:
+    done = subprocess.run(
+        [*CLI, "recover", "--url", url, "--command", "true", "-C", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "http://" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / ".mlmedic").exists()
+
+
+def test_a_hanging_restart_command_is_killed_with_its_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    output = run_command(f"sleep 600 & echo $! > {pidfile}; sleep 600", timeout=1.0)
+    assert time.monotonic() - started < 30
+    assert "killed after" in output
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the restart command's child was left running")
