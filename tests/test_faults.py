@@ -17,6 +17,7 @@ import pytest
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
+from mlmedic.faults import corrupt_file, registry_model_file
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
@@ -174,15 +175,14 @@ def test_no_loadable_champion_falls_back_to_a_version_that_loads(served_project:
     request, the supervisor moves the champion to v1 with evidence, one alert says so."""
     state = served_project / ".mlmedic"
     cached = state / "serving-cache" / "v2" / "model" / "model.skops"
-    cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
-    artifacts = [p for p in (state / "mlartifacts").rglob("model.skops") if p.read_bytes() != b""]
+    corrupt_file(cached)
     project = Project(served_project)
     v2_run = project.registry.info(2).run_id
     project.close()
-    for path in artifacts:  # MLflow 3 keeps logged models apart from runs: find v2's by content
-        meta = path.parent / "MLmodel"
-        if v2_run and v2_run in meta.read_text():
-            path.write_bytes(b"corrupt")
+    assert v2_run is not None
+    artifact = registry_model_file(state, v2_run)
+    assert artifact is not None
+    corrupt_file(artifact)
     process, url, log, _ = _serve(served_project)
     events = EventStore(state / "events.db")
     try:
@@ -225,14 +225,17 @@ def test_a_healthy_champion_is_never_rolled_back_by_the_supervisor(served_projec
     ("option", "value"), [("--workers", "-3"), ("--workers", "0"), ("--port", "99999")]
 )
 def test_invalid_serve_options_exit_2_before_anything_starts(
-    served_project: Path, option: str, value: str
+    tmp_path: Path, option: str, value: str
 ) -> None:
-    before = (served_project / ".mlmedic" / "champion.json").read_text()
-    done = _cli("serve", option, value, "-C", str(served_project))
+    state = tmp_path / ".mlmedic"
+    state.mkdir()
+    pointer = state / "champion.json"
+    pointer.write_text('{"model_name": "x", "version": 3}')
+    done = _cli("serve", option, value, "-C", str(tmp_path))
     assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert (served_project / ".mlmedic" / "champion.json").read_text() == before
-    assert not (served_project / ".mlmedic" / "supervisor.json").exists()
+    assert "Traceback" not in done.stderr and option in done.stderr
+    assert pointer.read_text() == '{"model_name": "x", "version": 3}'
+    assert sorted(p.name for p in state.iterdir()) == ["champion.json"]
 
 
 def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) -> None:
@@ -288,3 +291,31 @@ def test_a_local_tracking_uri_keeps_artifacts_in_the_project(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(work.iterdir()) == []
     assert list((root / ".mlmedic" / "mlartifacts").rglob("model.skops"))
+
+
+def test_only_the_dead_worker_is_replaced_and_by_the_warm_standby(served_project: Path) -> None:
+    port = free_port()
+    log = (served_project / "serve-two.log").open("ab")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    process = start_server(served_project, port, log, workers=2, env=env)
+    url = f"http://127.0.0.1:{port}"
+    state = served_project / ".mlmedic" / "supervisor.json"
+
+    def standby() -> int | None:
+        return json.loads(state.read_text()).get("standby")
+
+    try:
+        assert wait_ready(url, 90)
+        assert _until(lambda: len(worker_pids(process.pid, served_project)) == 2 and standby())
+        time.sleep(1.0)  # the standby has loaded its model
+        spare = standby()
+        victim, survivor = worker_pids(process.pid, served_project)
+        os.kill(victim, signal.SIGKILL)
+        assert _until(lambda: victim not in worker_pids(process.pid, served_project), 30)
+        workers = worker_pids(process.pid, served_project)
+        assert sorted(workers) == sorted([survivor, spare])  # the survivor was never restarted
+        assert _until(lambda: standby() not in (None, spare), 30)  # and a new standby is forked
+        assert _post(url + "/predict", RECORD) == 200
+    finally:
+        stop_server(process)
+        log.close()

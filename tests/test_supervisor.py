@@ -17,6 +17,7 @@ import pytest
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
+from mlmedic.faults import write_fragile_trainer
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, worker_pids
@@ -272,49 +273,18 @@ def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
 
 
-FRAGILE = '''
-from mlmedic.training import default_trainer
-
-
-class Fragile:
-    """Scores well on a holdout, breaks on single rows: the kind of model only serving finds out."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.classes_ = inner.classes_
-
-    def _check(self, X):
-        if len(X) == 1:
-            raise RuntimeError("this model breaks on single rows")
-
-    def predict(self, X):
-        self._check(X)
-        return self.inner.predict(X)
-
-    def predict_proba(self, X):
-        self._check(X)
-        return self.inner.predict_proba(X)
-
-
-def train(frame, target):
-    return Fragile(default_trainer(frame, target))
-'''
-
-
 def test_a_champion_that_cannot_serve_falls_back_and_is_rolled_back_on_evidence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The champion fails its canary: workers serve v1 at once (no outage), the supervisor
     confirms in a fresh process that v2 is at fault and v1 passes, and moves the champion."""
-    (tmp_path / "fragile_trainer.py").write_text(FRAGILE)
+    trainer = write_fragile_trainer(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     root = tmp_path / "shop"
     root.mkdir()
     project = Project(root)
     assert run_pipeline(project, make_churn(1500, seed=41), target=TARGET).deployed
-    bad = run_pipeline(
-        project, make_churn(1500, seed=42), target=TARGET, trainer="fragile_trainer:train"
-    )
+    bad = run_pipeline(project, make_churn(1500, seed=42), target=TARGET, trainer=trainer)
     assert bad.deployed and bad.champion_after == 2
     project.close()
     port = free_port()

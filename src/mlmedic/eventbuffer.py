@@ -298,16 +298,23 @@ class ResilientEventStore(EventStore):
         self.down_since, self.cause, self.buffered, self.dropped = None, "", 0, 0
 
     def _write_notes(self) -> None:
-        notes, self._notes = self._notes, []
-        if not notes:
+        """Notes about the store itself; by now the caller's events are committed, so a failure
+        here must not make them look unwritten (they would be buffered and stored twice): the
+        notes wait for the next write instead."""
+        if not self._notes:
             return
         rows = []
-        for action, message, details in notes:
+        for action, message, details in self._notes:
             row, payload = self._row(
                 EventKind.COMPONENT, action, Outcome.WARNING, message, details, None, None, None
             )
             rows.append((*row, payload))
-        self._insert(rows)
+        try:
+            self._insert(rows)
+        except (sqlite3.Error, EventStoreError, OSError) as exc:
+            log.warning("event store: notes deferred: %s", exc)
+            return
+        self._notes = []
 
     def _failed(self, exc: BaseException) -> None:
         if self.down_since is None:

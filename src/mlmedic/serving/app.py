@@ -84,6 +84,7 @@ class ServerState:
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     on_model_call: Callable[[int], None] | None = None
+    log_failing: bool = False
     # a swap target that failed: version -> (attempts, first failure time, next try, last error)
     failing: dict[int, list[Any]] = field(default_factory=dict)
 
@@ -184,12 +185,34 @@ class ServerState:
                 version = self.check_for_new_champion(ask_registry=self.poll_registry)
                 if version is not None:
                     self.swap_to(version, reason="champion alias moved")
+                self._watch_prediction_log()
                 if ticks % 8 == 0:
                     flush = getattr(self.events, "flush", None)
                     if flush is not None:
                         flush()
             except Exception as exc:  # the watcher must never die
                 log.warning("champion watch failed: %s", exc)
+
+    def _watch_prediction_log(self) -> None:
+        """One event when the prediction log stops being written, one when it writes again."""
+        status = self.predictions.status()
+        failing = not status["writing"]
+        if failing == self.log_failing:
+            return
+        self.log_failing = failing
+        self.events.record(
+            EventKind.COMPONENT,
+            "prediction-log failing" if failing else "prediction-log writing",
+            Outcome.WARNING if failing else Outcome.SUCCESS,
+            message=(
+                f"the prediction log cannot be written ({status['last_error']}); rows are kept "
+                f"in memory (at most {self.predictions.max_pending_rows:,})"
+                if failing
+                else f"the prediction log is written again ({status['dropped_rows']} rows dropped, "
+                f"{status['set_aside_rows']} set aside)"
+            ),
+            details=status,
+        )
 
     def fallback(self) -> dict[str, Any] | None:
         """When another version is served because the champion cannot be loaded (at start, or
@@ -490,13 +513,8 @@ def create_app(state: ServerState) -> FastAPI:
 
 def _authorise_api(request: Request, token: str | None) -> None:
     """``/predict``, ``/feedback`` and ``/metrics`` need the bearer token when one is set."""
-    if not token:
-        return
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("bearer "):
-        raise ApiError(401, "missing bearer token (this server requires MLMEDIC_API_TOKEN)")
-    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-        raise ApiError(403, "wrong token")
+    if token:
+        _check_bearer(request, token, "MLMEDIC_API_TOKEN")
 
 
 def is_loopback(host: str) -> bool:
@@ -510,11 +528,16 @@ def is_loopback(host: str) -> bool:
 
 
 def _authorise(request: Request, token: str | None) -> None:
+    """``/admin/*``: disabled unless ``MLMEDIC_ADMIN_TOKEN`` is set."""
     if not token:
         raise ApiError(403, "admin endpoints are disabled: set MLMEDIC_ADMIN_TOKEN")
+    _check_bearer(request, token, "MLMEDIC_ADMIN_TOKEN")
+
+
+def _check_bearer(request: Request, token: str, variable: str) -> None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
-        raise ApiError(401, "missing bearer token")
+        raise ApiError(401, f"missing bearer token (this endpoint requires {variable})")
     if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
         raise ApiError(403, "wrong token")
 

@@ -793,6 +793,14 @@ def _run_worker(
     app = build(project_dir, on_model_call=mark)
     # Everything loaded so far (libraries, the model) lives for the whole process: keep it out
     # of the garbage collector's full collections, whose pauses would otherwise show in the p99.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    config.load()  # imports the protocol and loop implementations now, not after a kill
     gc.collect()
     gc.freeze()
     if index is None:
@@ -803,13 +811,6 @@ def _run_worker(
         slot["index"] = struct.unpack("i", raw)[0]
         os.environ["MLMEDIC_WORKER_INDEX"] = str(slot["index"])
         app.state.mlmedic.catch_up()
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
     uvicorn.Server(config).run(sockets=[sock])
     limits.restore_original_limits()
 

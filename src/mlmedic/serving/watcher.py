@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from mlmedic.errors import MedicError
+from mlmedic.events import EventKind, Outcome
 from mlmedic.project import Project
 from mlmedic.serving.model import cache_path
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     supervisor = int(os.environ.get("MLMEDIC_SUPERVISOR_PID", "0") or 0)
+    problem = ""  # the last failure, recorded once (not once per poll)
     while not stop.is_set():
         if supervisor and os.getppid() != supervisor:
             break  # the supervisor is gone (PR_SET_PDEATHSIG covers Linux; this, the rest)
@@ -57,10 +59,18 @@ def main(argv: list[str] | None = None) -> None:
             moved = follow_once(project)
             if moved is not None:
                 log.info("champion moved to v%s", moved)
-        except MedicError as exc:
-            log.info("registry not reachable: %s", exc)
-        except Exception:  # keep watching whatever happens
-            log.exception("watch failed")
+            problem = ""
+        except Exception as exc:  # keep watching whatever happens
+            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, MedicError) else str(exc)
+            if text != problem:
+                problem = text
+                log.warning("registry watch: %s", text)
+                project.events.record(
+                    EventKind.COMPONENT,
+                    "watcher",
+                    Outcome.WARNING,
+                    message=f"the registry watcher cannot follow the champion: {text}",
+                )
         stop.wait(interval)
     project.close()
 

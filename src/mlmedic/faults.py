@@ -1,0 +1,61 @@
+"""Fault injection for the fault suite (``bench/chaos.py``) and the tests that prove healing.
+
+Nothing here runs in production: these helpers break things on purpose, the way real faults
+do — a model that passes the gate but fails when served, a model file damaged on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# A trainer module (write it to a file on the path, name it as ``fragile_trainer:train``): its
+# model scores well on a holdout but raises on single rows — the kind only serving finds out.
+FRAGILE_TRAINER = '''
+from mlmedic.training import default_trainer
+
+
+class Fragile:
+    """Scores well on a holdout, breaks on single rows."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def _check(self, X):
+        if len(X) == 1:
+            raise RuntimeError("this model breaks on single rows")
+
+    def predict(self, X):
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X):
+        self._check(X)
+        return self.inner.predict_proba(X)
+
+
+def train(frame, target):
+    return Fragile(default_trainer(frame, target))
+'''
+
+
+def write_fragile_trainer(folder: Path) -> str:
+    """Write ``fragile_trainer.py`` into ``folder``; returns the trainer's name."""
+    (Path(folder) / "fragile_trainer.py").write_text(FRAGILE_TRAINER, encoding="utf-8")
+    return "fragile_trainer:train"
+
+
+def corrupt_file(path: Path) -> None:
+    """Overwrite the second half of a file with zeros (same size, different bytes)."""
+    data = Path(path).read_bytes()
+    half = len(data) // 2
+    Path(path).write_bytes(data[:half] + b"\0" * (len(data) - half))
+
+
+def registry_model_file(state_dir: Path, run_id: str) -> Path | None:
+    """The registry's own copy of a version's model file in a local artifact store (MLflow 3
+    keeps logged models apart from runs; the MLmodel file names the run)."""
+    for path in (Path(state_dir) / "mlartifacts").rglob("model.skops"):
+        if run_id in (path.parent / "MLmodel").read_text(encoding="utf-8"):
+            return path
+    return None
