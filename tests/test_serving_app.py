@@ -102,9 +102,60 @@ def test_non_json_and_huge_bodies(client: TestClient) -> None:
     assert "Traceback" not in huge.text
 
 
-def test_nulls_in_numeric_fields_are_missing_values(client: TestClient) -> None:
+def test_nulls_only_where_the_contract_has_missing_values(client: TestClient) -> None:
+    """The contract of the (repaired) training data has no missing ages: null is a 422."""
     answer = client.post("/predict", json=_record(age=None))
+    assert answer.status_code == 422
+    assert "records[0].age: missing value" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"age": NaN}', "NaN"),
+        (b'{"age": Infinity}', "Infinity"),
+        (b'{"age": -Infinity}', "-Infinity"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a":' * 5_000, "nested too deeply"),
+        (b"1" + b"0" * 5000, "not valid JSON"),
+    ],
+)
+def test_non_finite_and_pathological_json_is_a_422(
+    client: TestClient, body: bytes, detail: str
+) -> None:
+    answer = client.post("/predict", content=body)
+    assert answer.status_code == 422, answer.text
+    assert detail in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("literal", "detail"),
+    [
+        ("1" + "0" * 400, "records[0].age: number out of range"),
+        ("1e309", "records[0].age: expected a finite number, got inf"),
+        ("true", "records[0].age: expected a number, got bool"),
+        ('"40"', "records[0].age: expected a number, got str"),
+    ],
+)
+def test_numbers_must_be_finite_float64(client: TestClient, literal: str, detail: str) -> None:
+    import json as json_module
+
+    body = json_module.dumps(_record(age=424242)).replace("424242", literal)
+    answer = client.post("/predict", content=body.encode())
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == detail
+
+
+def test_a_huge_but_finite_integer_is_served_and_logged(
+    client: TestClient, served_project: Path
+) -> None:
+    """2**70 used to be answered 200 and then kill the prediction-log writer."""
+    answer = client.post("/predict", json=_record(age=2**70))
     assert answer.status_code == 200
+    request_id = answer.json()["request_id"]
+    client.__exit__(None, None, None)
+    logged = read_predictions(served_project / ".mlmedic" / "predictions")
+    assert request_id in set(logged["request_id"])
 
 
 def test_predictions_and_feedback_are_logged(client: TestClient, served_project: Path) -> None:
@@ -125,6 +176,48 @@ def test_predictions_and_feedback_are_logged(client: TestClient, served_project:
     assert any(
         p.name.startswith("hour=") for p in (served_project / ".mlmedic" / "predictions").iterdir()
     )
+
+
+@pytest.mark.parametrize(
+    ("item", "detail"),
+    [
+        ({"request_id": "abc", "label": "banana"}, "labels[0].label: 'banana' is not one of"),
+        ({"request_id": "abc", "label": None}, "labels[0].label: None is not one of"),
+        ({"request_id": "abc", "label": {}}, "labels[0].label: {} is not one of"),
+        ({"request_id": "abc", "label": [1]}, "labels[0].label: [1] is not one of"),
+        ({"request_id": {"x": 1}, "label": 1}, "labels[0].request_id: not a request id"),
+        ({"request_id": "<x>", "label": 1}, "labels[0].request_id: not a request id"),
+    ],
+)
+def test_feedback_checks_labels_against_the_models_classes(
+    client: TestClient, item: dict[str, object], detail: str
+) -> None:
+    answer = client.post("/feedback", json=item)
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith(detail)
+
+
+def test_feedback_normalises_labels_and_reports_unknown_ids(
+    client: TestClient, served_project: Path
+) -> None:
+    served = client.post("/predict", json=_record()).json()["request_id"]
+    answer = client.post(
+        "/feedback",
+        json={
+            "labels": [
+                {"request_id": served, "label": "1"},
+                {"request_id": "never-served-1", "label": 0.0},
+                {"request_id": "never-served-2", "label": 1},
+            ]
+        },
+    ).json()
+    assert answer["recorded"] == 3
+    assert answer["unknown_request_ids"] == {
+        "count": 2,
+        "examples": ["never-served-1", "never-served-2"],
+    }
+    stored = read_feedback(served_project / ".mlmedic" / "feedback")
+    assert set(stored["label"]) <= {"0", "1"}
 
 
 def test_admin_reload_needs_the_token(client: TestClient) -> None:
@@ -186,6 +279,46 @@ def test_concurrent_requests_are_coalesced_into_one_model_call(served_project: P
 
     assert asyncio.run(scenario()) == [1] * 10
     assert fake.calls == [10]
+
+
+class _PoisonedModel(_CountingModel):
+    """Fails any call that contains the value 13 (a unit test of the batcher only)."""
+
+    def predict_columns(
+        self, parts: list[dict[str, list[object]]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if any(13 in part["x"] for part in parts):
+            raise ValueError("cannot score 13")
+        return super().predict_columns(parts)
+
+
+def test_one_bad_request_fails_alone_not_its_whole_batch(served_project: Path) -> None:
+    from mlmedic.serving.app import ApiError
+
+    app = build(served_project, poll_registry=False)
+    with TestClient(app):
+        pass
+    state: ServerState = app.state.mlmedic
+    state.model = _PoisonedModel()  # type: ignore[assignment]
+
+    async def scenario() -> list[object]:
+        state.queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for i in range(10, 20):
+            future = loop.create_future()
+            state.queue.put_nowait(_Pending({"x": [i]}, 1, future))
+            futures.append(future)
+        task = asyncio.create_task(state.batcher())
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        task.cancel()
+        return results
+
+    results = asyncio.run(scenario())
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], ApiError) and failed[0].status == 422
+    assert "cannot score" in failed[0].detail
+    assert sum(not isinstance(r, BaseException) for r in results) == 9
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(

@@ -336,6 +336,7 @@ def feedback(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Record true labels for served predictions, by request id."""
+    from mlmedic.labels import label_key
     from mlmedic.serving.logstore import FeedbackLog
 
     project = _open(project_dir)
@@ -343,12 +344,20 @@ def feedback(
     missing = [c for c in ("request_id", "label") if c not in frame.columns]
     if missing:
         raise MedicError(f"{labels}: missing column(s) {', '.join(missing)}")
-    rows = [
-        {"request_id": str(r), "label": str(v)}
-        for r, v in zip(frame["request_id"], frame["label"], strict=True)
-    ]
+    rows, unusable = [], 0
+    for request_id, value in zip(frame["request_id"], frame["label"], strict=True):
+        key = label_key(value)
+        if key is None or request_id is None or str(request_id).strip() == "":
+            unusable += 1
+            continue
+        rows.append({"request_id": str(request_id), "label": key})
+    if not rows:
+        raise MedicError(f"{labels}: no row has both a request_id and a label")
     written = FeedbackLog(project.state_dir / "feedback").write(rows)
-    out.print(f"recorded {written:,} label(s)")
+    out.print(
+        f"recorded {written:,} label(s)"
+        + (f"; {unusable:,} row(s) without a request id or a label left out" if unusable else "")
+    )
 
 
 @app.command()

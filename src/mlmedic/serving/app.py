@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from mlmedic.clock import SystemClock
 from mlmedic.config import ServingConfig
 from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.labels import label_key, match_labels
 from mlmedic.serving.logstore import FeedbackLog, PredictionLog
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.model import LoadedModel, ModelLoadError
@@ -272,10 +274,9 @@ class ServerState:
                 labels, probabilities = await loop.run_in_executor(
                     None, model.predict_columns, parts
                 )
-            except Exception as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            except Exception:
+                # one request's rows must not fail the others: score them one by one
+                await self._one_by_one(batch, model)
                 continue
             finally:
                 if mark is not None:
@@ -286,6 +287,26 @@ class ServerState:
                 if not item.future.done():
                     item.future.set_result((labels[start:stop], probabilities[start:stop], model))
                 start = stop
+
+    async def _one_by_one(self, batch: list[_Pending], model: LoadedModel) -> None:
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            if item.future.done():
+                continue
+            try:
+                labels, probabilities = await loop.run_in_executor(
+                    None, model.predict_columns, [item.columns]
+                )
+            except Exception as exc:
+                item.future.set_exception(
+                    ApiError(
+                        422,
+                        f"v{model.version} cannot score these records: "
+                        f"{type(exc).__name__}: {str(exc)[:200]}",
+                    )
+                )
+            else:
+                item.future.set_result((labels, probabilities, model))
 
 
 # ---------------------------------------------------------------------- validation
@@ -329,19 +350,55 @@ def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[A
             raise ApiError(422, f"{where}: missing field '{missing[0]}'")
         for name in features:
             value = record[name]
-            if name in numeric:
-                if value is None:
-                    value = float("nan")
-                elif isinstance(value, bool) or not isinstance(value, int | float):
+            if value is None:
+                if name not in model.nullable:
                     raise ApiError(
-                        422, f"{where}.{name}: expected a number, got {type(value).__name__}"
+                        422,
+                        f"{where}.{name}: missing value (null), and the model's data contract "
+                        "has no missing values in this column",
                     )
-            elif value is not None and not isinstance(value, str):
+                if name in numeric:
+                    value = float("nan")
+            elif name in numeric:
+                value = _number(value, name in model.integer, f"{where}.{name}")
+            elif not isinstance(value, str):
                 raise ApiError(
                     422, f"{where}.{name}: expected a string, got {type(value).__name__}"
                 )
             columns[name].append(value)
     return columns
+
+
+def _number(value: Any, integer: bool, where: str) -> float:
+    """A JSON number as a finite float64, or ``ApiError(422)`` saying why not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(422, f"{where}: expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ApiError(422, f"{where}: number out of range") from None
+    if not math.isfinite(number):
+        raise ApiError(422, f"{where}: expected a finite number, got {value!r}")
+    if integer and not number.is_integer():
+        raise ApiError(422, f"{where}: expected an integer, got {value!r}")
+    return number
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(422, f"request body has {name}: only finite numbers are accepted")
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """The request body as JSON; ``ApiError(422)`` for anything that is not plain, finite JSON
+    (NaN and Infinity tokens, numbers too long to read, nesting too deep to parse)."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except ApiError:
+        raise
+    except RecursionError:
+        raise ApiError(422, "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "request body is not valid JSON") from None
 
 
 # ---------------------------------------------------------------------- the app
@@ -393,10 +450,7 @@ def create_app(state: ServerState) -> FastAPI:
             body += chunk
             if len(body) > limit:
                 raise ApiError(413, f"request body over the limit of {limit} bytes")
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "request body is not valid JSON") from None
+        return parse_json(body)
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -434,13 +488,35 @@ def create_app(state: ServerState) -> FastAPI:
         items = body.get("labels") if isinstance(body, dict) and "labels" in body else [body]
         if not isinstance(items, list) or not items:
             raise ApiError(422, 'expected {"request_id": ..., "label": ...} or {"labels": [...]}')
+        model = state.model
+        if model is None:
+            raise ApiError(503, "no model is loaded yet")
         rows = []
         for position, item in enumerate(items):
+            where = f"labels[{position}]"
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
-                raise ApiError(422, f"labels[{position}]: needs 'request_id' and 'label'")
-            rows.append({"request_id": str(item["request_id"]), "label": str(item["label"])})
-        written = state.feedback.write(rows)
-        return JSONResponse({"recorded": written})
+                raise ApiError(422, f"{where}: needs 'request_id' and 'label'")
+            request_id = item["request_id"]
+            if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+                raise ApiError(422, f"{where}.request_id: not a request id this server issues")
+            [label], unmatched = match_labels([item["label"]], model.classes)
+            if unmatched:
+                known = ", ".join(repr(_plain(c)) for c in model.classes)
+                raise ApiError(
+                    422,
+                    f"{where}.label: {item['label']!r} is not one of v{model.version}'s classes "
+                    f"({known})",
+                )
+            rows.append({"request_id": request_id, "label": label_key(label)})
+        loop = asyncio.get_running_loop()
+        written = await loop.run_in_executor(None, state.feedback.write, rows)
+        unknown = await loop.run_in_executor(
+            None, state.predictions.unknown_ids, [row["request_id"] for row in rows]
+        )
+        answer: dict[str, Any] = {"recorded": written}
+        if unknown:
+            answer["unknown_request_ids"] = {"count": len(unknown), "examples": unknown[:5]}
+        return JSONResponse(answer)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger("mlmedic.serving")
+RECENT_IDS = 100_000  # request ids each worker remembers, to check feedback without the disk
 
 META_COLUMNS = [
     "prediction",
@@ -42,6 +44,8 @@ class PredictionLog:
         self.last_write_at: float | None = None
         self.dropped_rows = 0
         self.set_aside_rows = 0
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._sequence = 0
@@ -61,6 +65,34 @@ class PredictionLog:
         entry = (columns, predictions, probabilities, model_version, request_id, time.time())
         with self._lock:
             self._buffer.append(entry)
+            if len(self._recent) >= RECENT_IDS:
+                self._recent_set.discard(self._recent.popleft())
+            self._recent.append(request_id)
+            self._recent_set.add(request_id)
+
+    def unknown_ids(self, ids: list[str], *, days: float = 7.0) -> list[str]:
+        """The ids among ``ids`` that no logged prediction carries: this worker's recent ones
+        first, then the ``request_id`` column of the last ``days`` of partitions on disk."""
+        with self._lock:
+            missing = [i for i in dict.fromkeys(ids) if i not in self._recent_set]
+        if not missing:
+            return []
+        import pyarrow.parquet as pq
+
+        oldest = time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() - days * 86_400))
+        wanted = set(missing)
+        for folder in sorted(self.folder.glob("hour=*"), reverse=True):
+            if folder.name[5:] < oldest:
+                break
+            for path in folder.glob("part-*.parquet"):
+                try:
+                    column = pq.read_table(path, columns=["request_id"]).column(0)
+                except (OSError, ValueError, KeyError):
+                    continue
+                wanted.difference_update(column.to_pylist())
+                if not wanted:
+                    return []
+        return [i for i in missing if i in wanted]
 
     @staticmethod
     def _frame(pending: list[tuple[Any, ...]]) -> pd.DataFrame:

@@ -38,6 +38,7 @@ class LoadedModel:
     features: list[str]
     numeric: set[str]
     integer: set[str]
+    nullable: set[str]
     classes: list[Any]
     canary: pd.DataFrame
     metrics: dict[str, float] = field(default_factory=dict)
@@ -261,7 +262,14 @@ def load_local(
         contract=contract,
         features=features,
         numeric={c for c in features if specs.get(c) is not None and specs[c].kind == "numeric"},
-        integer={c for c in features if specs.get(c) is not None and specs[c].integer},
+        integer={
+            c
+            for c in features
+            if specs.get(c) is not None
+            and specs[c].integer
+            and specs[c].dtype.lower().startswith(("int", "uint"))
+        },
+        nullable={c for c in features if specs.get(c) is None or specs[c].missing_rate > 0},
         classes=list(getattr(model, "classes_", [])),
         canary=canary,
         metrics=dict(manifest.get("metrics") or {}),

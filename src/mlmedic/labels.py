@@ -1,0 +1,56 @@
+"""Labels as the model knows them: ``1``, ``1.0`` and ``"1"`` are the same class.
+
+A CSV read back as floats (``0.0/1.0``), a Parquet file with ints (``0/1``) and a JSON client
+sending strings must all meet the model's ``classes_``. Anything that matches no class is
+reported, never guessed.
+
+Examples:
+    >>> match_labels([1.0, "0", "banana", None], [0, 1])
+    ([1, 0, None, None], ['banana', None])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def label_key(value: Any) -> str | None:
+    """A canonical text for a label value (None for missing values and non-scalars)."""
+    if value is None or isinstance(value, dict | list | tuple | set | bool):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # numpy scalars
+        if isinstance(value, bool):
+            return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return text or None
+        return label_key(number) if math.isfinite(number) else text
+    return None
+
+
+def match_labels(values: Iterable[Any], classes: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Each value as the model's class it names (None when it names none), and the values that
+    matched no class."""
+    by_key = {label_key(c): c for c in classes}
+    matched: list[Any] = []
+    unmatched: list[Any] = []
+    for value in values:
+        found = by_key.get(label_key(value)) if label_key(value) is not None else None
+        if found is None and label_key(value) not in by_key:
+            unmatched.append(value)
+            matched.append(None)
+        else:
+            matched.append(found)
+    return matched, unmatched
