@@ -246,3 +246,86 @@ def test_serve_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
     result = _run("serve", "--port", "0", "-C", tmp_path)
     assert result.exit_code == 2
     assert "has no champion to serve yet: run 'mlmedic run" in result.output
+
+
+# ----------------------------------------------------------------------------- misuse: exit 2
+def test_project_dir_before_the_command_and_no_state_for_read_only_commands(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["models"], ["logs"]):
+        before = _run("-C", empty, *command)
+        assert before.exit_code == 0, before.output
+        assert ("no versions" in before.output) or ("no events" in before.output)
+    assert list(empty.iterdir()) == []  # nothing created by reading
+    missing = tmp_path / "typo"
+    result = _run("models", "-C", missing)
+    assert result.exit_code == 2 and "no such project directory" in result.output
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["monitor", "--every", "inf"], "--every"),
+        (["monitor", "--every", "nan"], "--every"),
+        (["monitor", "--every", "0"], "not a positive interval"),
+        (["monitor", "--every", "-5m"], "negative"),
+        (["logs", "-n", "-5"], "--limit"),
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--workers", "65"], "--workers"),
+    ],
+)
+def test_impossible_options_exit_2_with_one_line(
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlmedic.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mlmedic", *args, "-C", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    error = capsys.readouterr().err
+    assert done.value.code == 2, error
+    assert message in error
+    assert len(error.strip().splitlines()) == 1, error
+    assert "Traceback" not in error
+    assert not (tmp_path / ".mlmedic").exists()
+
+
+def test_fix_data_into_a_path_under_a_file_is_exit_2_and_the_input_is_untouched(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    before = files["batch"].read_bytes()
+    result = _run(
+        "fix-data", files["batch"], "-o", blocker / "out.parquet", "-r", files["reference"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot write there" in result.output
+    assert files["batch"].read_bytes() == before
+
+
+def test_logs_export_honours_kind_and_refuses_a_file(tmp_path: Path) -> None:
+    from mlmedic.events import EventStore
+
+    with EventStore(tmp_path / ".mlmedic" / "events.db") as store:
+        store.record("rollback", "rollback", message="r")
+        store.record("recovery", "service", message="s")
+        store.record("drift_check", "drift", message="d")
+    target = tmp_path / "out"
+    result = _run("logs", "--export", target, "--kind", "rollback", "-C", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in target.iterdir()) == ["rollback_log.json"]
+    everything = _run("logs", "--export", tmp_path / "all", "-C", tmp_path)
+    assert "monitoring_log.json" in everything.output
+    file_target = tmp_path / "exists.txt"
+    file_target.write_text("keep me")
+    refused = _run("logs", "--export", file_target, "-C", tmp_path)
+    assert refused.exit_code == 2 and "not a directory" in refused.output
+    assert file_target.read_text() == "keep me"

@@ -82,6 +82,21 @@ def test_query_filters_by_kind_time_and_outcome(store: EventStore) -> None:
     assert store.count("retrain") == 1
 
 
+def test_a_locked_store_makes_a_writer_wait_and_say_so(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    told: list[str] = []
+    store = EventStore(tmp_path / "events.db", timeout_s=5.0, on_wait=told.append)
+    blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, lambda: blocker.execute("COMMIT")).start()
+    event = store.record("alert", "waited")
+    assert event.id > 0
+    assert len(told) == 1 and "another process holds its write lock" in told[0]
+    blocker.close()
+
+
 def test_export_writes_the_seed_logs(store: EventStore, tmp_path: Path) -> None:
     store.record("data_fix", "fix", "success")
     store.record("rollback", "rollback", "success", model_version=1)
@@ -94,6 +109,8 @@ def test_export_writes_the_seed_logs(store: EventStore, tmp_path: Path) -> None:
         "recovery_log.json": 0,
         "rollback_log.json": 1,
         "retraining_log.json": 1,
+        "monitoring_log.json": 0,
+        "alert_log.json": 1,
     }
     rollback = json.loads((tmp_path / "logs" / "rollback_log.json").read_text())
     assert rollback[0]["kind"] == "rollback"

@@ -21,7 +21,7 @@ from mlmedic.clock import parse_time
 from mlmedic.config import write_default_configs
 from mlmedic.data.io import read_table
 from mlmedic.data.stage import check_file, fix_file
-from mlmedic.errors import MedicError
+from mlmedic.errors import MedicError, ProjectError
 from mlmedic.events import EventKind
 from mlmedic.project import Project
 from mlmedic.render import print_events, print_repair, print_report
@@ -76,9 +76,14 @@ Target = Annotated[
 ]
 
 
-def _open(project_dir: Path) -> Project:
-    """The project, with its configuration read now: every command validates it up front."""
-    project = Project(project_dir)
+def _open(project_dir: Path, *, create: bool = False) -> Project:
+    """The project, with its configuration read now: every command validates it up front.
+    Only commands that set a project up (``init``, ``demo``) may create its directory."""
+    if not create and not Path(project_dir).is_dir():
+        raise ProjectError(
+            f"{project_dir}: no such project directory (create it, or run 'mlmedic init' there)"
+        )
+    project = Project(project_dir, on_wait=lambda line: err.print(line, soft_wrap=True))
     _ = project.settings
     return project
 
@@ -94,8 +99,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            "-C",
+            help="Project directory, for every command (also accepted after the command).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """A self-healing MLOps pipeline for tabular models."""
+    if project_dir is not None:  # the commands' own --project-dir reads this as its default
+        os.environ["MLMEDIC_PROJECT_DIR"] = str(project_dir)
 
 
 @app.command()
@@ -232,6 +248,14 @@ def rollback(
 def models(project_dir: ProjectDir = Path(".")) -> None:
     """The registered versions: status, aliases and holdout metrics."""
     project = _open(project_dir)
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not (project.state_dir / "mlflow.db").exists():
+        from mlmedic.registry import default_model_name
+
+        name = project.settings.self_healing.model_training.model_name
+        out.print(
+            f"no versions of '{name or default_model_name(project.root)}' yet; run 'mlmedic run'"
+        )
+        return  # read-only: never create a registry (or an event store) just to say so
     versions = project.registry.versions()
     if not versions:
         out.print(f"no versions of '{project.registry.model_name}' yet; run 'mlmedic run'")
@@ -382,6 +406,14 @@ def monitor(
     from mlmedic.clock import parse_duration
     from mlmedic.monitor import Monitor
 
+    if batch is not None and every is not None:
+        raise MedicError("--batch and --every: choose one (one pass over a file, or a schedule)")
+    try:
+        seconds = parse_duration(every) if every else None
+    except ValueError as exc:
+        raise MedicError(f"--every: {exc}") from None
+    if seconds is not None and seconds <= 0:
+        raise MedicError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
     project = _open(project_dir)
     runner = Monitor(
         project, reference_data=reference, say=lambda line: out.print(line, soft_wrap=True)
@@ -391,10 +423,6 @@ def monitor(
         if result.acted:
             out.print(result.acted, soft_wrap=True)
         return
-    try:
-        seconds = parse_duration(every) if every else None
-    except ValueError as exc:
-        raise MedicError(f"--every: {exc}") from None
     out.print("monitoring the prediction log; Ctrl-C to stop")
     runner.run_forever(every_seconds=seconds)
 
@@ -407,7 +435,9 @@ def logs(
     since: Annotated[
         str | None, typer.Option("--since", help="ISO time, or a duration ago: 24h, 7d.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N (newest).")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Show at most N (newest).", min=1)
+    ] = 50,
     export: Annotated[
         Path | None,
         typer.Option("--export", help="Write the seed-style JSON logs into this directory."),
@@ -425,8 +455,23 @@ def logs(
             start = parse_time(since, now=project.clock.now())
         except ValueError as exc:
             raise MedicError(f"--since: {exc}") from None
+    if not project.events_path.exists():  # read-only: never create an event store
+        if export is not None:
+            raise ProjectError(f"{project.root}: no events recorded yet; nothing to export")
+        out.print("no events")
+        return
     if export is not None:
-        for name, count in project.events.export(export).items():
+        names = {
+            "recovery_log.json": Path(project.settings.self_healing.logging.recovery_log_path).name,
+            "rollback_log.json": Path(project.settings.self_healing.logging.rollback_log_path).name,
+            "retraining_log.json": Path(
+                project.settings.self_healing.logging.retraining_log_path
+            ).name,
+        }
+        counts = project.events.export(export, kind=kind, since=start, names=names)
+        if not counts:
+            raise MedicError(f"--kind {kind}: no exported log holds this kind of event")
+        for name, count in counts.items():
             out.print(f"wrote {export / name} ({count} events)")
         return
     events = project.events.query(kind=kind, since=start, limit=limit, newest_first=True)
@@ -450,15 +495,36 @@ def demo(
     run_demo(out, directory=directory, batch_rows=rows)
 
 
+def _usage_error(exc: Exception) -> bool:
+    """A wrong option, argument or command (Typer's click errors, told by their interface: they
+    carry ``format_message`` and ``exit_code``): say it in one line. True if it was one."""
+    if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+        return False
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return True  # the help is already on the screen
+    names, context = [], getattr(exc, "ctx", None)
+    while context is not None and getattr(context, "parent", None) is not None:
+        names.insert(0, context.info_name)
+        context = context.parent
+    command = " ".join(["mlmedic", *names])
+    err.print(f"[red]error:[/] {exc.format_message()} (see '{command} --help')", soft_wrap=True)
+    return True
+
+
 def main() -> None:
     """Console entry point. User errors are handled per command; anything else is a bug."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
+        if _usage_error(exc):
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("MLMEDIC_DEBUG"):
             raise
         err.print(
@@ -467,3 +533,4 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

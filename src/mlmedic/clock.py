@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -88,6 +89,8 @@ def parse_duration(text: str) -> float:
         seconds = float(number) * _UNITS[unit]
     except ValueError:
         raise ValueError(f"'{text}' is not a duration; use e.g. 30m, 6h, 7d") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"'{text}' is not a finite duration; use e.g. 30m, 6h, 7d")
     if seconds < 0:
         raise ValueError(f"'{text}': a duration cannot be negative")
     return seconds

@@ -97,6 +97,7 @@ class ResilientEventStore(EventStore):
         self.path = Path(path)
         self.clock = clock or SystemClock()
         self.timeout_s = timeout_s
+        self.on_wait = None
         self.retry_seconds = retry_seconds
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.clock import Clock, SystemClock, to_iso
-from mlmedic.errors import EventStoreError
+from mlmedic.errors import EventStoreError, ProjectError
 
 
 class EventKind(StrEnum):
@@ -64,6 +65,8 @@ EXPORT_FILES: dict[str, tuple[EventKind, ...]] = {
     "recovery_log.json": (EventKind.RECOVERY,),
     "rollback_log.json": (EventKind.ROLLBACK,),
     "retraining_log.json": (EventKind.RETRAIN,),
+    "monitoring_log.json": (EventKind.MONITOR, EventKind.DRIFT_CHECK, EventKind.PERFORMANCE_CHECK),
+    "alert_log.json": (EventKind.ALERT,),
 }
 
 _SCHEMA = """
@@ -157,10 +160,18 @@ class EventSpan:
 class EventStore:
     """Append-only typed events in SQLite (WAL); safe for several processes writing at once."""
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout_s: float = 30.0):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        timeout_s: float = 30.0,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
         self.timeout_s = timeout_s
+        self.on_wait = on_wait
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._conn = self._open()
@@ -173,7 +184,7 @@ class EventStore:
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
             )
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout={int(min(self.timeout_s, 1.0) * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
@@ -244,7 +255,25 @@ class EventStore:
         return row, payload
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert rows (columns as in ``_INSERT``) in one transaction; their ids."""
+        """Insert rows (columns as in ``_INSERT``) in one transaction; their ids. While another
+        process holds the write lock, wait up to ``timeout_s``, saying so once (``on_wait``)."""
+        deadline = time.monotonic() + self.timeout_s
+        told = False
+        while True:
+            try:
+                return self._insert_once(rows)
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                if not told and self.on_wait is not None:
+                    told = True
+                    self.on_wait(
+                        f"waiting for the event store {self.path}: another process holds its "
+                        f"write lock (giving up after {self.timeout_s:.0f}s)"
+                    )
+
+    def _insert_once(self, rows: list[tuple[Any, ...]]) -> list[int]:
         ids: list[int] = []
         with self._lock:
             conn = self.conn
@@ -342,13 +371,31 @@ class EventStore:
         except sqlite3.Error as exc:
             raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
 
-    def export(self, directory: str | Path) -> dict[str, int]:
-        """Write the seed-style JSON logs (one array per file) into ``directory``; return counts."""
+    def export(
+        self,
+        directory: str | Path,
+        *,
+        kind: str | None = None,
+        since: float | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> dict[str, int]:
+        """Write the seed-style JSON logs (one array per file) into ``directory``; return counts.
+        With ``kind``, only the file that holds that kind; with ``since``, only newer events;
+        ``names`` renames files (``logging.*_log_path`` in the config)."""
         target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not target.is_dir():
+            raise ProjectError(f"{target}: exists and is not a directory")
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"{target}: cannot create it ({exc.strerror})") from None
         counts: dict[str, int] = {}
         for name, kinds in EXPORT_FILES.items():
-            events = [event.to_dict() for event in self.query(kind=kinds)]
-            (target / name).write_text(json.dumps(events, indent=2) + "\n", encoding="utf-8")
-            counts[name] = len(events)
+            chosen = kinds if kind is None else tuple(k for k in kinds if k == kind)
+            if not chosen:
+                continue
+            events = [event.to_dict() for event in self.query(kind=chosen, since=since)]
+            written = (names or {}).get(name, name)
+            (target / written).write_text(json.dumps(events, indent=2) + "\n", encoding="utf-8")
+            counts[written] = len(events)
         return counts

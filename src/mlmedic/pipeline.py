@@ -133,6 +133,10 @@ def run_pipeline(
     def retrying(attempt: int, exc: BaseException) -> None:
         say(f"    training attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying")
 
+    say(
+        f"[2] training {trainer or training.trainer or 'the default pipeline'} on "
+        f"{len(stage.data):,} rows (up to {retries + 1} attempt(s)) ..."
+    )
     with events.span(EventKind.TRAIN, "train") as span:
         result = train(
             stage.data,
@@ -150,6 +154,7 @@ def run_pipeline(
     )
 
     clock = time.perf_counter()
+    say(f"[2] registering in MLflow ({registry.tracking_uri}) ...")
     repair_statistics = Repairer.from_config(settings.data_quality).fit(new_contract).statistics()
     profile = drift_reference(stage.data, new_contract, result)
     candidate = registry.log_candidate(

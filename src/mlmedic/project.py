@@ -6,6 +6,7 @@ state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -22,12 +23,18 @@ class Project:
     """Paths and shared services of one project directory (config is read once, lazily)."""
 
     def __init__(
-        self, root: str | Path = ".", *, clock: Clock | None = None, service: bool = False
+        self,
+        root: str | Path = ".",
+        *,
+        clock: Clock | None = None,
+        service: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         """``service``: this process serves or supervises, so its event writes must never fail
         (they are buffered on disk while the store is unavailable, see ``eventbuffer``)."""
         self.root = Path(root).resolve()
         self.service = service
+        self.on_wait = on_wait  # told when the event store makes a command wait
         if self.root.exists() and not self.root.is_dir():
             raise ProjectError(f"{self.root}: the project directory is a file, not a directory")
         self.clock: Clock = clock or SystemClock()
@@ -50,7 +57,7 @@ class Project:
             from mlmedic.eventbuffer import ResilientEventStore
 
             return ResilientEventStore(self.events_path, clock=self.clock)
-        return EventStore(self.events_path, clock=self.clock)
+        return EventStore(self.events_path, clock=self.clock, on_wait=self.on_wait)
 
     @cached_property
     def registry(self) -> Registry:

@@ -99,6 +99,23 @@ def _stringify_mixed(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in ``path``'s folder (created if needed); a user's mistake (a folder
+    that is a file, no permission) is a ``ProjectError``, not a crash."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, before any work, if ``path`` cannot be written."""
+    handle, name = _temporary_beside(Path(path))
+    os.close(handle)
+    Path(name).unlink(missing_ok=True)
+
+
 def write_table(frame: pd.DataFrame, path: str | Path, *, protect: tuple[Path, ...] = ()) -> Path:
     """Write ``frame`` as CSV or Parquet (by suffix) atomically, without the index.
 
@@ -109,8 +126,7 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, protect: tuple[Path, .
     for guarded in protect:
         if path.resolve() == Path(guarded).resolve():
             raise ProjectError(f"{path}: refusing to overwrite the input file; choose another -o")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temp_name = _temporary_beside(path)
     os.close(handle)
     try:
         if fmt == "csv":

@@ -17,7 +17,7 @@ import pandas as pd
 from mlmedic.config import DataQualityConfig
 from mlmedic.data.checks import CheckReport, run_checks
 from mlmedic.data.contract import DataContract
-from mlmedic.data.io import read_table, table_format, write_table
+from mlmedic.data.io import check_writable, read_table, table_format, write_table
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer, RepairResult
 from mlmedic.errors import ProjectError
 from mlmedic.events import EventKind, EventStore, Outcome
@@ -237,6 +237,7 @@ def fix_file(
         if path.resolve() == source.resolve():
             raise ProjectError(f"{path}: refusing to overwrite the input file; choose another -o")
     table_format(paths.data)
+    check_writable(paths.data)
     batch, resolved = _load(source, reference, contract, target, config)
     result = heal_data(batch, resolved, config=config, events=events, source=str(source))
     repair = result.repair
