@@ -52,10 +52,21 @@ def test_bad_files_give_one_clear_line(
         assert path.read_bytes() == content  # input untouched
 
 
-def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
+def test_a_directory_without_data_files_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "d.csv").mkdir()
-    with pytest.raises(DataFileError, match="is a directory"):
+    with pytest.raises(DataFileError, match="is a directory with no CSV or Parquet files"):
         read_table(tmp_path / "d.csv")
+
+
+def test_a_directory_of_files_is_one_table(tmp_path: Path) -> None:
+    folder = tmp_path / "production"
+    folder.mkdir()
+    pd.DataFrame({"a": [1, 2]}).to_parquet(folder / "part-1.parquet")
+    pd.DataFrame({"a": [3]}).to_csv(folder / "part-2.csv", index=False)
+    assert read_table(folder)["a"].tolist() == [1, 2, 3]
+    pd.DataFrame({"b": [4]}).to_csv(folder / "part-3.csv", index=False)
+    with pytest.raises(DataFileError, match="other columns"):
+        read_table(folder)
 
 
 def test_write_refuses_to_overwrite_a_protected_input(tmp_path: Path) -> None:

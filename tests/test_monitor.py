@@ -67,6 +67,29 @@ def test_stable_batch_does_nothing_and_a_drifted_one_retrains_once(watched) -> N
     assert "drift_check" in kinds and "performance_check" in kinds and "monitor" in kinds
 
 
+def test_self_healing_off_alerts_but_never_acts_and_each_pass_is_a_report(watched) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    project, _ = watched
+    (project.root / "self_healing_config.json").write_text(
+        json.dumps(
+            {
+                "self_healing": {"enabled": False},
+                "monitoring": {"reports_dir": "out/reports", "alerts_dir": "out/alerts"},
+            }
+        )
+    )
+    monitor = Monitor(Project(project.root, clock=project.clock))
+    drifted = monitor.run_batch(make_churn(1500, seed=63, drift=1.0))
+    assert drifted.decision.action == "retrain"  # what the policy would do...
+    assert "self-healing is off" in drifted.acted  # ...is not done
+    assert project.events.count("retrain") == 0
+    [report] = list((project.root / "out" / "reports").glob("*.json"))
+    assert json.loads(report.read_text())["drift_score"] == drifted.drift.score  # type: ignore[union-attr]
+    assert list((project.root / "out" / "alerts").glob("*.json"))
+    assert list((project.root / "monitoring" / "metrics").glob("*.json"))  # the default
+
+
 def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[no-untyped-def]
     project, _ = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")

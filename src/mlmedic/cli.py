@@ -311,6 +311,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        notifications=settings.notifications,
+        healing_enabled=settings.self_healing.enabled,
+        retention_days=settings.logging.retention_days,
     )
 
     def announce(running: Supervisor) -> None:
@@ -344,6 +347,8 @@ def recover(
         command,
         path=path,
         attempts=project.settings.self_healing.service_recovery.max_recovery_attempts,
+        delay_seconds=project.settings.self_healing.service_recovery.recovery_delay_seconds,
+        alert_on_failure=project.settings.self_healing.service_recovery.alert_on_failure,
         events=project.events,
         say=lambda line: err.print(line, soft_wrap=True),
     )
@@ -418,6 +423,12 @@ def monitor(
     runner = Monitor(
         project, reference_data=reference, say=lambda line: out.print(line, soft_wrap=True)
     )
+    production = project.settings.self_healing.monitoring.production_data_path
+    if batch is None and every is None and production:
+        folder = Path(production) if Path(production).is_absolute() else project.root / production
+        if folder.exists():  # the design's drop folder of production data: one pass over it
+            batch = folder
+            out.print(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
         result = runner.run_batch(batch)
         if result.acted:

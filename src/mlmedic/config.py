@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlmedic.errors import ConfigError, ProjectError
 
@@ -136,6 +136,17 @@ class NotificationsConfig(_Section):
     alert_on_drift: bool = True
     alert_on_rollback: bool = True
     alert_on_recovery: bool = True
+    # e-mail (mlmedic additions): used when email_alerts is true
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    email_from: str = "mlmedic@localhost"
+    email_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _email_needs_a_server(self) -> NotificationsConfig:
+        if self.email_alerts and (not self.smtp_host or not self.email_to):
+            raise ValueError("email_alerts needs smtp_host and at least one address in email_to")
+        return self
 
 
 class CiCdConfig(_Section):
@@ -254,6 +265,37 @@ def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
         raise ConfigError(path, message, key_path=key_path) from None
 
 
+# Keys of the original design that mlmedic accepts only at their default value: any other value
+# is refused with this reason (a key that is accepted and ignored would be a lie).
+UNSUPPORTED: dict[str, str] = {
+    "data_quality.validation_on_ingestion": "mlmedic always validates data when it reads it",
+    "monitoring.real_time_monitoring_enabled": (
+        "real-time (streaming) monitoring is not supported; run 'mlmedic monitor --every'"
+    ),
+    "ci_cd.continue_on_error": "mlmedic does not run CI; set this in your CI workflow",
+    "ci_cd.fail_fast": "mlmedic does not run CI; set this in your CI workflow",
+    "ci_cd.auto_fix_tests": "mlmedic does not run CI; set this in your CI workflow",
+    "ci_cd.parallel_execution": "mlmedic does not run CI; set this in your CI workflow",
+}
+# Keys that describe rather than configure.
+INFORMATIONAL = {"self_healing.description"}
+
+
+def _refuse_unsupported(config: SelfHealingConfig, path: Path) -> None:
+    default = SelfHealingConfig()
+    for key, reason in UNSUPPORTED.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        wanted = getattr(getattr(default, section), name)
+        if value != wanted:
+            raise ConfigError(
+                path,
+                f"{json.dumps(value)} is not supported ({reason}); only {json.dumps(wanted)}"
+                " is accepted",
+                key,
+            )
+
+
 def load_settings(project_dir: str | Path) -> Settings:
     """Read both config files of a project directory; a file that is absent means its defaults."""
     root = Path(project_dir)
@@ -263,6 +305,7 @@ def load_settings(project_dir: str | Path) -> Settings:
         if healing_path.exists()
         else SelfHealingConfig()
     )
+    _refuse_unsupported(healing, healing_path)
     monitoring = (
         _validate(MonitoringConfig, _load_json(monitoring_path), monitoring_path)
         if monitoring_path.exists()

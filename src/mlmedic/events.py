@@ -371,6 +371,16 @@ class EventStore:
         except sqlite3.Error as exc:
             raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
 
+    def prune(self, before: float) -> int:
+        """Delete events that started before ``before`` (``logging.retention_days``); how many.
+        Long-running writers (the monitor, the supervisor) call it; reading never prunes."""
+        try:
+            with self._lock:
+                cursor = self.conn.execute("DELETE FROM events WHERE started_at < ?", (before,))
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot prune events ({exc})") from exc
+        return int(cursor.rowcount or 0)
+
     def export(
         self,
         directory: str | Path,

@@ -13,8 +13,6 @@ running server then swaps to the new champion by itself.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,10 +70,20 @@ class Monitor:
             path = Path(configured)
             reference_data = path if path.is_absolute() else project.root / path
         self.reference_data = reference_data
+        from mlmedic.notify import Notifier
+
+        self.notifier = Notifier(
+            self.settings.self_healing.notifications, project.events, project=project.root.name
+        )
 
     # ------------------------------------------------------------------ passes
     def run_batch(self, data: str | Path | pd.DataFrame) -> MonitorResult:
         """One pass over a batch (with or without the target column)."""
+        if not self.settings.self_healing.monitoring.batch_monitoring_enabled:
+            raise MedicError(
+                "batch monitoring is off (monitoring.batch_monitoring_enabled is false); "
+                "monitor the prediction log with 'mlmedic monitor --every'"
+            )
         frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
         return self._pass(frame, source=str(data) if not isinstance(data, pd.DataFrame) else "")
 
@@ -101,6 +109,9 @@ class Monitor:
         clock = self.project.clock
         done = 0
         while passes is None or done < passes:
+            self.project.events.prune(
+                clock.now() - self.settings.self_healing.logging.retention_days * 86_400
+            )
             last = self.project.events.last(EventKind.MONITOR)
             since = last.details.get("until") if last else None
             due = (since or clock.now()) + (interval if since else 0.0)
@@ -209,6 +220,7 @@ class Monitor:
         result = MonitorResult(len(frame), drift, prediction_drift, performance, decision)
         self._record(result, champion.version, source, now)
         self._act(result, frame, labelled, champion.version)
+        self._write_reports(result, champion.version, source, now)
         events.record(
             EventKind.MONITOR,
             "pass",
@@ -221,6 +233,39 @@ class Monitor:
             ended_at=now,
         )
         return result
+
+    def _write_reports(self, result: MonitorResult, version: int, source: str, now: float) -> None:
+        """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,
+        relative to the project): the drift report, the performance, the alerts."""
+        paths = self.settings.self_healing.monitoring
+        stamp = to_iso(now).replace(":", "-")[:19]
+        head = {"time": to_iso(now), "model_version": version, "source": source}
+        documents = {
+            paths.reports_dir: {
+                **head,
+                "rows": result.rows,
+                "decision": result.decision.summary(),
+                "action": result.acted,
+                "drift": result.drift.summary() if result.drift else None,
+                "drift_score": result.drift.score if result.drift else None,
+                "drifted_features": result.drift.drifted_features if result.drift else [],
+            },
+            paths.metrics_dir: {
+                **head,
+                "performance": result.performance.to_dict() if result.performance else None,
+            },
+        }
+        if result.decision.alerts:
+            documents[paths.alerts_dir] = {**head, "alerts": result.decision.alerts}
+        for folder, document in documents.items():
+            target = Path(folder) if Path(folder).is_absolute() else self.project.root / folder
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                (target / f"{stamp}-v{version}.json").write_text(
+                    json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8"
+                )
+            except OSError as exc:
+                self.say(f"cannot write the pass report into {target}: {exc}")
 
     def _record(self, result: MonitorResult, version: int, source: str, now: float) -> None:
         events = self.project.events
@@ -277,34 +322,26 @@ class Monitor:
                 ended_at=now,
             )
             self.say(f"ALERT: {alert}")
-            self._notify(alert)
+            self.notifier.send("drift", alert)
         self.say(f"decision: {result.decision.summary()}")
-
-    def _notify(self, text: str) -> None:
-        notifications = self.settings.self_healing.notifications
-        if not notifications.enabled or not notifications.slack_webhook:
-            return
-        body = json.dumps({"text": f"mlmedic: {text}"}).encode()
-        request = urllib.request.Request(
-            notifications.slack_webhook, data=body, headers={"content-type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                response.read()
-        except (urllib.error.URLError, OSError) as exc:
-            self.project.events.record(
-                EventKind.ALERT, "webhook", Outcome.FAILURE, message=f"webhook failed: {exc}"
-            )
 
     def _act(
         self, result: MonitorResult, frame: pd.DataFrame, labelled: bool, version: int
     ) -> None:
         action = result.decision.action
         events = self.project.events
+        if (
+            action in ("rollback", "retrain")
+            and not self.settings.self_healing.self_healing.enabled
+        ):
+            result.acted = f"no {action}: self-healing is off (self_healing.enabled is false)"
+            self.say(result.acted)
+            return
         if action == "rollback":
             done = self.project.registry.rollback(reason="; ".join(result.decision.reasons))
             result.acted = f"rolled back v{done.from_version} -> v{done.to_version}"
             self.say(result.acted)
+            self.notifier.send("rollback", f"{result.acted}: {'; '.join(result.decision.reasons)}")
         elif action == "retrain":
             training = self._training_data(frame if labelled else None)
             if training is None:

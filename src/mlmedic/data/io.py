@@ -37,11 +37,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     unreadable or corrupt.
     """
     path = Path(path)
+    if path.is_dir():
+        return _read_folder(path)
     fmt = table_format(path)
     if not path.exists():
         raise DataFileError(path, "file not found")
-    if path.is_dir():
-        raise DataFileError(path, "is a directory, expected a file")
     if path.stat().st_size == 0:
         raise DataFileError(path, "file is empty (0 bytes)")
     frame = _read_parquet(path) if fmt == "parquet" else _read_csv(path)
@@ -50,6 +50,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataFileError(path, "has no data rows (header only)")
     return frame.reset_index(drop=True)
+
+
+def _read_folder(path: Path) -> pd.DataFrame:
+    """Every CSV or Parquet file directly in a folder, in name order, as one table."""
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in (*CSV_SUFFIXES, *PARQUET_SUFFIXES)
+    )
+    if not files:
+        raise DataFileError(path, "is a directory with no CSV or Parquet files in it")
+    frames = [read_table(p) for p in files]
+    columns = list(frames[0].columns)
+    for file, frame in zip(files[1:], frames[1:], strict=True):
+        if list(frame.columns) != columns:
+            raise DataFileError(file, f"has other columns than {files[0].name}; cannot join them")
+    return pd.concat(frames, ignore_index=True)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

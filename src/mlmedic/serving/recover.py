@@ -80,14 +80,18 @@ def recover_once(
     wait_seconds: float = 30.0,
     command_timeout: float = COMMAND_TIMEOUT,
     say: Callable[[str], None] | None = None,
+    delay_seconds: float = 0.5,
+    alert_on_failure: bool = True,
 ) -> RecoverResult:
+    """Restart an unhealthy service with ``command`` up to ``attempts`` times, waiting
+    ``delay_seconds`` (doubling, at most 30 s) between attempts; alert when it stays down."""
     target = check_url(url).rstrip("/") + path
     ok, why = check(target)
     if ok:
         return RecoverResult(True, f"{target} is healthy ({why})")
     detected = time.time()
     result = RecoverResult(False, "")
-    delay = 0.5
+    delay = delay_seconds
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
         if say is not None:
@@ -138,5 +142,6 @@ def recover_once(
             details={"url": url, "cause": why, "attempts": attempts, "command": command},
             started_at=detected,
         )
-        events.record(EventKind.ALERT, "service-down", Outcome.FAILURE, message=result.message)
+        if alert_on_failure:
+            events.record(EventKind.ALERT, "service-down", Outcome.FAILURE, message=result.message)
     return result

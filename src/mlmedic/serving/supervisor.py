@@ -12,7 +12,7 @@ replaced — by the standby, which starts accepting at once — and a new standb
 Recovery follows ``service_recovery.recovery_methods`` in order, one per attempt — ``restart``
 (the dead worker, or every worker when the service answers but is not ready), ``clear_cache``
 (drop the local model copies, so the next load goes back to the registry), ``rollback`` — with
-exponential back-off between attempts (0.5 s doubling to 30 s, reset after
+exponential back-off between attempts (``recovery_delay_seconds``, doubling to 30 s, reset after
 ``healthy_reset_seconds`` healthy). A rollback needs **evidence that the model is at fault**, at
 most one per incident: the champion fails to load or fails its canary in a fresh process, or a
 worker died of a crash signal inside a model call within ``crash_loop_window_seconds`` of a
@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlmedic.config import ServiceRecoveryConfig, ServingConfig
+from mlmedic.config import NotificationsConfig, ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
+from mlmedic.notify import Notifier
 
 log = logging.getLogger("mlmedic.supervisor")
 
@@ -137,7 +138,13 @@ class Supervisor:
         probe_timeout: float = 2.0,
         ready_timeout: float = 60.0,
         grace_seconds: float = 5.0,
+        notifications: NotificationsConfig | None = None,
+        healing_enabled: bool = True,
+        retention_days: float | None = None,
     ) -> None:
+        """``healing_enabled`` (``self_healing.enabled``): when false, dead workers are still
+        replaced, but nothing else (no cache clearing, no rollback); ``retention_days``
+        (``logging.retention_days``): events older than this are pruned at start and daily."""
         self.project_dir = Path(project_dir).resolve()
         self.state_dir = self.project_dir / ".mlmedic"
         self.serving = serving
@@ -158,8 +165,15 @@ class Supervisor:
         self.sock: socket.socket | None = None
         self.marks = ModelCallMarks(max(MAX_SLOTS, self.workers + 1))
         self.events = ResilientEventStore(self.state_dir / "events.db")
+        self.notifier = Notifier(
+            notifications or NotificationsConfig(), self.events, project=self.project_dir.name
+        )
+        self.healing_enabled = healing_enabled and recovery.auto_recovery_enabled
+        self.retention_days = retention_days
+        self._next_prune = 0.0
         self._stopping = False
-        self._backoff = BACKOFF_START
+        self._backoff_start = recovery.recovery_delay_seconds or BACKOFF_START
+        self._backoff = self._backoff_start
         self._healthy_since: float | None = None
         self._standby_failures = 0
         self._next_standby = 0.0
@@ -488,6 +502,7 @@ class Supervisor:
             if time.monotonic() >= next_probe:
                 self._check_watcher()
                 self.events.flush()
+                self._prune()
                 ok, why, body = self.healthy()
                 if not ok and not self._stopping:
                     self._recover(Incident(cause=why, detected_at=time.time()))
@@ -498,7 +513,13 @@ class Supervisor:
                 self._healthy_since is not None
                 and time.monotonic() - self._healthy_since > self.serving.healthy_reset_seconds
             ):
-                self._backoff = BACKOFF_START
+                self._backoff = self._backoff_start
+
+    def _prune(self) -> None:
+        if self.retention_days is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + 86_400
+        self.events.prune(time.time() - self.retention_days * 86_400)
 
     def _worker_died(self, pid: int, index: int, status: int) -> None:
         incident = Incident(
@@ -515,13 +536,13 @@ class Supervisor:
     def _recover(self, incident: Incident) -> None:
         """Apply the recovery methods until the service is ready again; record the incident."""
         log.warning("service failure: %s", incident.cause)
-        if not self.recovery.auto_recovery_enabled:
+        if not self.healing_enabled:
             self._record(
                 EventKind.ALERT,
                 "service-down",
                 Outcome.FAILURE,
-                message=f"{incident.cause}; automatic recovery is disabled "
-                "(service_recovery.auto_recovery_enabled), restarting workers only",
+                message=f"{incident.cause}; self-healing is off (self_healing.enabled or "
+                "service_recovery.auto_recovery_enabled): replacing workers only",
             )
         self._healthy_since = None
         methods = list(self.recovery.recovery_methods) or ["restart"]
@@ -560,12 +581,22 @@ class Supervisor:
                 )
                 self._healthy_since = time.monotonic()
                 self._fork_standby()
+                if incident.attempts > 1 or incident.rolled_back:  # not for every routine restart
+                    self.notifier.send(
+                        "recovery",
+                        f"service recovered in {recovered - incident.detected_at:.1f}s by "
+                        f"{' -> '.join(incident.methods)}: {incident.cause}",
+                    )
                 return
             log.warning("recovery attempt %s (%s) failed: %s", incident.attempts, method, why)
             incident.dead_index = None  # from now on, a restart is of every worker
             if incident.attempts >= self.recovery.max_recovery_attempts and not alerted:
                 alerted = True
                 if self.recovery.alert_on_failure:
+                    self.notifier.send(
+                        "failure",
+                        f"service still down after {incident.attempts} recovery attempts: {why}",
+                    )
                     self._record(
                         EventKind.ALERT,
                         "service-down",
@@ -584,18 +615,19 @@ class Supervisor:
 
     def _apply(self, method: str, incident: Incident) -> tuple[str, str]:
         """Carry out one recovery method: (the method as done, what it did)."""
-        if method == "rollback" and self.recovery.auto_recovery_enabled:
+        if method == "rollback" and self.healing_enabled:
             if incident.rolled_back:
                 method = "restart"
             else:
                 done = self._rollback_on_evidence(incident)
                 if done is not None:
+                    self.notifier.send("rollback", f"{done}: {'; '.join(incident.evidence)}")
                     incident.rolled_back = True
                     self._restart_all()
                     return "rollback", done
                 self._restart(incident)
                 return "restart", "no rollback: " + "; ".join(incident.evidence[-1:])
-        if method == "clear_cache" and self.recovery.auto_recovery_enabled:
+        if method == "clear_cache" and self.healing_enabled:
             from mlmedic.serving.model import clear_cache
 
             removed = clear_cache(self.state_dir)
@@ -709,6 +741,8 @@ class Supervisor:
             cause=f"serving fallback: {fallback.get('why', '')}", detected_at=time.time()
         )
         done = self._rollback_on_evidence(incident, to=pair[1])
+        if done and done.startswith("rolled back"):
+            self.notifier.send("rollback", f"champion v{pair[0]} cannot be loaded; {done}")
         self._record(
             EventKind.ALERT,
             "model-fallback",
