@@ -231,11 +231,17 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     client.post("/predict", json=_record())
     client.post("/predict", json=_record(age="x"))
     text = client.get("/metrics").text
-    assert 'mlmedic_requests_total{status="200"}' in text
-    assert 'mlmedic_requests_total{status="422"}' in text
+    client.post("/admin/reload")  # a 401 of the admin endpoint is not a prediction
+    assert 'mlmedic_requests_total{endpoint="/predict",status="200"}' in text
+    assert 'mlmedic_requests_total{endpoint="/predict",status="422"}' in text
     assert "mlmedic_request_seconds_bucket" in text
     assert "mlmedic_model_version 1.0" in text
-    assert 'mlmedic_actions{kind="data_fix",outcome="success"}' in text
+    assert 'mlmedic_actions_total{kind="data_fix",outcome="success"}' in text
+    assert "# TYPE mlmedic_actions_total counter" in text
+    assert "mlmedic_event_store_up 1.0" in text
+    assert "mlmedic_prediction_log_writing 1.0" in text
+    again = client.get("/metrics").text
+    assert 'mlmedic_requests_total{endpoint="/admin/reload",status="401"} 1.0' in again
 
 
 # ----------------------------------------------------------------------------- units of the state

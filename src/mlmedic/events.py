@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, started_at);
 CREATE INDEX IF NOT EXISTS events_time ON events (started_at);
+CREATE INDEX IF NOT EXISTS events_kind_outcome ON events (kind, outcome);
 """
 
 
@@ -359,6 +360,17 @@ class EventStore:
         """The most recent event of ``kind`` (optionally with that outcome), or None."""
         events = self.query(kind=kind, outcome=outcome, limit=1, newest_first=True)
         return events[0] if events else None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Events by (kind, outcome): one aggregate query over the (kind, outcome) index."""
+        try:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT kind, outcome, COUNT(*) FROM events GROUP BY kind, outcome"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+        return {(kind, outcome): int(n) for kind, outcome, n in rows}
 
     def count(self, kind: str | None = None) -> int:
         sql, params = "SELECT COUNT(*) FROM events", []

@@ -422,8 +422,8 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.mlmedic = state
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        state.metrics.failed(exc.status)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        state.metrics.failed(exc.status, request.url.path)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -433,8 +433,9 @@ def create_app(state: ServerState) -> FastAPI:
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
 
     @app.exception_handler(Exception)
-    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
+        state.metrics.failed(500, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     async def _json_body(request: Request) -> Any:
@@ -565,7 +566,7 @@ def create_app(state: ServerState) -> FastAPI:
     async def metrics(request: Request) -> PlainTextResponse:
         _authorise_api(request, state.api_token)
         text, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, state.metrics.render, state.events
+            None, state.metrics.render, state.events, state.predictions.status()
         )
         return PlainTextResponse(text, media_type=content_type)
 

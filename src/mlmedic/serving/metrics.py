@@ -19,31 +19,53 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from mlmedic.errors import EventStoreError
 from mlmedic.events import EventStore
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _EVENT_KINDS = ("data_fix", "rollback", "retrain", "recovery", "deploy", "alert")
+_ENDPOINTS = ("/predict", "/feedback", "/metrics", "/ready", "/health", "/model", "/admin/reload")
 
 
 class _EventCounts:
-    """Counts of actions from the event store, as Prometheus gauges."""
+    """Cumulative counts of actions from the event store (one aggregate query per scrape), and
+    whether the store could be read; the prediction log writer's state beside them."""
 
-    def __init__(self, events: EventStore) -> None:
+    def __init__(self, events: EventStore, log_status: dict[str, Any] | None) -> None:
         self.events = events
+        self.log_status = log_status
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+    def collect(self) -> Iterator[Any]:
+        actions = CounterMetricFamily(
             "mlmedic_actions",
             "Self-healing actions recorded in the event store, by kind and outcome",
             labels=["kind", "outcome"],
         )
-        for kind in _EVENT_KINDS:
-            for outcome in ("success", "failure"):
-                count = len(self.events.query(kind=kind, outcome=outcome))
-                family.add_metric([kind, outcome], count)
-        yield family
+        up = GaugeMetricFamily("mlmedic_event_store_up", "1 if the event store could be read")
+        try:
+            counts = self.events.counts()
+        except EventStoreError:
+            up.add_metric([], 0.0)
+        else:
+            up.add_metric([], 1.0)
+            for kind in _EVENT_KINDS:
+                for outcome in ("success", "failure"):
+                    actions.add_metric([kind, outcome], counts.get((kind, outcome), 0))
+        yield actions
+        yield up
+        if self.log_status is not None:
+            writing = GaugeMetricFamily(
+                "mlmedic_prediction_log_writing", "1 while the prediction log is being written"
+            )
+            writing.add_metric([], 1.0 if self.log_status["writing"] else 0.0)
+            pending = GaugeMetricFamily(
+                "mlmedic_prediction_log_pending_rows", "Served rows not yet written to the log"
+            )
+            pending.add_metric([], float(self.log_status["pending_rows"]))
+            yield writing
+            yield pending
 
 
 class Metrics:
@@ -54,7 +76,10 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         target = None if self.multiprocess else self.registry
         self.requests = Counter(
-            "mlmedic_requests", "Prediction requests by status", ["status"], registry=target
+            "mlmedic_requests",
+            "Requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=target,
         )
         self.latency = Histogram(
             "mlmedic_request_seconds",
@@ -78,17 +103,17 @@ class Metrics:
             "mlmedic_model_version",
             "Version of the champion being served",
             registry=target,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",  # a dead worker's last version does not count
         )
 
     def predicted(self, labels: list[Any], seconds: float) -> None:
-        self.requests.labels("200").inc()
+        self.requests.labels("/predict", "200").inc()
         self.latency.observe(seconds)
         for label in labels:
             self.predictions.labels(str(label)).inc()
 
-    def failed(self, status: int) -> None:
-        self.requests.labels(str(status)).inc()
+    def failed(self, status: int, endpoint: str) -> None:
+        self.requests.labels(endpoint if endpoint in _ENDPOINTS else "other", str(status)).inc()
 
     def batch(self, rows: int) -> None:
         self.batch_rows.observe(rows)
@@ -99,22 +124,26 @@ class Metrics:
     def model_version(self, version: int) -> None:
         self.version.set(version)
 
-    def render(self, events: EventStore) -> tuple[str, str]:
+    def render(
+        self, events: EventStore, log_status: dict[str, Any] | None = None
+    ) -> tuple[str, str]:
         registry = self.registry
         if self.multiprocess:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-        registry.register(_EventCounts(events))
+        counts = _EventCounts(events, log_status)
+        registry.register(counts)
         try:
             return generate_latest(registry).decode(), CONTENT_TYPE_LATEST
         finally:
-            registry.unregister(_unregister_target(registry))
+            registry.unregister(counts)
 
 
-def _unregister_target(registry: CollectorRegistry) -> Any:
-    for collector in list(registry._collector_to_names):
-        if isinstance(collector, _EventCounts):
-            return collector
-    return None
+def forget_worker(pid: int) -> None:
+    """A dead worker's live gauges must not count (call in the supervisor when one dies)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

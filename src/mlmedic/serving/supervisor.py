@@ -52,6 +52,7 @@ from mlmedic.config import NotificationsConfig, ServiceRecoveryConfig, ServingCo
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
 from mlmedic.notify import Notifier
+from mlmedic.serving.metrics import forget_worker
 
 log = logging.getLogger("mlmedic.supervisor")
 
@@ -376,6 +377,7 @@ class Supervisor:
                 done, status = pid, 0
             if done:
                 del self.children[pid]
+                forget_worker(pid)  # its live gauges (the model version) stop counting
                 gone.append((pid, index, status))
         if self.standby is not None:
             pid, fd = self.standby
@@ -522,6 +524,9 @@ class Supervisor:
         self.events.prune(time.time() - self.retention_days * 86_400)
 
     def _worker_died(self, pid: int, index: int, status: int) -> None:
+        from mlmedic.serving.metrics import forget_worker
+
+        forget_worker(pid)
         incident = Incident(
             cause=f"worker {index} (pid {pid}) exited: {_describe(status)}",
             detected_at=time.time(),
