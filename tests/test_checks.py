@@ -124,3 +124,17 @@ def test_duplicate_finder_matches_pandas() -> None:
         frame.iloc[positions].reset_index(drop=True), frame.iloc[firsts].reset_index(drop=True)
     )
     assert (firsts < positions).all()
+
+
+def test_an_absurd_value_fails_even_when_the_reference_allows_a_few_outliers() -> None:
+    """The reference's one mild outlier allows one here, but never 1e12."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"x": np.append(rng.normal(100, 10, 999), 170.0)})
+    contract = DataContract().fit(reference)
+    assert contract.columns_["x"].outlier_rate > 0
+    mild = pd.DataFrame({"x": np.append(rng.normal(100, 10, 999), 175.0)})
+    assert run_checks(mild, contract).passed
+    absurd = pd.DataFrame({"x": np.append(rng.normal(100, 10, 999), 1e12)})
+    report = run_checks(absurd, contract)
+    [failure] = _failed(report, "outliers", "x")
+    assert "far beyond the reference's range" in failure.message

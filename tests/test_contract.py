@@ -71,9 +71,19 @@ def test_save_and_load_round_trip(tmp_path: Path, reference: pd.DataFrame) -> No
 @pytest.mark.parametrize(
     ("frame", "target", "problem"),
     [
-        (pd.DataFrame({"x": [1.0, 2.0], "empty": [np.nan, np.nan]}), None, "'empty' has no values"),
-        (pd.DataFrame({"x": [1.0]}), "y", "target column 'y' not found"),
-        (pd.DataFrame({"x": []}), None, "no rows"),
+        (
+            pd.DataFrame({"x": np.arange(12.0), "empty": [np.nan] * 12}),
+            None,
+            "'empty' has no values",
+        ),
+        (pd.DataFrame({"x": np.arange(12.0)}), "y", "target column 'y' not found"),
+        (pd.DataFrame({"x": []}), None, "0 row"),
+        (pd.DataFrame({"x": [1.0]}), None, "1 row.* too few"),
+        (
+            pd.DataFrame({"x": [str(v) for v in range(60)] + ["n/a", "unknown"] * 20}),
+            None,
+            "column 'x' mixes numbers",
+        ),
     ],
 )
 def test_unlearnable_references_are_clear_errors(

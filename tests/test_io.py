@@ -87,3 +87,27 @@ def test_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_table(frame, target / "out.csv")
     assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"a,b,c\n1,2,3\n4,5", "the last row is cut short (2 of 3 fields"),
+        (b"a,b,a\n1,2,3\n", "duplicate column name(s): a"),
+    ],
+)
+def test_what_pandas_would_paper_over_is_an_error(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataFileError) as info:
+        read_table(path)
+    assert problem in str(info.value)
+    assert path.read_bytes() == content
+
+
+def test_a_last_line_without_a_newline_is_still_a_whole_row(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"a,b,c\n1,2,3\n4,5,6")
+    assert read_table(path)["c"].tolist() == [3, 6]

@@ -30,6 +30,8 @@ Kind = Literal["numeric", "categorical", "datetime", "text"]
 CONTRACT_FORMAT = 1
 UNSEEN = "__unseen__"
 TEXT_MISSING = "__missing__"
+MIN_CONTRACT_ROWS = 10  # fewer rows say nothing about ranges, categories or missing rates
+_MIXED_SHARE = 0.2  # a measurement column this numeric, and no more, is a broken column
 _PARSE_SHARE = 0.9  # share of non-null values that must parse for a column to take that type
 
 
@@ -122,8 +124,17 @@ def _infer_kind(series: pd.Series, *, max_categories: int) -> Kind:
     values = series.dropna()
     if len(values) == 0:
         return "categorical"
-    if to_numeric(values).notna().mean() >= _PARSE_SHARE:
+    numbers = to_numeric(values)
+    share = float(numbers.notna().mean())
+    if share >= _PARSE_SHARE:
         return "numeric"
+    if share >= _MIXED_SHARE and numbers.nunique() > 20:
+        raise ContractError(
+            f"column '{series.name}' mixes numbers ({share:.0%} of its values, e.g. "
+            f"{numbers.dropna().iloc[0]!r}) and text ({1 - share:.0%}, e.g. "
+            f"{values[numbers.isna()].iloc[0]!r}): fix the source, or make the column one "
+            "type, before mlmedic can learn a contract from it"
+        )
     sample = values.iloc[:2000]
     if sample.map(lambda v: isinstance(v, str) and any(c.isdigit() for c in v)).mean() >= 0.5:
         try:
@@ -171,8 +182,11 @@ class DataContract:
     def fit(self, frame: pd.DataFrame) -> DataContract:
         """Learn the contract from ``frame``; returns ``self``."""
         where = self.source or "reference data"
-        if len(frame) == 0:
-            raise ContractError(f"{where}: no rows to learn a data contract from")
+        if len(frame) < MIN_CONTRACT_ROWS:
+            raise ContractError(
+                f"{where}: {len(frame)} row(s) are too few to learn a data contract from "
+                f"(at least {MIN_CONTRACT_ROWS}); pass a larger --reference"
+            )
         if self.target is not None and self.target not in frame.columns:
             raise ContractError(
                 f"{where}: target column '{self.target}' not found "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -80,6 +81,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:
             raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
+    _check_csv_shape(path, sep)
     try:
         return pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
     except pd.errors.EmptyDataError as exc:
@@ -91,6 +93,37 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
     except (csv.Error, ValueError) as exc:
         raise DataFileError(path, f"not a readable CSV file: {exc}") from exc
+
+
+def _check_csv_shape(path: Path, sep: str) -> None:
+    """What pandas would silently paper over: duplicate column names (renamed ``a.1``) and a file
+    cut mid-row (its last row read with missing values)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+    except (UnicodeDecodeError, csv.Error):
+        return  # pandas says what is wrong with it
+    counts = Counter(name.strip() for name in header)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise DataFileError(path, f"duplicate column name(s): {', '.join(repeated)}")
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 65536))
+        tail = handle.read()
+    if tail.endswith(b"\n") or tail.endswith(b"\r"):
+        return
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    try:
+        fields = next(csv.reader([last], delimiter=sep), [])
+    except csv.Error:
+        return
+    if header and len(fields) < len(header) and last.count('"') % 2 == 0:
+        raise DataFileError(
+            path,
+            f"the last row is cut short ({len(fields)} of {len(header)} fields, and no line end): "
+            "the file looks truncated",
+        )
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
