@@ -323,7 +323,9 @@ def test_logs_export_honours_kind_and_refuses_a_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in target.iterdir()) == ["rollback_log.json"]
     everything = _run("logs", "--export", tmp_path / "all", "-C", tmp_path)
-    assert "monitoring_log.json" in everything.output
+    assert everything.exit_code == 0
+    assert (tmp_path / "all" / "monitoring_log.json").exists()
+    assert "monitoring_log.json (1 events)" in everything.output  # one line per file
     file_target = tmp_path / "exists.txt"
     file_target.write_text("keep me")
     refused = _run("logs", "--export", file_target, "-C", tmp_path)

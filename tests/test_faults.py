@@ -225,15 +225,24 @@ def test_a_healthy_champion_is_never_rolled_back_by_the_supervisor(served_projec
     ("option", "value"), [("--workers", "-3"), ("--workers", "0"), ("--port", "99999")]
 )
 def test_invalid_serve_options_exit_2_before_anything_starts(
-    tmp_path: Path, option: str, value: str
+    tmp_path: Path,
+    option: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from mlmedic.cli import main
+
     state = tmp_path / ".mlmedic"
     state.mkdir()
     pointer = state / "champion.json"
     pointer.write_text('{"model_name": "x", "version": 3}')
-    done = _cli("serve", option, value, "-C", str(tmp_path))
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr and option in done.stderr
+    monkeypatch.setattr(sys, "argv", ["mlmedic", "serve", option, value, "-C", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    error = capsys.readouterr().err
+    assert done.value.code == 2, error
+    assert "Traceback" not in error and option in error
     assert pointer.read_text() == '{"model_name": "x", "version": 3}'
     assert sorted(p.name for p in state.iterdir()) == ["champion.json"]
 
@@ -311,7 +320,12 @@ def test_only_the_dead_worker_is_replaced_and_by_the_warm_standby(served_project
         spare = standby()
         victim, survivor = worker_pids(process.pid, served_project)
         os.kill(victim, signal.SIGKILL)
-        assert _until(lambda: victim not in worker_pids(process.pid, served_project), 30)
+
+        def replaced() -> bool:
+            workers = worker_pids(process.pid, served_project)
+            return victim not in workers and len(workers) == 2
+
+        assert _until(replaced, 30)
         workers = worker_pids(process.pid, served_project)
         assert sorted(workers) == sorted([survivor, spare])  # the survivor was never restarted
         assert _until(lambda: standby() not in (None, spare), 30)  # and a new standby is forked

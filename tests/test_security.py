@@ -4,8 +4,8 @@ copies caught by hash, API token, safe request ids, http(s)-only recover, killed
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,12 +38,28 @@ class Evil:
 '''
 
 
-@pytest.fixture
-def project(tmp_path: Path):  # type: ignore[no-untyped-def]
-    root = tmp_path / "secure"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trained project for the module (built in its own directory, with no tracking URI
+    from outside); each test gets a copy of it."""
+    root = tmp_path_factory.mktemp("secure-template") / "secure"
     root.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        opened = Project(root)
+        assert run_pipeline(opened, make_churn(1200, seed=81), target=TARGET).deployed
+        opened.close()
+    return root
+
+
+@pytest.fixture
+def project(trained: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A copy of the trained project: its own registry database, events and caches (the model
+    files it registered stay in the template's artifact store, which no test changes)."""
+    root = tmp_path / "secure"
+    shutil.copytree(trained, root)
     opened = Project(root)
-    assert run_pipeline(opened, make_churn(1200, seed=81), target=TARGET).deployed
     yield opened
     opened.close()
 
@@ -134,36 +150,39 @@ def test_request_ids_are_kept_only_from_a_safe_charset(project: Project) -> None
                 assert len(body["request_id"]) == 32
 
 
-def test_binding_beyond_loopback_is_told_apart(tmp_path: Path) -> None:
+def test_binding_beyond_loopback_is_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mlmedic.serving.app import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    env.pop("MLMEDIC_API_TOKEN", None)
-    done = subprocess.run(
-        [*CLI, "serve", "--host", "0.0.0.0", "-C", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert "without credentials" in done.stderr  # then: no champion yet, exit 2
-    assert done.returncode == 2
+    monkeypatch.delenv("MLMEDIC_API_TOKEN", raising=False)
+    code, error = _main(monkeypatch, capsys, "serve", "--host", "0.0.0.0", "-C", str(tmp_path))
+    assert "without credentials" in error  # then: no champion yet, exit 2
+    assert code == 2
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "not a url", "ftp://host/x"])
-def test_recover_takes_http_urls_only(tmp_path: Path, url: str) -> None:
-    done = subprocess.run(
-        [*CLI, "recover", "--url", url, "--command", "true", "-C", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+def test_recover_takes_http_urls_only(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, error = _main(
+        monkeypatch, capsys, "recover", "--url", url, "--command", "true", "-C", str(tmp_path)
     )
-    assert done.returncode == 2, done.stderr
-    assert "http://" in done.stderr and "Traceback" not in done.stderr
+    assert code == 2, error
+    assert "http://" in error and "Traceback" not in error
     assert not (tmp_path / ".mlmedic").exists()
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):  # type: ignore[no-untyped-def]
+    """The real entry point, in this process: (exit code, stderr)."""
+    from mlmedic.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mlmedic", *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    return done.value.code, capsys.readouterr().err
 
 
 def test_a_hanging_restart_command_is_killed_with_its_process_group(tmp_path: Path) -> None:

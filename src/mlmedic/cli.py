@@ -483,7 +483,7 @@ def logs(
         if not counts:
             raise MedicError(f"--kind {kind}: no exported log holds this kind of event")
         for name, count in counts.items():
-            out.print(f"wrote {export / name} ({count} events)")
+            out.print(f"wrote {export / name} ({count} events)", soft_wrap=True)
         return
     events = project.events.query(kind=kind, since=start, limit=limit, newest_first=True)
     if not events:

@@ -90,11 +90,7 @@ class Monitor:
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
         state = self.project.state_dir
-        logged = read_predictions(state / "predictions")
-        if len(logged):
-            logged = logged[(logged["served_at"] < until)]
-            if since is not None:
-                logged = logged[logged["served_at"] >= since]
+        logged = read_predictions(state / "predictions", since=since, until=until)
         feedback = read_feedback(state / "feedback")
         target = self._champion_contract().target
         if len(logged) and len(feedback) and target is not None:

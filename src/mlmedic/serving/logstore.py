@@ -235,12 +235,93 @@ class FeedbackLog:
         return len(frame)
 
 
-def read_predictions(folder: Path) -> pd.DataFrame:
-    """Every logged prediction (empty frame if none)."""
-    files = sorted(Path(folder).glob("hour=*/part-*.parquet"))
-    if not files:
+def _hour(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
+
+
+def _part_ns(path: Path) -> int:
+    """The write time (ns) in a part file's name ``part-<pid>-<ns>-<seq>.parquet``."""
+    try:
+        return int(path.stem.split("-")[2])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _hour_files(folder: Path) -> list[Path]:
+    """The files that make up one hour: its compacted file (if any), and the parts written after
+    it. Parts the compaction already holds are skipped, so a reader racing a compaction never
+    counts a row twice."""
+    compacted = sorted(folder.glob("compact-upto-*.parquet"))
+    covered = max((int(p.stem.rsplit("-", 1)[-1]) for p in compacted), default=-1)
+    parts = [p for p in sorted(folder.glob("part-*.parquet")) if _part_ns(p) > covered]
+    return compacted[-1:] + parts
+
+
+def read_predictions(
+    folder: Path, *, since: float | None = None, until: float | None = None
+) -> pd.DataFrame:
+    """Logged predictions served in [since, until) (all when not given), reading only the hourly
+    partitions that overlap the window (empty frame if none)."""
+    frames = []
+    low = _hour(since) if since is not None else None
+    high = _hour(until) if until is not None else None
+    for hour in sorted(Path(folder).glob("hour=*")):
+        name = hour.name[5:]
+        if (low is not None and name < low) or (high is not None and name > high):
+            continue
+        for path in _hour_files(hour):
+            try:
+                frames.append(pd.read_parquet(path))
+            except FileNotFoundError:
+                continue  # a part removed by a compaction that this listing saw already
+    if not frames:
         return pd.DataFrame(columns=META_COLUMNS)
-    return pd.concat((pd.read_parquet(f) for f in files), ignore_index=True)
+    logged = pd.concat(frames, ignore_index=True)
+    if since is not None:
+        logged = logged[logged["served_at"] >= since]
+    if until is not None:
+        logged = logged[logged["served_at"] < until]
+    return logged.reset_index(drop=True)
+
+
+def compact(folder: Path, *, now: float | None = None, grace_seconds: float = 120.0) -> int:
+    """Merge each closed hour's part files into one Parquet file; returns the hours compacted.
+
+    An hour is closed ``grace_seconds`` after it ends (a worker may still be flushing its last
+    rows). The merged file is named for the newest part it holds, written atomically, and only
+    then are the parts removed; readers skip parts a merged file holds (``_hour_files``). One
+    compactor at a time (a ``flock``); a second returns at once."""
+    import fcntl
+
+    folder = Path(folder)
+    if not folder.exists():
+        return 0
+    now = time.time() if now is None else now
+    closed_before = _hour(now - 3600.0 - grace_seconds)
+    done = 0
+    with open(folder / ".compact.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        for hour in sorted(folder.glob("hour=*")):
+            if hour.name[5:] > closed_before:
+                continue
+            files = _hour_files(hour)
+            parts = [p for p in files if p.name.startswith("part-")]
+            if not parts or len(files) == 1:
+                continue  # nothing new since the last compaction, or already one file
+            frame = pd.concat((pd.read_parquet(p) for p in files), ignore_index=True)
+            upto = max(_part_ns(p) for p in parts)
+            target = hour / f"compact-upto-{upto}.parquet"
+            temporary = hour / f".{target.name}"
+            frame.to_parquet(temporary, index=False)
+            temporary.rename(target)
+            for path in files:
+                if path != target:
+                    path.unlink(missing_ok=True)
+            done += 1
+    return done
 
 
 def read_feedback(folder: Path) -> pd.DataFrame:

@@ -1,5 +1,8 @@
 """The registry watcher: a small process beside the workers that follows the ``champion`` alias.
 
+It also compacts the prediction log: every five minutes, each closed hour's many small part
+files become one (``logstore.compact``).
+
 Every ``serving.registry_poll_seconds`` it asks the registry for the champion; when the alias has
 moved (by hand in MLflow, say), it exports that version into the serving cache and only then
 updates ``.mlmedic/champion.json``, which the workers follow. Keeping MLflow out of the workers
@@ -15,14 +18,17 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.project import Project
+from mlmedic.serving.logstore import compact
 from mlmedic.serving.model import cache_path
 
 log = logging.getLogger("mlmedic.watcher")
+COMPACT_EVERY = 300.0  # seconds between compactions of the prediction log
 
 
 def follow_once(project: Project) -> int | None:
@@ -52,7 +58,14 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     supervisor = int(os.environ.get("MLMEDIC_SUPERVISOR_PID", "0") or 0)
     problem = ""  # the last failure, recorded once (not once per poll)
+    next_compaction = 0.0
     while not stop.is_set():
+        if time.monotonic() >= next_compaction:  # closed hours of the log become one file
+            next_compaction = time.monotonic() + COMPACT_EVERY
+            try:
+                compact(project.state_dir / "predictions")
+            except (OSError, ValueError) as exc:
+                log.warning("prediction-log compaction failed: %s", exc)
         if supervisor and os.getppid() != supervisor:
             break  # the supervisor is gone (PR_SET_PDEATHSIG covers Linux; this, the rest)
         try:
