@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -82,10 +83,8 @@ def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None)
     )
 
 
-@pytest.fixture
-def served_project(tmp_path: Path) -> Path:
-    """A project with two deployed versions, a fast health check and its own directory."""
-    root = tmp_path / "served"
+def _two_versions(root: Path) -> Path:
+    """A project with two deployed versions and a fast health check."""
     root.mkdir()
     project = Project(root)
     assert run_pipeline(project, make_churn(1200, seed=51), target=TARGET).deployed
@@ -93,6 +92,25 @@ def served_project(tmp_path: Path) -> Path:
     project.close()
     config = {"service_recovery": {"health_check_interval_seconds": 0.5}}
     (root / "self_healing_config.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained once per module, in its own directory and environment; tests get copies."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        return _two_versions(tmp_path_factory.mktemp("faults-template") / "served")
+
+
+@pytest.fixture
+def served_project(template: Path, tmp_path: Path) -> Path:
+    """A copy of the template: its own registry database, events, caches and backups (the
+    registry's model files stay in the template's artifact store, which these tests only
+    read; the test that corrupts a registry artifact trains a project of its own)."""
+    root = tmp_path / "served"
+    shutil.copytree(template, root)
     return root
 
 
@@ -170,9 +188,10 @@ def test_kill_minus_nine_of_the_supervisor_takes_its_children_along(served_proje
         log.close()
 
 
-def test_no_loadable_champion_falls_back_to_a_version_that_loads(served_project: Path) -> None:
+def test_no_loadable_champion_falls_back_to_a_version_that_loads(tmp_path: Path) -> None:
     """v2's cached copy and registry artifact are corrupt: the server serves v1 from the first
     request, the supervisor moves the champion to v1 with evidence, one alert says so."""
+    served_project = _two_versions(tmp_path / "served")
     state = served_project / ".mlmedic"
     cached = state / "serving-cache" / "v2" / "model" / "model.skops"
     corrupt_file(cached)
