@@ -5,7 +5,8 @@
 The same registered model (HistGradientBoosting on 20 features, trained by `mlmedic run` on
 100,000 rows) is served by `mlmedic serve` (1 and 2 workers) and by `mlflow models serve`
 (--env-manager local), and the same client, wrk (Debian's `wrk`; `apt-get install wrk`), sends
-one-row POST requests at 8 and 64 connections to each in turn. Prints requests/s, p50 and p99
+one-row POST requests at 8 and 64 connections to each in turn; FastAPI's own hello-world POST on
+uvicorn is measured beside them as the ceiling of the stack. Prints requests/s, p50 and p99
 latency, and non-2xx responses. Targets: >= 20x mlflow's throughput, p99 <= 25 ms at 8 connections.
 """
 
@@ -98,6 +99,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     stop_server(process)
 
 
+HELLO = """
+from fastapi import FastAPI, Request
+
+app = FastAPI()
+
+
+@app.get("/ping")
+async def ping():
+    return {"ok": True}
+
+
+@app.post("/echo")
+async def echo(request: Request):
+    await request.body()
+    return {"hello": "world"}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -153,6 +172,25 @@ def main() -> None:
                 rows.append(("mlflow models serve", connections, result))
         finally:
             stop(mlflow)
+
+        # the ceiling: FastAPI's own hello-world POST on uvicorn (one process, same client)
+        (folder / "hello.py").write_text(HELLO, encoding="utf-8")
+        port = free_port()
+        hello = start(
+            [
+                *(sys.executable, "-m", "uvicorn", "hello:app", "--port", str(port)),
+                *("--log-level", "warning", "--no-access-log"),
+            ],
+            dict(os.environ, PYTHONPATH=str(folder)),
+            folder / "hello.log",
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/ping")
+            for connections in (8, 64):
+                result = wrk(f"http://127.0.0.1:{port}/echo", "{}", connections, args.seconds)
+                rows.append(("fastapi hello-world POST", connections, result))
+        finally:
+            stop(hello)
 
         for workers in (1, 2):
             server, url = serve(root, folder / f"mlmedic-{workers}.log", workers)

@@ -95,6 +95,10 @@ def test_a_pickled_champion_is_refused_and_its_code_never_runs(
         registry.load_model(2)
     with pytest.raises(RegistryError, match="execute the code"):
         registry.export(2, tmp_path / "export")
+    # `mlmedic run` stops with that one line (exit 2) before training, the champion unchanged
+    with pytest.raises(RegistryError, match="execute the code"):
+        run_pipeline(project, make_churn(300, seed=82), target=TARGET)
+    assert registry.champion().version == 2  # type: ignore[union-attr]
     assert not marker.exists()
 
 
