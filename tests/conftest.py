@@ -58,3 +58,25 @@ def project(tmp_path: Path):  # type: ignore[no-untyped-def]
     opened = Project(root)
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session")
+def train_isolated():  # type: ignore[no-untyped-def]
+    """For module-scoped fixtures (they run before the autouse isolation above): train one
+    deployed version per seed in ``root`` with no tracking URI from outside and no telemetry."""
+
+    def train(root: Path, *seeds: int, rows: int = 1200) -> Path:
+        from mlmedic.pipeline import run_pipeline
+        from mlmedic.project import Project
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+            root.mkdir(parents=True, exist_ok=True)
+            project = Project(root)
+            for seed in seeds:
+                assert run_pipeline(project, make_churn(rows, seed=seed), target=TARGET).deployed
+            project.close()
+        return root
+
+    return train

@@ -83,25 +83,13 @@ def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None)
     )
 
 
-def _two_versions(root: Path) -> Path:
-    """A project with two deployed versions and a fast health check."""
-    root.mkdir()
-    project = Project(root)
-    assert run_pipeline(project, make_churn(1200, seed=51), target=TARGET).deployed
-    assert run_pipeline(project, make_churn(1200, seed=52), target=TARGET).deployed
-    project.close()
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, train_isolated) -> Path:  # type: ignore[no-untyped-def]
+    """Trained once per module; tests get copies."""
+    root = train_isolated(tmp_path_factory.mktemp("faults-template") / "served", 51, 52)
     config = {"service_recovery": {"health_check_interval_seconds": 0.5}}
     (root / "self_healing_config.json").write_text(json.dumps(config))
-    return root
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Trained once per module, in its own directory and environment; tests get copies."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        return _two_versions(tmp_path_factory.mktemp("faults-template") / "served")
+    return root  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -188,10 +176,16 @@ def test_kill_minus_nine_of_the_supervisor_takes_its_children_along(served_proje
         log.close()
 
 
-def test_no_loadable_champion_falls_back_to_a_version_that_loads(tmp_path: Path) -> None:
+def test_no_loadable_champion_falls_back_to_a_version_that_loads(
+    tmp_path: Path,
+    train_isolated,  # type: ignore[no-untyped-def]
+) -> None:
     """v2's cached copy and registry artifact are corrupt: the server serves v1 from the first
     request, the supervisor moves the champion to v1 with evidence, one alert says so."""
-    served_project = _two_versions(tmp_path / "served")
+    served_project = train_isolated(tmp_path / "served", 51, 52)  # its own registry artifacts
+    (served_project / "self_healing_config.json").write_text(
+        json.dumps({"service_recovery": {"health_check_interval_seconds": 0.5}})
+    )
     state = served_project / ".mlmedic"
     cached = state / "serving-cache" / "v2" / "model" / "model.skops"
     corrupt_file(cached)

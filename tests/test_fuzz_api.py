@@ -15,8 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlmedic.datasets import TARGET, make_churn
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
 from mlmedic.serving.app import build
 
 RECORD = {
@@ -65,17 +63,10 @@ def _body(draw_value: Any, wrap: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("fuzz") / "shop"
-    root.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        project = Project(root)
-        assert run_pipeline(project, make_churn(1500, seed=91), target=TARGET).deployed
-        project.close()
-        with TestClient(build(root)) as test_client:
-            yield test_client
+def client(tmp_path_factory: pytest.TempPathFactory, train_isolated):  # type: ignore[no-untyped-def]
+    root = train_isolated(tmp_path_factory.mktemp("fuzz") / "shop", 91, rows=1500)
+    with TestClient(build(root)) as test_client:
+        yield test_client
 
 
 @settings(

@@ -39,18 +39,9 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One trained project for the module (built in its own directory, with no tracking URI
-    from outside); each test gets a copy of it."""
-    root = tmp_path_factory.mktemp("secure-template") / "secure"
-    root.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        opened = Project(root)
-        assert run_pipeline(opened, make_churn(1200, seed=81), target=TARGET).deployed
-        opened.close()
-    return root
+def trained(tmp_path_factory: pytest.TempPathFactory, train_isolated) -> Path:  # type: ignore[no-untyped-def]
+    """One trained project for the module; each test gets a copy of it."""
+    return train_isolated(tmp_path_factory.mktemp("secure-template") / "secure", 81)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

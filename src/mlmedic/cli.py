@@ -513,7 +513,8 @@ def _usage_error(exc: Exception) -> bool:
         return False
     if type(exc).__name__ == "NoArgsIsHelpError":
         return True  # the help is already on the screen
-    names, context = [], getattr(exc, "ctx", None)
+    names: list[str] = []
+    context = getattr(exc, "ctx", None)
     while context is not None and getattr(context, "parent", None) is not None:
         names.insert(0, context.info_name)
         context = context.parent

@@ -28,13 +28,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlmedic.clock import Clock
 from mlmedic.errors import EventStoreError
-from mlmedic.events import Event, EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventStore, Outcome
 
 log = logging.getLogger("mlmedic.events")
 
@@ -187,36 +187,22 @@ class ResilientEventStore(EventStore):
         return True
 
     # ------------------------------------------------------------------ writing
-    def record(
-        self,
-        kind: str,
-        action: str,
-        outcome: str = Outcome.SUCCESS,
-        *,
-        message: str = "",
-        details: Mapping[str, Any] | None = None,
-        model_version: str | int | None = None,
-        started_at: float | None = None,
-        ended_at: float | None = None,
-    ) -> Event:
-        """Write the event, or buffer it when the store cannot take it now. Never raises for
-        the store's sake (an event that is not an event, such as an unknown kind, still does)."""
-        row, payload = self._row(
-            kind, action, outcome, message, details, model_version, started_at, ended_at
-        )
-        full = (*row, payload)
+    def _store(self, row: tuple[Any, ...]) -> int:
+        """Write the row, or buffer it when the store cannot take it now (id 0). Never raises
+        for the store's sake (an event that is not an event, such as an unknown kind, still
+        does, in ``record``)."""
         with self._write_lock:
             if time.monotonic() >= self._next_try:
                 try:
-                    [event_id] = self._write([full])
-                    return Event(event_id, *row, details=json.loads(payload))
+                    ids = self._write([row])
+                    return ids[0]
                 except (EventStoreError, sqlite3.Error, OSError) as exc:
                     self._failed(exc)
-            if self.buffer.append(full, self.cause):
+            if self.buffer.append(row, self.cause):
                 self.buffered += 1
             else:
                 self.dropped += 1
-        return Event(0, *row, details=json.loads(payload))
+        return 0
 
     def flush(self) -> bool:
         """Write what waits in the buffer if the store answers; True when nothing waits."""

@@ -229,11 +229,16 @@ class EventStore:
         row, payload = self._row(
             kind, action, outcome, message, details, model_version, started_at, ended_at
         )
+        return Event(self._store((*row, payload)), *row, details=json.loads(payload))
+
+    def _store(self, row: tuple[Any, ...]) -> int:
+        """Write one row; its id (``EventStoreError`` if the store cannot take it)."""
+        event_id: int
         try:
-            [event_id] = self._insert([(*row, payload)])
+            [event_id] = self._insert([row])
         except sqlite3.Error as exc:
             raise EventStoreError(f"{self.path}: cannot write an event ({exc})") from exc
-        return Event(event_id, *row, details=json.loads(payload))
+        return event_id
 
     def _row(
         self,

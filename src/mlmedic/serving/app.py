@@ -499,7 +499,7 @@ def create_app(state: ServerState) -> FastAPI:
         model = state.model
         if model is None:
             raise ApiError(503, "no model is loaded yet")
-        rows = []
+        rows: list[dict[str, str]] = []
         for position, item in enumerate(items):
             where = f"labels[{position}]"
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
@@ -515,7 +515,7 @@ def create_app(state: ServerState) -> FastAPI:
                     f"{where}.label: {item['label']!r} is not one of v{model.version}'s classes "
                     f"({known})",
                 )
-            rows.append({"request_id": request_id, "label": label_key(label)})
+            rows.append({"request_id": request_id, "label": label_key(label) or ""})
         loop = asyncio.get_running_loop()
         written = await loop.run_in_executor(None, state.feedback.write, rows)
         unknown = await loop.run_in_executor(
