@@ -1,11 +1,13 @@
 """Regenerate docs/cli.md from the commands' own --help (so the reference is never written twice).
 
-python scripts/cli_reference.py
+python scripts/cli_reference.py            # write it
+python scripts/cli_reference.py --check    # exit 1 if docs/cli.md is not current (CI runs this)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -41,7 +43,14 @@ def main() -> None:
         text = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
         parts += [f"## `{title}`", "", "```", text, "```", ""]
     target = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
-    target.write_text("\n".join(parts), encoding="utf-8")
+    text = "\n".join(parts)
+    if "--check" in sys.argv[1:]:
+        if target.read_text(encoding="utf-8") != text:
+            print(f"{target} is out of date: run python scripts/cli_reference.py")
+            raise SystemExit(1)
+        print(f"{target} is current")
+        return
+    target.write_text(text, encoding="utf-8")
     print(f"wrote {target}")
 
 

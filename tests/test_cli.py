@@ -331,3 +331,21 @@ def test_logs_export_honours_kind_and_refuses_a_file(tmp_path: Path) -> None:
     refused = _run("logs", "--export", file_target, "-C", tmp_path)
     assert refused.exit_code == 2 and "not a directory" in refused.output
     assert file_target.read_text() == "keep me"
+
+
+def test_help_and_version_import_no_heavy_library() -> None:
+    """`mlmedic --help` and `--version` start fast because they import neither pandas,
+    scikit-learn nor MLflow (timed in bench/bench_startup.py, not here)."""
+    probe = (
+        "import sys\n"
+        "from mlmedic.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "for args in (['--help'], ['--version'], ['models', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "names = ('pandas', 'sklearn', 'mlflow', 'pyarrow')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

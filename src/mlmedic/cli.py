@@ -10,21 +10,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
 from mlmedic import __version__
-from mlmedic.clock import parse_time
-from mlmedic.config import write_default_configs
-from mlmedic.data.io import read_table
-from mlmedic.data.stage import check_file, fix_file
 from mlmedic.errors import MedicError, ProjectError
-from mlmedic.events import EventKind
-from mlmedic.project import Project
-from mlmedic.render import print_events, print_repair, print_report
+
+if TYPE_CHECKING:
+    from mlmedic.project import Project
+
+# Only typer, rich and the error classes are imported up front: `mlmedic --help` and
+# `--version` must not pay for pandas, scikit-learn or MLflow (each command imports what it uses).
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -83,6 +82,8 @@ def _open(project_dir: Path, *, create: bool = False) -> Project:
         raise ProjectError(
             f"{project_dir}: no such project directory (create it, or run 'mlmedic init' there)"
         )
+    from mlmedic.project import Project
+
     project = Project(project_dir, on_wait=lambda line: err.print(line, soft_wrap=True))
     _ = project.settings
     return project
@@ -120,6 +121,8 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write self_healing_config.json and monitoring_config.json with their defaults."""
+    from mlmedic.config import write_default_configs
+
     for path in write_default_configs(project_dir, force=force):
         out.print(f"wrote {path}")
 
@@ -137,6 +140,9 @@ def check_data(
 ) -> None:
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
     project = _open(project_dir)
+    from mlmedic.data.stage import check_file
+    from mlmedic.render import print_report
+
     result = check_file(
         data,
         reference=reference,
@@ -170,6 +176,9 @@ def fix_data(
     Exit 0 only if the repaired data passes every check.
     """
     project = _open(project_dir)
+    from mlmedic.data.stage import fix_file
+    from mlmedic.render import print_repair, print_report
+
     result, paths = fix_file(
         data,
         output,
@@ -369,6 +378,8 @@ def feedback(
     from mlmedic.serving.logstore import FeedbackLog
 
     project = _open(project_dir)
+    from mlmedic.data.io import read_table
+
     frame = read_table(labels)
     missing = [c for c in ("request_id", "label") if c not in frame.columns]
     if missing:
@@ -457,6 +468,10 @@ def logs(
 ) -> None:
     """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
     project = _open(project_dir)
+    from mlmedic.clock import parse_time
+    from mlmedic.events import EventKind
+    from mlmedic.render import print_events
+
     if kind is not None and kind not in {k.value for k in EventKind}:
         kinds = ", ".join(k.value for k in EventKind)
         raise MedicError(f"--kind: unknown event kind '{kind}' (one of: {kinds})")

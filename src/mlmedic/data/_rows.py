@@ -10,6 +10,7 @@ without first assembling a DataFrame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _SEED = np.uint64(0xCBF29CE484222325)
 _SHIFT = np.uint64(31)
 
-Column = np.ndarray | pd.Series
+Column: TypeAlias = np.ndarray | pd.Series
 
 
 def _column_bits(column: Column) -> np.ndarray:

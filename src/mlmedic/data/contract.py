@@ -7,7 +7,7 @@ saved as JSON, so a model version can carry the contract it was trained under.
 
 Examples:
     >>> import pandas as pd
-    >>> reference = pd.DataFrame({"x": [1.0, 2, 3, 4], "y": [0, 1, 0, 1]})
+    >>> reference = pd.DataFrame({"x": [1.0, 2, 3, 4] * 3, "y": [0, 1, 0, 1] * 3})
     >>> contract = DataContract(target="y").fit(reference)
     >>> contract.columns_["x"].kind, contract.columns_["y"].categories
     ('numeric', ['0', '1'])

@@ -12,10 +12,11 @@ removed duplicates, always under its original row index. Each rule is audited pe
 Examples:
     >>> import pandas as pd
     >>> from mlmedic.data.contract import DataContract
-    >>> contract = DataContract().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}))
-    >>> result = Repairer().fit(contract).transform(pd.DataFrame({"x": ["2", None, 99.0]}))
-    >>> result.data["x"].tolist()
-    [2.0, 2.5, 8.5]
+    >>> reference = pd.DataFrame({"x": [0.5 + i for i in range(10)], "y": list(range(10))})
+    >>> contract = DataContract().fit(reference)
+    >>> batch = pd.DataFrame({"x": ["2", None, 99.0], "y": [1.0, 2.0, 3.0]})
+    >>> Repairer().fit(contract).transform(batch).data["x"].tolist()  # parsed, filled, capped
+    [2.0, 5.0, 20.75]
 """
 
 from __future__ import annotations
