@@ -104,7 +104,13 @@ def test_serve_binds_loopback_and_serves_the_champion(server) -> None:  # type: 
     url, _ = server
     status, body = _post(url + "/predict", RECORD)
     assert status == 200 and body["model_version"] == 2
-    assert url.startswith("http://127.0.0.1:")
+    port = int(url.rsplit(":", 1)[1])
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
+    ]
+    assert listening == [f"0100007F:{port:04X}"]  # bound to 127.0.0.1, and nothing wider
 
 
 def test_kill_minus_nine_is_recovered_with_one_event(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]
@@ -216,7 +222,7 @@ def test_malformed_requests_never_get_a_5xx(server) -> None:  # type: ignore[no-
         assert 400 <= status < 500, (body[:40], status)
 
 
-def test_admin_reload_over_http(server) -> None:  # type: ignore[no-untyped-def]
+def test_admin_reload_over_http(server, two_versions: Path) -> None:  # type: ignore[no-untyped-def]
     url, _ = server
     request = urllib.request.Request(url + "/admin/reload", data=b"", method="POST")
     with pytest.raises(urllib.error.HTTPError) as denied:
@@ -225,7 +231,10 @@ def test_admin_reload_over_http(server) -> None:  # type: ignore[no-untyped-def]
     denied.value.close()
     request.add_header("authorization", "Bearer t0ken")
     with urllib.request.urlopen(request, timeout=30) as answer:
-        assert json.loads(answer.read())["model_version"] in (1, 2)
+        served = json.loads(answer.read())["model_version"]
+    project = Project(two_versions)
+    assert served == project.registry.champion().version  # type: ignore[union-attr]
+    project.close()
 
 
 def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ exported. Later stages extend this script.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -217,6 +218,7 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
     timed = Project(project.root, clock=clock)
     monitor = Monitor(timed, reference_data=project.root / "reference.csv")
     retrains = 0
+    retrain_hours: list[int] = []
     try:
         for hour in range(0, 60, 6):
             seed = 100 + hour
@@ -239,6 +241,7 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
                 console.print(f"      -> {result.acted}", soft_wrap=True)
             if result.decision.action == "retrain":
                 retrains += 1
+                retrain_hours.append(hour)
                 champion = timed.registry.champion()
                 wanted = champion.version if champion else before
                 swapped = _wait_version(url, wanted, 30)
@@ -248,12 +251,18 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
             clock.advance(6 * 3600)
     finally:
         timed.close()
-    ok = retrains >= 1
-    verdict = (
-        f"[green]{retrains} retrain(s) in 54 h, cooldown respected[/]"
-        if ok
-        else "[red]no retrain[/]"
-    )
+    cooldown = timed.settings.retraining_cooldown_hours
+    respected = all(b - a >= cooldown for a, b in itertools.pairwise(retrain_hours))
+    ok = retrains >= 1 and respected
+    if not retrains:
+        verdict = "[red]no retrain[/]"
+    elif not respected:
+        verdict = f"[red]retrains at {retrain_hours} h broke the {cooldown:g} h cooldown[/]"
+    else:
+        verdict = (
+            f"[green]{retrains} retrain(s) in 54 h (at {', '.join(map(str, retrain_hours))} h), "
+            f"{cooldown:g} h cooldown respected[/]"
+        )
     console.print(Rule(f"stages 4-5 {verdict}"))
     return ok
 

@@ -24,7 +24,6 @@ RECENT_IDS = 100_000  # request ids each worker remembers, to check feedback wit
 META_COLUMNS = [
     "prediction",
     "probability",
-    "probabilities",
     "model_version",
     "request_id",
     "served_at",
