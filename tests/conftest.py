@@ -80,3 +80,29 @@ def train_isolated():  # type: ignore[no-untyped-def]
         return root
 
     return train
+
+
+def _tree(repo: Path) -> list[str]:
+    """What git sees as changed or new in the working tree (ignored files excluded)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return sorted(done.stdout.splitlines()) if done.returncode == 0 else []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_suite_leaves_the_tree_as_it_found_it():  # type: ignore[no-untyped-def]
+    """Nothing a test runs may write into the repository (an `mlruns/` once did)."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / ".git").exists():
+        yield
+        return
+    before = _tree(repo)
+    yield
+    added = sorted(set(_tree(repo)) - set(before))
+    assert not added, f"the test suite changed the working tree: {added[:10]}"
