@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from mlmedic import __version__
-from mlmedic.errors import MedicError, ProjectError
+from mlmedic.errors import DataFileError, MedicError, ProjectError, RegistryError, UsageError
 
 if TYPE_CHECKING:
     from mlmedic.project import Project
@@ -308,7 +308,7 @@ def serve(
             soft_wrap=True,
         )
     if project.registry.read_pointer() is None and project.registry.champion() is None:
-        raise MedicError(
+        raise RegistryError(
             f"model '{project.registry.model_name}' has no champion to serve yet: "
             "run 'mlmedic run DATA --target COLUMN' first"
         )
@@ -383,7 +383,7 @@ def feedback(
     frame = read_table(labels)
     missing = [c for c in ("request_id", "label") if c not in frame.columns]
     if missing:
-        raise MedicError(f"{labels}: missing column(s) {', '.join(missing)}")
+        raise DataFileError(labels, f"missing column(s) {', '.join(missing)}")
     rows, unusable = [], 0
     for request_id, value in zip(frame["request_id"], frame["label"], strict=True):
         key = label_key(value)
@@ -392,7 +392,7 @@ def feedback(
             continue
         rows.append({"request_id": str(request_id), "label": key})
     if not rows:
-        raise MedicError(f"{labels}: no row has both a request_id and a label")
+        raise DataFileError(labels, "no row has both a request_id and a label")
     written = FeedbackLog(project.state_dir / "feedback").write(rows)
     out.print(
         f"recorded {written:,} label(s)"
@@ -423,13 +423,13 @@ def monitor(
     from mlmedic.monitor import Monitor
 
     if batch is not None and every is not None:
-        raise MedicError("--batch and --every: choose one (one pass over a file, or a schedule)")
+        raise UsageError("--batch and --every: choose one (one pass over a file, or a schedule)")
     try:
         seconds = parse_duration(every) if every else None
     except ValueError as exc:
-        raise MedicError(f"--every: {exc}") from None
+        raise UsageError(f"--every: {exc}") from None
     if seconds is not None and seconds <= 0:
-        raise MedicError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
+        raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
     project = _open(project_dir)
     runner = Monitor(
         project, reference_data=reference, say=lambda line: out.print(line, soft_wrap=True)
@@ -474,13 +474,13 @@ def logs(
 
     if kind is not None and kind not in {k.value for k in EventKind}:
         kinds = ", ".join(k.value for k in EventKind)
-        raise MedicError(f"--kind: unknown event kind '{kind}' (one of: {kinds})")
+        raise UsageError(f"--kind: unknown event kind '{kind}' (one of: {kinds})")
     start = None
     if since is not None:
         try:
             start = parse_time(since, now=project.clock.now())
         except ValueError as exc:
-            raise MedicError(f"--since: {exc}") from None
+            raise UsageError(f"--since: {exc}") from None
     if not project.events_path.exists():  # read-only: never create an event store
         if export is not None:
             raise ProjectError(f"{project.root}: no events recorded yet; nothing to export")
@@ -496,7 +496,7 @@ def logs(
         }
         counts = project.events.export(export, kind=kind, since=start, names=names)
         if not counts:
-            raise MedicError(f"--kind {kind}: no exported log holds this kind of event")
+            raise UsageError(f"--kind {kind}: no exported log holds this kind of event")
         for name, count in counts.items():
             out.print(f"wrote {export / name} ({count} events)", soft_wrap=True)
         return

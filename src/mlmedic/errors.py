@@ -4,7 +4,10 @@ Each error says what is wrong and what to do, in one line, and carries the conte
 (the file, the column, the key path). The CLI prints ``str(error)`` and exits with ``exit_code``;
 the HTTP app (later) answers with ``status_code``.
 
-    MedicError
+    MedicError                   every class carries its exit code (CLI) and HTTP status (API)
+    ├── UsageError               a command's options or arguments cannot be used as given
+    ├── ApiError                 a client's request is wrong (its status: 401, 403, 413, 422, ...)
+    ├── ModelLoadError           a model version cannot be loaded or fails its canary (exit 3, 503)
     ├── ConfigError              a config file is unreadable, has an unknown key or a wrong type
     ├── ProjectError             the project directory is unusable, or a file would be overwritten
     │   └── ProjectBusyError     another operation holds the project lock (exit 4)
@@ -36,6 +39,33 @@ class MedicError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class UsageError(MedicError):
+    """A command's options or arguments cannot be used as given (``--every inf``, say)."""
+
+
+class ApiError(MedicError):
+    """A client mistake, answered with its status code and a one-line detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status
+
+    @property
+    def status(self) -> int:
+        return self.status_code
+
+    @property
+    def detail(self) -> str:
+        return self.message
+
+
+class ModelLoadError(MedicError):
+    """A version could not be loaded, or failed its canary prediction."""
+
+    exit_code = 3
+    status_code = 503
 
 
 class ConfigError(MedicError):

@@ -24,7 +24,7 @@ import pandas as pd
 from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.drift import DriftReport, ReferenceProfile, compare
-from mlmedic.errors import MedicError
+from mlmedic.errors import ConfigError, RegistryError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.performance import Calibration, Performance, estimated, measured
 from mlmedic.policy import Decision, decide
@@ -80,9 +80,11 @@ class Monitor:
     def run_batch(self, data: str | Path | pd.DataFrame) -> MonitorResult:
         """One pass over a batch (with or without the target column)."""
         if not self.settings.self_healing.monitoring.batch_monitoring_enabled:
-            raise MedicError(
+            raise ConfigError(
+                "self_healing_config.json",
                 "batch monitoring is off (monitoring.batch_monitoring_enabled is false); "
-                "monitor the prediction log with 'mlmedic monitor --every'"
+                "monitor the prediction log with 'mlmedic monitor --every'",
+                "monitoring.batch_monitoring_enabled",
             )
         frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
         return self._pass(frame, source=str(data) if not isinstance(data, pd.DataFrame) else "")
@@ -120,7 +122,7 @@ class Monitor:
     def _champion(self) -> Any:
         champion = self.project.registry.champion()
         if champion is None:
-            raise MedicError("no champion to monitor yet: run 'mlmedic run' first")
+            raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
         return champion
 
     def _champion_contract(self) -> Any:
@@ -135,7 +137,7 @@ class Monitor:
         contract = registry.load_contract(champion.version)
         baseline = registry.load_drift_profile(champion.version)
         if baseline is None:
-            raise MedicError(
+            raise RegistryError(
                 f"v{champion.version} has no drift reference; retrain it with this mlmedic"
             )
         detection = settings.self_healing.drift_detection

@@ -25,7 +25,7 @@ from mlmedic.data.io import read_table
 from mlmedic.data.repair import Repairer
 from mlmedic.data.stage import DataStageResult, heal_data, resolve_contract
 from mlmedic.drift import ReferenceProfile
-from mlmedic.errors import DataQualityError, MedicError
+from mlmedic.errors import DataQualityError, MedicError, SchemaError, UsageError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import project_lock
@@ -73,14 +73,14 @@ def run_pipeline(
     timings: dict[str, float] = {}
     target = target or settings.data_quality.target_column
     if target is None:
-        raise MedicError("no target column: pass --target or set data_quality.target_column")
+        raise UsageError("no target column: pass --target or set data_quality.target_column")
     source = str(data) if not isinstance(data, pd.DataFrame) else "data frame"
 
     # ---- stage 1: checks -> auto-fix -> re-check
     clock = time.perf_counter()
     frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
     if target not in frame.columns:
-        raise MedicError(
+        raise SchemaError(
             f"{source}: target column '{target}' not found "
             f"(columns: {', '.join(map(str, frame.columns[:10]))})"
         )

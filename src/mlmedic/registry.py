@@ -45,6 +45,7 @@ STATUS_TAG = "mlmedic.status"
 REASON_TAG = "mlmedic.reason"
 TRUSTED_TYPES_TAG = "mlmedic.skops_trusted_types"
 POINTER_FILE = "champion.json"
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
 DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
@@ -432,6 +433,8 @@ class Registry:
 
     def load_drift_profile(self, version: int) -> dict[str, Any] | None:
         """The version's drift reference (features and predictions), if it was stored."""
+        from mlflow.exceptions import MlflowException
+
         info = self.info(version)
         with tempfile.TemporaryDirectory() as folder:
             try:
@@ -442,8 +445,14 @@ class Registry:
                     DRIFT_PROFILE_ARTIFACT,
                     folder,
                 )
-            except Exception:
-                return None
+            except MlflowException as exc:
+                # only "it was never stored" means no profile; an unreachable artifact store
+                # is a RegistryUnavailableError (exit 3), raised by _call, not "retrain it"
+                if getattr(exc, "error_code", "") in _NOT_FOUND:
+                    return None
+                raise RegistryError(
+                    f"cannot read v{version}'s drift profile: {str(exc).splitlines()[0][:200]}"
+                ) from exc
             return dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def load_contract(self, version: int) -> DataContract:

@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mlmedic.clock import SystemClock
 from mlmedic.config import ServingConfig
+from mlmedic.errors import ApiError, MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.labels import label_key, match_labels
 from mlmedic.serving.logstore import FeedbackLog, PredictionLog
@@ -49,15 +50,6 @@ _ARRIVAL_GAP = 0.0004  # seconds without a new request that close a batch early
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SWAP_BACKOFF_CAP = 30.0
 _INLINE_ROWS = 16  # batches up to this many rows run on the event loop (fast path only)
-
-
-class ApiError(Exception):
-    """A client mistake, answered with its status code and a one-line detail."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass
@@ -428,10 +420,11 @@ def create_app(state: ServerState) -> FastAPI:
     app = FastAPI(title="mlmedic", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.mlmedic = state
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        state.metrics.failed(exc.status, request.url.path)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    @app.exception_handler(MedicError)
+    async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
+        """Every error of mlmedic's tree answers with the status its class (or instance) carries."""
+        state.metrics.failed(exc.status_code, request.url.path)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

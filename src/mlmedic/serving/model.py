@@ -20,12 +20,10 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.data.contract import DataContract
+from mlmedic.errors import ModelLoadError
 
 CACHE_DIR = "serving-cache"
-
-
-class ModelLoadError(Exception):
-    """A version could not be loaded, or failed its canary prediction."""
+__all__ = ["CACHE_DIR", "LoadedModel", "ModelLoadError", "load_local"]
 
 
 @dataclass

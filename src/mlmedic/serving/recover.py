@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlmedic.errors import MedicError
+from mlmedic.errors import UsageError
 from mlmedic.events import EventKind, EventStore, Outcome
 
 COMMAND_TIMEOUT = 300.0
@@ -45,7 +45,7 @@ def check_url(url: str) -> str:
     ``file://`` read of local files)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MedicError(f"--url {url!r}: expected an http:// or https:// URL with a host")
+        raise UsageError(f"--url {url!r}: expected an http:// or https:// URL with a host")
     return url
 
 
