@@ -218,7 +218,7 @@ def test_inject_defects_then_repair_on_many_seeds() -> None:
 
 def test_threaded_and_inline_repairs_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large frames repair column by column on two threads; the result must not depend on it."""
-    from mlmedic.data import _parallel
+    from mlmedic import parallel as _parallel
 
     contract = DataContract(target=TARGET).fit(make_churn(2000, seed=50))
     batch = inject_defects(make_churn(3000, seed=51), Defects(0.05, 0.02, 0.03, 0.02, 0.02, 0.02))

@@ -36,8 +36,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlmedic.data._parallel import pmap
 from mlmedic.data.contract import category_keys
+from mlmedic.parallel import pmap
 
 PROFILE_FORMAT = 1
 CURRENT_SAMPLE = 100_000

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlmedic.data._parallel import background
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     UNSEEN,
@@ -33,6 +32,7 @@ from mlmedic.data.contract import (
     to_numeric,
 )
 from mlmedic.errors import SchemaError
+from mlmedic.parallel import background
 
 MAX_EXAMPLES = 5
 

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.config import DataQualityConfig
-from mlmedic.data._parallel import pmap
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     TEXT_MISSING,
@@ -40,6 +39,7 @@ from mlmedic.data.contract import (
     to_numeric,
 )
 from mlmedic.errors import ContractError, SchemaError
+from mlmedic.parallel import pmap
 
 MAX_EXAMPLES = 5
 SOURCE_ROW = "_source_row"

@@ -1,4 +1,5 @@
-"""Column-wise work on two threads for large frames (numpy releases the GIL in its loops).
+"""Column-wise work on two threads for large frames (numpy releases the GIL in its loops): used by
+the data checks and repairs and by the drift statistics, so it sits beside both.
 
 Small frames run inline: a thread hand-off costs more than it saves below ~100,000 rows.
 """
