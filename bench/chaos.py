@@ -30,9 +30,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_recovery import kills
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
@@ -51,7 +55,6 @@ class Outcome:
     recorded: bool = False
     consistent: bool = False
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Load:
@@ -222,27 +225,18 @@ class Bench:
 
 
 # ---------------------------------------------------------------------------- faults
-def kill_worker(bench: Bench, kills: int) -> Outcome:
-    out = Outcome(f"kill -9 a worker x{kills}")
-    before = len([e for e in bench.events("recovery") if e.action == "service"])
-    times = []
-    for _ in range(kills):
-        [worker] = bench.workers()
-        started = time.monotonic()
-        os.kill(worker, signal.SIGKILL)
-        _until(lambda w=worker: bench.workers() not in ([], [w]) and bench.healthy(), 30, 0.002)
-        times.append(time.monotonic() - started)
-        time.sleep(1.5)  # kills far enough apart for the next standby to have loaded
+def kill_worker(bench: Bench, count: int) -> Outcome:
+    """The recovery benchmark's kill loop (each kill 1.5 s after the last), under load."""
+    out = Outcome(f"kill -9 a worker x{count}")
+
+    def incidents() -> int:
+        return len([e for e in bench.events("recovery") if e.action == "service"])
+
+    before = incidents()
+    times = kills(bench.server.pid, bench.root, bench.url, count)
     out.healed_s = statistics.median(times)
-    out.extra = {"median_s": statistics.median(times), "max_s": max(times)}
-    _until(
-        lambda: (
-            len([e for e in bench.events("recovery") if e.action == "service"]) >= before + kills
-        ),
-        10,
-    )
-    after = len([e for e in bench.events("recovery") if e.action == "service"])
-    out.recorded = after - before == kills
+    _until(lambda: incidents() >= before + count, 10)
+    out.recorded = incidents() - before == count
     out.note = f"kill -> ready median {statistics.median(times):.3f} s, max {max(times):.3f} s"
     return out
 

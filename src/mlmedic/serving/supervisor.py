@@ -164,7 +164,7 @@ class Supervisor:
         self.standby: tuple[int, int] | None = None  # (pid, write end of its start pipe)
         self.watcher: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
-        self.marks = ModelCallMarks(max(MAX_SLOTS, self.workers + 1))
+        self.marks = ModelCallMarks()  # MAX_SLOTS > the 64 workers serve allows, + standby
         self.events = ResilientEventStore(self.state_dir / "events.db")
         self.notifier = Notifier(
             notifications or NotificationsConfig(), self.events, project=self.project_dir.name
