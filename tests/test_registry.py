@@ -6,10 +6,12 @@ import json
 import time
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from mlmedic.data.contract import DataContract
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.errors import RegistryError, RegistryUnavailableError
+from mlmedic.events import EventKind
 from mlmedic.project import Project
 from mlmedic.registry import CHAMPION, PREVIOUS, Registry
 from mlmedic.training import train
@@ -98,7 +100,7 @@ def test_rollback_refuses_rejected_missing_and_unvalidated_versions(
 
 def test_backup_copies_model_and_baseline_and_prunes(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
     registry = project.registry
-    registry.max_backups = 2
+    registry.backup_store.max_backups = 2
     versions = [_register(project, trained) for _ in range(3)]
     for version in versions:
         path = registry.backup(version)
@@ -180,7 +182,7 @@ def test_backups_older_than_the_retention_are_removed(project: Project, trained)
     registry = project.registry
     clock = SimulatedClock(start=1_000_000.0)
     project.events.clock = clock
-    registry.backup_retention_days = 30
+    registry.backup_store.retention_days = 30
     first, second = _register(project, trained), _register(project, trained)
     registry.backup(first)
     clock.advance(31 * 86_400)
@@ -200,3 +202,92 @@ def test_the_tracking_uri_does_not_leak_between_projects(tmp_path, trained) -> N
     finally:
         first.close()
         second.close()
+
+
+def test_status_follows_an_alias_moved_outside_mlmedic(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    first, second = _register(project, trained), _register(project, trained)
+    registry = project.registry
+    registry.promote(first, "first")
+    registry.promote(second, "second")
+    # someone moves the champion back by hand in MLflow's UI: the tags still say v1 retired
+    registry.client.set_registered_model_alias(registry.model_name, CHAMPION, str(first))
+    statuses = {v.version: (v.status, v.aliases) for v in registry.versions()}
+    assert statuses[first] == ("champion", [CHAMPION, PREVIOUS])
+    assert statuses[second] == ("retired", [])
+    assert registry.info(second).status == "retired"
+
+
+def test_the_watcher_follows_a_champion_moved_by_hand(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
+    from mlmedic.serving.watcher import follow_once
+
+    first, second = _register(project, trained), _register(project, trained)
+    registry = project.registry
+    registry.promote(first, "first")
+    assert follow_once(project) is None  # already in step
+    registry.client.set_registered_model_alias(registry.model_name, CHAMPION, str(second))
+    assert registry.read_pointer()["version"] == first  # type: ignore[index]
+    assert follow_once(project) == second
+    assert registry.read_pointer()["version"] == second  # type: ignore[index]
+    assert (project.state_dir / "serving-cache" / f"v{second}" / "manifest.json").exists()
+
+
+def test_mlflow_failing_part_way_through_a_promotion_leaves_the_old_champion(
+    project: Project,
+    trained,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import requests
+
+    first, second = _register(project, trained), _register(project, trained)
+    registry = project.registry
+    registry.promote(first, "first")
+    real = registry.client.set_registered_model_alias
+
+    def failing(name: str, alias: str, version: str) -> None:
+        if alias == CHAMPION:  # `previous` moved, then the server went away
+            try:
+                raise requests.exceptions.ConnectionError("connection refused")
+            except requests.exceptions.ConnectionError as exc:
+                raise MlflowException(f"API request failed with exception {exc}") from None
+        real(name, alias, version)
+
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", failing)
+    with pytest.raises(RegistryUnavailableError, match="move an alias"):
+        registry.promote(second, "second")
+    assert registry.champion().version == first  # type: ignore[union-attr]
+    assert registry.read_pointer()["version"] == first  # type: ignore[index]
+    champion_moves = [
+        e.details["to"]
+        for e in project.events.query(kind=EventKind.ALIAS)
+        if e.details["alias"] == CHAMPION
+    ]
+    assert champion_moves == [first]
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", real)
+    registry.promote(second, "second, again")  # the operation can simply be repeated
+    assert registry.champion().version == second  # type: ignore[union-attr]
+    assert registry.alias(PREVIOUS).version == first  # type: ignore[union-attr]
+
+
+def test_mlflow_failures_are_classified_by_type_and_code_not_by_text() -> None:
+    import requests
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    from mlmedic.registry.connection import is_not_found, is_unavailable
+
+    def raised_inside(cause: BaseException, outer: BaseException) -> BaseException:
+        try:
+            try:
+                raise cause
+            except BaseException:
+                raise outer from None
+        except BaseException as exc:
+            exc.__context__ = cause
+            return exc
+
+    refused = raised_inside(requests.exceptions.ConnectionError("x"), MlflowException("boom"))
+    assert is_unavailable(refused)
+    assert is_unavailable(MlflowException("x", error_code=TEMPORARILY_UNAVAILABLE))
+    # words in a message decide nothing
+    assert not is_unavailable(MlflowException("Connection to the model timed out (not really)"))
+    assert not is_not_found(MlflowException("model not found"))
+    assert is_not_found(MlflowException("x", error_code=RESOURCE_DOES_NOT_EXIST))

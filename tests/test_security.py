@@ -72,8 +72,8 @@ def test_a_pickled_champion_is_refused_and_its_code_never_runs(
     marker = tmp_path / "pwned"
     registry = project.registry
     _ = registry.client
-    registry._activate()
-    with mlflow.start_run(experiment_id=registry._experiment_id()):
+    registry.connection.activate()
+    with mlflow.start_run(experiment_id=registry.connection.experiment_id()):
         mlflow.sklearn.log_model(
             Evil(str(marker)),
             name="model",

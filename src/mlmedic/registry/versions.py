@@ -1,0 +1,306 @@
+"""The registered versions of one model: reading them, tagging them, logging a new one.
+
+Each version is logged with its signature, an input example, metrics and parameters, and carries
+its baseline as run artifacts (``baseline/contract.json``, ``baseline/repair_statistics.json``,
+``baseline/drift_profile.json``). A version's status is its ``mlmedic.status`` tag, except that the
+aliases win: whoever holds ``champion`` is shown as the champion, and a version tagged champion
+that no longer holds the alias (moved in MLflow's UI, say) is shown as retired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlmedic.data.contract import DataContract
+from mlmedic.errors import RegistryError
+from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.registry.connection import NOT_FOUND_CODES, Connection, error_code, is_not_found
+from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER, TrainResult
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+STATUS_TAG = "mlmedic.status"
+REASON_TAG = "mlmedic.reason"
+TRUSTED_TYPES_TAG = "mlmedic.skops_trusted_types"
+CONTRACT_ARTIFACT = "baseline/contract.json"
+REPAIR_ARTIFACT = "baseline/repair_statistics.json"
+DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
+# MLflow's stores answer an alias that is not set with INVALID_PARAMETER_VALUE, not "not found"
+_ALIAS_MISSING = NOT_FOUND_CODES | {"INVALID_PARAMETER_VALUE"}
+
+
+@dataclass
+class VersionInfo:
+    """One registered version as mlmedic sees it."""
+
+    version: int
+    run_id: str | None
+    status: str
+    aliases: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    created_at: float = 0.0
+
+
+def effective_status(tagged: str, aliases: list[str]) -> str:
+    """The status to show: the champion alias outranks the tag mlmedic last wrote."""
+    if CHAMPION in aliases:
+        return "champion"
+    if tagged == "champion":
+        return "retired"
+    return tagged
+
+
+class Versions:
+    """Reads and tags the versions of ``connection.model_name``."""
+
+    def __init__(self, connection: Connection, events: EventStore) -> None:
+        self.connection = connection
+        self.events = events
+
+    @property
+    def model_name(self) -> str:
+        return self.connection.model_name
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.connection.call(what, fn, *args, **kwargs)
+
+    def _get(self, version: int) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        client = self.connection.client
+        try:
+            return self._call(
+                "read a model version", client.get_model_version, self.model_name, str(version)
+            )
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def info(self, version: int) -> VersionInfo:
+        found = self._get(version)
+        if found is None:
+            raise RegistryError(f"model '{self.model_name}' has no version {version}")
+        return self._info(found)
+
+    def _info(self, found: Any, aliases: list[str] | None = None) -> VersionInfo:
+        tags = dict(found.tags or {})
+        metrics: dict[str, float] = {}
+        if found.run_id:
+            run = self._call("read a run", self.connection.client.get_run, found.run_id)
+            metrics = {k: float(v) for k, v in run.data.metrics.items()}
+        held = sorted(aliases if aliases is not None else (getattr(found, "aliases", []) or []))
+        return VersionInfo(
+            version=int(found.version),
+            run_id=found.run_id,
+            status=effective_status(tags.get(STATUS_TAG, "unknown"), held),
+            aliases=held,
+            metrics=metrics,
+            reason=tags.get(REASON_TAG, ""),
+            created_at=float(found.creation_timestamp or 0) / 1000.0,
+        )
+
+    def all(self) -> list[VersionInfo]:
+        """Every version of the model, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.connection.client
+        try:
+            found = self._call(
+                "list model versions", client.search_model_versions, f"name='{self.model_name}'"
+            )
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return []
+            raise
+        if not found:
+            return []
+        # search results carry no aliases; the registered model holds them
+        model = self._call("read the model", client.get_registered_model, self.model_name)
+        aliases: dict[int, list[str]] = {}
+        for alias, version in (getattr(model, "aliases", None) or {}).items():
+            aliases.setdefault(int(version), []).append(alias)
+        infos = [self._info(v, aliases.get(int(v.version), [])) for v in found]
+        return sorted(infos, key=lambda v: v.version)
+
+    def alias(self, alias: str) -> VersionInfo | None:
+        """The version an alias points at, or None."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.connection.client
+        try:
+            found = self._call(
+                "read an alias",
+                client.get_model_version_by_alias,
+                self.model_name,
+                alias,
+                missing=_ALIAS_MISSING,
+            )
+        except MlflowException as exc:
+            if error_code(exc) in _ALIAS_MISSING:
+                return None
+            raise
+        return self._info(found)
+
+    # ------------------------------------------------------------------ tags
+    def set_tag(self, version: int, key: str, value: str) -> None:
+        self._call(
+            "tag the version",
+            self.connection.client.set_model_version_tag,
+            self.model_name,
+            str(version),
+            key,
+            value,
+        )
+
+    def tag(self, version: int, status: str, reason: str = "") -> None:
+        self.set_tag(version, STATUS_TAG, status)
+        if reason:
+            self.set_tag(version, REASON_TAG, reason)
+
+    def tag_gate(self, version: int, decision: dict[str, Any]) -> None:
+        """The gate's numbers as version tags (``mlmedic.gate.*``)."""
+        for key, value in decision.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            self.set_tag(version, f"mlmedic.gate.{key}", text)
+
+    def trusted_types(self, version: int) -> list[str] | None:
+        """The skops types mlmedic recorded for ``version`` when it registered it (or None)."""
+        found = self._get(version)
+        text = dict(getattr(found, "tags", None) or {}).get(TRUSTED_TYPES_TAG)
+        if text is None:
+            return None
+        try:
+            return [str(t) for t in json.loads(text)]
+        except (ValueError, TypeError):
+            return None
+
+    # ------------------------------------------------------------------ artifacts
+    def _download(self, version: int, artifact: str, folder: str) -> str:
+        info = self.info(version)
+        return str(
+            self._call(
+                f"download {artifact}",
+                self.connection.client.download_artifacts,
+                info.run_id,
+                artifact,
+                folder,
+            )
+        )
+
+    def load_drift_profile(self, version: int) -> dict[str, Any] | None:
+        """The version's drift reference (features and predictions), if it was stored."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self._download(version, DRIFT_PROFILE_ARTIFACT, folder)
+            except (MlflowException, FileNotFoundError) as exc:
+                # only "it was never stored" means no profile; an unreachable artifact store
+                # is a RegistryUnavailableError (exit 3), raised by the connection, not "retrain"
+                if isinstance(exc, FileNotFoundError) or is_not_found(exc):
+                    return None
+                raise RegistryError(
+                    f"cannot read v{version}'s drift profile: {str(exc).splitlines()[0][:200]}"
+                ) from exc
+            return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def load_contract(self, version: int) -> DataContract:
+        with tempfile.TemporaryDirectory() as folder:
+            return DataContract.load(self._download(version, CONTRACT_ARTIFACT, folder))
+
+    # ------------------------------------------------------------------ a new version
+    def log_candidate(
+        self,
+        result: TrainResult,
+        contract: DataContract,
+        repair_statistics: dict[str, Any],
+        *,
+        tags: dict[str, str] | None = None,
+        drift_profile: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Log the trained model with signature, example, metrics, params and baseline, and
+        register it as a new version tagged ``candidate``."""
+        import mlflow
+        import mlflow.sklearn
+        import numpy as np
+        import pandas as pd
+        import sklearn
+        import skops.io
+        from mlflow.models import infer_signature
+
+        experiment_id = self.connection.experiment_id()
+        self.connection.activate()
+        example = result.holdout[result.features].head(5)
+        trusted = _trusted_types(result)
+        requirements = [
+            f"mlflow=={mlflow.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"skops=={skops.__version__}",
+            f"numpy=={np.__version__}",
+            f"pandas=={pd.__version__}",
+        ]
+
+        def log() -> Any:
+            with mlflow.start_run(experiment_id=experiment_id, run_name="mlmedic-train") as run:
+                mlflow.log_params(result.params)
+                mlflow.log_metrics(result.metrics)
+                mlflow.set_tags({"mlmedic.trainer": result.trainer, **(tags or {})})
+                mlflow.log_dict(contract.to_dict(), CONTRACT_ARTIFACT)
+                mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
+                if drift_profile is not None:
+                    mlflow.log_dict(drift_profile, DRIFT_PROFILE_ARTIFACT)
+                signature = infer_signature(example, np.asarray(result.model.predict(example)))
+                info = mlflow.sklearn.log_model(
+                    result.model,
+                    name="model",
+                    signature=signature,
+                    input_example=example,
+                    serialization_format="skops",
+                    skops_trusted_types=trusted,
+                    pip_requirements=requirements,
+                    registered_model_name=self.model_name,
+                )
+                return run.info.run_id, info
+
+        # MLflow prints "Created version ..." and "View run at ..." lines of its own
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            run_id, info = self._call("log and register the model", log)
+        version = int(info.registered_model_version)
+        self.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
+        self.tag(version, "candidate")
+        self.events.record(
+            EventKind.REGISTER,
+            "register",
+            Outcome.SUCCESS,
+            message=f"registered {self.model_name} v{version} (run {run_id[:8]})",
+            details={
+                "run_id": run_id,
+                "metrics": result.metrics,
+                "tracking_uri": self.connection.tracking_uri,
+            },
+            model_version=version,
+        )
+        return self.info(version)
+
+
+def _trusted_types(result: TrainResult) -> list[str]:
+    """The exact non-default types the model needs to load with skops."""
+    if result.trainer == DEFAULT_TRAINER:
+        return list(DEFAULT_SKOPS_TRUSTED_TYPES)
+    import skops.io
+
+    try:
+        return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(result.model)))
+    except Exception as exc:
+        raise RegistryError(
+            f"trainer '{result.trainer}': its model cannot be saved safely with skops "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
