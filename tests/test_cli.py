@@ -232,7 +232,7 @@ def test_feedback_command_records_labels(tmp_path: Path) -> None:
     labels.write_text("request_id,label\nabc,1\ndef,0\n")
     result = _run("feedback", labels, "-C", tmp_path)
     assert result.exit_code == 0 and "recorded 2 label(s)" in result.output
-    from mlmedic.serving.logstore import read_feedback
+    from mlmedic.logstore import read_feedback
 
     stored = read_feedback(tmp_path / ".mlmedic" / "feedback")
     assert sorted(stored["request_id"]) == ["abc", "def"]

@@ -138,7 +138,7 @@ def test_well_formed_requests_succeed_while_fuzzing_and_the_writer_lives(
 
 
 def test_the_fuzzed_log_is_readable(client: TestClient, tmp_path: Path) -> None:
-    from mlmedic.serving.logstore import read_predictions
+    from mlmedic.logstore import read_predictions
 
     state = client.app.state.mlmedic  # type: ignore[attr-defined]
     state.predictions.flush()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlmedic.serving.logstore import compact, read_predictions
+from mlmedic.logstore import compact, read_predictions
 
 HOUR = 3600.0
 

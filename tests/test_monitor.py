@@ -18,10 +18,10 @@ import pytest
 
 from mlmedic.clock import SimulatedClock
 from mlmedic.datasets import TARGET, make_churn
+from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.monitor import Monitor
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
-from mlmedic.serving.logstore import FeedbackLog, PredictionLog
 
 HOUR = 3600.0
 
@@ -242,3 +242,36 @@ def test_every_interval_reads_only_the_log_since_the_last_pass(watched) -> None:
     assert [p.details["rows"] for p in passes] == [0, 300]
     assert passes[1].started_at - passes[0].started_at == pytest.approx(6 * HOUR)
     assert passes[1].details["until"] == pytest.approx(clock.now())
+
+
+def test_a_pass_reads_one_snapshot_of_the_champion_even_if_it_moves_mid_pass(watched) -> None:  # type: ignore[no-untyped-def]
+    from mlmedic.monitor import ChampionSnapshot, measure
+    from mlmedic.notify import MemoryNotifier
+
+    project, _ = watched
+    registry = project.registry
+    calls: list[int] = []
+    real = registry.load_contract
+
+    def counting(version: int):  # type: ignore[no-untyped-def]
+        calls.append(version)
+        return real(version)
+
+    registry.load_contract = counting  # type: ignore[method-assign]
+    notifier = MemoryNotifier()
+    monitor = Monitor(project, notifier=notifier)
+    drifted = make_churn(800, seed=66, drift=1.0).drop(columns=[TARGET])
+    result = monitor.run_batch(drifted)
+    assert calls == [1]  # the contract is read once per pass (it was up to four times)
+    assert result.drift is not None and result.drift.drift
+    assert [topic for topic, _ in notifier.sent] == ["drift"]  # the alert went to the notifier
+
+    # measure() is pure: the same snapshot and window give the same numbers, write no event
+    snapshot = ChampionSnapshot.load(registry)
+    before = project.events.count()
+    first = measure(snapshot, drifted, settings=project.settings)
+    second = measure(snapshot, drifted, settings=project.settings)
+    assert first.drift is not None and second.drift is not None
+    assert first.drift.score == second.drift.score
+    assert first.performance is not None and first.performance.estimated
+    assert project.events.count() == before

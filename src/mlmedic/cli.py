@@ -375,7 +375,7 @@ def feedback(
 ) -> None:
     """Record true labels for served predictions, by request id."""
     from mlmedic.labels import label_key
-    from mlmedic.serving.logstore import FeedbackLog
+    from mlmedic.logstore import FeedbackLog
 
     project = _open(project_dir)
     from mlmedic.data.io import read_table

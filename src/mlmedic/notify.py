@@ -15,12 +15,29 @@ import smtplib
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
-from typing import Literal
+from typing import Literal, Protocol
 
 from mlmedic.config import NotificationsConfig
 from mlmedic.events import EventKind, EventStore, Outcome
 
 Topic = Literal["drift", "rollback", "recovery", "failure"]
+
+
+class Notify(Protocol):
+    """What the monitor and the supervisor need of a notifier."""
+
+    def send(self, topic: Topic, text: str) -> list[str]: ...
+
+
+class MemoryNotifier:
+    """A notifier that keeps what it was asked to send (for tests and dry runs)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Topic, str]] = []
+
+    def send(self, topic: Topic, text: str) -> list[str]:
+        self.sent.append((topic, text))
+        return ["memory"]
 
 
 class Notifier:

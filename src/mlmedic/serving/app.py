@@ -39,7 +39,7 @@ from mlmedic.config import ServingConfig
 from mlmedic.errors import ApiError, MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.labels import label_key, match_labels
-from mlmedic.serving.logstore import FeedbackLog, PredictionLog
+from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.model import LoadedModel, ModelLoadError
 from mlmedic.serving.source import ModelSource

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
+from mlmedic.logstore import compact
 from mlmedic.project import Project
-from mlmedic.serving.logstore import compact
 from mlmedic.serving.model import cache_path
 
 log = logging.getLogger("mlmedic.watcher")

@@ -1,0 +1,252 @@
+"""The monitor: read a window of production data, measure drift and performance, decide, act.
+
+``run_batch`` is one pass over one file or frame (``mlmedic monitor --batch FILE``);
+``run_window`` reads the prediction log (and the feedback labels) since the last pass;
+``run_forever`` does that every ``monitoring_interval_hours`` on an injected clock, and survives
+restarts because the last pass is an event. Each pass writes a ``drift_check``, a
+``performance_check`` and a ``monitor`` event; alerts go to the event store, the console and,
+when ``notifications.slack_webhook`` is set, a Slack-compatible JSON POST. A retrain goes through
+stages 1-3 (``run_pipeline``) on the reference training data plus the window's labelled rows; the
+running server then swaps to the new champion by itself.
+
+A pass is four steps, each its own module: load one ``snapshot`` of the champion, ``measure``
+(pure), ``decide`` (``mlmedic.policy``), ``act`` (through a notifier protocol).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlmedic.clock import to_iso
+from mlmedic.data.io import read_table
+from mlmedic.drift import DriftReport
+from mlmedic.errors import ConfigError
+from mlmedic.events import EventKind, Outcome
+from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.monitor.act import Actions, Say
+from mlmedic.monitor.measure import Measurements, measure
+from mlmedic.monitor.snapshot import ChampionSnapshot
+from mlmedic.notify import Notify
+from mlmedic.performance import Performance
+from mlmedic.policy import Decision, decide
+from mlmedic.project import Project
+
+__all__ = ["ChampionSnapshot", "Measurements", "Monitor", "MonitorResult", "measure"]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class MonitorResult:
+    """One pass: what was measured, what was decided, what was done."""
+
+    rows: int
+    drift: DriftReport | None
+    prediction_drift: DriftReport | None
+    performance: Performance | None
+    decision: Decision
+    acted: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Monitor:
+    """Monitoring of one project's champion."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        reference_data: str | Path | pd.DataFrame | None = None,
+        say: Say = _quiet,
+        notifier: Notify | None = None,
+    ) -> None:
+        self.project = project
+        self.settings = project.settings
+        self.say = say
+        configured = self.settings.self_healing.monitoring.reference_data_path
+        if reference_data is None and configured:
+            path = Path(configured)
+            reference_data = path if path.is_absolute() else project.root / path
+        self.reference_data = reference_data
+        if notifier is None:
+            from mlmedic.notify import Notifier
+
+            notifier = Notifier(
+                self.settings.self_healing.notifications, project.events, project=project.root.name
+            )
+        self.notifier = notifier
+        self.actions = Actions(project, notifier, reference_data=reference_data, say=say)
+
+    # ------------------------------------------------------------------ passes
+    def run_batch(self, data: str | Path | pd.DataFrame) -> MonitorResult:
+        """One pass over a batch (with or without the target column)."""
+        if not self.settings.self_healing.monitoring.batch_monitoring_enabled:
+            raise ConfigError(
+                "self_healing_config.json",
+                "batch monitoring is off (monitoring.batch_monitoring_enabled is false); "
+                "monitor the prediction log with 'mlmedic monitor --every'",
+                "monitoring.batch_monitoring_enabled",
+            )
+        frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
+        return self._pass(frame, source=str(data) if not isinstance(data, pd.DataFrame) else "")
+
+    def run_window(self, since: float | None, until: float) -> MonitorResult:
+        """One pass over the prediction log in [since, until), labels joined from feedback."""
+        state = self.project.state_dir
+        logged = read_predictions(state / "predictions", since=since, until=until)
+        feedback = read_feedback(state / "feedback")
+        snapshot = ChampionSnapshot.load(self.project.registry)
+        target = snapshot.target
+        if len(logged) and len(feedback) and target is not None:
+            labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")
+            logged = logged.assign(**{target: logged["request_id"].map(labels["label"])})
+        return self._pass(
+            logged.reset_index(drop=True), source="prediction log", logged=True, snapshot=snapshot
+        )
+
+    def run_forever(self, *, every_seconds: float | None = None, passes: int | None = None) -> None:
+        """Run a pass every ``every_seconds`` (default: the configured interval) on the project's
+        clock, reading the prediction log since the last pass (kept in the event store)."""
+        interval = every_seconds or self.settings.monitoring.monitoring_interval_hours * 3600.0
+        clock = self.project.clock
+        done = 0
+        while passes is None or done < passes:
+            self.project.events.prune(
+                clock.now() - self.settings.self_healing.logging.retention_days * 86_400
+            )
+            last = self.project.events.last(EventKind.MONITOR)
+            since = last.details.get("until") if last else None
+            due = (since or clock.now()) + (interval if since else 0.0)
+            if clock.now() < due:
+                clock.sleep(due - clock.now())
+            self.run_window(since, clock.now())
+            done += 1
+
+    # ------------------------------------------------------------------ one pass
+    def _pass(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str,
+        logged: bool = False,
+        snapshot: ChampionSnapshot | None = None,
+    ) -> MonitorResult:
+        events = self.project.events
+        now = self.project.clock.now()
+        snapshot = snapshot or ChampionSnapshot.load(self.project.registry)
+        found = measure(snapshot, frame, settings=self.settings, logged=logged)
+        last_retrain = events.last(EventKind.RETRAIN)
+        decision = decide(
+            found.drift,
+            found.performance,
+            settings=self.settings,
+            last_retrain_at=last_retrain.started_at if last_retrain else None,
+            now=now,
+            validation_accuracy=snapshot.baseline.get("validation_accuracy"),
+            previous_performance=found.previous_performance,
+        )
+        result = MonitorResult(
+            len(frame), found.drift, found.prediction_drift, found.performance, decision
+        )
+        self._record(result, snapshot.version, source, now)
+        self.actions.alert(decision.alerts, snapshot.version, now)
+        self.say(f"decision: {decision.summary()}")
+        result.acted = self.actions.act(decision, frame, found.labelled, snapshot)
+        self._write_reports(result, snapshot.version, source, now)
+        events.record(
+            EventKind.MONITOR,
+            "pass",
+            Outcome.SUCCESS,
+            message=f"{source or 'batch'}: {len(frame):,} rows; {decision.summary()}"
+            + (f"; {result.acted}" if result.acted else ""),
+            details={"until": now, "rows": len(frame), "action": decision.action},
+            model_version=snapshot.version,
+            started_at=now,
+            ended_at=now,
+        )
+        return result
+
+    def _write_reports(self, result: MonitorResult, version: int, source: str, now: float) -> None:
+        """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,
+        relative to the project): the drift report, the performance, the alerts."""
+        paths = self.settings.self_healing.monitoring
+        stamp = to_iso(now).replace(":", "-")[:19]
+        head = {"time": to_iso(now), "model_version": version, "source": source}
+        documents = {
+            paths.reports_dir: {
+                **head,
+                "rows": result.rows,
+                "decision": result.decision.summary(),
+                "action": result.acted,
+                "drift": result.drift.summary() if result.drift else None,
+                "drift_score": result.drift.score if result.drift else None,
+                "drifted_features": result.drift.drifted_features if result.drift else [],
+            },
+            paths.metrics_dir: {
+                **head,
+                "performance": result.performance.to_dict() if result.performance else None,
+            },
+        }
+        if result.decision.alerts:
+            documents[paths.alerts_dir] = {**head, "alerts": result.decision.alerts}
+        for folder, document in documents.items():
+            target = Path(folder) if Path(folder).is_absolute() else self.project.root / folder
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                (target / f"{stamp}-v{version}.json").write_text(
+                    json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8"
+                )
+            except OSError as exc:
+                self.say(f"cannot write the pass report into {target}: {exc}")
+
+    def _record(self, result: MonitorResult, version: int, source: str, now: float) -> None:
+        events = self.project.events
+        if result.drift is not None:
+            drift = result.drift
+            events.record(
+                EventKind.DRIFT_CHECK,
+                "features",
+                Outcome.WARNING if drift.drift else Outcome.SUCCESS,
+                message=drift.summary(),
+                details={
+                    "score": drift.score,
+                    "threshold": drift.threshold,
+                    "drifted": drift.drifted_features,
+                    "weighted": drift.weighted,
+                    "features": [
+                        {
+                            k: v
+                            for k, v in f.__dict__.items()
+                            if k in ("name", "test", "statistic", "drifted", "psi")
+                        }
+                        for f in drift.features
+                    ],
+                    "prediction_drift": result.prediction_drift.summary()
+                    if result.prediction_drift
+                    else None,
+                    "source": source,
+                },
+                model_version=version,
+                started_at=now,
+                ended_at=now,
+            )
+            self.say(f"drift: {drift.summary()}")
+        if result.performance is not None:
+            events.record(
+                EventKind.PERFORMANCE_CHECK,
+                "estimate" if result.performance.estimated else "measure",
+                Outcome.SUCCESS,
+                message=result.performance.summary(),
+                details=result.performance.to_dict(),
+                model_version=version,
+                started_at=now,
+                ended_at=now,
+            )
+            self.say(f"performance: {result.performance.summary()}")

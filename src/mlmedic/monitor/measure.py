@@ -1,0 +1,92 @@
+"""Measure a window against a champion snapshot: drift of the features and of the predictions,
+and performance — measured where labels are present, estimated where they are not.
+
+Pure: reads the snapshot and the frame, writes nothing, decides nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlmedic.config import Settings
+from mlmedic.drift import DriftReport, ReferenceProfile, compare
+from mlmedic.monitor.snapshot import ChampionSnapshot
+from mlmedic.performance import Calibration, Performance, estimated, measured
+from mlmedic.training import model_frame
+
+
+@dataclass
+class Measurements:
+    """What one window showed."""
+
+    rows: int
+    labelled: bool
+    drift: DriftReport | None = None
+    prediction_drift: DriftReport | None = None
+    performance: Performance | None = None
+    previous_performance: Performance | None = None
+
+
+def _predicted(model_classes: list[object], probabilities: np.ndarray) -> np.ndarray:
+    return np.asarray(model_classes, dtype=object)[probabilities.argmax(axis=1)]
+
+
+def measure(
+    snapshot: ChampionSnapshot, frame: pd.DataFrame, *, settings: Settings, logged: bool = False
+) -> Measurements:
+    """Drift and performance of ``frame`` (a batch, or the prediction log when ``logged``)."""
+    detection = settings.self_healing.drift_detection
+    target = snapshot.target
+    labelled = bool(target is not None and target in frame.columns and frame[target].notna().any())
+    result = Measurements(rows=len(frame), labelled=labelled)
+    if not len(frame):
+        return result
+    features = model_frame(frame, snapshot.contract)
+    if detection.monitor_features:
+        result.drift = compare(
+            ReferenceProfile.from_dict(snapshot.baseline["features"]),
+            features,
+            threshold=settings.drift_threshold,
+            min_samples=detection.min_samples_for_detection,
+        )
+    probabilities = np.empty((0, 0))
+    if logged:  # the log holds what the server answered: the champion's own probabilities
+        probabilities = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
+    if probabilities.size == 0:
+        probabilities = np.asarray(snapshot.model.predict_proba(features))
+    if detection.monitor_predictions:
+        result.prediction_drift = compare(
+            ReferenceProfile.from_dict(snapshot.baseline["predictions"]),
+            pd.DataFrame({"probability": probabilities.max(axis=1)}),
+            threshold=settings.drift_threshold,
+            min_samples=detection.min_samples_for_detection,
+        )
+    if not labelled:
+        calibration = Calibration.from_dict(snapshot.baseline["calibration"])
+        result.performance = estimated(calibration, probabilities)
+        return result
+    assert target is not None
+    rows = frame[target].notna().to_numpy()
+    truth = frame[target].to_numpy()[rows]
+    classes = snapshot.classes
+    result.performance = measured(
+        truth, _predicted(classes, probabilities)[rows], probabilities[rows], classes
+    )
+    previous = snapshot.previous()
+    if previous is not None:
+        _, other = previous
+        try:
+            other_probabilities = np.asarray(other.predict_proba(features))
+            other_classes = list(other.classes_)
+            result.previous_performance = measured(
+                truth,
+                _predicted(other_classes, other_probabilities)[rows],
+                other_probabilities[rows],
+                other_classes,
+            )
+        except Exception:  # the previous version may not fit today's data
+            result.previous_performance = None
+    return result
