@@ -12,9 +12,11 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -111,3 +113,22 @@ def parse_time(text: str, *, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+class Timings(dict[str, float]):
+    """Wall-clock seconds per named step (for reports and benchmarks, never for decisions).
+
+    >>> timings = Timings()
+    >>> with timings.step("read"):
+    ...     pass
+    >>> list(timings)
+    ['read']
+    """
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - started

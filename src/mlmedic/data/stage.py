@@ -8,12 +8,12 @@ pipeline share. Every step writes an event.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from mlmedic.clock import Timings
 from mlmedic.config import DataQualityConfig
 from mlmedic.data.checks import CheckReport, run_checks
 from mlmedic.data.contract import DataContract
@@ -87,22 +87,23 @@ def heal_data(
     """
     config = config or DataQualityConfig()
     details = {"source": source, "reference": contract.describe_source()}
-    started = time.perf_counter()
-    first = _checked(batch, contract, events, dict(details, phase="initial"))
-    timings = {"check": time.perf_counter() - started}
+    timings = Timings()
+    with timings.step("check"):
+        first = _checked(batch, contract, events, dict(details, phase="initial"))
     if first.passed or not config.auto_fix_enabled:
         return DataStageResult(first.passed, first, first, None, batch, contract, timings)
 
-    started = time.perf_counter()
     if events is None:
-        repair = Repairer.from_config(config).fit(contract).transform(batch)
-        timings["fix"] = time.perf_counter() - started
-        final = run_checks(repair.data, contract)
+        with timings.step("fix"):
+            repair = Repairer.from_config(config).fit(contract).transform(batch)
+        with timings.step("re-check"):
+            final = run_checks(repair.data, contract)
     else:
         with events.span(EventKind.DATA_FIX, "auto-fix") as span:
-            repair = Repairer.from_config(config).fit(contract).transform(batch)
-            timings["fix"] = time.perf_counter() - started
-            final = run_checks(repair.data, contract)
+            with timings.step("fix"):
+                repair = Repairer.from_config(config).fit(contract).transform(batch)
+            with timings.step("re-check"):
+                final = run_checks(repair.data, contract)
             span.outcome = Outcome.SUCCESS if final.passed else Outcome.FAILURE
             span.message = (
                 f"repaired {source or 'batch'}: {_summary(repair)}; re-check: {final.summary()}"
@@ -117,8 +118,8 @@ def heal_data(
                 failed_checks_before=[f.message for f in first.failures],
                 failed_checks_after=[f.message for f in final.failures],
             )
-        _checked_event(final, events, dict(details, phase="after-fix"))
-    timings["re-check"] = time.perf_counter() - started - timings["fix"]
+        with timings.step("re-check"):
+            _checked_event(final, events, dict(details, phase="after-fix"))
     return DataStageResult(final.passed, first, final, repair, repair.data, contract, timings)
 
 
