@@ -320,3 +320,43 @@ def test_a_champion_that_cannot_serve_falls_back_and_is_rolled_back_on_evidence(
     project = Project(root)
     assert project.registry.champion().version == 1  # type: ignore[union-attr]
     project.close()
+
+
+def test_recovery_replays_on_the_simulated_clock_and_the_backoff_resets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit test of the supervisor's recovery loop alone (process operations faked): its
+    waits, timestamps and back-off all come from the injected clock."""
+    from mlmedic.clock import SimulatedClock
+    from mlmedic.config import ServiceRecoveryConfig, ServingConfig
+    from mlmedic.serving.supervisor import Incident, Supervisor
+
+    clock = SimulatedClock(start=1_000_000.0)
+    supervisor = Supervisor(
+        tmp_path,
+        serving=ServingConfig(healthy_reset_seconds=600),
+        recovery=ServiceRecoveryConfig(recovery_delay_seconds=5),
+        clock=clock,
+    )
+    answers = iter([(False, "refused"), (False, "refused"), (True, "")])
+    monkeypatch.setattr(supervisor, "_apply", lambda method, incident: (method, "faked"))
+    monkeypatch.setattr(supervisor, "wait_ready", lambda timeout: next(answers))
+    monkeypatch.setattr(supervisor, "_fork_standby", lambda: None)
+    started = time.monotonic()
+    supervisor._recover(Incident(cause="worker 0 exited", detected_at=clock.now()))
+    assert time.monotonic() - started < 5.0  # 15 s of back-off took no real time
+
+    recovery = supervisor.events.last("recovery")
+    assert recovery is not None
+    # attempt 1 at once, then back-offs of 5 s and 10 s: MTTR is 15 s of simulated time
+    assert recovery.details["mttr_seconds"] == 15.0
+    assert recovery.details["attempts"] == 3
+    assert supervisor._backoff == 20.0
+
+    clock.advance(599)
+    supervisor._reset_backoff_when_healthy()
+    assert supervisor._backoff == 20.0  # not healthy long enough yet
+    clock.advance(2)
+    supervisor._reset_backoff_when_healthy()
+    assert supervisor._backoff == 5.0
+    supervisor.events.close()

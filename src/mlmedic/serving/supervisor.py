@@ -42,12 +42,12 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlmedic.clock import Clock, SystemClock
 from mlmedic.config import NotificationsConfig, ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
@@ -142,10 +142,14 @@ class Supervisor:
         notifications: NotificationsConfig | None = None,
         healing_enabled: bool = True,
         retention_days: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``healing_enabled`` (``self_healing.enabled``): when false, dead workers are still
         replaced, but nothing else (no cache clearing, no rollback); ``retention_days``
-        (``logging.retention_days``): events older than this are pruned at start and daily."""
+        (``logging.retention_days``): events older than this are pruned at start and daily;
+        ``clock``: where every wait, deadline and timestamp comes from (a ``SimulatedClock``
+        replays recovery without waiting)."""
+        self.clock: Clock = clock or SystemClock()
         self.project_dir = Path(project_dir).resolve()
         self.state_dir = self.project_dir / ".mlmedic"
         self.serving = serving
@@ -165,7 +169,7 @@ class Supervisor:
         self.watcher: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.marks = ModelCallMarks()  # MAX_SLOTS > the 64 workers serve allows, + standby
-        self.events = ResilientEventStore(self.state_dir / "events.db")
+        self.events = ResilientEventStore(self.state_dir / "events.db", clock=self.clock)
         self.notifier = Notifier(
             notifications or NotificationsConfig(), self.events, project=self.project_dir.name
         )
@@ -194,7 +198,7 @@ class Supervisor:
             "workers": {str(pid): index for pid, index in self.children.items()},
             "standby": self.standby[0] if self.standby else None,
             "watcher": self.watcher.pid if self.watcher else None,
-            "updated_at": time.time(),
+            "updated_at": self.clock.now(),
         }
         path = self.state_dir / "supervisor.json"
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
@@ -212,7 +216,7 @@ class Supervisor:
             return
         if pid == os.getpid() or _pid_alive(pid):
             return
-        now = time.time()
+        now = self.clock.now()
         last_seen = float(previous.get("updated_at") or now)
         self._record(
             EventKind.RECOVERY,
@@ -317,7 +321,7 @@ class Supervisor:
     def _fork_standby(self) -> None:
         if not self.serving.warm_standby or self.standby is not None or self._stopping:
             return
-        if time.monotonic() < self._next_standby:
+        if self.clock.now() < self._next_standby:
             return
         pid, fd = self._spawn(None)
         assert fd is not None
@@ -365,7 +369,7 @@ class Supervisor:
     def _standby_died(self) -> None:
         """A standby that keeps dying is retried with back-off, not in a fork storm."""
         self._standby_failures += 1
-        self._next_standby = time.monotonic() + min(BACKOFF_CAP, 0.5 * 2**self._standby_failures)
+        self._next_standby = self.clock.now() + min(BACKOFF_CAP, 0.5 * 2**self._standby_failures)
 
     def _reap(self) -> list[tuple[int, int, int]]:
         """Workers that have exited: (pid, index, status). A dead standby is noted and dropped."""
@@ -398,17 +402,17 @@ class Supervisor:
         for pid in targets:
             with suppress(*_NO_PROCESS):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_seconds
-        while any(pid in self.children for pid in targets) and time.monotonic() < deadline:
+        deadline = self.clock.now() + self.grace_seconds
+        while any(pid in self.children for pid in targets) and self.clock.now() < deadline:
             self._reap()
-            time.sleep(0.02)
+            self.clock.sleep(0.02)
         for pid in targets:
             if pid in self.children:
                 with suppress(*_NO_PROCESS):
                     os.kill(pid, signal.SIGKILL)
         while any(pid in self.children for pid in targets):
             self._reap()
-            time.sleep(0.01)
+            self.clock.sleep(0.01)
 
     def stop(self) -> None:
         self._stopping = True
@@ -440,10 +444,10 @@ class Supervisor:
         """Wait for /ready. A worker answers HTTP only after loading its model, so a live worker
         whose /ready keeps failing for ``NOT_READY_GRACE`` seconds has failed, and waiting longer
         would only delay recovery."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.now() + timeout
         why = "not ready"
         refused_since: float | None = None
-        while time.monotonic() < deadline:
+        while self.clock.now() < deadline:
             if not self.children:
                 return False, "no worker is running"
             gone = self._reap()
@@ -458,10 +462,10 @@ class Supervisor:
                 ok, why, _ = probe(self.host, self.port, "/ready", self.probe_timeout)
                 if ok:
                     return True, ""
-                refused_since = refused_since or time.monotonic()
-                if time.monotonic() - refused_since > NOT_READY_GRACE:
+                refused_since = refused_since or self.clock.now()
+                if self.clock.now() - refused_since > NOT_READY_GRACE:
                     return False, why
-            time.sleep(0.005)
+            self.clock.sleep(0.005)
         return False, f"not ready after {timeout:.0f}s: {why}"
 
     # ------------------------------------------------------------------ the loop
@@ -477,13 +481,13 @@ class Supervisor:
         try:
             ok, why = self.wait_ready(self.ready_timeout)
             if not ok:
-                self._recover(Incident(cause=f"start-up: {why}", detected_at=time.time()))
+                self._recover(Incident(cause=f"start-up: {why}", detected_at=self.clock.now()))
             if on_ready is not None:
                 on_ready(self)
             ok, _, body = self.healthy()
             if ok:
                 self._check_fallback(body)
-            self._healthy_since = time.monotonic()
+            self._healthy_since = self.clock.now()
             self._fork_standby()
             self._loop()
         finally:
@@ -491,37 +495,42 @@ class Supervisor:
 
     def _loop(self) -> None:
         interval = self.recovery.health_check_interval_seconds
-        next_probe = time.monotonic() + interval
+        next_probe = self.clock.now() + interval
         while not self._stopping:
-            time.sleep(0.01)
+            self.clock.sleep(0.01)
             gone = self._reap()
             if gone:
                 for pid, index, status in gone:
                     self._worker_died(pid, index, status)
-                next_probe = time.monotonic() + interval
+                next_probe = self.clock.now() + interval
                 continue
             self._fork_standby()
-            if time.monotonic() >= next_probe:
+            if self.clock.now() >= next_probe:
                 self._check_watcher()
                 self.events.flush()
                 self._prune()
                 ok, why, body = self.healthy()
                 if not ok and not self._stopping:
-                    self._recover(Incident(cause=why, detected_at=time.time()))
+                    self._recover(Incident(cause=why, detected_at=self.clock.now()))
                 elif ok:
                     self._check_fallback(body)
-                next_probe = time.monotonic() + interval
-            if (
-                self._healthy_since is not None
-                and time.monotonic() - self._healthy_since > self.serving.healthy_reset_seconds
-            ):
-                self._backoff = self._backoff_start
+                next_probe = self.clock.now() + interval
+            self._reset_backoff_when_healthy()
+
+    def _reset_backoff_when_healthy(self) -> None:
+        """After ``healthy_reset_seconds`` of health, the next outage starts from the first
+        back-off again."""
+        if (
+            self._healthy_since is not None
+            and self.clock.now() - self._healthy_since > self.serving.healthy_reset_seconds
+        ):
+            self._backoff = self._backoff_start
 
     def _prune(self) -> None:
-        if self.retention_days is None or time.monotonic() < self._next_prune:
+        if self.retention_days is None or self.clock.now() < self._next_prune:
             return
-        self._next_prune = time.monotonic() + 86_400
-        self.events.prune(time.time() - self.retention_days * 86_400)
+        self._next_prune = self.clock.now() + 86_400
+        self.events.prune(self.clock.now() - self.retention_days * 86_400)
 
     def _worker_died(self, pid: int, index: int, status: int) -> None:
         from mlmedic.serving.metrics import forget_worker
@@ -529,7 +538,7 @@ class Supervisor:
         forget_worker(pid)
         incident = Incident(
             cause=f"worker {index} (pid {pid}) exited: {_describe(status)}",
-            detected_at=time.time(),
+            detected_at=self.clock.now(),
             dead_index=index,
         )
         version = self.marks.get(index)
@@ -556,13 +565,13 @@ class Supervisor:
             method = methods[min(incident.attempts, len(methods) - 1)]
             incident.attempts += 1
             if incident.attempts > 1:
-                time.sleep(self._backoff)
+                self.clock.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, BACKOFF_CAP)
             detail = self._apply(method, incident)
             incident.methods.append(detail[0])
             ok, why = self.wait_ready(self.ready_timeout)
             if ok:
-                recovered = time.time()
+                recovered = self.clock.now()
                 self._record(
                     EventKind.RECOVERY,
                     "service",
@@ -584,7 +593,7 @@ class Supervisor:
                     started_at=incident.detected_at,
                     ended_at=recovered,
                 )
-                self._healthy_since = time.monotonic()
+                self._healthy_since = self.clock.now()
                 self._fork_standby()
                 if incident.attempts > 1 or incident.rolled_back:  # not for every routine restart
                     self.notifier.send(
@@ -692,7 +701,7 @@ class Supervisor:
         elif incident.model_crash is not None and incident.model_crash == champion:
             changed = found.get("champion_since")
             window = self.serving.crash_loop_window_seconds
-            if changed is not None and time.time() - float(changed) <= window:
+            if changed is not None and self.clock.now() - float(changed) <= window:
                 at_fault = f"a worker died of a crash signal inside a v{champion} model call"
         if at_fault is None:
             incident.evidence.append(
@@ -743,7 +752,7 @@ class Supervisor:
             return
         self._fallback_seen = pair
         incident = Incident(
-            cause=f"serving fallback: {fallback.get('why', '')}", detected_at=time.time()
+            cause=f"serving fallback: {fallback.get('why', '')}", detected_at=self.clock.now()
         )
         done = self._rollback_on_evidence(incident, to=pair[1])
         if done and done.startswith("rolled back"):
