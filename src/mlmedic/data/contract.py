@@ -98,7 +98,7 @@ def to_numeric(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
-        return series.astype(float, copy=False)
+        return series if series.dtype == np.float64 else series.astype(float)
     text = series.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
     return pd.to_numeric(text, errors="coerce").astype(float)
 

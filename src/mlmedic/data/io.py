@@ -83,7 +83,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
     _check_csv_shape(path, sep)
     try:
-        return pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
+        if _PANDAS_MAJOR < 3:
+            return pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
+        return pd.read_csv(path, sep=sep, low_memory=False)
     except pd.errors.EmptyDataError as exc:
         raise DataFileError(path, "file is empty (no header)") from exc
     except pd.errors.ParserError as exc:
@@ -133,6 +135,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataFileError(path, f"not a valid Parquet file ({first_line})") from exc
     return table.to_pandas()
+
+
+# floats read back exactly as written: pandas 3 does it by default (and deprecates the option)
+_PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 
 
 def _stringify_mixed(frame: pd.DataFrame) -> pd.DataFrame:

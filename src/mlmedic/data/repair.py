@@ -420,6 +420,8 @@ class _Work:
         self.rules: list[RuleAudit] = []
 
     def replace(self, name: str, values: np.ndarray) -> None:
+        if not values.flags.writeable:  # pandas 3 hands out read-only views (copy-on-write)
+            values = values.copy()
         self.columns[name] = values
         self.owned.add(name)
         self._missing.pop(name, None)
