@@ -52,10 +52,13 @@ def test_stable_batch_does_nothing_and_a_drifted_one_retrains_once(watched) -> N
     assert drifted.drift is not None and drifted.drift.drift
     assert drifted.decision.action == "retrain"
     assert project.events.count("retrain") == 1
-    assert "retrained on 4,500 rows" in drifted.acted
+    # the reference and both passes' labelled rows, less the newest fifth held out for the gate
+    assert "retrained on 5,400 rows" in drifted.acted
+    retrain = project.events.last("retrain")
+    assert retrain is not None and retrain.details["gate_rows"] == 600
 
-    clock.advance(6 * HOUR)  # still inside the 24 h cooldown
-    again = monitor.run_batch(make_churn(1500, seed=64, drift=1.0))
+    clock.advance(6 * HOUR)  # still inside the 24 h cooldown; harm v2 has not learned
+    again = monitor.run_batch(_flipped_north(make_churn(1500, seed=64)))
     assert again.decision.action in ("alert", "none")
     assert "cooldown active" in again.decision.summary()
     assert project.events.count("retrain") == 1
@@ -94,7 +97,8 @@ def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[n
     project, _ = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")
     assert monitor.run_batch(make_churn(1500, seed=66, drift=1.0)).decision.action == "retrain"
-    make_churn(1500, seed=67, drift=1.0).to_csv(project.root / "drifted.csv", index=False)
+    # harm the new champion cannot have learned: a changed label definition (a measured drop)
+    _flipped_north(make_churn(1500, seed=67)).to_csv(project.root / "drifted.csv", index=False)
     done = subprocess.run(
         [
             sys.executable,

@@ -12,14 +12,21 @@ def _drift(score: float) -> DriftReport:
     return DriftReport([], score, 0.5, score > 0.5, False, 1000)
 
 
+def _drift_rule() -> Settings:
+    """The original design's rule (``retrain_on: drift``): drift alone retrains."""
+    settings = Settings()
+    settings.self_healing.drift_detection.retrain_on = "drift"
+    return settings
+
+
 def test_drift_retrains_when_the_cooldown_has_passed() -> None:
-    decision = decide(_drift(0.8), None, settings=Settings(), last_retrain_at=0.0, now=25 * HOUR)
+    decision = decide(_drift(0.8), None, settings=_drift_rule(), last_retrain_at=0.0, now=25 * HOUR)
     assert decision.action == "retrain"
     assert decision.alerts and "data drift" in decision.alerts[0]
 
 
 def test_drift_within_the_cooldown_waits_and_says_until_when() -> None:
-    decision = decide(_drift(0.8), None, settings=Settings(), last_retrain_at=0.0, now=6 * HOUR)
+    decision = decide(_drift(0.8), None, settings=_drift_rule(), last_retrain_at=0.0, now=6 * HOUR)
     assert decision.action == "alert"
     assert decision.next_retrain_at == 24 * HOUR
     assert "cooldown active, next retrain allowed at 1970-01-02T00:00:00" in decision.summary()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -75,6 +76,12 @@ Target = Annotated[
 ]
 
 
+def _plain(console: Console) -> Callable[[str], None]:
+    """A ``say`` for narration lines: printed as they are (brackets in them, as in an interval
+    [0.81, 0.86] or an evidence list, are text, not Rich markup)."""
+    return lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
 def _open(project_dir: Path, *, create: bool = False) -> Project:
     """The project, with its configuration read now: every command validates it up front.
     Only commands that set a project up (``init``, ``demo``) may create its directory."""
@@ -84,7 +91,7 @@ def _open(project_dir: Path, *, create: bool = False) -> Project:
         )
     from mlmedic.project import Project
 
-    project = Project(project_dir, on_wait=lambda line: err.print(line, soft_wrap=True))
+    project = Project(project_dir, on_wait=_plain(err))
     _ = project.settings
     return project
 
@@ -224,7 +231,7 @@ def run(
         trainer=trainer,
         reference=reference,
         contract=contract,
-        say=lambda line: out.print(line, soft_wrap=True),
+        say=_plain(out),
     )
     if not result.deployed:
         raise typer.Exit(1)
@@ -359,7 +366,7 @@ def recover(
         delay_seconds=project.settings.self_healing.service_recovery.recovery_delay_seconds,
         alert_on_failure=project.settings.self_healing.service_recovery.alert_on_failure,
         events=project.events,
-        say=lambda line: err.print(line, soft_wrap=True),
+        say=_plain(err),
     )
     out.print(result.message, soft_wrap=True)
     if not result.healthy:
@@ -431,9 +438,7 @@ def monitor(
     if seconds is not None and seconds <= 0:
         raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
     project = _open(project_dir)
-    runner = Monitor(
-        project, reference_data=reference, say=lambda line: out.print(line, soft_wrap=True)
-    )
+    runner = Monitor(project, reference_data=reference, say=_plain(out))
     production = project.settings.self_healing.monitoring.production_data_path
     if batch is None and every is None and production:
         folder = Path(production) if Path(production).is_absolute() else project.root / production
@@ -443,10 +448,88 @@ def monitor(
     if batch is not None:
         result = runner.run_batch(batch)
         if result.acted:
-            out.print(result.acted, soft_wrap=True)
+            _plain(out)(result.acted)
         return
     out.print("monitoring the prediction log; Ctrl-C to stop")
     runner.run_forever(every_seconds=seconds)
+
+
+@app.command()
+def replay(
+    history: Annotated[
+        Path,
+        typer.Argument(help="The history: a CSV/Parquet file, or a folder of files in order."),
+    ],
+    target: Annotated[str, typer.Option("--target", "-t", help="The label column.")],
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="Train the first model on this (default: the first fifth of the history).",
+            dir_okay=False,
+        ),
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option("--time-column", help="Cut windows by this date/time column (data time)."),
+    ] = None,
+    every: Annotated[
+        str, typer.Option("--every", help="One monitoring pass per interval of data time.")
+    ] = "6h",
+    label_delay: Annotated[
+        str, typer.Option("--label-delay", help="How long after its row each label arrives.")
+    ] = "0s",
+    policy: Annotated[
+        str, typer.Option("--policy", help="impact (retrain on evidence of harm) or drift.")
+    ] = "impact",
+    window_rows: Annotated[
+        int,
+        typer.Option("--window-rows", help="Rows per window when there is no time column.", min=1),
+    ] = 1000,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the timeline and summary as JSON here.", dir_okay=False),
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Backtest the healing loop on a history: what mlmedic would have done, and gained."""
+    from mlmedic.clock import parse_duration
+    from mlmedic.replay import replay as run_replay
+
+    try:
+        every_seconds = parse_duration(every)
+        delay = parse_duration(label_delay)
+    except ValueError as exc:
+        raise UsageError(f"--every/--label-delay: {exc}") from None
+    if every_seconds <= 0:
+        raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 6h")
+    if not history.exists():
+        raise UsageError(f"{history}: no such file or folder")
+    settings_from = project_dir.resolve() if project_dir.resolve().is_dir() else None
+    result = run_replay(
+        history,
+        target=target,
+        reference=reference,
+        time_column=time_column,
+        every_seconds=every_seconds,
+        label_delay_seconds=delay,
+        policy=policy,
+        window_rows=window_rows,
+        settings_from=settings_from,
+        say=_plain(out),
+    )
+    from mlmedic.render import print_replay
+
+    print_replay(out, result)
+    if json_out is not None:
+        import json
+
+        try:
+            json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--json {json_out}: cannot write it ({exc.strerror})") from None
+        out.print(f"wrote {json_out}", soft_wrap=True)
 
 
 @app.command()

@@ -76,10 +76,17 @@ class DriftDetectionConfig(_Section):
     auto_retrain_enabled: bool = True
     drift_threshold: float = Field(0.5, ge=0.0, le=1.0)
     retraining_cooldown_hours: float = Field(24.0, ge=0.0)
-    min_samples_for_detection: int = Field(100, ge=1)
+    min_samples_for_detection: int = Field(100, ge=1)  # rows for drift, labelled rows for accuracy
     alert_on_drift: bool = True
     monitor_features: bool = True
     monitor_predictions: bool = True
+    # "impact": drift alone alerts; a retrain needs evidence of harm (measured drop, estimated
+    # drop beyond its uncertainty, or drift in the features the model relies on).
+    # "drift": the original rule — score > threshold (or a measured drop) -> cooldown -> retrain.
+    retrain_on: Literal["impact", "drift"] = "impact"
+    # size of the reference windows a version's drift thresholds are calibrated on (None: the
+    # smaller of 1,000 rows and a tenth of the reference)
+    reference_window_rows: int | None = Field(None, ge=10)
 
 
 RecoveryMethod = Literal["restart", "clear_cache", "rollback"]
@@ -120,6 +127,10 @@ class MonitoringPaths(_Section):
     alerts_dir: str = "monitoring/alerts"
     batch_monitoring_enabled: bool = True
     real_time_monitoring_enabled: bool = False
+    # labelled production rows kept for retraining (since the champion was deployed): at most
+    # this many, the most recent, none older than this many days
+    production_rows_max: int = Field(100_000, ge=0)
+    production_rows_max_age_days: float = Field(30.0, gt=0.0)
 
 
 class LoggingConfig(_Section):

@@ -111,7 +111,7 @@ def _stages_two_three(console: Console, project: Project) -> bool:
     refuses, and the pipeline rolls back from."""
     root = project.root
     console.print(Rule("[bold]stages 2-3[/] — training with auto-backup, gate, auto-rollback"))
-    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731
+    say = lambda line: console.print(line, soft_wrap=True, markup=False)  # noqa: E731
     training = pd.concat([read_table(root / "reference.csv"), read_table(root / "fixed.parquet")])
     write_table(training, root / "training.parquet")
     console.print(
@@ -235,10 +235,12 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
             result = monitor.run_batch(window)
             drift = result.drift.summary() if result.drift else "no drift check"
             performance = result.performance.summary() if result.performance else ""
-            console.print(f"[{hour:>2}h] {story}: {drift}; {performance}", soft_wrap=True)
-            console.print(f"      -> {result.decision.summary()}", soft_wrap=True)
+            console.print(
+                f"[{hour:>2}h] {story}: {drift}; {performance}", soft_wrap=True, markup=False
+            )
+            console.print(f"      -> {result.decision.summary()}", soft_wrap=True, markup=False)
             if result.acted:
-                console.print(f"      -> {result.acted}", soft_wrap=True)
+                console.print(f"      -> {result.acted}", soft_wrap=True, markup=False)
             if result.decision.action == "retrain":
                 retrains += 1
                 retrain_hours.append(hour)

@@ -82,6 +82,9 @@ class ReferenceProfile:
         self.bins = bins
         self.sample_size = sample_size
         self.seed = seed
+        # per-feature effect-size thresholds calibrated on windows of the reference itself
+        self.thresholds_: dict[str, float] = {}
+        self.window_rows_: int | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pd.DataFrame, kinds: dict[str, str]) -> ReferenceProfile:
@@ -190,6 +193,63 @@ class ReferenceProfile:
             )
         return merged
 
+    # ------------------------------------------------------------------ calibration
+    def calibrate(
+        self,
+        frame: pd.DataFrame,
+        window_rows: int,
+        *,
+        numeric_threshold: float = 0.1,
+        categorical_threshold: float = 0.1,
+        max_windows: int = 20,
+    ) -> ReferenceProfile:
+        """Learn how far windows of the reference itself stray from it.
+
+        ``frame`` (the reference, in its own row order: time order, when it has one) is cut into
+        consecutive windows of ``window_rows``; for each feature, the effect size of every window
+        against the profile is computed (normalised Wasserstein, Jensen-Shannon), and the
+        feature's threshold becomes the largest of the default, the largest window's effect and
+        mean + 3 sigma of them (as NannyML derives thresholds from reference chunks). Seasons
+        and other natural variation in the reference then never read as drift. Needs at least
+        two windows; otherwise the profile stays uncalibrated.
+        """
+        n = len(frame)
+        if window_rows < 1 or n < 2 * window_rows:
+            return self
+        starts = list(range(0, n - window_rows + 1, window_rows))
+        if len(starts) > max_windows:
+            starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, max_windows)]
+        rng = np.random.default_rng(self.seed)
+        for name, kind in self.kinds_.items():
+            if name not in frame.columns:
+                continue
+            effects = []
+            for start in starts:
+                window = frame[name].iloc[start : start + window_rows]
+                if kind == "numeric":
+                    effect = _wasserstein_norm(self.numeric_[name], _finite(window), rng)
+                else:
+                    effect = _jensen_shannon(self.categorical_[name], window)
+                if effect is not None and math.isfinite(effect):
+                    effects.append(effect)
+            if len(effects) < 2:
+                continue
+            base = numeric_threshold if kind == "numeric" else categorical_threshold
+            spread = float(np.mean(effects) + 3 * np.std(effects))
+            self.thresholds_[name] = float(max(base, max(effects), spread))
+        self.window_rows_ = window_rows
+        return self
+
+    def threshold(self, name: str, base: float, rows: int) -> float:
+        """The effect-size threshold for ``name`` on a window of ``rows`` rows: the calibrated
+        one (scaled up for windows smaller than the calibration's, whose sampling noise is
+        larger), never below ``base``."""
+        calibrated = self.thresholds_.get(name)
+        if calibrated is None or not self.window_rows_:
+            return base
+        scale = math.sqrt(self.window_rows_ / rows) if 0 < rows < self.window_rows_ else 1.0
+        return max(base, calibrated * scale)
+
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +258,7 @@ class ReferenceProfile:
             "kinds": self.kinds_,
             "numeric": {k: asdict(v) for k, v in self.numeric_.items()},
             "categorical": {k: asdict(v) for k, v in self.categorical_.items()},
+            "calibration": {"window_rows": self.window_rows_, "thresholds": self.thresholds_},
         }
 
     @classmethod
@@ -207,6 +268,11 @@ class ReferenceProfile:
         profile.numeric_ = {k: NumericProfile(**v) for k, v in data["numeric"].items()}
         profile.categorical_ = {k: CategoricalProfile(**v) for k, v in data["categorical"].items()}
         profile.edges_ = {k: list(v.edges) for k, v in profile.numeric_.items()}
+        calibration = data.get("calibration") or {}
+        profile.window_rows_ = calibration.get("window_rows")
+        profile.thresholds_ = {
+            k: float(v) for k, v in (calibration.get("thresholds") or {}).items()
+        }
         return profile
 
     def save(self, path: str | Path) -> Path:
@@ -217,6 +283,29 @@ class ReferenceProfile:
     @classmethod
     def load(cls, path: str | Path) -> ReferenceProfile:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _wasserstein_norm(
+    reference: NumericProfile, values: np.ndarray, rng: np.random.Generator
+) -> float | None:
+    """Normalised Wasserstein distance of ``values`` from the reference's reservoir sample."""
+    if not len(values) or not reference.sample:
+        return None
+    if len(values) > CURRENT_SAMPLE:
+        values = values[rng.integers(0, len(values), CURRENT_SAMPLE)]
+    scale = reference.std if reference.std > 0 else 1.0
+    return float(stats.wasserstein_distance(reference.sample, values) / scale)
+
+
+def _jensen_shannon(reference: CategoricalProfile, column: pd.Series) -> float | None:
+    keys = category_keys(column.dropna())
+    if not len(keys) or not reference.counts:
+        return None
+    counts = keys.value_counts()
+    categories = sorted(set(reference.counts) | {str(k) for k in counts.index})
+    expected = np.array([reference.counts.get(c, 0) for c in categories], dtype=float)
+    observed = np.array([int(counts.get(c, 0)) for c in categories], dtype=float)
+    return float(jensenshannon(expected / expected.sum(), observed / observed.sum()))
 
 
 def _finite(column: pd.Series) -> np.ndarray:
@@ -321,6 +410,16 @@ def compare(
                 p_value,
             )
         result.weight = float(weights.get(name, 0.0)) if weights else 1.0
+        calibrated = profile.thresholds_.get(name)
+        if calibrated is not None and result.drifted:
+            # beyond what windows of the reference itself show, or not drift at all
+            base = numeric_threshold if kind == "numeric" else categorical_threshold
+            limit = profile.threshold(name, base, result.n_current)
+            effect = result.wasserstein_norm if kind == "numeric" else result.jensen_shannon
+            if effect is not None and effect <= limit:
+                result.drifted = False
+            if result.test in ("wasserstein_norm", "jensen_shannon"):
+                result.threshold = limit
         return result
 
     present = [(n, k) for n, k in profile.kinds_.items() if n in batch.columns]
@@ -414,3 +513,21 @@ def _categorical(
         base.test, base.statistic = "jensen_shannon", base.jensen_shannon
         base.drifted = bool(base.jensen_shannon > threshold)
     return base
+
+
+def weighted_score(report: DriftReport, weights: dict[str, float]) -> float | None:
+    """The share of drifted features weighted by ``weights`` (a version's permutation
+    importance): high when drift hits the features the model relies on.
+
+    >>> report = DriftReport(
+    ...     [FeatureDrift("a", "numeric", 1, 1, "", 0.0, 0.1, True),
+    ...      FeatureDrift("b", "numeric", 1, 1, "", 0.0, 0.1, False)],
+    ...     0.5, 0.5, False, False, 1)
+    >>> weighted_score(report, {"a": 0.1, "b": 0.3})
+    0.25
+    """
+    tested = [f for f in report.features if f.drifted is not None]
+    total = sum(max(0.0, float(weights.get(f.name, 0.0))) for f in tested)
+    if not tested or total <= 0:
+        return None
+    return sum(max(0.0, float(weights.get(f.name, 0.0))) for f in tested if f.drifted) / total

@@ -29,6 +29,7 @@ from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import DataQualityError, MedicError, SchemaError, UsageError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
+from mlmedic.labels import match_labels
 from mlmedic.lock import project_lock
 from mlmedic.performance import Calibration
 from mlmedic.project import Project
@@ -64,10 +65,13 @@ def run_pipeline(
     reference: str | Path | None = None,
     contract: str | Path | None = None,
     tags: dict[str, str] | None = None,
+    gate_data: pd.DataFrame | None = None,
     say: Say = _quiet,
 ) -> RunResult:
     """Stages 1-3 on ``data``; returns what happened. Raises ``MedicError`` on bad input, with the
-    champion unchanged."""
+    champion unchanged. ``gate_data``: labelled rows neither model trained on (the newest
+    production rows, held out by time) — the gate then compares candidate and champion on them
+    instead of on the candidate's holdout, which is mostly rows the champion trained on."""
     target = target or project.settings.self_healing.data_quality.target_column
     if target is None:
         raise UsageError("no target column: pass --target or set data_quality.target_column")
@@ -82,7 +86,17 @@ def run_pipeline(
     with project_lock(
         project.state_dir, f"mlmedic run (gate and deploy of v{candidate.version})", say=say
     ):
-        return _gate_and_deploy(project, candidate, result, target, stage, timings, say)
+        return _gate_and_deploy(
+            project,
+            candidate,
+            result,
+            target,
+            stage,
+            timings,
+            say,
+            gate_data=gate_data,
+            contract=new_contract,
+        )
 
 
 def _stage_data(
@@ -190,7 +204,12 @@ def _stage_register(
     with timings.step("register"):
         quality = project.settings.self_healing.data_quality
         repair_statistics = Repairer.from_config(quality).fit(new_contract).statistics()
-        profile = drift_reference(stage.data, new_contract, result)
+        profile = drift_reference(
+            stage.production_shaped(),
+            new_contract,
+            result,
+            window_rows=project.settings.self_healing.drift_detection.reference_window_rows,
+        )
         candidate = registry.log_candidate(
             result, new_contract, repair_statistics, tags=tags, drift_profile=profile
         )
@@ -206,6 +225,9 @@ def _gate_and_deploy(
     stage: DataStageResult,
     timings: Timings,
     say: Say,
+    *,
+    gate_data: pd.DataFrame | None = None,
+    contract: DataContract | None = None,
 ) -> RunResult:
     """Stage 3: gate the candidate against the champion (re-read under the lock), then deploy
     it or keep the champion."""
@@ -214,9 +236,22 @@ def _gate_and_deploy(
     registry = project.registry
     with timings.step("gate"):
         champion = registry.champion()
-        champion_metrics = _champion_on_holdout(project, champion, result, target)
+        rows = result.holdout
+        candidate_metrics = result.metrics
+        if (
+            gate_data is not None
+            and contract is not None
+            and len(gate_data)
+            and target in gate_data.columns
+        ):
+            rows = gate_data[gate_data[target].notna()]
+            prepared = model_frame(rows, contract)
+            prepared[target] = rows[target].to_numpy()
+            candidate_metrics = evaluate(result.model, prepared, target)
+            say(render.line_gate_rows(len(rows)))
+        champion_metrics = _champion_on(project, champion, rows, target)
         decision = decide(
-            result.metrics,
+            candidate_metrics,
             champion_metrics,
             settings.model_validation,
             champion_version=champion.version if champion else None,
@@ -291,41 +326,88 @@ def _keep_champion(
 
 
 def drift_reference(
-    frame: pd.DataFrame, contract: DataContract, result: TrainResult
+    frame: pd.DataFrame,
+    contract: DataContract,
+    result: TrainResult,
+    *,
+    window_rows: int | None = None,
 ) -> dict[str, Any]:
-    """The version's drift reference: its training features, and the predicted probabilities
-    of its holdout (for prediction drift)."""
+    """The version's drift reference.
+
+    - ``features``: the profile of ``frame`` — production-shaped data (the input without its
+      quarantined rows: no de-duplication, capping or filling), calibrated on consecutive windows
+      of ``window_rows`` of it (default: the smaller of 1,000 rows and a tenth of it), so the
+      reference's own variation never reads as drift;
+    - ``predictions``: the predicted probabilities of the holdout (prediction drift);
+    - ``calibration``: of confidence to accuracy, for the label-free estimate;
+    - ``importance``: permutation importance of each feature on the holdout (drift in the
+      features the model relies on is evidence of harm);
+    - ``validation_accuracy``.
+    """
     features = model_features(contract)
     kinds: dict[str, str] = {name: contract.columns_[name].kind for name in features}
     data = model_frame(frame, contract)
     feature_profile = ReferenceProfile().fit(data, kinds)
-    probabilities = np.asarray(result.model.predict_proba(result.holdout[result.features]))
+    window = window_rows or max(100, min(1000, len(data) // 10))
+    feature_profile.calibrate(data, window)
+    holdout = result.holdout
+    probabilities = np.asarray(result.model.predict_proba(holdout[result.features]))
     predictions = pd.DataFrame({"probability": probabilities.max(axis=1)})
     prediction_profile = ReferenceProfile().fit(predictions, {"probability": "numeric"})
-    classes = np.asarray(getattr(result.model, "classes_", []))
-    truth = result.holdout[contract.target].to_numpy()
-    correct = classes[probabilities.argmax(axis=1)] == truth if len(classes) else truth == truth
+    classes = list(getattr(result.model, "classes_", []))
+    truth, _ = match_labels(holdout[contract.target].tolist(), classes)
+    predicted = [classes[i] for i in probabilities.argmax(axis=1)] if classes else truth
+    correct = np.asarray([t is not None and t == p for t, p in zip(truth, predicted, strict=True)])
     calibration = Calibration.fit(probabilities.max(axis=1), correct.astype(float))
     return {
         "features": feature_profile.to_dict(),
         "predictions": prediction_profile.to_dict(),
         "calibration": calibration.to_dict(),
+        "importance": permutation_importance_of(result, contract.target),
         "validation_accuracy": result.metrics.get("accuracy"),
     }
 
 
-def _champion_on_holdout(
-    project: Project, champion: VersionInfo | None, result: TrainResult, target: str
+def permutation_importance_of(
+    result: TrainResult, target: str | None, *, rows: int = 1000
+) -> dict[str, float]:
+    """Each feature's permutation importance (accuracy lost when it is shuffled) on up to
+    ``rows`` holdout rows; negative values are noise and read as 0."""
+    from sklearn.inspection import permutation_importance
+
+    holdout = result.holdout.head(rows)
+    if target is None or not len(holdout):
+        return {}
+    try:
+        found = permutation_importance(
+            result.model,
+            holdout[result.features],
+            holdout[target],
+            n_repeats=2,
+            random_state=0,
+            scoring="accuracy",
+        )
+    except (ValueError, TypeError):  # a model that cannot be scored this way: no weights
+        return {}
+    means = np.asarray(found.importances_mean, dtype=float)
+    return {
+        str(name): float(max(0.0, value))
+        for name, value in zip(result.features, means, strict=True)
+    }
+
+
+def _champion_on(
+    project: Project, champion: VersionInfo | None, rows: pd.DataFrame, target: str
 ) -> dict[str, float] | None:
-    """The champion's metrics on the candidate's holdout rows, or None if it cannot be compared."""
+    """The champion's metrics on the gate's rows, or None if it cannot be compared."""
     if champion is None:
         return None
     registry = project.registry
     try:
         model = registry.load_model(champion.version)
         champion_contract = registry.load_contract(champion.version)
-        holdout = model_frame(result.holdout, champion_contract)
-        holdout[target] = result.holdout[target].to_numpy()
+        holdout = model_frame(rows, champion_contract)
+        holdout[target] = rows[target].to_numpy()
         return evaluate(model, holdout, target)
     except (MedicError, KeyError, ValueError) as exc:
         project.events.record(

@@ -29,9 +29,13 @@ class Project:
         clock: Clock | None = None,
         service: bool = False,
         on_wait: Callable[[str], None] | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         """``service``: this process serves or supervises, so its event writes must never fail
-        (they are buffered on disk while the store is unavailable, see ``eventbuffer``)."""
+        (they are buffered on disk while the store is unavailable, see ``eventbuffer``);
+        ``tracking_uri``: the registry to use instead of ``MLFLOW_TRACKING_URI`` or the
+        project's own SQLite store (a replay's throwaway registry)."""
+        self.tracking_uri = tracking_uri
         self.root = Path(root).resolve()
         self.service = service
         self.on_wait = on_wait  # told when the event store makes a command wait
@@ -66,8 +70,10 @@ class Project:
             self.state_dir,
             self.events,
             model_name=training.model_name or default_model_name(self.root),
+            tracking_uri=self.tracking_uri,
             max_backups=training.max_backups,
             backup_retention_days=training.backup_retention_days,
+            allow_pickle=training.allow_pickle_models_executing_code,
         )
 
     def close(self) -> None:

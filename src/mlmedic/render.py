@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -136,6 +137,10 @@ def line_registered(model_name: str, version: int, tracking_uri: str) -> str:
     return f"[2] register: {model_name} v{version} in {tracking_uri}"
 
 
+def line_gate_rows(rows: int) -> str:
+    return f"[3] gate on the {rows:,} newest labelled production rows (neither model trained on)"
+
+
 def line_gate(version: int, summary: str) -> str:
     return f"[3] gate: v{version} {summary}"
 
@@ -147,3 +152,37 @@ def line_deployed(version: int) -> str:
 def line_rejected(version: int, reason: str, kept: int | None) -> str:
     stays = f"champion stays v{kept}" if kept is not None else "no champion yet"
     return f"[3] auto-rollback: v{version} rejected ({reason}); {stays}"
+
+
+def print_replay(console: Console, result: Any) -> None:
+    """The summary of a replay (``mlmedic.replay.ReplayResult``) against its baselines."""
+    table = _table(
+        f"replay: policy {result.policy}, {len(result.windows)} windows "
+        f"({result.seconds_per_window:.2f} s per monitoring pass)",
+        "strategy",
+        "mean accuracy",
+        "worst window",
+        "retrains",
+        "rollbacks",
+        "needless alerts",
+    )
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for summary in result.summaries:
+        table.add_row(
+            summary.name,
+            number(summary.mean_accuracy),
+            number(summary.worst_accuracy),
+            str(summary.retrains),
+            str(summary.rollbacks),
+            str(summary.needless_alerts),
+        )
+    console.print(table)
+    if result.validation_accuracy is not None:
+        console.print(
+            f"needless alerts: alerts on windows where the model in force scored at least its "
+            f"validation accuracy ({result.validation_accuracy:.3f}) minus the allowed drop",
+            soft_wrap=True,
+        )

@@ -201,7 +201,7 @@ def _check_column(series: pd.Series, spec: ColumnSpec) -> list[CheckResult]:
         )
     allowed = allowed_count(n, spec.missing_rate)
     results.append(_result("missing", name, raw_missing, index, allowed, "missing values"))
-    if spec.kind == "numeric" and not spec.is_target:
+    if spec.kind == "numeric" and not spec.is_target and not spec.codes:
         low, high = spec.lower_fence, spec.upper_fence
         outside = (values < low) | (values > high)
         allowed = allowed_count(n, spec.outlier_rate)

@@ -45,6 +45,7 @@ class ColumnSpec:
     missing_rate: float
     is_target: bool = False
     integer: bool = False
+    codes: bool = False  # integers with few distinct values: coded answers, never outliers
     # numeric
     min: float | None = None
     max: float | None = None
@@ -66,6 +67,11 @@ class ColumnSpec:
     @property
     def median(self) -> float | None:
         return self.quantiles.get("0.5")
+
+
+# an integer column with at most this many distinct values is a code (answers of a survey, a
+# rating, a class number): its values are never outliers, and identical rows can be natural
+CODE_LEVELS = 20
 
 
 def allowed_count(n_rows: int, rate: float) -> int:
@@ -206,8 +212,19 @@ class DataContract:
             columns[str(name)] = self._fit_column(str(name), series)
         self.columns_ = columns
         self.n_rows_ = len(frame)
-        self.duplicate_rate_ = 0.0 if self.self_reference else float(frame.duplicated().mean())
+        observed = float(frame.duplicated().mean())
+        if self.self_reference:
+            # a batch that is its own reference holds repeated rows to a clean standard, unless
+            # its rows can repeat naturally: every feature is a category or a code (a survey's
+            # answers: identical people are not a duplicated ingestion)
+            self.duplicate_rate_ = observed if self._rows_can_repeat() else 0.0
+        else:
+            self.duplicate_rate_ = observed
         return self
+
+    def _rows_can_repeat(self) -> bool:
+        features = [spec for spec in self.columns_.values() if not spec.is_target]
+        return bool(features) and all(spec.kind == "categorical" or spec.codes for spec in features)
 
     def _fit_column(self, name: str, series: pd.Series) -> ColumnSpec:
         is_target = name == self.target
@@ -249,6 +266,13 @@ class DataContract:
         spec.min, spec.max = float(finite.min()), float(finite.max())
         spec.mean, spec.std = float(finite.mean()), float(finite.std())
         spec.integer = bool(np.all(finite == np.round(finite)))
+        if spec.integer:
+            levels = np.unique(finite)
+            if len(levels) <= CODE_LEVELS:
+                spec.codes = True
+                spec.frequencies = {
+                    str(int(level)): float(np.mean(finite == level)) for level in levels
+                }
         q1, q3 = spec.quantiles["0.25"], spec.quantiles["0.75"]
         iqr = q3 - q1
         if iqr > 0:

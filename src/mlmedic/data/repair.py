@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -34,6 +35,7 @@ from mlmedic.data.contract import (
     TEXT_MISSING,
     UNSEEN,
     DataContract,
+    allowed_count,
     category_keys,
     to_datetime,
     to_numeric,
@@ -163,7 +165,8 @@ class Repairer:
                 median = spec.median
                 self.fill_values_[name] = float(round(median)) if spec.integer else median
                 assert spec.lower_fence is not None and spec.upper_fence is not None
-                self.fences_[name] = (spec.lower_fence, spec.upper_fence)
+                if not spec.codes:  # a coded answer is never capped
+                    self.fences_[name] = (spec.lower_fence, spec.upper_fence)
             elif spec.kind == "datetime":
                 assert spec.median_time is not None
                 self.fill_values_[name] = pd.Timestamp(spec.median_time)
@@ -363,10 +366,20 @@ class Repairer:
     def _drop_duplicates(self, work: _Work) -> list[tuple[Any, Any]]:
         rows = None if work.keep.all() else np.flatnonzero(work.keep)
         dups, firsts = find_duplicates(list(work.columns.values()), rows=rows)
+        kept = len(rows) if rows is not None else work.n
+        # repeated rows are a defect only beyond the rate the reference itself shows: within
+        # it, none is removed; beyond it, the latest repeats go until the natural count is left
+        rate = self.contract_.duplicate_rate_
+        if dups.size <= allowed_count(kept, rate):
+            return []
+        natural = math.floor(kept * rate)
+        if natural:
+            order = np.argsort(dups, kind="stable")
+            chosen = np.sort(order[natural:])
+            dups, firsts = dups[chosen], firsts[chosen]
         if not dups.size:
             return []
         index = work.index
-        kept = len(rows) if rows is not None else work.n
         work.rules.append(
             RuleAudit(
                 "drop_duplicates",

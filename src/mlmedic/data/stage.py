@@ -34,10 +34,22 @@ class DataStageResult:
     data: pd.DataFrame
     contract: DataContract
     timings: dict[str, float] = field(default_factory=dict)
+    raw: pd.DataFrame | None = None  # the input, untouched
 
     @property
     def repaired(self) -> bool:
         return self.repair is not None
+
+    def production_shaped(self) -> pd.DataFrame:
+        """The input as production will send it: every row but the quarantined (unusable) ones,
+        with their original values — repeated rows kept, nothing capped or filled. A version's
+        drift reference describes this, not the repaired training data."""
+        if self.raw is None:
+            return self.data
+        if self.repair is None or not len(self.repair.quarantine):
+            return self.raw
+        unusable = self.raw.index.isin(self.repair.quarantine[SOURCE_ROW].to_numpy())
+        return self.raw.loc[~unusable]
 
 
 def resolve_contract(
@@ -91,7 +103,9 @@ def heal_data(
     with timings.step("check"):
         first = _checked(batch, contract, events, dict(details, phase="initial"))
     if first.passed or not config.auto_fix_enabled:
-        return DataStageResult(first.passed, first, first, None, batch, contract, timings)
+        return DataStageResult(
+            first.passed, first, first, None, batch, contract, timings, raw=batch
+        )
 
     if events is None:
         with timings.step("fix"):
@@ -120,7 +134,9 @@ def heal_data(
             )
         with timings.step("re-check"):
             _checked_event(final, events, dict(details, phase="after-fix"))
-    return DataStageResult(final.passed, first, final, repair, repair.data, contract, timings)
+    return DataStageResult(
+        final.passed, first, final, repair, repair.data, contract, timings, raw=batch
+    )
 
 
 def _summary(repair: RepairResult) -> str:

@@ -28,6 +28,7 @@ from mlmedic.drift import DriftReport
 from mlmedic.errors import ConfigError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
 from mlmedic.monitor.measure import Measurements, measure
 from mlmedic.monitor.snapshot import ChampionSnapshot
@@ -83,10 +84,28 @@ class Monitor:
             )
         self.notifier = notifier
         self.actions = Actions(project, notifier, reference_data=reference_data, say=say)
+        # a version's contract, baseline and model never change: one snapshot per version
+        self._snapshots: dict[int, ChampionSnapshot] = {}
+
+    def snapshot(self) -> ChampionSnapshot:
+        """The champion now, read once per version (the alias is read on every call)."""
+        champion = self.project.registry.champion()
+        if champion is None:
+            from mlmedic.errors import RegistryError
+
+            raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
+        found = self._snapshots.get(champion.version)
+        if found is None:
+            found = ChampionSnapshot.load(self.project.registry, champion.version)
+            self._snapshots = {champion.version: found}
+        return found
 
     # ------------------------------------------------------------------ passes
-    def run_batch(self, data: str | Path | pd.DataFrame) -> MonitorResult:
-        """One pass over a batch (with or without the target column)."""
+    def run_batch(
+        self, data: str | Path | pd.DataFrame, *, labelled: pd.DataFrame | None = None
+    ) -> MonitorResult:
+        """One pass over a batch (with or without the target column); ``labelled``: rows whose
+        labels arrived since the last pass (measured on instead of the batch's own labels)."""
         if not self.settings.self_healing.monitoring.batch_monitoring_enabled:
             raise ConfigError(
                 "self_healing_config.json",
@@ -95,14 +114,18 @@ class Monitor:
                 "monitoring.batch_monitoring_enabled",
             )
         frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
-        return self._pass(frame, source=str(data) if not isinstance(data, pd.DataFrame) else "")
+        return self._pass(
+            frame,
+            source=str(data) if not isinstance(data, pd.DataFrame) else "",
+            labelled=labelled,
+        )
 
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
         state = self.project.state_dir
         logged = read_predictions(state / "predictions", since=since, until=until)
         feedback = read_feedback(state / "feedback")
-        snapshot = ChampionSnapshot.load(self.project.registry)
+        snapshot = self.snapshot()
         target = snapshot.target
         if len(logged) and len(feedback) and target is not None:
             labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")
@@ -137,11 +160,12 @@ class Monitor:
         source: str,
         logged: bool = False,
         snapshot: ChampionSnapshot | None = None,
+        labelled: pd.DataFrame | None = None,
     ) -> MonitorResult:
         events = self.project.events
         now = self.project.clock.now()
-        snapshot = snapshot or ChampionSnapshot.load(self.project.registry)
-        found = measure(snapshot, frame, settings=self.settings, logged=logged)
+        snapshot = snapshot or self.snapshot()
+        found = measure(snapshot, frame, settings=self.settings, logged=logged, labelled=labelled)
         last_retrain = events.last(EventKind.RETRAIN)
         decision = decide(
             found.drift,
@@ -151,6 +175,13 @@ class Monitor:
             now=now,
             validation_accuracy=snapshot.baseline.get("validation_accuracy"),
             previous_performance=found.previous_performance,
+            importance_drift=found.importance_drift,
+        )
+        self._keep_labelled(
+            labelled if labelled is not None else frame,
+            snapshot,
+            now,
+            dropped="measured_drop" in decision.triggers,
         )
         result = MonitorResult(
             len(frame), found.drift, found.prediction_drift, found.performance, decision
@@ -158,7 +189,7 @@ class Monitor:
         self._record(result, snapshot.version, source, now)
         self.actions.alert(decision.alerts, snapshot.version, now)
         self.say(f"decision: {decision.summary()}")
-        result.acted = self.actions.act(decision, frame, found.labelled, snapshot)
+        result.acted = self.actions.act(decision, snapshot)
         self._write_reports(result, snapshot.version, source, now)
         events.record(
             EventKind.MONITOR,
@@ -166,12 +197,43 @@ class Monitor:
             Outcome.SUCCESS,
             message=f"{source or 'batch'}: {len(frame):,} rows; {decision.summary()}"
             + (f"; {result.acted}" if result.acted else ""),
-            details={"until": now, "rows": len(frame), "action": decision.action},
+            details={
+                "until": now,
+                "rows": len(frame),
+                "action": decision.action,
+                "policy": decision.policy,
+                "evidence": decision.evidence,
+                "importance_drift": found.importance_drift,
+            },
             model_version=snapshot.version,
             started_at=now,
             ended_at=now,
         )
         return result
+
+    def _keep_labelled(
+        self, frame: pd.DataFrame, snapshot: ChampionSnapshot, now: float, *, dropped: bool
+    ) -> None:
+        """Labelled rows go to the store the next retrain learns from (``monitor.labelled``)."""
+        target = snapshot.target
+        if target is None or target not in frame.columns or not len(frame):
+            return
+        rows = frame[frame[target].notna()]
+        columns = [c for c in snapshot.contract.columns_ if c in rows.columns]
+        paths = self.settings.self_healing.monitoring
+        try:
+            labelled_store.keep(
+                self.project.state_dir,
+                rows[columns],
+                now=now,
+                version=snapshot.version,
+                dropped=dropped,
+            )
+            labelled_store.prune(
+                self.project.state_dir, before=now - paths.production_rows_max_age_days * 86_400
+            )
+        except (OSError, ValueError) as exc:
+            self.say(f"cannot keep the labelled rows for retraining: {exc}")
 
     def _write_reports(self, result: MonitorResult, version: int, source: str, now: float) -> None:
         """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,

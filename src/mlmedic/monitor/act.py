@@ -2,7 +2,9 @@
 only tell — through a notifier (``mlmedic.notify.Notify``; a ``MemoryNotifier`` in tests).
 
 Retraining goes through stages 1-3 (``run_pipeline``) on the reference training data plus the
-window's labelled rows, in the columns of the champion the pass measured.
+labelled production rows seen since the champion was deployed (``monitor.labelled``), in the
+columns of the champion the pass measured. When there are enough of those rows, the newest are
+held out by time and the gate compares candidate and champion on them: rows neither trained on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.events import EventKind, Outcome
+from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
 from mlmedic.policy import Decision
@@ -53,13 +56,7 @@ class Actions:
             self.say(f"ALERT: {alert}")
             self.notifier.send("drift", alert)
 
-    def act(
-        self,
-        decision: Decision,
-        frame: pd.DataFrame,
-        labelled: bool,
-        snapshot: ChampionSnapshot,
-    ) -> str:
+    def act(self, decision: Decision, snapshot: ChampionSnapshot) -> str:
         """Carry out ``decision``; returns what was done ('' for nothing)."""
         action = decision.action
         settings = self.project.settings
@@ -71,7 +68,7 @@ class Actions:
             self.notifier.send("rollback", f"{acted}: {'; '.join(decision.reasons)}")
             return self._told(acted)
         if action == "retrain":
-            return self._retrain_if_allowed(decision, frame if labelled else None, snapshot)
+            return self._retrain_if_allowed(decision, snapshot)
         if decision.next_retrain_at is not None:
             return f"no retrain: cooldown until {to_iso(decision.next_retrain_at)}"
         return ""
@@ -80,11 +77,12 @@ class Actions:
         self.say(text)
         return text
 
-    def _retrain_if_allowed(
-        self, decision: Decision, labelled: pd.DataFrame | None, snapshot: ChampionSnapshot
-    ) -> str:
+    def _retrain_if_allowed(self, decision: Decision, snapshot: ChampionSnapshot) -> str:
         events = self.project.events
-        training = self.training_data(labelled, snapshot)
+        # labels say the concept changed: learn from the rows since the drop began
+        training, gate_rows = self.training_data(
+            snapshot, concept_changed="measured_drop" in decision.triggers
+        )
         if training is None:
             acted = "cannot retrain: no reference training data and no labelled rows"
             events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=acted)
@@ -102,16 +100,22 @@ class Actions:
                     f"no retrain: another monitor retrained at {to_iso(last.started_at)} "
                     f"(cooldown until {to_iso(last.started_at + hours * 3600.0)})"
                 )
-            return self._retrain(decision, training, snapshot)
+            return self._retrain(decision, training, gate_rows, snapshot)
 
     def _retrain(
-        self, decision: Decision, training: pd.DataFrame, snapshot: ChampionSnapshot
+        self,
+        decision: Decision,
+        training: pd.DataFrame,
+        gate_rows: pd.DataFrame | None,
+        snapshot: ChampionSnapshot,
     ) -> str:
         from mlmedic.pipeline import run_pipeline
 
         events = self.project.events
         with events.span(EventKind.RETRAIN, "retrain", model_version=snapshot.version) as span:
-            run = run_pipeline(self.project, training, target=snapshot.target, say=self.say)
+            run = run_pipeline(
+                self.project, training, target=snapshot.target, gate_data=gate_rows, say=self.say
+            )
             span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
             outcome = "deployed" if run.deployed else "rejected by the gate"
             reasons = "; ".join(decision.reasons)
@@ -122,26 +126,58 @@ class Actions:
                 "candidate": run.candidate,
                 "deployed": run.deployed,
                 "reasons": decision.reasons,
+                "evidence": decision.evidence,
+                "training_rows": len(training),
+                "gate_rows": 0 if gate_rows is None else len(gate_rows),
             }
         return span.message
 
     def training_data(
-        self, labelled: pd.DataFrame | None, snapshot: ChampionSnapshot
-    ) -> pd.DataFrame | None:
-        """The reference training data plus the window's labelled rows, in the champion's
-        columns (never the log's prediction columns)."""
+        self, snapshot: ChampionSnapshot, *, concept_changed: bool = False
+    ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """(training rows, gate rows): the reference plus the labelled production rows seen
+        since the champion was deployed, in the champion's columns; the newest production rows
+        are the gate rows when there are at least twice ``min_samples_for_detection`` of them.
+        With ``concept_changed`` (measured accuracy drop) and enough labelled rows since the
+        drop began, only those: the reference teaches the concept that no longer holds."""
         columns = list(snapshot.contract.columns_)
-        target = snapshot.target
+        settings = self.project.settings.self_healing
+        now = self.project.clock.now()
+        production = labelled_store.since(
+            self.project.state_dir,
+            _deployed_at(self.project),
+            now=now,
+            max_rows=settings.monitoring.production_rows_max,
+            max_age_days=settings.monitoring.production_rows_max_age_days,
+            drop_streak=concept_changed,
+        )
+        gate_rows = None
+        minimum = settings.drift_detection.min_samples_for_detection
+        recent_only = concept_changed and len(production) >= 2 * minimum
+        if len(production) >= 2 * minimum:
+            held = max(minimum, len(production) // 5)
+            production, gate_rows = production.iloc[:-held], production.iloc[-held:]
         parts = []
-        if self.reference_data is not None:
+        if self.reference_data is not None and not recent_only:
             reference = self.reference_data
             parts.append(
                 reference if isinstance(reference, pd.DataFrame) else read_table(reference)
             )
-        if labelled is not None and len(labelled):
-            parts.append(labelled[labelled[target].notna()] if target in labelled else labelled)
+        if len(production):
+            parts.append(production)
         if not parts:
-            return None
-        return pd.concat(
+            return None, None
+        training = pd.concat(
             [p[[c for c in columns if c in p.columns]] for p in parts], ignore_index=True
         )
+        return training, gate_rows
+
+
+def _deployed_at(project: Project) -> float | None:
+    """When the champion got its alias (from the event store, on the project's clock)."""
+    moves = [
+        e
+        for e in project.events.query(kind=EventKind.ALIAS)
+        if e.details.get("alias") == "champion" and e.details.get("to") is not None
+    ]
+    return moves[-1].started_at if moves else None

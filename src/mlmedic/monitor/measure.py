@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.config import Settings
-from mlmedic.drift import DriftReport, ReferenceProfile, compare
+from mlmedic.drift import DriftReport, ReferenceProfile, compare, weighted_score
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.performance import Calibration, Performance, estimated, measured
 from mlmedic.training import model_frame
@@ -28,6 +28,7 @@ class Measurements:
     prediction_drift: DriftReport | None = None
     performance: Performance | None = None
     previous_performance: Performance | None = None
+    importance_drift: float | None = None  # drift weighted by the champion's importance
 
 
 def _predicted(model_classes: list[object], probabilities: np.ndarray) -> np.ndarray:
@@ -35,58 +36,92 @@ def _predicted(model_classes: list[object], probabilities: np.ndarray) -> np.nda
 
 
 def measure(
-    snapshot: ChampionSnapshot, frame: pd.DataFrame, *, settings: Settings, logged: bool = False
+    snapshot: ChampionSnapshot,
+    frame: pd.DataFrame,
+    *,
+    settings: Settings,
+    logged: bool = False,
+    labelled: pd.DataFrame | None = None,
 ) -> Measurements:
-    """Drift and performance of ``frame`` (a batch, or the prediction log when ``logged``)."""
+    """Drift and performance of ``frame`` (a batch, or the prediction log when ``logged``).
+
+    Performance is measured on ``labelled`` when given (rows whose labels arrived late: a
+    replay's delayed labels), else on the rows of ``frame`` that carry a label, else estimated.
+    """
     detection = settings.self_healing.drift_detection
     target = snapshot.target
-    labelled = bool(target is not None and target in frame.columns and frame[target].notna().any())
-    result = Measurements(rows=len(frame), labelled=labelled)
-    if not len(frame):
-        return result
-    features = model_frame(frame, snapshot.contract)
-    if detection.monitor_features:
-        result.drift = compare(
-            ReferenceProfile.from_dict(snapshot.baseline["features"]),
-            features,
-            threshold=settings.drift_threshold,
-            min_samples=detection.min_samples_for_detection,
-        )
+    has_labels = bool(
+        target is not None and target in frame.columns and frame[target].notna().any()
+    )
+    late = labelled is not None and len(labelled) > 0
+    result = Measurements(rows=len(frame), labelled=has_labels)
     probabilities = np.empty((0, 0))
-    if logged:  # the log holds what the server answered: the champion's own probabilities
-        probabilities = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
-    if probabilities.size == 0:
-        probabilities = np.asarray(snapshot.model.predict_proba(features))
-    if detection.monitor_predictions:
-        result.prediction_drift = compare(
-            ReferenceProfile.from_dict(snapshot.baseline["predictions"]),
-            pd.DataFrame({"probability": probabilities.max(axis=1)}),
-            threshold=settings.drift_threshold,
-            min_samples=detection.min_samples_for_detection,
-        )
-    if not labelled:
+    if len(frame):
+        features = model_frame(frame, snapshot.contract)
+        if detection.monitor_features:
+            result.drift = compare(
+                ReferenceProfile.from_dict(snapshot.baseline["features"]),
+                features,
+                threshold=settings.drift_threshold,
+                min_samples=detection.min_samples_for_detection,
+            )
+            importance = snapshot.baseline.get("importance")
+            if importance:
+                result.importance_drift = weighted_score(result.drift, importance)
+        if logged:  # the log holds what the server answered: the champion's own probabilities
+            probabilities = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
+        if probabilities.size == 0:
+            probabilities = np.asarray(snapshot.model.predict_proba(features))
+        if detection.monitor_predictions:
+            result.prediction_drift = compare(
+                ReferenceProfile.from_dict(snapshot.baseline["predictions"]),
+                pd.DataFrame({"probability": probabilities.max(axis=1)}),
+                threshold=settings.drift_threshold,
+                min_samples=detection.min_samples_for_detection,
+            )
+    if late:
+        assert labelled is not None
+        _measure_on(snapshot, labelled, None, result)
+    elif has_labels:
+        _measure_on(snapshot, frame, probabilities, result)
+    elif len(frame):
         calibration = Calibration.from_dict(snapshot.baseline["calibration"])
         result.performance = estimated(calibration, probabilities)
-        return result
+    return result
+
+
+def _measure_on(
+    snapshot: ChampionSnapshot,
+    frame: pd.DataFrame,
+    probabilities: np.ndarray | None,
+    result: Measurements,
+) -> None:
+    """Measured accuracy of the champion (and of ``previous``) on the labelled rows of
+    ``frame``."""
+    target = snapshot.target
     assert target is not None
     rows = frame[target].notna().to_numpy()
-    truth = frame[target].to_numpy()[rows]
+    frame = frame.loc[rows]
+    truth = frame[target].to_numpy()
+    features = model_frame(frame, snapshot.contract)
+    if probabilities is None:
+        probabilities = np.asarray(snapshot.model.predict_proba(features))
+    else:
+        probabilities = probabilities[rows]
     classes = snapshot.classes
-    result.performance = measured(
-        truth, _predicted(classes, probabilities)[rows], probabilities[rows], classes
-    )
+    result.performance = measured(truth, _predicted(classes, probabilities), probabilities, classes)
     previous = snapshot.previous()
-    if previous is not None:
-        _, other = previous
-        try:
-            other_probabilities = np.asarray(other.predict_proba(features))
-            other_classes = list(other.classes_)
-            result.previous_performance = measured(
-                truth,
-                _predicted(other_classes, other_probabilities)[rows],
-                other_probabilities[rows],
-                other_classes,
-            )
-        except Exception:  # the previous version may not fit today's data
-            result.previous_performance = None
-    return result
+    if previous is None:
+        return
+    _, other = previous
+    try:
+        other_probabilities = np.asarray(other.predict_proba(features))
+        other_classes = list(other.classes_)
+        result.previous_performance = measured(
+            truth,
+            _predicted(other_classes, other_probabilities),
+            other_probabilities,
+            other_classes,
+        )
+    except Exception:  # the previous version may not fit today's data
+        result.previous_performance = None

@@ -29,11 +29,13 @@ class ChampionSnapshot:
     _previous_loaded: bool = field(default=False, repr=False)
 
     @classmethod
-    def load(cls, registry: Registry) -> ChampionSnapshot:
-        champion = registry.champion()
-        if champion is None:
-            raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
-        version = champion.version
+    def load(cls, registry: Registry, version: int | None = None) -> ChampionSnapshot:
+        """The champion now (or ``version``, when the caller just read the alias)."""
+        if version is None:
+            champion = registry.champion()
+            if champion is None:
+                raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
+            version = champion.version
         baseline = registry.load_drift_profile(version)
         if baseline is None:
             raise RegistryError(f"v{version} has no drift reference; retrain it with this mlmedic")
