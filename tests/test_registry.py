@@ -291,3 +291,22 @@ def test_mlflow_failures_are_classified_by_type_and_code_not_by_text() -> None:
     assert not is_unavailable(MlflowException("Connection to the model timed out (not really)"))
     assert not is_not_found(MlflowException("model not found"))
     assert is_not_found(MlflowException("x", error_code=RESOURCE_DOES_NOT_EXIST))
+
+
+def test_the_quick_alias_read_agrees_with_mlflow_without_importing_it(
+    project: Project, trained
+) -> None:  # type: ignore[no-untyped-def]
+    registry = project.registry
+    assert registry.connection.quick_alias(CHAMPION) is None  # no registry yet
+    first, second = _register(project, trained), _register(project, trained)
+    registry.promote(first, "first")
+    assert registry.connection.quick_alias(CHAMPION) == first
+    assert registry.connection.quick_alias(PREVIOUS) is None
+    registry.client.set_registered_model_alias(registry.model_name, CHAMPION, str(second))
+    assert registry.connection.quick_alias(CHAMPION) == second  # a move made in MLflow's UI
+    assert registry.alias_version(CHAMPION) == registry.champion().version  # type: ignore[union-attr]
+    other = Registry(
+        project.state_dir, project.events, model_name="m", tracking_uri="file:///nowhere"
+    )
+    with pytest.raises(LookupError):
+        other.connection.quick_alias(CHAMPION)  # a store it cannot read this way: ask MLflow

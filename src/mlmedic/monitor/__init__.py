@@ -88,16 +88,18 @@ class Monitor:
         self._snapshots: dict[int, ChampionSnapshot] = {}
 
     def snapshot(self) -> ChampionSnapshot:
-        """The champion now, read once per version (the alias is read on every call)."""
-        champion = self.project.registry.champion()
-        if champion is None:
+        """The champion now, read once per version (the alias is read on every call; a version
+        comes from the project's local copies when they are there)."""
+        registry = self.project.registry
+        version = registry.alias_version("champion")
+        if version is None:
             from mlmedic.errors import RegistryError
 
             raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
-        found = self._snapshots.get(champion.version)
+        found = self._snapshots.get(version)
         if found is None:
-            found = ChampionSnapshot.load(self.project.registry, champion.version)
-            self._snapshots = {champion.version: found}
+            found = ChampionSnapshot.load_version(registry, version)
+            self._snapshots = {version: found}
         return found
 
     # ------------------------------------------------------------------ passes

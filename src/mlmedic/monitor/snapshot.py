@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlmedic.data.contract import DataContract
-from mlmedic.errors import RegistryError
+from mlmedic.errors import MedicError, RegistryError
 from mlmedic.registry import PREVIOUS, Registry
 
 
@@ -54,6 +54,48 @@ class ChampionSnapshot:
             self._model = self.registry.load_model(self.version)
         return self._model
 
+    @classmethod
+    def load_version(cls, registry: Registry, version: int) -> ChampionSnapshot:
+        """``version`` from the project's local copies when they are there (the serving cache
+        or the backups, each checked against its sha256: no MLflow import), else from the
+        registry — which also fills the serving cache for the next pass."""
+        import json
+
+        from mlmedic.serving.model import ModelLoadError, cache_path
+        from mlmedic.serving.source import ModelSource
+
+        source = ModelSource(
+            registry.state_dir,
+            model_name=registry.model_name,
+            events=registry.events,
+            tracking_uri=registry.tracking_uri,
+            allow_pickle=registry.allow_pickle,
+        )
+        source._registry = registry
+        try:
+            loaded = source.load_version(version)
+        except ModelLoadError:
+            return cls.load(registry, version)
+        for folder in (cache_path(registry.state_dir, version), source.backup_dir / f"v{version}"):
+            profile = folder / "baseline" / "drift_profile.json"
+            if profile.exists():
+                baseline = dict(json.loads(profile.read_text(encoding="utf-8")))
+                break
+        else:
+            found = registry.load_drift_profile(version)
+            if found is None:
+                raise RegistryError(
+                    f"v{version} has no drift reference; retrain it with this mlmedic"
+                )
+            baseline = found
+        return cls(
+            version=version,
+            contract=loaded.contract,
+            baseline=baseline,
+            registry=registry,
+            _model=loaded.model,
+        )
+
     @property
     def target(self) -> str | None:
         return self.contract.target
@@ -67,9 +109,10 @@ class ChampionSnapshot:
         if not self._previous_loaded and self.registry is not None:
             self._previous_loaded = True
             try:
-                found = self.registry.alias(PREVIOUS)
-                if found is not None and found.version != self.version:
-                    self._previous = (found.version, self.registry.load_model(found.version))
-            except RegistryError:
+                version = self.registry.alias_version(PREVIOUS)
+                if version is not None and version != self.version:
+                    other = ChampionSnapshot.load_version(self.registry, version)
+                    self._previous = (version, other.model)
+            except MedicError:
                 self._previous = None  # a previous that cannot be loaded compares with nothing
         return self._previous

@@ -140,6 +140,19 @@ class Registry:
     def champion(self) -> VersionInfo | None:
         return self.version_store.alias(CHAMPION)
 
+    def alias_version(self, alias: str) -> int | None:
+        """The version ``alias`` points at: read directly when the store allows (no MLflow
+        import), else through the client."""
+        record = self.read_pointer()
+        pending = record is not None and not record.get("synced", True)
+        try:
+            if pending:  # an offline rollback to sync first: that takes the client
+                raise LookupError("offline rollback pending")
+            return self.connection.quick_alias(alias)
+        except LookupError:
+            found = self.version_store.alias(alias)
+            return None if found is None else found.version
+
     def trusted_types(self, version: int) -> list[str] | None:
         return self.version_store.trusted_types(version)
 

@@ -197,6 +197,47 @@ class Connection:
                 raise
             raise RegistryError(f"MLflow refused to {what}: {first_line[:300]}") from exc
 
+    def quick_alias(self, alias: str, timeout: float = 5.0) -> int | None:
+        """The version ``alias`` points at, read without importing MLflow (the import alone
+        costs a command about a second): one read-only SQL query on a SQLite store, one call of
+        MLflow's REST API (``GET /api/2.0/mlflow/registered-models/alias``) on a server. None
+        when the alias is not set; ``LookupError`` when this way cannot tell (another store, an
+        unexpected schema or answer) — then ask through the client."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            import sqlite3
+
+            path = self.tracking_uri[len("sqlite:///") :]
+            if not Path(path).exists():
+                return None  # no registry yet: no alias
+            try:
+                with contextlib.closing(
+                    sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+                ) as db:
+                    row = db.execute(
+                        "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                        (self.model_name, alias),
+                    ).fetchone()
+            except sqlite3.Error as exc:
+                raise LookupError(f"cannot read the alias from {path}: {exc}") from exc
+            return None if row is None else int(row[0])
+        if self.tracking_uri.startswith(("http://", "https://")):
+            import json
+            import urllib.parse
+
+            query = urllib.parse.urlencode({"name": self.model_name, "alias": alias})
+            url = f"{self.tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/alias?{query}"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as answer:
+                    return int(json.loads(answer.read())["model_version"]["version"])
+            except urllib.error.HTTPError as exc:
+                body = exc.read().decode("utf-8", "replace")
+                if exc.code in (400, 404) and ("NOT_EXIST" in body or "INVALID_PARAMETER" in body):
+                    return None
+                raise LookupError(f"HTTP {exc.code} reading the alias") from exc
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise LookupError(f"cannot read the alias: {exc}") from exc
+        raise LookupError(f"no quick alias read for {self.tracking_uri}")
+
     def experiment_id(self) -> str:
         """The project's experiment (``mlmedic/<model>``), created on first use."""
         name = f"mlmedic/{self.model_name}"
