@@ -148,3 +148,10 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     seen = {(e.action, e.details["i"]) for e in events}
     assert seen == {(f"writer-{n}", i) for n in range(4) for i in range(500)}
     assert len({e.id for e in events}) == 2000
+
+
+def test_an_undefined_metric_is_stored_as_missing_not_a_failed_write(tmp_path: Path) -> None:
+    """ROC AUC on a holdout of one class is NaN: the train event must still be written."""
+    with EventStore(tmp_path / "events.db") as store:
+        store.record("train", "train", "success", details={"metrics": {"roc_auc": float("nan")}})
+        assert store.last("train").details["metrics"]["roc_auc"] is None  # type: ignore[union-attr]

@@ -48,6 +48,7 @@ class Decision:
     policy: str = "impact"
     # the kinds of evidence: measured_drop, estimated_drop, important_drift, drift
     triggers: list[str] = field(default_factory=list)
+    data_drift: bool = False  # the features drifted (whatever the action)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +77,7 @@ def decide(
     validation = settings.self_healing.model_validation
     decision = Decision(action="none", policy=detection.retrain_on)
     drifted = drift is not None and drift.drift
+    decision.data_drift = drifted
     if drifted and drift is not None:
         decision.reasons.append(f"data drift: {drift.summary()}")
         if detection.alert_on_drift:

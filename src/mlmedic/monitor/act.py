@@ -79,10 +79,11 @@ class Actions:
 
     def _retrain_if_allowed(self, decision: Decision, snapshot: ChampionSnapshot) -> str:
         events = self.project.events
-        # labels say the concept changed: learn from the rows since the drop began
-        training, gate_rows = self.training_data(
-            snapshot, concept_changed="measured_drop" in decision.triggers
-        )
+        # labels show a drop while the inputs did not drift: the concept changed (the same
+        # inputs now mean another label), so learn from the rows since the drop began; with
+        # drifted inputs (covariate shift) the reference still holds and is kept
+        concept_changed = "measured_drop" in decision.triggers and not decision.data_drift
+        training, gate_rows = self.training_data(snapshot, concept_changed=concept_changed)
         if training is None:
             acted = "cannot retrain: no reference training data and no labelled rows"
             events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=acted)
@@ -138,27 +139,40 @@ class Actions:
         """(training rows, gate rows): the reference plus the labelled production rows seen
         since the champion was deployed, in the champion's columns; the newest production rows
         are the gate rows when there are at least twice ``min_samples_for_detection`` of them.
-        With ``concept_changed`` (measured accuracy drop) and enough labelled rows since the
-        drop began, only those: the reference teaches the concept that no longer holds."""
+
+        With ``concept_changed`` (a measured drop without input drift) two training sets are
+        tried on the gate rows: that one, and the rows since the drop began alone. The recent
+        rows alone win only when they beat it by more than ``performance_degradation_threshold``
+        — when the reference teaches a concept that no longer holds (labels flipped), not merely
+        when production moved to a region of the data the reference covers thinly."""
         columns = list(snapshot.contract.columns_)
         settings = self.project.settings.self_healing
         now = self.project.clock.now()
-        production = labelled_store.since(
-            self.project.state_dir,
-            _deployed_at(self.project),
-            now=now,
-            max_rows=settings.monitoring.production_rows_max,
-            max_age_days=settings.monitoring.production_rows_max_age_days,
-            drop_streak=concept_changed,
-        )
-        gate_rows = None
+
+        def rows_since(streak: bool) -> pd.DataFrame:
+            return labelled_store.since(
+                self.project.state_dir,
+                _deployed_at(self.project),
+                now=now,
+                max_rows=settings.monitoring.production_rows_max,
+                max_age_days=settings.monitoring.production_rows_max_age_days,
+                drop_streak=streak,
+            )
+
+        production = rows_since(False)
         minimum = settings.drift_detection.min_samples_for_detection
-        recent_only = concept_changed and len(production) >= 2 * minimum
-        if len(production) >= 2 * minimum:
-            held = max(minimum, len(production) // 5)
-            production, gate_rows = production.iloc[:-held], production.iloc[-held:]
+        recent = rows_since(True) if concept_changed else production.iloc[0:0]
+        # the gate's rows: the newest fifth of the production rows — of those since the drop
+        # when the concept changed, so both candidates are judged on the concept that holds now
+        pool = recent if len(recent) >= 2 * minimum else production
+        gate_rows = None
+        if len(pool) >= 2 * minimum:
+            held = max(minimum, len(pool) // 5)
+            gate_rows = pool.iloc[-held:]
+            production = production.iloc[: max(0, len(production) - held)]
+            recent = recent.iloc[: max(0, len(recent) - held)]
         parts = []
-        if self.reference_data is not None and not recent_only:
+        if self.reference_data is not None:
             reference = self.reference_data
             parts.append(
                 reference if isinstance(reference, pd.DataFrame) else read_table(reference)
@@ -170,7 +184,46 @@ class Actions:
         training = pd.concat(
             [p[[c for c in columns if c in p.columns]] for p in parts], ignore_index=True
         )
+        if concept_changed and gate_rows is not None and len(recent) >= minimum:
+            recent = recent[[c for c in columns if c in recent.columns]]
+            if self._recent_is_better(snapshot, training, recent, gate_rows):
+                training = recent.reset_index(drop=True)
         return training, gate_rows
+
+    def _recent_is_better(
+        self,
+        snapshot: ChampionSnapshot,
+        everything: pd.DataFrame,
+        recent: pd.DataFrame,
+        gate_rows: pd.DataFrame,
+    ) -> bool:
+        """Whether a model of the recent rows alone beats one of everything on the gate rows by
+        more than the allowed degradation (quick fits of the project's trainer)."""
+        from mlmedic.training import evaluate, model_frame, train
+
+        target = snapshot.target
+        if target is None:
+            return False
+        allowed = self.project.settings.self_healing.model_validation
+        trainer = self.project.settings.self_healing.model_training.trainer
+        scored = gate_rows[gate_rows[target].notna()]
+        prepared = model_frame(scored, snapshot.contract)
+        prepared[target] = scored[target].to_numpy()
+        try:
+            general = train(everything, snapshot.contract, trainer=trainer, retries=0)
+            specific = train(recent, snapshot.contract, trainer=trainer, retries=0)
+            a = evaluate(general.model, prepared, target)["accuracy"]
+            b = evaluate(specific.model, prepared, target)["accuracy"]
+        except Exception as exc:  # a set that cannot be trained on: keep everything
+            self.say(f"cannot compare the recent rows with everything: {exc}")
+            return False
+        better = b > a + allowed.performance_degradation_threshold
+        self.say(
+            f"the concept changed? a model of the {len(recent):,} rows since the drop scores "
+            f"{b:.3f} on the newest rows, one of all {len(everything):,} rows {a:.3f}: "
+            + ("learning from the recent rows only" if better else "learning from all of them")
+        )
+        return better
 
 
 def _deployed_at(project: Project) -> float | None:
