@@ -40,3 +40,15 @@ def test_comparison_can_be_switched_off() -> None:
 
 def test_nan_metrics_never_pass() -> None:
     assert not decide({"accuracy": float("nan"), "f1": 0.9}, None, CONFIG).passed
+
+
+def test_a_candidate_under_the_floors_replaces_a_champion_that_fails_them_worse() -> None:
+    config = ModelValidationConfig()
+    decision = decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.27}, config, champion_version=1)
+    assert decision.passed and "fails them worse" in decision.summary()
+    close = decide({"accuracy": 0.30, "f1": 0.5}, {"accuracy": 0.27}, config, champion_version=1)
+    assert not close.passed  # not better by more than the allowed degradation
+    good_champion = decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.64}, config)
+    assert not good_champion.passed
+    off = ModelValidationConfig(replace_failing_champion=False)
+    assert not decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.27}, off).passed

@@ -70,6 +70,9 @@ class ModelValidationConfig(_Section):
     min_f1_threshold: float = Field(0.65, ge=0.0, le=1.0)
     rollback_on_degradation: bool = True
     performance_degradation_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    # a candidate under the absolute floors still replaces a champion that scores under them on
+    # the same rows, when it beats it by more than performance_degradation_threshold
+    replace_failing_champion: bool = True
 
 
 class DriftDetectionConfig(_Section):
