@@ -201,7 +201,7 @@ def _stage_register(
     statistics, drift reference)."""
     registry = project.registry
     say(render.line_registering(registry.tracking_uri))
-    with timings.step("register"):
+    with timings.step("baseline"):  # what monitoring compares against (profile, importance)
         quality = project.settings.self_healing.data_quality
         repair_statistics = Repairer.from_config(quality).fit(new_contract).statistics()
         profile = drift_reference(
@@ -210,6 +210,7 @@ def _stage_register(
             result,
             window_rows=project.settings.self_healing.drift_detection.reference_window_rows,
         )
+    with timings.step("register"):
         candidate = registry.log_candidate(
             result, new_contract, repair_statistics, tags=tags, drift_profile=profile
         )
