@@ -84,8 +84,9 @@ def test_same_distribution_raises_no_drift_over_100_seeded_trials() -> None:
     false_features = false_batches = 0
     for seed in range(100):
         rng = np.random.default_rng(seed)
-        reference = pd.DataFrame({f"f{i}": rng.normal(size=100_000) for i in range(4)})
-        current = pd.DataFrame({f"f{i}": rng.normal(size=100_000) for i in range(4)})
+        # 20,000 rows: the large-sample (effect size) path, at a fifth of the time of 100,000
+        reference = pd.DataFrame({f"f{i}": rng.normal(size=20_000) for i in range(4)})
+        current = pd.DataFrame({f"f{i}": rng.normal(size=20_000) for i in range(4)})
         report = compare(_profile(reference), current)
         false_features += len(report.drifted_features)
         false_batches += report.drift

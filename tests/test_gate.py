@@ -44,11 +44,13 @@ def test_nan_metrics_never_pass() -> None:
 
 def test_a_candidate_under_the_floors_replaces_a_champion_that_fails_them_worse() -> None:
     config = ModelValidationConfig()
-    decision = decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.27}, config, champion_version=1)
+    worse, better = {"accuracy": 0.27}, {"accuracy": 0.66, "f1": 0.5}
+    decision = decide(better, worse, config, champion_version=1, production_rows=True)
     assert decision.passed and "fails them worse" in decision.summary()
-    close = decide({"accuracy": 0.30, "f1": 0.5}, {"accuracy": 0.27}, config, champion_version=1)
+    # on the candidate's own holdout (new training data, maybe bad labels): the floors hold
+    assert not decide(better, worse, config, champion_version=1).passed
+    close = decide({"accuracy": 0.30, "f1": 0.5}, worse, config, production_rows=True)
     assert not close.passed  # not better by more than the allowed degradation
-    good_champion = decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.64}, config)
-    assert not good_champion.passed
+    assert not decide(better, {"accuracy": 0.64}, config, production_rows=True).passed
     off = ModelValidationConfig(replace_failing_champion=False)
-    assert not decide({"accuracy": 0.66, "f1": 0.5}, {"accuracy": 0.27}, off).passed
+    assert not decide(better, worse, off, production_rows=True).passed

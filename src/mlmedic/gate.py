@@ -4,10 +4,12 @@ Three rules, from ``model_validation``: accuracy ≥ ``min_accuracy_threshold`` 
 ``min_f1_threshold`` (0.65), and, when ``rollback_on_degradation`` is on, accuracy no more than
 ``performance_degradation_threshold`` (0.05) below the champion's on the same holdout rows.
 
-A healer must not keep a champion that is worse than its replacement: when the candidate fails
-only the absolute floors, the champion scores below the accuracy floor on the same rows too, and
-the candidate beats it by more than ``performance_degradation_threshold``, the candidate passes
-(``replace_failing_champion``, on by default) and the decision says why.
+A healer must not keep a champion that is worse than its replacement: when the gate scores both
+on the newest labelled production rows (a monitor's retrain), the candidate fails only the
+absolute floors, the champion scores below the accuracy floor on those rows too, and the candidate
+beats it by more than ``performance_degradation_threshold``, the candidate passes
+(``replace_failing_champion``, on by default) and the decision says why. Never on the candidate's
+own holdout: new training data with bad labels would make any champion look failing there.
 
 Examples:
     >>> from mlmedic.config import ModelValidationConfig
@@ -60,8 +62,10 @@ def decide(
     config: ModelValidationConfig,
     *,
     champion_version: int | None = None,
+    production_rows: bool = False,
 ) -> GateDecision:
-    """Apply the gate to a candidate's holdout metrics (and the champion's, on the same rows)."""
+    """Apply the gate to a candidate's holdout metrics (and the champion's, on the same rows);
+    ``production_rows``: the rows are the newest labelled production rows, held out by time."""
     floors: list[str] = []
     accuracy = candidate.get("accuracy", 0.0)
     f1 = candidate.get("f1", 0.0)
@@ -87,6 +91,7 @@ def decide(
         floors
         and not degraded
         and config.replace_failing_champion
+        and production_rows
         and champion is not None
         and champion_accuracy < config.min_accuracy_threshold
         and accuracy > champion_accuracy + config.performance_degradation_threshold

@@ -256,6 +256,7 @@ def _gate_and_deploy(
             champion_metrics,
             settings.model_validation,
             champion_version=champion.version if champion else None,
+            production_rows=rows is not result.holdout,
         )
         registry.tag_gate(candidate.version, {"passed": decision.passed, **decision.candidate})
         events.record(
