@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -209,6 +210,28 @@ def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -
     assert {1, 2} <= versions
     swaps = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="deploy")
     assert any(e.action == "hot-swap" and e.outcome == "success" for e in swaps)
+
+
+def test_the_live_dashboard_in_a_real_browser(server, two_versions: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """GET /dashboard of a running `mlmedic serve`: the figures of the event store, no request
+    off the machine, no console error, not blank; it refreshes itself."""
+    from browser import distinct_pixels, load
+    from mlmedic.dashboard import build
+
+    url, _ = server
+    with urllib.request.urlopen(url + "/dashboard", timeout=30) as answer:
+        assert answer.status == 200 and "text/html" in answer.headers["content-type"]
+        html = answer.read().decode()
+    assert '<meta http-equiv="refresh" content="30">' in html
+    loaded = load(url + "/dashboard", tmp_path)
+    assert loaded.console == [] and loaded.requests_off_machine == []
+    assert distinct_pixels(loaded.screenshot) > 20
+    shown = dict(re.findall(r'id="tile-(\w+)" data-value="([^"]*)"', loaded.dom))
+    with EventStore(two_versions / ".mlmedic" / "events.db") as store:
+        board = build(store, now=time.time(), state_dir=two_versions / ".mlmedic")
+    for key in ("auto_fix", "rollbacks", "retrains", "recoveries", "mttr"):
+        assert shown[key] == board.figure(key).shown, key
+    assert shown["health"].endswith("%")  # serving ready counts in
 
 
 def test_malformed_requests_never_get_a_5xx(server) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -530,6 +530,97 @@ def replay(
         except OSError as exc:
             raise UsageError(f"--json {json_out}: cannot write it ({exc.strerror})") from None
         out.print(f"wrote {json_out}", soft_wrap=True)
+
+
+@app.command()
+def dashboard(
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Write the dashboard as one self-contained HTML page.", dir_okay=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+    every: Annotated[
+        float, typer.Option("--every", help="Seconds between refreshes with --watch.", min=0.5)
+    ] = 5.0,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="One window for every figure (7d, 24h) instead of theirs."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Timelines from this time (ISO) or duration ago (7d)."),
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """The self-healing dashboard: the six figures, the champion, the last pass, alerts."""
+    import json
+    import tempfile
+    import time
+
+    from mlmedic.clock import parse_duration, parse_time
+    from mlmedic.dashboard import build, serving_state
+    from mlmedic.events import EventStore
+
+    try:
+        window_days = parse_duration(window) / 86_400 if window else None
+        start = parse_time(since, now=time.time()) if since else None
+    except ValueError as exc:
+        raise UsageError(f"--window/--since: {exc}") from None
+    if window_days is not None and window_days <= 0:
+        raise UsageError(f"--window: '{window}' is not a positive window; use e.g. 7d")
+    project = _open(project_dir)
+    empty_dir = None
+    if project.events_path.exists():
+        store = project.events
+    else:  # read-only: an empty project shows "no data yet", and nothing is created
+        empty_dir = tempfile.TemporaryDirectory()
+        store = EventStore(Path(empty_dir.name) / "events.db")
+
+    def board() -> Any:
+        return build(
+            store,
+            now=time.time(),
+            project=project.root.name,
+            state_dir=project.state_dir,
+            settings=project.settings,
+            window_days=window_days,
+            since=start,
+            serving=serving_state(project.state_dir),
+        )
+
+    try:
+        from mlmedic.render import dashboard_view
+
+        if watch:
+            from rich.live import Live
+
+            with Live(dashboard_view(board()), console=out, screen=False) as live:
+                while True:
+                    time.sleep(every)
+                    live.update(dashboard_view(board()))
+        current = board()
+        if html_out is not None:
+            from mlmedic.page import page
+
+            try:
+                html_out.write_text(page(current), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--html {html_out}: cannot write it ({exc.strerror})") from None
+        if as_json:
+            out.print_json(json.dumps(current.to_dict(), default=str))
+        else:
+            out.print(dashboard_view(current))
+        if html_out is not None and not as_json:
+            out.print(f"wrote {html_out} (open it in a browser; no server needed)", soft_wrap=True)
+    except KeyboardInterrupt:
+        return
+    finally:
+        if empty_dir is not None:
+            store.close()
+            empty_dir.cleanup()
 
 
 @app.command()

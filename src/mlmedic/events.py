@@ -378,6 +378,17 @@ class EventStore:
             raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
         return {(kind, outcome): int(n) for kind, outcome, n in rows}
 
+    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only ``SELECT`` over ``events`` (aggregates for the dashboard:
+        ``COUNT``/``AVG`` by kind and outcome, ``json_extract`` of a detail field)."""
+        if not sql.lstrip().upper().startswith("SELECT"):
+            raise ValueError("select() runs SELECT statements only")
+        try:
+            with self._lock:
+                return list(self.conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+
     def count(self, kind: str | None = None) -> int:
         sql, params = "SELECT COUNT(*) FROM events", []
         if kind is not None:

@@ -186,3 +186,75 @@ def print_replay(console: Console, result: Any) -> None:
             f"validation accuracy ({result.validation_accuracy:.3f}) minus the allowed drop",
             soft_wrap=True,
         )
+
+
+# ---------------------------------------------------------------- the dashboard (terminal)
+
+
+def dashboard_view(board: Any) -> Any:
+    """The terminal dashboard (``mlmedic.dashboard.Dashboard``) as one Rich renderable."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from mlmedic.dashboard import when
+
+    grid = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(3):
+        grid.add_column(ratio=1)
+    cells = []
+    for figure in board.figures:
+        body = Text()
+        body.append(f"{figure.shown}\n", style="bold")
+        body.append(f"{figure.detail}\n")
+        body.append(f"window: {figure.window}", style="dim")
+        cells.append(Panel(body, title=figure.title, title_align="left", padding=(0, 1)))
+    for row in range(0, len(cells), 3):
+        grid.add_row(*cells[row : row + 3])
+    parts = _table(None, "health part", "score", "why")
+    for part in board.health_parts:
+        score = "n/a" if part.score is None else f"{part.score * 100:.0f} %"
+        style = "dim" if part.score is None else ("green" if part.score >= 0.99 else "yellow")
+        parts.add_row(part.name, Text(score, style=style), part.why)
+    side = _table(None, "", "")
+    champion = board.champion
+    side.add_row(
+        "champion",
+        "no champion yet"
+        if not champion
+        else f"v{champion['version']} since {when(champion['since'])}"
+        + (
+            " — " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(champion["metrics"].items()))
+            if champion["metrics"]
+            else ""
+        ),
+    )
+    last = board.last_pass
+    side.add_row(
+        "last pass",
+        "no monitoring pass yet"
+        if not last
+        else f"{when(last['at'])}: drift "
+        + ("-" if last.get("drift_score") is None else f"{last['drift_score']:.2f}")
+        + f" ({', '.join(last.get('drifted_features') or []) or 'no feature drifted'}); "
+        + f"{last.get('performance') or 'no performance'}",
+    )
+    side.add_row(
+        "cooldown",
+        f"active until {when(board.cooldown_until)}" if board.cooldown_until else "not active",
+    )
+    side.add_row(
+        "open alerts",
+        "\n".join(f"{when(a['at'])} {a['message']}" for a in board.alerts)
+        or "none in the last 24 h",
+    )
+    title = Text(f"mlmedic — {board.project}   ", style="bold")
+    title.append(f"{when(board.generated_at)} UTC", style="dim")
+    items: list[Any] = [title]
+    if board.empty:
+        items.append(Text("no data yet: run 'mlmedic run', then 'mlmedic monitor'", style="yellow"))
+    legend = _table(None, "figure", "definition")
+    for figure in board.figures:
+        legend.add_row(figure.title, Text(figure.definition, style="dim"))
+    items += [grid, side, parts, legend]
+    return Group(*items)

@@ -63,7 +63,7 @@ class Actions:
         if action in ("rollback", "retrain") and not settings.self_healing.self_healing.enabled:
             return self._told(f"no {action}: self-healing is off (self_healing.enabled is false)")
         if action == "rollback":
-            done = self.project.registry.rollback(reason="; ".join(decision.reasons))
+            done = self.project.registry.rollback(reason="; ".join(decision.reasons), by="monitor")
             acted = f"rolled back v{done.from_version} -> v{done.to_version}"
             self.notifier.send("rollback", f"{acted}: {'; '.join(decision.reasons)}")
             return self._told(acted)

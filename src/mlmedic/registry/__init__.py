@@ -197,8 +197,12 @@ class Registry:
     def reject(self, version: int, reason: str) -> None:
         self.aliases.reject(version, reason)
 
-    def rollback(self, to: int | None = None, *, reason: str = "manual rollback") -> Rollback:
-        return self.aliases.rollback(to, reason=reason)
+    def rollback(
+        self, to: int | None = None, *, reason: str = "manual rollback", by: str = "person"
+    ) -> Rollback:
+        """``by``: who asked — ``person``, ``monitor`` or ``supervisor`` (the dashboard counts
+        automatic and manual rollbacks apart)."""
+        return self.aliases.rollback(to, reason=reason, by=by)
 
     def rollback_offline(
         self,

@@ -161,7 +161,9 @@ class Aliases:
         return before_target[-1] if before_target else None
 
     # ------------------------------------------------------------------ rollback
-    def rollback(self, to: int | None = None, *, reason: str = "manual rollback") -> Rollback:
+    def rollback(
+        self, to: int | None = None, *, reason: str = "manual rollback", by: str = "person"
+    ) -> Rollback:
         """Move the champion back to ``previous`` (or to version ``to``).
 
         Refuses a version that does not exist or was rejected, and a rollback with nowhere to go.
@@ -171,9 +173,9 @@ class Aliases:
 
         with project_lock(self.connection.state_dir, f"rollback ({reason})"):
             try:
-                return self._rollback_online(to, reason)
+                return self._rollback_online(to, reason, by)
             except RegistryUnavailableError as exc:
-                return self.rollback_offline(to, reason=reason, cause=exc)
+                return self.rollback_offline(to, reason=reason, cause=exc, by=by)
 
     def _no_previous(self, champion: int) -> RegistryError:
         return RegistryError(
@@ -181,7 +183,7 @@ class Aliases:
             f"(champion is v{champion})"
         )
 
-    def _rollback_online(self, to: int | None, reason: str) -> Rollback:
+    def _rollback_online(self, to: int | None, reason: str, by: str = "person") -> Rollback:
         current = self.versions.alias(CHAMPION)
         if current is None:
             raise RegistryError(f"model '{self.model_name}' has no champion to roll back from")
@@ -206,7 +208,7 @@ class Aliases:
         self.versions.tag(target.version, "champion", reason)
         self.versions.tag(current.version, "rolled-back", reason)
         self.set_alias(PREVIOUS, new_previous, f"rollback to v{target.version}")
-        self._record_rollback(current.version, target.version, reason)
+        self._record_rollback(current.version, target.version, reason, by=by)
         return Rollback(current.version, target.version)
 
     def rollback_offline(
@@ -215,6 +217,7 @@ class Aliases:
         *,
         reason: str = "manual rollback",
         cause: Exception | None = None,
+        by: str = "person",
     ) -> Rollback:
         """Roll back with the registry unreachable: point ``.mlmedic/champion.json`` at the local
         backup of the target version. The registry's aliases follow on the next connection."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from mlmedic.clock import SystemClock
 from mlmedic.config import ServingConfig
@@ -80,6 +80,7 @@ class ServerState:
     stopping: threading.Event = field(default_factory=threading.Event)
     on_model_call: Callable[[int], None] | None = None
     log_failing: bool = False
+    settings: Any = None  # the project's Settings (the dashboard's floors and intervals)
     # a swap target that failed: version -> (attempts, first failure time, next try, last error)
     failing: dict[int, list[Any]] = field(default_factory=dict)
 
@@ -562,6 +563,45 @@ def create_app(state: ServerState) -> FastAPI:
             }
         )
 
+    dashboard_cache: dict[str, Any] = {}
+
+    def render_dashboard() -> str:
+        """The dashboard page (computed in a worker thread, at most every 5 s per worker)."""
+        import time as clock
+
+        from mlmedic.dashboard import build
+        from mlmedic.page import page
+        from mlmedic.registry.pointer import pointer_path
+
+        now = clock.time()
+        if dashboard_cache.get("until", 0.0) > now:
+            return str(dashboard_cache["html"])
+        state_dir = pointer_path(state.source.state_dir).parent
+        model = state.model
+        serving = {
+            "ready": model is not None,
+            "fallback": state.fallback(),
+            "why": "" if model is not None else "no model loaded",
+        }
+        board = build(
+            state.events,
+            now=now,
+            project=state_dir.parent.name,
+            state_dir=state_dir,
+            settings=state.settings,
+            serving=serving,
+        )
+        html = page(board, refresh=30)
+        dashboard_cache.update(html=html, until=now + 5.0)
+        return html
+
+    @app.get("/dashboard")
+    async def dashboard(request: Request) -> HTMLResponse:
+        """The self-healing dashboard, live (the page refreshes itself every 30 s), read-only."""
+        _authorise_api(request, state.api_token)
+        text = await asyncio.get_running_loop().run_in_executor(None, render_dashboard)
+        return HTMLResponse(text)
+
     @app.get("/metrics")
     async def metrics(request: Request) -> PlainTextResponse:
         _authorise_api(request, state.api_token)
@@ -660,6 +700,7 @@ def build(
         api_token=os.environ.get("MLMEDIC_API_TOKEN") or None,
         poll_registry=poll_registry,
         on_model_call=on_model_call,
+        settings=project.settings,
     )
     state.load_initial()
     return create_app(state)

@@ -730,7 +730,9 @@ class Supervisor:
         try:
             with project_lock(self.state_dir, "supervisor rollback", wait_seconds=10):
                 done = project.registry.rollback(
-                    to=target, reason=f"the champion is at fault: {why} (supervisor)"
+                    to=target,
+                    reason=f"the champion is at fault: {why} (supervisor)",
+                    by="supervisor",
                 )
         except Exception as exc:
             return f"rollback not possible: {exc}"

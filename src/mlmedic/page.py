@@ -1,0 +1,311 @@
+"""The dashboard as one self-contained HTML page: inline CSS and SVG, no script, no font or
+anything else from the network; it opens from disk with no server. ``refresh`` adds a
+``<meta http-equiv="refresh">`` for the live ``GET /dashboard`` of a running server.
+
+The same components (``tiles``, ``line_chart``, ``action_strip``, ``heatmap``) draw a replay's
+timeline and baselines (``replay_page``).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from mlmedic.dashboard import Dashboard, Figure, Point, when
+
+WIDTH, HEIGHT, PAD = 880, 180, 36
+COLOURS = {
+    "data_fix": "#2f7ed8",
+    "retrain": "#8e44ad",
+    "rollback": "#e67e22",
+    "recovery": "#c0392b",
+    "deploy": "#27ae60",
+}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#1d232a;
+background:#f6f7f9}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
+.sub{color:#5b6570;margin-bottom:18px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
+.tile{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:12px 14px}
+.tile .t{color:#5b6570;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.tile .v{font-size:30px;font-weight:650;margin:2px 0}
+.tile .d{font-size:13px}.tile .w{color:#7a848f;font-size:12px;margin-top:6px}
+.box{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:12px 14px;margin-top:12px}
+table{border-collapse:collapse}td,th{padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+.ok{color:#1e8449}.warn{color:#b9770e}.bad{color:#c0392b}.muted{color:#7a848f}
+svg text{font:11px system-ui,sans-serif;fill:#5b6570}
+.legend span{display:inline-block;margin-right:14px}
+.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def tiles(figures: Sequence[Figure]) -> str:
+    out = ['<div class="tiles">']
+    for f in figures:
+        out.append(
+            f'<div class="tile" id="tile-{_e(f.key)}" data-value="{_e(f.shown)}">'
+            f'<div class="t">{_e(f.title)}</div><div class="v">{_e(f.shown)}</div>'
+            f'<div class="d">{_e(f.detail)}</div>'
+            f'<div class="w">{_e(f.definition)} — window: {_e(f.window)}</div></div>'
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def _scale(values: Sequence[float], low: float, high: float, size: float) -> list[float]:
+    span = (high - low) or 1.0
+    return [size - (v - low) / span * size for v in values]
+
+
+def line_chart(
+    title: str,
+    points: Sequence[Point],
+    start: float,
+    end: float,
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    threshold: float | None = None,
+    marks: Sequence[Point] = (),
+) -> str:
+    """Values over time; hollow dots are estimates; dashed verticals are ``marks`` (version
+    changes); a red line is ``threshold``."""
+    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    span = (end - start) or 1.0
+
+    def x(at: float) -> float:
+        return PAD + (at - start) / span * inner_w
+
+    def y(value: float) -> float:
+        return PAD + _scale([value], low, high, inner_h)[0]
+
+    parts = [
+        f'<svg role="img" aria-label="{_e(title)}" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}">',
+        f'<rect x="{PAD}" y="{PAD}" width="{inner_w}" height="{inner_h}" fill="#fafbfc" '
+        'stroke="#dde2e8"/>',
+        f'<text x="{PAD}" y="{PAD - 10}">{_e(title)}</text>',
+        f'<text x="4" y="{PAD + 4}">{high:g}</text><text x="4" y="{PAD + inner_h}">{low:g}</text>',
+        f'<text x="{PAD}" y="{HEIGHT - 8}">{_e(when(start))}</text>',
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" text-anchor="end">{_e(when(end))}</text>',
+    ]
+    if threshold is not None:
+        parts.append(
+            f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
+            'stroke="#c0392b" stroke-dasharray="4 3"/>'
+            f'<text x="{WIDTH - PAD - 4}" y="{y(threshold) - 4:.1f}" text-anchor="end">'
+            f"threshold {threshold:g}</text>"
+        )
+    for mark in marks:
+        parts.append(
+            f'<line x1="{x(mark.at):.1f}" x2="{x(mark.at):.1f}" y1="{PAD}" y2="{PAD + inner_h}" '
+            f'stroke="#27ae60" stroke-dasharray="2 3"/><text x="{x(mark.at) + 3:.1f}" '
+            f'y="{PAD + 12}">{_e(mark.label)}</text>'
+        )
+    known = [p for p in points if p.value is not None]
+    if known:
+        path = " ".join(
+            f"{'M' if i == 0 else 'L'}{x(p.at):.1f},{y(float(p.value)):.1f}"  # type: ignore[arg-type]
+            for i, p in enumerate(known)
+        )
+        parts.append(f'<path d="{path}" fill="none" stroke="#2f7ed8" stroke-width="1.5"/>')
+        for p in known:
+            fill = "#fff" if p.estimated else "#2f7ed8"
+            parts.append(
+                f'<circle cx="{x(p.at):.1f}" cy="{y(float(p.value)):.1f}" r="3.5" '  # type: ignore[arg-type]
+                f'fill="{fill}" stroke="#2f7ed8"><title>{_e(when(p.at))}: {float(p.value):.3f}'  # type: ignore[arg-type]
+                f"{' (estimated)' if p.estimated else ''}</title></circle>"
+            )
+    else:
+        parts.append(
+            f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data yet</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def action_strip(title: str, actions: Sequence[Point], start: float, end: float) -> str:
+    """Every action on one time axis, a row per kind."""
+    kinds = ["data_fix", "deploy", "retrain", "rollback", "recovery"]
+    row_h, height = 22, PAD + 22 * len(kinds) + 20
+    inner_w, span = WIDTH - 2 * PAD - 60, (end - start) or 1.0
+    parts = [
+        f'<svg role="img" aria-label="{_e(title)}" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}"><text x="{PAD}" y="{PAD - 14}">{_e(title)}</text>'
+    ]
+    for row, kind in enumerate(kinds):
+        top = PAD + row * row_h
+        parts.append(
+            f'<text x="{PAD}" y="{top + 14}">{kind.replace("_", " ")}</text>'
+            f'<line x1="{PAD + 60}" x2="{WIDTH - PAD}" y1="{top + 10}" y2="{top + 10}" '
+            'stroke="#eef0f3"/>'
+        )
+        for p in (a for a in actions if a.kind == kind):
+            cx = PAD + 60 + (p.at - start) / span * inner_w
+            parts.append(
+                f'<circle cx="{cx:.1f}" cy="{top + 10}" r="5" fill="{COLOURS.get(kind, "#555")}">'
+                f"<title>{_e(when(p.at))} {_e(p.label)}"
+                f"{' v' + _e(p.version) if p.version else ''}</title></circle>"
+            )
+    parts.append(
+        f'<text x="{PAD + 60}" y="{height - 6}">{_e(when(start))}</text>'
+        f'<text x="{WIDTH - PAD}" y="{height - 6}" text-anchor="end">{_e(when(end))}</text></svg>'
+    )
+    return "".join(parts)
+
+
+def heatmap(rows: Sequence[dict[str, Any]]) -> str:
+    """Per-feature drift of recent passes: a column per pass, a row per feature."""
+    if not rows:
+        return '<p class="muted">no drift checks yet</p>'
+    names: list[str] = []
+    for row in rows:
+        for f in row["features"]:
+            if f["name"] not in names:
+                names.append(f["name"])
+    cell, left, top = 22, 150, 24
+    width, height = left + cell * len(rows) + 10, top + cell * len(names) + 10
+    parts = [
+        f'<svg role="img" aria-label="per-feature drift" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><text x="0" y="14">recent passes →</text>'
+    ]
+    for r, name in enumerate(names):
+        parts.append(f'<text x="0" y="{top + r * cell + 15}">{_e(name)[:22]}</text>')
+    for c, row in enumerate(rows):
+        by_name = {f["name"]: f for f in row["features"]}
+        for r, name in enumerate(names):
+            f = by_name.get(name)
+            colour = (
+                "#eef0f3"
+                if f is None or f["drifted"] is None
+                else ("#e74c3c" if f["drifted"] else "#d5f5e3")
+            )
+            stat = "" if f is None or f["statistic"] is None else f"{float(f['statistic']):.3f}"
+            parts.append(
+                f'<rect x="{left + c * cell}" y="{top + r * cell}" width="{cell - 2}" '
+                f'height="{cell - 2}" fill="{colour}"><title>{_e(name)} at {_e(when(row["at"]))}'
+                f": {_e(stat)}{' drifted' if f and f['drifted'] else ''}</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _side(board: Dashboard) -> str:
+    champion = board.champion
+    if champion:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(champion["metrics"].items()))
+        champ = (
+            f"v{champion['version']} of {_e(champion['model_name'])} since "
+            f"{_e(when(champion['since']))}" + (f" — {_e(metrics)}" if metrics else "")
+        )
+    else:
+        champ = "no champion yet"
+    last = board.last_pass
+    if last:
+        drifted = ", ".join(last.get("drifted_features") or []) or "none"
+        score = last.get("drift_score")
+        passed = (
+            f"{_e(when(last['at']))}: drift score "
+            f"{'-' if score is None else f'{score:.2f}'} (drifted: {_e(drifted)}); "
+            f"{_e(last.get('performance') or 'no performance')}; action {_e(last.get('action'))}"
+        )
+    else:
+        passed = "no monitoring pass yet"
+    cooldown = (
+        f"active until {_e(when(board.cooldown_until))}" if board.cooldown_until else "not active"
+    )
+    alerts = (
+        "".join(f"<li>{_e(when(a['at']))} {_e(a['message'])}</li>" for a in board.alerts)
+        if board.alerts
+        else "<li class='muted'>none in the last 24 h</li>"
+    )
+    parts_rows = "".join(
+        f"<tr><td>{_e(p.name)}</td><td class='{_grade(p.score)}'>"
+        f"{'n/a' if p.score is None else f'{p.score * 100:.0f} %'}</td><td>{_e(p.why)}</td></tr>"
+        for p in board.health_parts
+    )
+    return (
+        '<div class="box"><table>'
+        f"<tr><th>champion</th><td id='champion'>{champ}</td></tr>"
+        f"<tr><th>last pass</th><td id='last-pass'>{passed}</td></tr>"
+        f"<tr><th>cooldown</th><td>{cooldown}</td></tr>"
+        f"<tr><th>open alerts</th><td><ul style='margin:0;padding-left:18px'>{alerts}</ul>"
+        "</td></tr></table></div>"
+        '<div class="box"><b>overall health, part by part</b><table id="health-parts">'
+        f"{parts_rows}</table></div>"
+    )
+
+
+def _grade(score: float | None) -> str:
+    if score is None:
+        return "muted"
+    return "ok" if score >= 0.99 else ("warn" if score >= 0.5 else "bad")
+
+
+def page(board: Dashboard, *, refresh: int | None = None) -> str:
+    """The dashboard page."""
+    start, end = board.since, board.generated_at
+    versions = [
+        Point(p.at, None, label=f"v{p.version}")
+        for p in board.actions
+        if p.kind in ("deploy", "rollback") and p.version
+    ]
+    head = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        + (f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else "")
+        + f"<title>mlmedic — {_e(board.project)}</title><style>{CSS}</style></head><body>"
+    )
+    empty = (
+        '<div class="box">no data yet: run <code>mlmedic run</code>, then '
+        "<code>mlmedic monitor</code> and <code>mlmedic serve</code>; this page fills as they "
+        "act.</div>"
+        if board.empty
+        else ""
+    )
+    incidents = "".join(
+        f"<tr><td>{_e(when(p.at))}</td><td>{_e(p.label)}</td><td>"
+        f"{'-' if p.value is None else f'{float(p.value):.2f} s'}</td></tr>"
+        for p in board.incidents[-20:]
+    )
+    return "".join(
+        [
+            head,
+            f"<h1>mlmedic — {_e(board.project)}</h1>",
+            f'<div class="sub">generated {_e(when(board.generated_at))} UTC · timelines since '
+            f"{_e(when(board.since))}</div>",
+            empty,
+            tiles(board.figures),
+            _side(board),
+            "<h2>Drift score per monitoring pass</h2>",
+            line_chart(
+                "drift score",
+                board.drift,
+                start,
+                end,
+                threshold=board.drift_threshold,
+                marks=versions,
+            ),
+            "<h2>Accuracy per pass</h2><div class='legend'><span><i class='sw' "
+            "style='background:#2f7ed8'></i>measured</span><span><i class='sw' "
+            "style='border:1px solid #2f7ed8'></i>estimated</span><span><i class='sw' "
+            "style='background:#27ae60'></i>model version changes</span></div>",
+            line_chart("accuracy", board.accuracy, start, end, marks=versions),
+            "<h2>Actions</h2>",
+            action_strip(
+                "fixes, deploys, retrains, rollbacks, recoveries", board.actions, start, end
+            ),
+            "<h2>Incidents</h2>",
+            f"<div class='box'><table><tr><th>detected</th><th>outcome</th><th>MTTR</th></tr>"
+            f"{incidents or '<tr><td class=muted>none</td></tr>'}</table></div>",
+            "<h2>Per-feature drift, recent passes</h2>",
+            f"<div class='box'>{heatmap(board.heatmap)}</div>",
+            "</body></html>",
+        ]
+    )
