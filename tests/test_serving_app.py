@@ -242,6 +242,46 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     assert "mlmedic_prediction_log_writing 1.0" in text
     again = client.get("/metrics").text
     assert 'mlmedic_requests_total{endpoint="/admin/reload",status="401"} 1.0' in again
+    # what the dashboard shows, for Grafana (examples/grafana/mlmedic.json)
+    assert "# TYPE mlmedic_health gauge" in text and "mlmedic_health " in text
+    assert 'mlmedic_health_part{part="serving"} 1.0' in text
+    assert "mlmedic_auto_fix_success_ratio" in text
+    assert 'mlmedic_recovery_seconds_bucket{le="+Inf"}' in text
+    assert "mlmedic_rollbacks_window 0.0" in text
+
+
+def test_the_grafana_dashboard_uses_only_metrics_mlmedic_serves(client: TestClient) -> None:
+    """examples/grafana/mlmedic.json imports as it is: a dashboard JSON with a Prometheus input,
+    and every metric its queries name is one /metrics exposes."""
+    import json
+    import re
+    from pathlib import Path
+
+    board = json.loads(
+        (Path(__file__).resolve().parents[1] / "examples" / "grafana" / "mlmedic.json").read_text()
+    )
+    assert board["__inputs"][0]["pluginId"] == "prometheus" and board["panels"]
+    served = set(re.findall(r"^# TYPE (\w+)", client.get("/metrics").text, re.MULTILINE))
+    names = {
+        name
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(mlmedic_\w+)", target["expr"])
+    }
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    unknown = {
+        n
+        for n in names
+        if n not in served and not any(n.removesuffix(x) in served for x in suffixes)
+    }
+    assert len(names) >= 10 and unknown == set()
+
+
+def test_the_dashboard_page_is_served_read_only(client: TestClient) -> None:
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="tile-auto_fix"' in page.text and "<script" not in page.text
+    assert client.post("/dashboard").status_code == 405
 
 
 # ----------------------------------------------------------------------------- units of the state

@@ -132,6 +132,7 @@ def build(
     window_days: float | None = None,
     since: float | None = None,
     serving: dict[str, Any] | None = None,
+    timelines: bool = True,
 ) -> Dashboard:
     """The dashboard of ``store`` at ``now``. ``window_days`` replaces every figure's window;
     ``since`` starts the timelines (default: the longest window); ``serving``: the state of a
@@ -205,8 +206,22 @@ def build(
         drift_threshold=threshold,
         empty=total == 0,
     )
-    _timelines(store, board, start, now)
+    if timelines:
+        _timelines(store, board, start, now)
     return board
+
+
+def recovery_durations(store: EventStore, *, now: float, days: float = 30.0) -> list[float]:
+    """Seconds from detection to ready of the recoveries of the last ``days`` (for the MTTR
+    histogram of ``/metrics``)."""
+    return [
+        float(d)
+        for (d,) in store.select(
+            "SELECT duration_s FROM events WHERE kind = 'recovery' AND action = 'service' "
+            "AND outcome = 'success' AND started_at >= ?",
+            (now - days * DAY,),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- the six figures

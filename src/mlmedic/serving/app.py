@@ -595,6 +595,27 @@ def create_app(state: ServerState) -> FastAPI:
         dashboard_cache.update(html=html, until=now + 5.0)
         return html
 
+    def render_metrics() -> tuple[str, str]:
+        import time as clock
+
+        from mlmedic.dashboard import build
+        from mlmedic.registry.pointer import pointer_path
+
+        board = None
+        try:
+            state_dir = pointer_path(state.source.state_dir).parent
+            board = build(
+                state.events,
+                now=clock.time(),
+                state_dir=state_dir,
+                settings=state.settings,
+                serving={"ready": state.model is not None, "fallback": state.fallback()},
+                timelines=False,
+            )
+        except MedicError:
+            board = None  # the event store is unreadable: mlmedic_event_store_up says so
+        return state.metrics.render(state.events, state.predictions.status(), board)
+
     @app.get("/dashboard")
     async def dashboard(request: Request) -> HTMLResponse:
         """The self-healing dashboard, live (the page refreshes itself every 30 s), read-only."""
@@ -605,9 +626,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/metrics")
     async def metrics(request: Request) -> PlainTextResponse:
         _authorise_api(request, state.api_token)
-        text, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, state.metrics.render, state.events, state.predictions.status()
-        )
+        text, content_type = await asyncio.get_running_loop().run_in_executor(None, render_metrics)
         return PlainTextResponse(text, media_type=content_type)
 
     @app.post("/admin/reload")

@@ -1,5 +1,7 @@
 """Prometheus metrics of a server: requests, latency, predictions by class, model version, and
-counters of fixes, rollbacks, retrains and recoveries read from the event store at scrape time.
+counters of fixes, rollbacks, retrains and recoveries read from the event store at scrape time —
+with what the dashboard shows (``mlmedic.dashboard``): the six figures, overall health and its
+parts, the last pass's drift score and time, and the recovery times as a histogram (MTTR).
 
 With several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor) makes every worker's
 counts add up, whichever worker answers the scrape.
@@ -19,7 +21,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from mlmedic.errors import EventStoreError
 from mlmedic.events import EventStore
@@ -33,9 +35,15 @@ class _EventCounts:
     """Cumulative counts of actions from the event store (one aggregate query per scrape), and
     whether the store could be read; the prediction log writer's state beside them."""
 
-    def __init__(self, events: EventStore, log_status: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        log_status: dict[str, Any] | None,
+        board: Any = None,
+    ) -> None:
         self.events = events
         self.log_status = log_status
+        self.board = board  # a figures-only dashboard (``mlmedic.dashboard.build``), if given
 
     def collect(self) -> Iterator[Any]:
         actions = CounterMetricFamily(
@@ -55,6 +63,8 @@ class _EventCounts:
                     actions.add_metric([kind, outcome], counts.get((kind, outcome), 0))
         yield actions
         yield up
+        if self.board is not None:
+            yield from _dashboard_metrics(self.board, self.events)
         if self.log_status is not None:
             writing = GaugeMetricFamily(
                 "mlmedic_prediction_log_writing", "1 while the prediction log is being written"
@@ -125,7 +135,10 @@ class Metrics:
         self.version.set(version)
 
     def render(
-        self, events: EventStore, log_status: dict[str, Any] | None = None
+        self,
+        events: EventStore,
+        log_status: dict[str, Any] | None = None,
+        board: Any = None,
     ) -> tuple[str, str]:
         registry = self.registry
         if self.multiprocess:
@@ -133,12 +146,76 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-        counts = _EventCounts(events, log_status)
+        counts = _EventCounts(events, log_status, board)
         registry.register(counts)
         try:
             return generate_latest(registry).decode(), CONTENT_TYPE_LATEST
         finally:
             registry.unregister(counts)
+
+
+_MTTR_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+def _dashboard_metrics(board: Any, events: EventStore) -> Iterator[Any]:
+    """The dashboard's figures as gauges, and the recovery times as a histogram."""
+    from mlmedic.dashboard import recovery_durations
+
+    health = GaugeMetricFamily("mlmedic_health", "Overall health, 0..1 (the dashboard's formula)")
+    value = board.figure("health").value
+    if value is not None:
+        health.add_metric([], float(value))
+    yield health
+    parts = GaugeMetricFamily(
+        "mlmedic_health_part",
+        "Each part of the overall health, 0..1 (absent: n/a)",
+        labels=["part"],
+    )
+    for part in board.health_parts:
+        if part.score is not None:
+            parts.add_metric([part.name], float(part.score))
+    yield parts
+    fix = GaugeMetricFamily(
+        "mlmedic_auto_fix_success_ratio", "Data-fix runs whose re-check passed / all, 30 days"
+    )
+    if board.figure("auto_fix").value is not None:
+        fix.add_metric([], float(board.figure("auto_fix").value))
+    yield fix
+    for key, name, text in (
+        ("rollbacks", "mlmedic_rollbacks_window", "Rollbacks in the dashboard's window (7 days)"),
+        ("retrains", "mlmedic_retrains_window", "Auto-retrains in the window (30 days)"),
+        ("recoveries", "mlmedic_recoveries_window", "Service recoveries in the window (30 days)"),
+    ):
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], float(board.figure(key).value or 0.0))
+        yield gauge
+    last = board.last_pass or {}
+    drift = GaugeMetricFamily("mlmedic_drift_score", "Drift score of the last monitoring pass")
+    if last.get("drift_score") is not None:
+        drift.add_metric([], float(last["drift_score"]))
+    yield drift
+    when = GaugeMetricFamily(
+        "mlmedic_last_monitoring_pass_timestamp_seconds", "When the last monitoring pass ran"
+    )
+    if last.get("at") is not None:
+        when.add_metric([], float(last["at"]))
+    yield when
+    accuracy = GaugeMetricFamily(
+        "mlmedic_accuracy", "Accuracy of the last pass", labels=["measured"]
+    )
+    if last.get("accuracy") is not None:
+        accuracy.add_metric(["false" if last.get("estimated") else "true"], float(last["accuracy"]))
+    yield accuracy
+    durations = recovery_durations(events, now=board.generated_at)
+    buckets = [
+        (str(bound), float(sum(1 for d in durations if d <= bound))) for bound in _MTTR_BUCKETS
+    ]
+    buckets.append(("+Inf", float(len(durations))))
+    histogram = HistogramMetricFamily(
+        "mlmedic_recovery_seconds", "Time from detection to ready of recoveries, 30 days"
+    )
+    histogram.add_metric([], buckets, sum_value=float(sum(durations)))
+    yield histogram
 
 
 def forget_worker(pid: int) -> None:
