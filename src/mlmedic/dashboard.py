@@ -87,6 +87,7 @@ class Dashboard:
     heatmap: list[dict[str, Any]] = field(default_factory=list)
     drift_threshold: float = 0.5
     empty: bool = False
+    recovery_seconds: list[float] = field(default_factory=list)  # of the recoveries' window
 
     def figure(self, key: str) -> Figure:
         return next(f for f in self.figures if f.key == key)
@@ -144,7 +145,7 @@ def build(
         _rollbacks(store, now - windows["rollbacks"], window_days or WINDOWS["rollbacks"]),
         _retrains(store, now - windows["retrains"], window_days or WINDOWS["retrains"]),
     ]
-    recoveries, mttr, failed = _recoveries(
+    recoveries, mttr, failed, durations = _recoveries(
         store, now - windows["recoveries"], window_days or WINDOWS["recoveries"]
     )
     figures += [recoveries, mttr]
@@ -205,23 +206,11 @@ def build(
         alerts=alerts,
         drift_threshold=threshold,
         empty=total == 0,
+        recovery_seconds=durations,
     )
     if timelines:
         _timelines(store, board, start, now)
     return board
-
-
-def recovery_durations(store: EventStore, *, now: float, days: float = 30.0) -> list[float]:
-    """Seconds from detection to ready of the recoveries of the last ``days`` (for the MTTR
-    histogram of ``/metrics``)."""
-    return [
-        float(d)
-        for (d,) in store.select(
-            "SELECT duration_s FROM events WHERE kind = 'recovery' AND action = 'service' "
-            "AND outcome = 'success' AND started_at >= ?",
-            (now - days * DAY,),
-        )
-    ]
 
 
 # ---------------------------------------------------------------- the six figures
@@ -304,7 +293,9 @@ def _retrains(store: EventStore, since: float, days: float) -> Figure:
     )
 
 
-def _recoveries(store: EventStore, since: float, days: float) -> tuple[Figure, Figure, int]:
+def _recoveries(
+    store: EventStore, since: float, days: float
+) -> tuple[Figure, Figure, int, list[float]]:
     rows = dict(
         _rows(
             store,
@@ -346,7 +337,7 @@ def _recoveries(store: EventStore, since: float, days: float) -> tuple[Figure, F
         "from detection to ready again, over the recoveries of the window",
         f"{days:g} days",
     )
-    return recoveries, mttr, failed
+    return recoveries, mttr, failed, durations
 
 
 # ---------------------------------------------------------------- beside them

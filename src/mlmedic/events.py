@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, started_at);
 CREATE INDEX IF NOT EXISTS events_time ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_kind_outcome ON events (kind, outcome);
+-- covers the dashboard's windowed aggregates (outcomes, actions, durations by kind and time)
+CREATE INDEX IF NOT EXISTS events_kind_time_cover
+    ON events (kind, started_at, outcome, action, duration_s);
 """
 
 

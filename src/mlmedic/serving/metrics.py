@@ -64,7 +64,7 @@ class _EventCounts:
         yield actions
         yield up
         if self.board is not None:
-            yield from _dashboard_metrics(self.board, self.events)
+            yield from _dashboard_metrics(self.board)
         if self.log_status is not None:
             writing = GaugeMetricFamily(
                 "mlmedic_prediction_log_writing", "1 while the prediction log is being written"
@@ -157,10 +157,8 @@ class Metrics:
 _MTTR_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
-def _dashboard_metrics(board: Any, events: EventStore) -> Iterator[Any]:
+def _dashboard_metrics(board: Any) -> Iterator[Any]:
     """The dashboard's figures as gauges, and the recovery times as a histogram."""
-    from mlmedic.dashboard import recovery_durations
-
     health = GaugeMetricFamily("mlmedic_health", "Overall health, 0..1 (the dashboard's formula)")
     value = board.figure("health").value
     if value is not None:
@@ -206,7 +204,7 @@ def _dashboard_metrics(board: Any, events: EventStore) -> Iterator[Any]:
     if last.get("accuracy") is not None:
         accuracy.add_metric(["false" if last.get("estimated") else "true"], float(last["accuracy"]))
     yield accuracy
-    durations = recovery_durations(events, now=board.generated_at)
+    durations = board.recovery_seconds
     buckets = [
         (str(bound), float(sum(1 for d in durations if d <= bound))) for bound in _MTTR_BUCKETS
     ]
