@@ -34,3 +34,9 @@ def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     assert "stage 6 recovered (MTTR" in text
     assert "stages 4-5" in text and "cooldown respected" in text
     assert list(scratch.iterdir()) == []  # the temporary project is removed
+    # the finale: the dashboard, printed and kept as a page where the demo says it is
+    assert "auto-fix success rate" in text and "overall health" in text
+    page = Path("mlmedic-demo-dashboard.html").resolve()
+    assert f"the same dashboard as a page: {page}" in text.replace("\n", "")
+    assert 'id="tile-rollbacks"' in page.read_text()
+    assert "logs/" not in text  # no announcement of files inside the removed project

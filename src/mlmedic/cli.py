@@ -688,11 +688,15 @@ def demo(
         typer.Option("--dir", help="Run in this directory and keep it (default: a temporary one)."),
     ] = None,
     rows: Annotated[int, typer.Option("--rows", help="Rows in the defective batch.")] = 2000,
+    html: Annotated[
+        Path,
+        typer.Option("--html", help="Where to write the dashboard page.", dir_okay=False),
+    ] = Path("mlmedic-demo-dashboard.html"),
 ) -> None:
     """Run the self-healing loop on built-in data, end to end, and show what it did."""
     from mlmedic.demo import run_demo
 
-    run_demo(out, directory=directory, batch_rows=rows)
+    run_demo(out, directory=directory, batch_rows=rows, html=html)
 
 
 def _usage_error(exc: Exception) -> bool:

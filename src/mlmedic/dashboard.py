@@ -210,6 +210,11 @@ def build(
     )
     if timelines:
         _timelines(store, board, start, now)
+        if since is None:  # the axes start where the data does, not at the window's edge
+            times = [p.at for p in (*board.drift, *board.accuracy, *board.actions)]
+            if times:
+                first = min(times)
+                board.since = max(start, first - 0.05 * max(now - first, 3600.0))
     return board
 
 

@@ -6,8 +6,9 @@ repaired, and checked again. Stages 2-3: a model is trained on the reference plu
 batch and deployed as v1 (registered in the project's embedded MLflow); then a candidate trained on
 label-shuffled data is refused by the gate and the pipeline rolls back. Stage 6: the champion is
 served by `mlmedic serve` on a free loopback port, answers traffic, has its worker killed with
-SIGKILL, and is recovered by the supervisor (the MTTR is printed). The action log is shown and
-exported. Later stages extend this script.
+SIGKILL, and is recovered by the supervisor (the MTTR is printed). Stages 4-5: 54 hours of
+monitoring on a simulated clock. The finale is the dashboard: printed, and written as one HTML page
+that stays where the demo says it is (the project itself is removed unless ``--dir`` keeps it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
 from mlmedic.monitor import Monitor
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
-from mlmedic.render import print_events, print_repair, print_report
+from mlmedic.render import dashboard_view, print_repair_brief, print_report_brief
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
 
 DEMO_DEFECTS = Defects(
@@ -47,8 +48,15 @@ DEMO_DEFECTS = Defects(
 )
 
 
-def run_demo(console: Console, *, directory: Path | None = None, batch_rows: int = 2000) -> bool:
-    """Run the demo in ``directory`` (kept) or a temporary directory (removed); True if healed."""
+def run_demo(
+    console: Console,
+    *,
+    directory: Path | None = None,
+    batch_rows: int = 2000,
+    html: Path | None = Path("mlmedic-demo-dashboard.html"),
+) -> bool:
+    """Run the demo in ``directory`` (kept) or a temporary directory (removed); True if healed.
+    The dashboard page goes to ``html`` (kept either way)."""
     keep = directory is not None
     root = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="mlmedic-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +65,7 @@ def run_demo(console: Console, *, directory: Path | None = None, batch_rows: int
         healed = _stage_one(console, project, batch_rows)
         deployed = _stages_two_three(console, project)
         recovered = _stage_six(console, project)
-        _action_log(console, project)
+        _finale(console, project, html, keep=keep)
         return healed and deployed and recovered
     finally:
         project.close()
@@ -89,12 +97,10 @@ def _stage_one(console: Console, project: Project, batch_rows: int) -> bool:
         config=project.settings.self_healing.data_quality,
         events=project.events,
     )
-    print_report(console, result.first_report, title="1. Checks on batch.csv")
+    print_report_brief(console, result.first_report, title="1. checks on batch.csv")
     if result.repair is not None:
-        console.print()
-        print_repair(console, result.repair)
-    console.print()
-    print_report(console, result.final_report, title="2. Checks after repair")
+        print_repair_brief(console, result.repair)
+    print_report_brief(console, result.final_report, title="2. checks after repair")
     unchanged = (root / "batch.csv").read_bytes() == input_bytes
     console.print(
         f"wrote {paths.data.name}, {paths.quarantine.name} and {paths.audit.name}; "
@@ -301,10 +307,35 @@ def _post(url: str, payload: object) -> dict | None:
         return None
 
 
-def _action_log(console: Console, project: Project) -> None:
-    console.print("[bold]Action log[/] (mlmedic logs)")
-    print_events(console, project.events.query())
-    counts = project.events.export(project.root / "logs")
-    console.print(
-        "exported " + ", ".join(f"{name} ({n})" for name, n in counts.items()) + " to logs/"
+def _finale(console: Console, project: Project, html: Path | None, *, keep: bool) -> None:
+    """The dashboard: what the loop did, in six figures (on the demo's clock, whose last 54
+    hours were simulated)."""
+    from mlmedic.dashboard import build
+    from mlmedic.page import page
+
+    console.print(Rule("[bold]the dashboard[/] — mlmedic dashboard"))
+    last = project.events.select("SELECT MAX(ended_at) FROM events")[0][0]
+    now = max(time.time(), float(last or 0.0))
+    board = build(
+        project.events,
+        now=now,
+        project="mlmedic demo",
+        state_dir=project.state_dir,
+        settings=project.settings,
     )
+    console.print(dashboard_view(board))
+    if html is not None:
+        try:
+            html.write_text(page(board), encoding="utf-8")
+            console.print(
+                f"the same dashboard as a page: {html.resolve()} (open it in a browser)",
+                soft_wrap=True,
+            )
+        except OSError as exc:
+            console.print(f"[yellow]cannot write {html}: {exc.strerror}[/]")
+    if keep:
+        counts = project.events.export(project.root / "logs")
+        console.print(
+            f"logs: {sum(counts.values())} events in {project.root / 'logs'} (mlmedic logs)",
+            soft_wrap=True,
+        )

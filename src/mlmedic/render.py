@@ -53,6 +53,40 @@ def print_report(console: Console, report: CheckReport, *, title: str = "Data ch
     console.print(f"[{style}]{mark}[/] {report.summary()}")
 
 
+def print_report_brief(
+    console: Console, report: CheckReport, *, title: str, limit: int = 6
+) -> None:
+    """The checks in a few lines that fit 80 columns: the verdict, then one line per failure."""
+    style = "green" if report.passed else "red"
+    mark = "PASS" if report.passed else "FAIL"
+    console.print(f"[bold]{title}[/]: [{style}]{mark}[/] {report.summary()}", soft_wrap=True)
+    for failure in report.failures[:limit]:
+        where = f" in {failure.column}" if failure.column else ""
+        console.print(
+            f"   {failure.check}{where}: {failure.count:,} (allowed {failure.allowed:,})",
+            markup=False,
+        )
+    if len(report.failures) > limit:
+        console.print(f"   … and {len(report.failures) - limit} more (mlmedic check-data)")
+
+
+def print_repair_brief(console: Console, repair: RepairResult) -> None:
+    """What the repair did, by rule, and where every row went, in a few lines."""
+    done: dict[str, int] = {}
+    for rule in repair.rules:
+        done[rule.rule] = done.get(rule.rule, 0) + rule.rows_touched
+    console.print(
+        "[bold]auto-fix[/]: " + ", ".join(f"{name} {n:,}" for name, n in done.items()),
+        soft_wrap=True,
+    )
+    rows = repair.accounting()
+    console.print(
+        f"   rows: {rows['input_rows']:,} in = {rows['output_rows']:,} repaired"
+        f" + {rows['quarantined_rows']:,} quarantined"
+        f" + {rows['removed_duplicate_rows']:,} duplicates removed (every change audited)"
+    )
+
+
 def print_repair(console: Console, repair: RepairResult) -> None:
     """What each rule did, and where every input row went."""
     table = _table("Repairs (audited per column)", "*rule", "*column", "rows>", "before", "after")
