@@ -491,6 +491,12 @@ def replay(
         Path | None,
         typer.Option("--json", help="Write the timeline and summary as JSON here.", dir_okay=False),
     ] = None,
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Write the timeline and baselines as one HTML page.", dir_okay=False
+        ),
+    ] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Backtest the healing loop on a history: what mlmedic would have done, and gained."""
@@ -530,6 +536,14 @@ def replay(
         except OSError as exc:
             raise UsageError(f"--json {json_out}: cannot write it ({exc.strerror})") from None
         out.print(f"wrote {json_out}", soft_wrap=True)
+    if html_out is not None:
+        from mlmedic.page import replay_page
+
+        try:
+            html_out.write_text(replay_page(result), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--html {html_out}: cannot write it ({exc.strerror})") from None
+        out.print(f"wrote {html_out}", soft_wrap=True)
 
 
 @app.command()

@@ -9,6 +9,7 @@ timeline and baselines (``replay_page``).
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,9 +75,12 @@ def line_chart(
     high: float = 1.0,
     threshold: float | None = None,
     marks: Sequence[Point] = (),
+    more: Sequence[tuple[str, Sequence[Point], str]] = (),
+    name: str = "",
 ) -> str:
     """Values over time; hollow dots are estimates; dashed verticals are ``marks`` (version
-    changes); a red line is ``threshold``."""
+    changes); a red line is ``threshold``; ``more``: further series (name, points, colour)
+    drawn beside the first, with a legend."""
     inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     span = (end - start) or 1.0
 
@@ -109,21 +113,31 @@ def line_chart(
             f'stroke="#27ae60" stroke-dasharray="2 3"/><text x="{x(mark.at) + 3:.1f}" '
             f'y="{PAD + 12}">{_e(mark.label)}</text>'
         )
-    known = [p for p in points if p.value is not None]
-    if known:
+    drawn = 0
+    everything = [(name, points, "#2f7ed8"), *more]
+    for number, (label, series, colour) in enumerate(everything):
+        known = [p for p in series if p.value is not None]
+        if not known:
+            continue
+        drawn += 1
         path = " ".join(
             f"{'M' if i == 0 else 'L'}{x(p.at):.1f},{y(float(p.value)):.1f}"  # type: ignore[arg-type]
             for i, p in enumerate(known)
         )
-        parts.append(f'<path d="{path}" fill="none" stroke="#2f7ed8" stroke-width="1.5"/>')
+        parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
         for p in known:
-            fill = "#fff" if p.estimated else "#2f7ed8"
+            fill = "#fff" if p.estimated else colour
             parts.append(
-                f'<circle cx="{x(p.at):.1f}" cy="{y(float(p.value)):.1f}" r="3.5" '  # type: ignore[arg-type]
-                f'fill="{fill}" stroke="#2f7ed8"><title>{_e(when(p.at))}: {float(p.value):.3f}'  # type: ignore[arg-type]
-                f"{' (estimated)' if p.estimated else ''}</title></circle>"
+                f'<circle cx="{x(p.at):.1f}" cy="{y(float(p.value)):.1f}" r="3" '  # type: ignore[arg-type]
+                f'fill="{fill}" stroke="{colour}"><title>{_e(label)} {_e(when(p.at))}: '
+                f"{float(p.value):.3f}{' (estimated)' if p.estimated else ''}</title></circle>"  # type: ignore[arg-type]
             )
-    else:
+        if label:
+            parts.append(
+                f'<text x="{WIDTH - PAD - 4}" y="{PAD + 14 + 13 * number}" text-anchor="end" '
+                f'style="fill:{colour}">{_e(label)}</text>'
+            )
+    if not drawn:
         parts.append(
             f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no data yet</text>'
         )
@@ -306,6 +320,77 @@ def page(board: Dashboard, *, refresh: int | None = None) -> str:
             f"{incidents or '<tr><td class=muted>none</td></tr>'}</table></div>",
             "<h2>Per-feature drift, recent passes</h2>",
             f"<div class='box'>{heatmap(board.heatmap)}</div>",
+            "</body></html>",
+        ]
+    )
+
+
+def replay_page(result: Any) -> str:
+    """A replay (``mlmedic.replay.ReplayResult``) as one self-contained page: its summary
+    against the baselines, drift per window, the accuracy of the model in force beside never-heal
+    and retrain-every-window, and every action on one time axis — the dashboard's components."""
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    windows = result.windows
+    start, end = (at(windows[0].start), at(windows[-1].end)) if windows else (0.0, 1.0)
+    drift = [Point(at(w.end), w.drift_score) for w in windows]
+    accuracy = [Point(at(w.end), w.accuracy) for w in windows]
+    never = [Point(at(w.end), w.never_heal_accuracy) for w in windows]
+    every = [Point(at(w.end), w.retrain_every_window_accuracy) for w in windows]
+    actions = [
+        Point(
+            at(w.end), None, label=w.acted or w.action, kind=w.action, version=str(w.model_version)
+        )
+        for w in windows
+        if w.action in ("retrain", "rollback")
+    ]
+    versions = []
+    for before, after in itertools.pairwise(windows):
+        if after.model_version != before.model_version:
+            versions.append(Point(at(after.start), None, label=f"v{after.model_version}"))
+    summary = [
+        Figure(
+            s.name.replace(" ", "_"),
+            s.name,
+            s.mean_accuracy,
+            "-" if s.mean_accuracy is None else f"{s.mean_accuracy:.3f}",
+            f"worst window {'-' if s.worst_accuracy is None else f'{s.worst_accuracy:.3f}'} · "
+            f"{s.retrains} retrains · {s.rollbacks} rollbacks · "
+            f"{s.needless_alerts} needless alerts",
+            "mean accuracy of the model in force over the replayed windows",
+            f"{len(windows)} windows",
+        )
+        for s in result.summaries
+    ]
+    lows = [p.value for p in (*accuracy, *never, *every) if p.value is not None]
+    low = max(0.0, min(lows) - 0.05) if lows else 0.0
+    return "".join(
+        [
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+            f"<title>mlmedic replay — policy {_e(result.policy)}</title><style>{CSS}</style>",
+            "</head><body>",
+            f"<h1>mlmedic replay — policy {_e(result.policy)}</h1>",
+            f'<div class="sub">{len(windows)} windows · {result.seconds_per_window:.2f} s per '
+            "monitoring pass</div>",
+            tiles(summary),
+            "<h2>Drift score per window</h2>",
+            line_chart("drift score", drift, start, end, threshold=0.5, marks=versions),
+            "<h2>Accuracy of the model in force</h2>",
+            line_chart(
+                "accuracy",
+                accuracy,
+                start,
+                end,
+                low=round(low, 2),
+                marks=versions,
+                name="mlmedic",
+                more=[("never heal", never, "#95a5a6"), ("retrain every window", every, "#e67e22")],
+            ),
+            "<h2>Actions</h2>",
+            action_strip("retrains and rollbacks", actions, start, end),
             "</body></html>",
         ]
     )
