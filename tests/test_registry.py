@@ -75,7 +75,12 @@ def test_rollback_walks_back_through_the_champion_history(project: Project, trai
     assert registry.champion().version == 1  # type: ignore[union-attr]
     assert registry.rollback(to=3)[:2] == (1, 3)
     [first, *_] = project.events.query(kind="rollback")
-    assert first.details == {"from_version": 3, "to_version": 2, "reason": "manual rollback"}
+    assert first.details == {
+        "from_version": 3,
+        "to_version": 2,
+        "reason": "manual rollback",
+        "by": "person",
+    }
 
 
 def test_rollback_refuses_rejected_missing_and_unvalidated_versions(
