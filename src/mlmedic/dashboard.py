@@ -221,15 +221,18 @@ def build(
 # ---------------------------------------------------------------- the six figures
 
 
+def _outcomes(store: EventStore, kind: str, since: float, action: str | None = None) -> dict:
+    """Events of ``kind`` (and ``action``) since ``since``, counted by outcome."""
+    sql = "SELECT outcome, COUNT(*) FROM events WHERE kind = ? AND started_at >= ?"
+    params: tuple[Any, ...] = (kind, since)
+    if action is not None:
+        sql += " AND action = ?"
+        params += (action,)
+    return {outcome: int(n) for outcome, n in _rows(store, sql + " GROUP BY outcome", params)}
+
+
 def _auto_fix(store: EventStore, since: float, days: float) -> Figure:
-    rows = dict(
-        _rows(
-            store,
-            "SELECT outcome, COUNT(*) FROM events WHERE kind = 'data_fix' AND started_at >= ? "
-            "GROUP BY outcome",
-            (since,),
-        )
-    )
+    rows = _outcomes(store, "data_fix", since)
     total = sum(rows.values())
     passed = int(rows.get("success", 0))
     value = passed / total if total else None
@@ -277,14 +280,7 @@ def _rollbacks(store: EventStore, since: float, days: float) -> Figure:
 
 
 def _retrains(store: EventStore, since: float, days: float) -> Figure:
-    rows = dict(
-        _rows(
-            store,
-            "SELECT outcome, COUNT(*) FROM events WHERE kind = 'retrain' AND started_at >= ? "
-            "GROUP BY outcome",
-            (since,),
-        )
-    )
+    rows = _outcomes(store, "retrain", since)
     deployed, refused = int(rows.get("success", 0)), int(rows.get("failure", 0))
     total = sum(rows.values())
     return Figure(
@@ -301,14 +297,7 @@ def _retrains(store: EventStore, since: float, days: float) -> Figure:
 def _recoveries(
     store: EventStore, since: float, days: float
 ) -> tuple[Figure, Figure, int, list[float]]:
-    rows = dict(
-        _rows(
-            store,
-            "SELECT outcome, COUNT(*) FROM events WHERE kind = 'recovery' AND action = 'service' "
-            "AND started_at >= ? GROUP BY outcome",
-            (since,),
-        )
-    )
+    rows = _outcomes(store, "recovery", since, action="service")
     recovered = int(rows.get("success", 0))
     failed = sum(v for k, v in rows.items() if k != "success")
     durations = [
