@@ -565,56 +565,46 @@ def create_app(state: ServerState) -> FastAPI:
 
     dashboard_cache: dict[str, Any] = {}
 
+    def board(*, timelines: bool) -> Any:
+        """This project's dashboard as this worker sees it (the model it serves is the serving
+        part of the health)."""
+        import time as clock
+
+        from mlmedic.dashboard import build
+
+        model = state.model
+        return build(
+            state.events,
+            now=clock.time(),
+            project=state.source.state_dir.parent.name,
+            state_dir=state.source.state_dir,
+            settings=state.settings,
+            serving={
+                "ready": model is not None,
+                "fallback": state.fallback(),
+                "why": "" if model is not None else "no model loaded",
+            },
+            timelines=timelines,
+        )
+
     def render_dashboard() -> str:
         """The dashboard page (computed in a worker thread, at most every 5 s per worker)."""
         import time as clock
 
-        from mlmedic.dashboard import build
         from mlmedic.page import page
-        from mlmedic.registry.pointer import pointer_path
 
-        now = clock.time()
-        if dashboard_cache.get("until", 0.0) > now:
+        if dashboard_cache.get("until", 0.0) > clock.time():
             return str(dashboard_cache["html"])
-        state_dir = pointer_path(state.source.state_dir).parent
-        model = state.model
-        serving = {
-            "ready": model is not None,
-            "fallback": state.fallback(),
-            "why": "" if model is not None else "no model loaded",
-        }
-        board = build(
-            state.events,
-            now=now,
-            project=state_dir.parent.name,
-            state_dir=state_dir,
-            settings=state.settings,
-            serving=serving,
-        )
-        html = page(board, refresh=30)
-        dashboard_cache.update(html=html, until=now + 5.0)
+        html = page(board(timelines=True), refresh=30)
+        dashboard_cache.update(html=html, until=clock.time() + 5.0)
         return html
 
     def render_metrics() -> tuple[str, str]:
-        import time as clock
-
-        from mlmedic.dashboard import build
-        from mlmedic.registry.pointer import pointer_path
-
-        board = None
         try:
-            state_dir = pointer_path(state.source.state_dir).parent
-            board = build(
-                state.events,
-                now=clock.time(),
-                state_dir=state_dir,
-                settings=state.settings,
-                serving={"ready": state.model is not None, "fallback": state.fallback()},
-                timelines=False,
-            )
+            figures = board(timelines=False)
         except MedicError:
-            board = None  # the event store is unreadable: mlmedic_event_store_up says so
-        return state.metrics.render(state.events, state.predictions.status(), board)
+            figures = None  # the event store is unreadable: mlmedic_event_store_up says so
+        return state.metrics.render(state.events, state.predictions.status(), figures)
 
     @app.get("/dashboard")
     async def dashboard(request: Request) -> HTMLResponse:
