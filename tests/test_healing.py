@@ -333,3 +333,16 @@ def test_no_rollback_to_a_version_that_fails_the_same_floor() -> None:
         previous_performance=Performance(accuracy=0.020, estimated=False, rows=500),
     )
     assert both_bad.action == "retrain"  # v1 scores "better" (0.020) but heals nothing
+
+
+def test_replay_of_a_history_too_short_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlmedic.cli import main
+
+    (tmp_path / "tiny.csv").write_text("a,b,y\n1,2,0\n3,4,1\n")
+    monkeypatch.setattr(sys, "argv", ["mlmedic", "replay", str(tmp_path / "tiny.csv"), "-t", "y"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and "at least 2 are needed" in err

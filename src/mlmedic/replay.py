@@ -254,6 +254,12 @@ def replay(
     )
     if any(target not in w.rows.columns for w in windows):
         raise UsageError(f"--target {target}: not a column of every window of the history")
+    if reference is None and len(windows) < 2:
+        raise UsageError(
+            f"the history holds {len(windows)} window(s): at least 2 are needed (the first model "
+            "learns from the first); cut it finer with --window-rows or --every, or pass "
+            "--reference"
+        )
     if reference is None:
         total = sum(len(w.rows) for w in windows)
         taken, rows = 0, 0
