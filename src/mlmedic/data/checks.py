@@ -7,7 +7,7 @@ categories. Each result carries counts and example row indices (the batch's own 
 Examples:
     >>> import pandas as pd
     >>> from mlmedic.data.contract import DataContract
-    >>> contract = DataContract().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0] * 3}))
+    >>> contract = DataContract().fit(pd.DataFrame({"x": [1.5, 2.5, 3.5, 4.5] * 3}))
     >>> report = run_checks(pd.DataFrame({"x": [1.0, None, 99.0]}), contract)
     >>> [(r.check, r.count) for r in report.failures]
     [('missing', 1), ('outliers', 1)]
