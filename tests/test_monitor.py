@@ -18,6 +18,7 @@ import pytest
 
 from mlmedic.clock import SimulatedClock
 from mlmedic.datasets import TARGET, make_churn
+from mlmedic.events import EventStore
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.monitor import Monitor
 from mlmedic.pipeline import run_pipeline
@@ -176,9 +177,8 @@ def test_alerts_reach_the_webhook(watched) -> None:  # type: ignore[no-untyped-d
     assert received and "data drift" in received[0]["text"]
 
 
-def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type: ignore[no-untyped-def]
-    project, _ = watched
-    batch = make_churn(400, seed=71)
+def _served(project: Project, batch: pd.DataFrame) -> None:
+    """``batch`` as a server would have logged it, with its labels sent as feedback."""
     features = [c for c in batch.columns if c not in (TARGET, "signup_at")]
     log = PredictionLog(project.state_dir / "predictions", flush_seconds=3600)
     ids = [f"r{i}" for i in range(len(batch))]
@@ -189,6 +189,32 @@ def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type:
     FeedbackLog(project.state_dir / "feedback").write(
         [{"request_id": i, "label": str(v)} for i, v in zip(ids, batch[TARGET], strict=True)]
     )
+
+
+def test_monitor_once_is_one_pass_over_the_log_since_the_last(
+    watched,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`mlmedic monitor --once`, what a scheduler (a Kubernetes CronJob) runs."""
+    from mlmedic.cli import main
+
+    project, _ = watched
+    _served(project, make_churn(300, seed=72))
+    rows = []
+    for _ in range(2):
+        monkeypatch.setattr(sys, "argv", ["mlmedic", "monitor", "--once", "-C", str(project.root)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0, capsys.readouterr().err
+        with EventStore(project.events_path) as store:
+            rows.append(store.last("monitor").details["rows"])  # type: ignore[union-attr]
+    assert rows == [300, 0]  # the second pass finds nothing new
+
+
+def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type: ignore[no-untyped-def]
+    project, _ = watched
+    _served(project, make_churn(400, seed=71))
     result = Monitor(project).run_window(None, time.time() + 60)
     assert result.rows == 400
     assert result.performance is not None and not result.performance.estimated

@@ -423,14 +423,20 @@ def monitor(
             "--reference", "-r", help="Training data to retrain on (reference).", dir_okay=False
         ),
     ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="One pass over the prediction log since the last, then exit."),
+    ] = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
     from mlmedic.clock import parse_duration
     from mlmedic.monitor import Monitor
 
-    if batch is not None and every is not None:
-        raise UsageError("--batch and --every: choose one (one pass over a file, or a schedule)")
+    if sum(x is not None for x in (batch, every)) + once > 1:
+        raise UsageError(
+            "--batch, --every and --once: choose one (a file, a schedule, or one pass now)"
+        )
     try:
         seconds = parse_duration(every) if every else None
     except ValueError as exc:
@@ -440,13 +446,20 @@ def monitor(
     project = _open(project_dir)
     runner = Monitor(project, reference_data=reference, say=_plain(out))
     production = project.settings.self_healing.monitoring.production_data_path
-    if batch is None and every is None and production:
+    if batch is None and every is None and not once and production:
         folder = Path(production) if Path(production).is_absolute() else project.root / production
         if folder.exists():  # the design's drop folder of production data: one pass over it
             batch = folder
             out.print(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
         result = runner.run_batch(batch)
+        if result.acted:
+            _plain(out)(result.acted)
+        return
+    if once:  # for a scheduler (cron, a Kubernetes CronJob): the log since the last pass
+        last = project.events.last("monitor")
+        since_last = last.details.get("until") if last else None
+        result = runner.run_window(since_last, project.clock.now())
         if result.acted:
             _plain(out)(result.acted)
         return
