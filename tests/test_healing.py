@@ -346,3 +346,14 @@ def test_replay_of_a_history_too_short_is_one_clear_line(
         main()
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.count("\n") == 1 and "at least 2 are needed" in err
+
+
+def test_labelled_rows_seen_at_the_deploy_instant_are_kept_for_retraining(tmp_path: Path) -> None:
+    """File names hold the time to the millisecond: rows seen in the same millisecond as the
+    deploy must not be lost to rounding."""
+    from mlmedic.monitor import labelled
+
+    moment = 1_700_000_000.0004  # its name rounds down to ...000.000
+    labelled.keep(tmp_path, pd.DataFrame({"x": [1, 2], "y": [0, 1]}), now=moment, version=1)
+    rows = labelled.since(tmp_path, moment, now=moment + 1, max_rows=10, max_age_days=1)
+    assert len(rows) == 2

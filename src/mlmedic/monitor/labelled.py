@@ -54,6 +54,7 @@ def since(
     oldest = now - max_age_days * 86_400
     if start is not None:
         oldest = max(oldest, start)
+    oldest -= 0.001  # file names hold the time to the millisecond, rounded
     chosen = []
     for path in sorted(folder(state_dir).glob("*.parquet")):
         try:
