@@ -69,7 +69,9 @@ class RequestTrap:
                 line = ""
             client.close()
             parts = line.split()
-            target = parts[1] if len(parts) > 1 else "?"
+            if len(parts) < 2:
+                continue  # a connection opened ahead of time that never asked for anything
+            target = parts[1]
             self.hosts.append(target.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
 
     def close(self) -> None:
