@@ -248,7 +248,7 @@ def test_estimates_carry_an_interval_and_count_only_beyond_it() -> None:
 # ---------------------------------------------------------------- replay
 
 
-def _stream(windows: int = 18, rows: int = 500, seed: int = 88) -> pd.DataFrame:
+def _stream(windows: int = 18, rows: int = 300, seed: int = 88) -> pd.DataFrame:
     """y depends on x1 and x2; x3-x5 are noise. Window 8: the noise features shift (harmless
     drift, a drift score of 0.6). From window 14: the concept flips (harmful, no feature drift)."""
     rng = np.random.default_rng(seed)
@@ -290,7 +290,7 @@ def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
             "-t",
             "y",
             "--window-rows",
-            "500",
+            "300",
             "--json",
             str(tmp_path / "impact.json"),
             "--html",
@@ -313,7 +313,7 @@ def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
     assert mlmedic["retrains"] == 1 and mlmedic["mean_accuracy"] > never["mean_accuracy"]
 
     drift = replay(
-        tmp_path / "history.csv", target="y", window_rows=500, policy="drift", baselines=False
+        tmp_path / "history.csv", target="y", window_rows=300, policy="drift", baselines=False
     )
     assert [w.index for w in drift.windows if w.action == "retrain"] == [8, 14]
     assert drift.summaries[0].retrains == 2

@@ -191,16 +191,17 @@ def _served(project: Project, batch: pd.DataFrame) -> None:
     )
 
 
-def test_monitor_once_is_one_pass_over_the_log_since_the_last(
+def test_a_window_of_the_prediction_log_with_feedback(
     watched,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`mlmedic monitor --once`, what a scheduler (a Kubernetes CronJob) runs."""
+    """The log since the last pass, labels joined from feedback — through `mlmedic monitor
+    --once`, what a scheduler (a Kubernetes CronJob) runs; a second pass finds nothing new."""
     from mlmedic.cli import main
 
     project, _ = watched
-    _served(project, make_churn(300, seed=72))
+    _served(project, make_churn(400, seed=71))
     rows = []
     for _ in range(2):
         monkeypatch.setattr(sys, "argv", ["mlmedic", "monitor", "--once", "-C", str(project.root)])
@@ -209,17 +210,10 @@ def test_monitor_once_is_one_pass_over_the_log_since_the_last(
         assert done.value.code == 0, capsys.readouterr().err
         with EventStore(project.events_path) as store:
             rows.append(store.last("monitor").details["rows"])  # type: ignore[union-attr]
-    assert rows == [300, 0]  # the second pass finds nothing new
-
-
-def test_a_window_of_the_prediction_log_with_feedback(watched) -> None:  # type: ignore[no-untyped-def]
-    project, _ = watched
-    _served(project, make_churn(400, seed=71))
-    result = Monitor(project).run_window(None, time.time() + 60)
-    assert result.rows == 400
-    assert result.performance is not None and not result.performance.estimated
-    last = project.events.last("monitor")
-    assert last is not None and last.details["rows"] == 400
+            measured = store.last("performance_check")
+    assert rows == [400, 0]
+    assert measured is not None and measured.details["estimated"] is False
+    assert measured.details["rows"] == 400
 
 
 def test_real_data_one_retrain_per_cooldown_and_a_drop_gets_an_action(tmp_path: Path) -> None:
