@@ -20,6 +20,7 @@ The six figures, each with its window:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -405,12 +406,9 @@ def _champion(store: EventStore, state_dir: Path | None) -> dict[str, Any] | Non
         (version,),
     )[0][0]
     metrics: dict[str, Any] = {}
-    for folder in (state_dir / "serving-cache" / f"v{version}",):
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            metrics = dict(manifest.get("metrics") or {})
-        except (OSError, ValueError):
-            pass
+    manifest_path = state_dir / "serving-cache" / f"v{version}" / "manifest.json"
+    with contextlib.suppress(OSError, ValueError):  # no local copy yet: no metrics shown
+        metrics = dict(json.loads(manifest_path.read_text(encoding="utf-8")).get("metrics") or {})
     return {
         "version": version,
         "model_name": pointer.get("model_name"),

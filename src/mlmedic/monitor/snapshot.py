@@ -70,8 +70,8 @@ class ChampionSnapshot:
             events=registry.events,
             tracking_uri=registry.tracking_uri,
             allow_pickle=registry.allow_pickle,
+            registry=registry,
         )
-        source._registry = registry
         try:
             loaded = source.load_version(version)
         except ModelLoadError:

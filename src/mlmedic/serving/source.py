@@ -36,13 +36,15 @@ class ModelSource:
         events: EventStore,
         tracking_uri: str | None = None,
         allow_pickle: bool = False,
+        registry: Any = None,
     ) -> None:
+        """``registry``: one the caller already holds (else one is made on first use)."""
         self.state_dir = Path(state_dir)
         self.model_name = model_name
         self.events = events
         self.tracking_uri = tracking_uri
         self.allow_pickle = allow_pickle
-        self._registry: Any = None
+        self._registry: Any = registry
 
     @property
     def registry(self) -> Any:
