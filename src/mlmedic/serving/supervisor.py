@@ -511,7 +511,14 @@ class Supervisor:
                 self._prune()
                 ok, why, body = self.healthy()
                 if not ok and not self._stopping:
-                    self._recover(Incident(cause=why, detected_at=self.clock.now()))
+                    # a probe that a dying worker had accepted fails with a reset: that worker
+                    # is replaced alone, never the healthy ones with it
+                    self.clock.sleep(0.05)
+                    gone = self._reap()
+                    for pid, index, status in gone:
+                        self._worker_died(pid, index, status)
+                    if not gone:
+                        self._recover(Incident(cause=why, detected_at=self.clock.now()))
                 elif ok:
                     self._check_fallback(body)
                 next_probe = self.clock.now() + interval
