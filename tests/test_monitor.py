@@ -197,21 +197,25 @@ def test_a_window_of_the_prediction_log_with_feedback(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The log since the last pass, labels joined from feedback — through `mlmedic monitor
-    --once`, what a scheduler (a Kubernetes CronJob) runs; a second pass finds nothing new."""
+    --once`, what a scheduler (a Kubernetes CronJob) runs; a second `--once` in the same
+    interval (a second scheduler, another host) claims nothing and makes no pass."""
     from mlmedic.cli import main
 
     project, _ = watched
     _served(project, make_churn(400, seed=71))
-    rows = []
+    passes, said = [], []
     for _ in range(2):
         monkeypatch.setattr(sys, "argv", ["mlmedic", "monitor", "--once", "-C", str(project.root)])
         with pytest.raises(SystemExit) as done:
             main()
-        assert done.value.code == 0, capsys.readouterr().err
+        output = capsys.readouterr()
+        assert done.value.code == 0, output.err
+        said.append(output.out)
         with EventStore(project.events_path) as store:
-            rows.append(store.last("monitor").details["rows"])  # type: ignore[union-attr]
+            passes.append([e.details["rows"] for e in store.query(kind="monitor")])
             measured = store.last("performance_check")
-    assert rows == [400, 0]
+    assert passes == [[400], [400]]
+    assert "another monitor has this interval's pass" in said[1]
     assert measured is not None and measured.details["estimated"] is False
     assert measured.details["rows"] == 400
 

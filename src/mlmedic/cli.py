@@ -330,6 +330,7 @@ def serve(
         notifications=settings.notifications,
         healing_enabled=settings.self_healing.enabled,
         retention_days=settings.logging.retention_days,
+        events_target=project.events_target,
     )
 
     def announce(running: Supervisor) -> None:
@@ -457,6 +458,10 @@ def monitor(
             _plain(out)(result.acted)
         return
     if once:  # for a scheduler (cron, a Kubernetes CronJob): the log since the last pass
+        interval = project.settings.monitoring.monitoring_interval_hours * 3600.0
+        if not runner.claim_pass(interval):
+            _plain(out)("another monitor has this interval's pass; nothing to do")
+            return
         last = project.events.last("monitor")
         since_last = last.details.get("until") if last else None
         result = runner.run_window(since_last, project.clock.now())
@@ -600,7 +605,7 @@ def dashboard(
         raise UsageError(f"--window: '{window}' is not a positive window; use e.g. 7d")
     project = _open(project_dir)
     empty_dir = None
-    if project.events_path.exists():
+    if project.has_events:
         store = project.events
     else:  # read-only: an empty project shows "no data yet", and nothing is created
         empty_dir = tempfile.TemporaryDirectory()
@@ -682,7 +687,7 @@ def logs(
             start = parse_time(since, now=project.clock.now())
         except ValueError as exc:
             raise UsageError(f"--since: {exc}") from None
-    if not project.events_path.exists():  # read-only: never create an event store
+    if not project.has_events:  # read-only: never create a local event store
         if export is not None:
             raise ProjectError(f"{project.root}: no events recorded yet; nothing to export")
         out.print("no events")

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlmedic.errors import ConfigError, ProjectError
 
@@ -163,6 +163,22 @@ class NotificationsConfig(_Section):
         return self
 
 
+class EventsConfig(_Section):
+    """Where the event store lives (mlmedic addition): ``null`` is ``.mlmedic/events.db`` in the
+    project; a ``postgresql://`` URL shares one store between hosts. ``MLMEDIC_EVENTS_URL`` wins."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _a_known_store(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(
+            ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+        ):
+            raise ValueError("expected a postgresql:// or sqlite:/// URL, or null")
+        return url
+
+
 class CiCdConfig(_Section):
     continue_on_error: bool = False
     fail_fast: bool = False
@@ -183,6 +199,7 @@ class SelfHealingConfig(_Section):
     monitoring: MonitoringPaths = Field(default_factory=MonitoringPaths)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     ci_cd: CiCdConfig = Field(default_factory=CiCdConfig)
 
 
@@ -240,6 +257,7 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         return path, "unknown key"
     got = _JSON_TYPES.get(type(error.get("input")), type(error.get("input")).__name__)
     message = str(error["msg"]).replace("Input should be", "expected")
+    message = message.removeprefix("Value error, ")
     if kind.endswith("_type") or kind == "literal_error":
         message = f"{message}, got {got} {json.dumps(error.get('input'))}"
     return path, message

@@ -101,6 +101,16 @@ def _rows(store: EventStore, sql: str, params: tuple[Any, ...] = ()) -> list[tup
     return store.select(sql, params)
 
 
+def _num(value: Any) -> float | None:
+    """A detail read with ``json_extract``: a number in SQLite, its text on Postgres."""
+    return None if value is None else float(value)
+
+
+def _flag(value: Any) -> bool:
+    """A JSON boolean read with ``json_extract``: 1/0 in SQLite, 'true'/'false' on Postgres."""
+    return value in (1, True, "true")
+
+
 def _ratio(part: int, whole: int) -> str:
     return f"{part:,} of {whole:,}"
 
@@ -191,7 +201,7 @@ def build(
         for at, action, outcome, message in _rows(
             store,
             "SELECT started_at, action, outcome, message FROM events WHERE kind = 'alert' "
-            "AND started_at >= ? ORDER BY started_at DESC LIMIT 5",
+            "AND started_at >= ? ORDER BY started_at DESC, id DESC LIMIT 5",
             (now - DAY,),
         )
     ]
@@ -365,7 +375,7 @@ def _last_pass(store: EventStore) -> dict[str, Any] | None:
     )
     found: dict[str, Any] = {
         "at": at,
-        "rows": rows_seen,
+        "rows": None if rows_seen is None else int(float(rows_seen)),
         "action": action,
         "message": message,
         "model_version": version,
@@ -373,17 +383,17 @@ def _last_pass(store: EventStore) -> dict[str, Any] | None:
     if drift:
         score, drifted, threshold = drift[0]
         found.update(
-            drift_score=score,
+            drift_score=_num(score),
             drifted_features=json.loads(drifted) if drifted else [],
-            drift_threshold=threshold,
+            drift_threshold=_num(threshold),
         )
     if performance:
         accuracy, was_estimated, low, high, summary = performance[0]
         found.update(
-            accuracy=accuracy,
-            estimated=bool(was_estimated),
-            accuracy_low=low,
-            accuracy_high=high,
+            accuracy=_num(accuracy),
+            estimated=_flag(was_estimated),
+            accuracy_low=_num(low),
+            accuracy_high=_num(high),
             performance=summary,
         )
     return found
@@ -402,8 +412,9 @@ def _champion(store: EventStore, state_dir: Path | None) -> dict[str, Any] | Non
     moved = _rows(
         store,
         "SELECT MAX(started_at) FROM events WHERE kind = 'alias' "
-        "AND json_extract(details, '$.alias') = 'champion' AND json_extract(details, '$.to') = ?",
-        (version,),
+        "AND json_extract(details, '$.alias') = 'champion' "
+        "AND CAST(json_extract(details, '$.to') AS TEXT) = ?",
+        (str(version),),
     )[0][0]
     metrics: dict[str, Any] = {}
     manifest_path = state_dir / "serving-cache" / f"v{version}" / "manifest.json"
@@ -549,25 +560,27 @@ def _timelines(store: EventStore, board: Dashboard, start: float, now: float) ->
         store,
         "SELECT started_at, json_extract(details, '$.score'), json_extract(details, '$.threshold'),"
         " model_version FROM events WHERE kind = 'drift_check' AND started_at BETWEEN ? AND ? "
-        "ORDER BY started_at",
+        "ORDER BY started_at, id",
         (start, now),
     ):
-        board.drift.append(Point(at, score, version=version))
+        board.drift.append(Point(at, _num(score), version=version))
         if threshold is not None:
             board.drift_threshold = float(threshold)
     for at, accuracy, estimated, version in _rows(
         store,
         "SELECT started_at, json_extract(details, '$.accuracy'), "
         "json_extract(details, '$.estimated'), model_version FROM events "
-        "WHERE kind = 'performance_check' AND started_at BETWEEN ? AND ? ORDER BY started_at",
+        "WHERE kind = 'performance_check' AND started_at BETWEEN ? AND ? ORDER BY started_at, id",
         (start, now),
     ):
-        board.accuracy.append(Point(at, accuracy, version=version, estimated=bool(estimated)))
+        board.accuracy.append(
+            Point(at, _num(accuracy), version=version, estimated=_flag(estimated))
+        )
     for at, kind, action, outcome, version in _rows(
         store,
         "SELECT started_at, kind, action, outcome, model_version FROM events "
         "WHERE kind IN ('data_fix', 'retrain', 'rollback', 'recovery', 'deploy') "
-        "AND started_at BETWEEN ? AND ? ORDER BY started_at",
+        "AND started_at BETWEEN ? AND ? ORDER BY started_at, id",
         (start, now),
     ):
         if kind == "recovery" and action != "service":
@@ -580,7 +593,7 @@ def _timelines(store: EventStore, board: Dashboard, start: float, now: float) ->
     for at, duration, outcome in _rows(
         store,
         "SELECT started_at, duration_s, outcome FROM events WHERE kind = 'recovery' "
-        "AND action = 'service' AND started_at BETWEEN ? AND ? ORDER BY started_at",
+        "AND action = 'service' AND started_at BETWEEN ? AND ? ORDER BY started_at, id",
         (start, now),
     ):
         board.incidents.append(Point(at, duration, label=outcome, kind="recovery"))
@@ -588,7 +601,7 @@ def _timelines(store: EventStore, board: Dashboard, start: float, now: float) ->
         store,
         "SELECT started_at, json_extract(details, '$.features') FROM events "
         "WHERE kind = 'drift_check' AND started_at BETWEEN ? AND ? "
-        "ORDER BY started_at DESC LIMIT 12",
+        "ORDER BY started_at DESC, id DESC LIMIT 12",
         (start, now),
     )
     for at, features in reversed(recent):

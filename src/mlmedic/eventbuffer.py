@@ -32,9 +32,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
 from mlmedic.clock import Clock
 from mlmedic.errors import EventStoreError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventStore, Outcome, _orig
 
 log = logging.getLogger("mlmedic.events")
 
@@ -83,29 +86,32 @@ class ResilientEventStore(EventStore):
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path,
         *,
         clock: Clock | None = None,
         timeout_s: float = 0.5,
         retry_seconds: float = 1.0,
         buffer_limit_bytes: int = BUFFER_LIMIT_BYTES,
+        buffer_path: Path | None = None,
     ) -> None:
         # no super().__init__: the connection is opened on first use, and failing to open it
         # is a state to buffer through, not an error
         from mlmedic.clock import SystemClock
 
-        self.path = Path(path)
+        self._locate(target)
+        if buffer_path is None:
+            if self.path is None:
+                raise ValueError("a Postgres event store needs a local buffer_path")
+            buffer_path = self.path.with_name(self.path.name + ".buffer.jsonl")
         self.clock = clock or SystemClock()
         self.timeout_s = timeout_s
         self.on_wait = None
         self.retry_seconds = retry_seconds
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sa.Engine | None = None
         self._inode: int | None = None
         self._write_lock = threading.Lock()
-        self.buffer = EventBuffer(
-            self.path.with_name(self.path.name + ".buffer.jsonl"), limit_bytes=buffer_limit_bytes
-        )
+        self.buffer = EventBuffer(buffer_path, limit_bytes=buffer_limit_bytes)
         self.down_since: float | None = None  # wall-clock time of the first failed write
         self.cause = ""
         self.dropped = 0
@@ -137,15 +143,18 @@ class ResilientEventStore(EventStore):
 
     # ------------------------------------------------------------------ connection
     @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection, reopened when the file was deleted or replaced under it."""
+    def conn(self) -> sa.Engine:
+        """The engine; on SQLite, reopened when the file was deleted or replaced under it."""
+        if self.path is None:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._conn
         try:
             inode: int | None = self.path.stat().st_ino
         except OSError:
             inode = None
         if self._conn is not None and inode != self._inode:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
+            self._conn.dispose()
             self._conn = None
             self._notes.append(
                 (
@@ -163,6 +172,8 @@ class ResilientEventStore(EventStore):
 
     def _quarantine(self, exc: BaseException) -> bool:
         """Move a corrupt store aside (once, whichever process sees it first); True if moved."""
+        if self.path is None:
+            return False  # a database server repairs itself; nothing to move aside
         with self.buffer.locked():
             if not _is_corrupt_file(self.path):
                 return False  # already replaced by another process, or not corrupt after all
@@ -172,9 +183,8 @@ class ResilientEventStore(EventStore):
                 source = Path(str(self.path) + suffix)
                 if source.exists():
                     source.replace(Path(str(target) + suffix))
-        with contextlib.suppress(sqlite3.Error):
-            if self._conn is not None:
-                self._conn.close()
+        if self._conn is not None:
+            self._conn.dispose()
         self._conn = None
         self._notes.append(
             (
@@ -196,7 +206,7 @@ class ResilientEventStore(EventStore):
                 try:
                     ids = self._write([row])
                     return ids[0]
-                except (EventStoreError, sqlite3.Error, OSError) as exc:
+                except (EventStoreError, SQLAlchemyError, sqlite3.Error, OSError) as exc:
                     self._failed(exc)
             if self.buffer.append(row, self.cause):
                 self.buffered += 1
@@ -212,7 +222,7 @@ class ResilientEventStore(EventStore):
             try:
                 self._write([])
                 return True
-            except (EventStoreError, sqlite3.Error, OSError) as exc:
+            except (EventStoreError, SQLAlchemyError, sqlite3.Error, OSError) as exc:
                 self._failed(exc)
                 return False
 
@@ -220,7 +230,7 @@ class ResilientEventStore(EventStore):
         """As ``EventStore.prune``, but a store that cannot answer now is pruned next time."""
         try:
             return super().prune(before)
-        except (EventStoreError, sqlite3.Error, OSError):
+        except (EventStoreError, SQLAlchemyError, sqlite3.Error, OSError):
             return 0
 
     def _write(self, rows: list[tuple[Any, ...]]) -> list[int]:
@@ -231,7 +241,7 @@ class ResilientEventStore(EventStore):
                     self._drain()
                 ids = self._insert(rows) if rows else []
                 break
-            except (sqlite3.DatabaseError, EventStoreError) as exc:
+            except (SQLAlchemyError, sqlite3.DatabaseError, EventStoreError) as exc:
                 if attempt or not _corrupt(exc) or not self._quarantine(exc):
                     raise
         if self.down_since is not None:
@@ -305,7 +315,7 @@ class ResilientEventStore(EventStore):
             rows.append((*row, payload))
         try:
             self._insert(rows)
-        except (sqlite3.Error, EventStoreError, OSError) as exc:
+        except (SQLAlchemyError, sqlite3.Error, EventStoreError, OSError) as exc:
             log.warning("event store: notes deferred: %s", exc)
             return
         self._notes = []
@@ -316,9 +326,6 @@ class ResilientEventStore(EventStore):
             self.cause = _describe(exc)
             log.warning("event store unavailable, buffering events: %s", self.cause)
         self._next_try = time.monotonic() + self.retry_seconds
-        with contextlib.suppress(sqlite3.Error):
-            if self._conn is not None and self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
 
 
 def _set_aside_stale_journal(path: Path) -> None:
@@ -331,13 +338,13 @@ def _set_aside_stale_journal(path: Path) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    inner = exc.__cause__ if isinstance(exc, EventStoreError) and exc.__cause__ else exc
-    return f"{type(inner).__name__}: {inner}"
+    inner = _orig(exc)
+    text = str(inner).strip()
+    return f"{type(inner).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _corrupt(exc: BaseException) -> bool:
-    inner = exc.__cause__ if isinstance(exc, EventStoreError) and exc.__cause__ else exc
-    return getattr(inner, "sqlite_errorname", "") in _CORRUPT
+    return getattr(_orig(exc), "sqlite_errorname", "") in _CORRUPT
 
 
 def _is_corrupt_file(path: Path) -> bool:

@@ -1,8 +1,12 @@
 """The event store: one durable record of every check, fix, rollback, retrain and recovery.
 
-SQLite in WAL mode, so the server, the supervisor, the monitor and the CLI can write at once; each
-event is one short transaction. The schema is plain SQL (one ``events`` table) so a PostgreSQL
-database could hold it instead. Times are seconds since the epoch, read from an injected ``Clock``.
+SQLite in WAL mode by default (one file in the project), so the server, the supervisor, the monitor
+and the CLI can write at once; or PostgreSQL (``MLMEDIC_EVENTS_URL`` / ``events.url``), shared by
+every host of a team. One implementation over SQLAlchemy Core for both: the same table, indexes,
+kinds and exports; the schema is created on first use and carries a version (``mlmedic_meta``).
+Each event is one short transaction. ``claim`` gives atomic, expiring claims (one monitoring pass
+per interval, one retrain per cooldown) across every process sharing the store. Times are seconds
+since the epoch, read from an injected ``Clock``.
 
 Examples:
     >>> import tempfile, pathlib
@@ -14,8 +18,12 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
+import socket
 import sqlite3
 import threading
 import time
@@ -26,8 +34,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
 from mlmedic.clock import Clock, SystemClock, to_iso
-from mlmedic.errors import EventStoreError, ProjectError
+from mlmedic.errors import EventStoreError, ProjectBusyError, ProjectError
 
 
 class EventKind(StrEnum):
@@ -70,35 +82,132 @@ EXPORT_FILES: dict[str, tuple[EventKind, ...]] = {
     "alert_log.json": (EventKind.ALERT,),
 }
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind          TEXT    NOT NULL,
-    action        TEXT    NOT NULL,
-    outcome       TEXT    NOT NULL,
-    started_at    REAL    NOT NULL,
-    ended_at      REAL    NOT NULL,
-    duration_s    REAL    NOT NULL,
-    model_version TEXT,
-    message       TEXT    NOT NULL DEFAULT '',
-    details       TEXT    NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, started_at);
-CREATE INDEX IF NOT EXISTS events_time ON events (started_at);
-CREATE INDEX IF NOT EXISTS events_kind_outcome ON events (kind, outcome);
--- covers the dashboard's windowed aggregates (outcomes, actions, durations by kind and time)
-CREATE INDEX IF NOT EXISTS events_kind_time_cover
-    ON events (kind, started_at, outcome, action, duration_s);
-"""
+SCHEMA_VERSION = 1
+_SCHEMA_LOCK = 0x6D6C6D65  # the advisory lock that serialises creating the schema on Postgres
 
+_metadata = sa.MetaData()
+# ``id`` is BIGSERIAL on Postgres and INTEGER PRIMARY KEY AUTOINCREMENT on SQLite (the table an
+# earlier mlmedic created in SQLite is this table; its indexes keep their names).
+events_table = sa.Table(
+    "events",
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float(precision=53), nullable=False),
+    sa.Column("ended_at", sa.Float(precision=53), nullable=False),
+    sa.Column("duration_s", sa.Float(precision=53), nullable=False),
+    sa.Column("model_version", sa.Text),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("events_kind_time", "kind", "started_at"),
+    sa.Index("events_time", "started_at"),
+    sa.Index("events_kind_outcome", "kind", "outcome"),
+    # covers the dashboard's windowed aggregates (outcomes, actions, durations by kind and time)
+    sa.Index("events_kind_time_cover", "kind", "started_at", "outcome", "action", "duration_s"),
+    sqlite_autoincrement=True,
+)
+# what this store's schema is: ``schema_version`` (refused when newer than this mlmedic's)
+meta_table = sa.Table(
+    "mlmedic_meta",
+    _metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+# atomic claims shared by every process (and every host, on Postgres): see ``EventStore.claim``
+claims_table = sa.Table(
+    "mlmedic_claims",
+    _metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("claimed_at", sa.Float(precision=53), nullable=False),
+    sa.Column("expires_at", sa.Float(precision=53), nullable=False),
+)
+
+_COLUMNS = (
+    "kind",
+    "action",
+    "outcome",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "model_version",
+    "message",
+    "details",
+)
 
 # kind, action, outcome, started_at, ended_at, duration_s, model_version, message
 Row = tuple[str, str, str, float, float, float, str | None, str]
 
-_INSERT = (
-    "INSERT INTO events (kind, action, outcome, started_at, ended_at, duration_s,"
-    " model_version, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_DETAIL = re.compile(r"json_extract\(details, '\$\.(\w+)'\)")
+
+
+def events_url(target: str | Path) -> str:
+    """The SQLAlchemy URL of an event store given as a path or a URL: a path is SQLite;
+    ``postgresql://`` means psycopg 3.
+
+    >>> events_url("/p/.mlmedic/events.db")
+    'sqlite:////p/.mlmedic/events.db'
+    >>> events_url("postgresql://u:pw@db:5432/mlmedic")
+    'postgresql+psycopg://u:pw@db:5432/mlmedic'
+    """
+    text = str(target)
+    if "://" not in text:
+        return f"sqlite:///{Path(text)}"
+    scheme, rest = text.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme in ("postgresql+psycopg", "sqlite"):
+        return text
+    raise ProjectError(f"{shown_url(text)}: an event store is a SQLite file or a postgresql:// URL")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password masked, for messages and logs.
+
+    >>> shown_url("postgresql://u:secret@db/x")
+    'postgresql://u:***@db/x'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _engine(url: str, timeout_s: float) -> sa.Engine:
+    """One engine per store. SQLite: one shared connection (the store serialises its use with a
+    lock), WAL, autocommit reads, ``BEGIN IMMEDIATE`` writes. Postgres: a small pool whose
+    connections are checked before use (a restarted server is reconnected to)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={
+                "timeout": timeout_s,
+                "isolation_level": None,
+                "check_same_thread": False,
+            },
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            connection.execute(f"PRAGMA busy_timeout={int(min(timeout_s, 1.0) * 1000)}")
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+        return engine
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise ProjectError(
+            f"{shown_url(url)}: a Postgres event store needs psycopg: "
+            "pip install 'mlmedic[postgres]'"
+        ) from None
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=4,
+        connect_args={"connect_timeout": max(1, math.ceil(timeout_s))},
+    )
 
 
 @dataclass(frozen=True)
@@ -163,44 +272,75 @@ class EventSpan:
 
 
 class EventStore:
-    """Append-only typed events in SQLite (WAL); safe for several processes writing at once."""
+    """Append-only typed events in SQLite (WAL) or PostgreSQL, through SQLAlchemy Core; safe for
+    several processes (and, on Postgres, several hosts) writing at once."""
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path,
         *,
         clock: Clock | None = None,
         timeout_s: float = 30.0,
         on_wait: Callable[[str], None] | None = None,
     ):
-        self.path = Path(path)
+        self._locate(target)
         self.clock: Clock = clock or SystemClock()
         self.timeout_s = timeout_s
         self.on_wait = on_wait
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sa.Engine | None = None
         self._conn = self._open()
 
-    def _open(self) -> sqlite3.Connection:
-        """A new connection to ``path`` (the file and schema are created when missing)."""
-        conn: sqlite3.Connection | None = None
+    def _locate(self, target: str | Path) -> None:
+        self.url = events_url(target)
+        self.sqlite = self.url.startswith("sqlite")
+        # the SQLite file (None on Postgres), and how the store is named in messages
+        self.path: Path | None = Path(self.url[len("sqlite:///") :]) if self.sqlite else None
+        self.where = str(self.path) if self.path is not None else shown_url(str(target))
+
+    def _open(self) -> sa.Engine:
+        """An engine for the store; the file (SQLite) and the schema are created when missing."""
+        engine: sa.Engine | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            engine = _engine(self.url, self.timeout_s)
+            with engine.connect() as conn:
+                if self.sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                _metadata.create_all(conn)
+                self._check_version(conn)
+                conn.commit()
+        except EventStoreError:
+            if engine is not None:
+                engine.dispose()
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            if engine is not None:
+                engine.dispose()
+            raise EventStoreError(
+                f"{self.where}: cannot open the event store ({_reason(exc)})"
+            ) from exc
+        return engine
+
+    def _check_version(self, conn: sa.Connection) -> None:
+        found = conn.execute(
+            sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+        ).scalar()
+        if found is None:
+            conn.execute(
+                meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
             )
-            conn.execute(f"PRAGMA busy_timeout={int(min(self.timeout_s, 1.0) * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            if conn is not None:
-                conn.close()
-            raise EventStoreError(f"{self.path}: cannot open the event store ({exc})") from exc
-        return conn
+        elif int(found) > SCHEMA_VERSION:
+            raise EventStoreError(
+                f"{self.where}: the event store has schema version {found}, written by a newer "
+                f"mlmedic (this one reads up to {SCHEMA_VERSION}); upgrade mlmedic"
+            )
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> sa.Engine:
         if self._conn is None:
             self._conn = self._open()
         return self._conn
@@ -208,7 +348,7 @@ class EventStore:
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                self._conn.dispose()
                 self._conn = None
 
     def __enter__(self) -> EventStore:
@@ -216,6 +356,11 @@ class EventStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def schema_version(self) -> int:
+        """The schema version the store carries."""
+        rows = self.select("SELECT value FROM mlmedic_meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else 0
 
     def record(
         self,
@@ -240,8 +385,8 @@ class EventStore:
         event_id: int
         try:
             [event_id] = self._insert([row])
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot write an event ({exc})") from exc
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise EventStoreError(f"{self.where}: cannot write an event ({_reason(exc)})") from exc
         return event_id
 
     def _row(
@@ -265,40 +410,107 @@ class EventStore:
         return row, payload
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert rows (columns as in ``_INSERT``) in one transaction; their ids. While another
-        process holds the write lock, wait up to ``timeout_s``, saying so once (``on_wait``)."""
+        """Insert rows (the columns of ``_COLUMNS``) in one transaction; their ids. While another
+        process holds SQLite's write lock, wait up to ``timeout_s``, saying so once
+        (``on_wait``)."""
         deadline = time.monotonic() + self.timeout_s
         told = False
         while True:
             try:
                 return self._insert_once(rows)
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
-                if not busy or time.monotonic() >= deadline:
+            except SQLAlchemyError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
                     raise
                 if not told and self.on_wait is not None:
                     told = True
                     self.on_wait(
-                        f"waiting for the event store {self.path}: another process holds its "
+                        f"waiting for the event store {self.where}: another process holds its "
                         f"write lock (giving up after {self.timeout_s:.0f}s)"
                     )
 
     def _insert_once(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        ids: list[int] = []
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for row in rows:
-                    cursor = conn.execute(_INSERT, row)
-                    assert cursor.lastrowid is not None
-                    ids.append(cursor.lastrowid)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        if not rows:
+            return []
+        values = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        statement = events_table.insert().returning(events_table.c.id, sort_by_parameter_order=True)
+        with self._lock, self.conn.connect() as conn:
+            if self.sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            found: list[Any] = list(conn.execute(statement, values).scalars())
+            ids = [int(i) for i in found]
+            conn.commit()
         return ids
+
+    def claim(self, name: str, *, seconds: float, holder: str | None = None) -> bool:
+        """Claim ``name`` for ``seconds``: True for exactly one caller among every process
+        sharing this store (every host, on Postgres) until the claim expires. One conditional
+        upsert, atomic in the database: never a read-then-write race."""
+        now = self.clock.now()
+        who = holder or f"{socket.gethostname()}:{os.getpid()}"
+        statement = sa.text(
+            "INSERT INTO mlmedic_claims (name, holder, claimed_at, expires_at) "
+            "VALUES (:name, :holder, :now, :expires) ON CONFLICT (name) DO UPDATE SET "
+            "holder = excluded.holder, claimed_at = excluded.claimed_at, "
+            "expires_at = excluded.expires_at WHERE mlmedic_claims.expires_at <= :now"
+        )
+        params = {"name": name, "holder": who, "now": now, "expires": now + seconds}
+        try:
+            with self._lock, self.conn.connect() as conn:
+                if self.sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                won = conn.execute(statement, params).rowcount == 1
+                conn.commit()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise EventStoreError(f"{self.where}: cannot claim {name!r} ({_reason(exc)})") from exc
+        return won
+
+    @contextmanager
+    def hold(
+        self,
+        name: str,
+        what: str,
+        *,
+        wait_seconds: float = 600.0,
+        say: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
+        """Hold ``name`` for the block, across every host sharing a Postgres store (a session
+        advisory lock: released by the server if this process dies). A second holder waits,
+        saying so once, up to ``wait_seconds``, then gets ``ProjectBusyError``. On SQLite (one
+        host) the project's file locks already serialise, and this holds nothing."""
+        if self.sqlite:
+            yield
+            return
+        key = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:name, 0))")
+        try:
+            conn = self.conn.connect()
+        except SQLAlchemyError as exc:
+            raise EventStoreError(f"{self.where}: cannot lock {name!r} ({_reason(exc)})") from exc
+        try:
+            deadline = time.monotonic() + wait_seconds
+            told = False
+            while not conn.execute(key, {"name": name}).scalar():
+                conn.rollback()
+                if time.monotonic() >= deadline:
+                    raise ProjectBusyError(
+                        f"another host holds {name!r} in {self.where}; {what} did not start. "
+                        "Try again when it has finished."
+                    )
+                if not told and say is not None:
+                    told = True
+                    say(f"waiting for another host's {name!r} to finish before: {what}")
+                time.sleep(0.2)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(SQLAlchemyError):
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(hashtextextended(:name, 0))"),
+                        {"name": name},
+                    )
+                    conn.commit()
+        finally:
+            conn.close()
 
     @contextmanager
     def span(
@@ -336,34 +548,29 @@ class EventStore:
         newest_first: bool = False,
     ) -> list[Event]:
         """Events matching every given filter, oldest first unless ``newest_first``."""
-        clauses: list[str] = []
-        params: list[Any] = []
+        table = events_table
+        statement = sa.select(table)
         if kind is not None:
             kinds = (kind,) if isinstance(kind, str) else kind
-            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            params.extend(EventKind(k).value for k in kinds)
+            statement = statement.where(table.c.kind.in_([EventKind(k).value for k in kinds]))
         if since is not None:
-            clauses.append("started_at >= ?")
-            params.append(since)
+            statement = statement.where(table.c.started_at >= since)
         if until is not None:
-            clauses.append("started_at < ?")
-            params.append(until)
+            statement = statement.where(table.c.started_at < until)
         if outcome is not None:
-            clauses.append("outcome = ?")
-            params.append(Outcome(outcome).value)
-        sql = "SELECT * FROM events"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY started_at {'DESC' if newest_first else 'ASC'}, id"
+            statement = statement.where(table.c.outcome == Outcome(outcome).value)
+        started = table.c.started_at.desc() if newest_first else table.c.started_at.asc()
+        statement = statement.order_by(started, table.c.id)
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+            statement = statement.limit(int(limit))
+        return [_event(tuple(row)) for row in self._read(statement, {})]
+
+    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Any]:
         try:
-            with self._lock:
-                rows = self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
-        return [_event(row) for row in rows]
+            with self._lock, self.conn.connect() as conn:
+                return list(conn.execute(statement, dict(params)).fetchall())
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise EventStoreError(f"{self.where}: cannot read events ({_reason(exc)})") from exc
 
     def last(self, kind: str, *, outcome: str | None = None) -> Event | None:
         """The most recent event of ``kind`` (optionally with that outcome), or None."""
@@ -372,46 +579,42 @@ class EventStore:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Events by (kind, outcome): one aggregate query over the (kind, outcome) index."""
-        try:
-            with self._lock:
-                rows = self.conn.execute(
-                    "SELECT kind, outcome, COUNT(*) FROM events GROUP BY kind, outcome"
-                ).fetchall()
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+        rows = self.select("SELECT kind, outcome, COUNT(*) FROM events GROUP BY kind, outcome")
         return {(kind, outcome): int(n) for kind, outcome, n in rows}
 
     def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read-only ``SELECT`` over ``events`` (aggregates for the dashboard:
-        ``COUNT``/``AVG`` by kind and outcome, ``json_extract`` of a detail field)."""
+        """Rows of one read-only ``SELECT`` over ``events`` with ``?`` placeholders (aggregates
+        for the dashboard: ``COUNT``/``AVG`` by kind and outcome). ``json_extract(details,
+        '$.key')`` reads one detail field on either database: its value in SQLite, its text on
+        Postgres (callers convert numbers and flags)."""
         if not sql.lstrip().upper().startswith("SELECT"):
             raise ValueError("select() runs SELECT statements only")
-        try:
-            with self._lock:
-                return list(self.conn.execute(sql, params).fetchall())
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+        parts = sql.split("?")
+        if len(parts) - 1 != len(params):
+            raise ValueError(f"{len(parts) - 1} placeholder(s) for {len(params)} parameter(s)")
+        named = parts[0] + "".join(f":p{i}{part}" for i, part in enumerate(parts[1:]))
+        if not self.sqlite:
+            named = _DETAIL.sub(r"(CAST(details AS jsonb) ->> '\1')", named)
+        rows = self._read(sa.text(named), {f"p{i}": value for i, value in enumerate(params)})
+        return [tuple(row) for row in rows]
 
     def count(self, kind: str | None = None) -> int:
-        sql, params = "SELECT COUNT(*) FROM events", []
-        if kind is not None:
-            sql += " WHERE kind = ?"
-            params.append(EventKind(kind).value)
-        try:
-            with self._lock:
-                return int(self.conn.execute(sql, params).fetchone()[0])
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot read events ({exc})") from exc
+        if kind is None:
+            return int(self.select("SELECT COUNT(*) FROM events")[0][0])
+        rows = self.select("SELECT COUNT(*) FROM events WHERE kind = ?", (EventKind(kind).value,))
+        return int(rows[0][0])
 
     def prune(self, before: float) -> int:
         """Delete events that started before ``before`` (``logging.retention_days``); how many.
         Long-running writers (the monitor, the supervisor) call it; reading never prunes."""
+        statement = events_table.delete().where(events_table.c.started_at < before)
         try:
-            with self._lock:
-                cursor = self.conn.execute("DELETE FROM events WHERE started_at < ?", (before,))
-        except sqlite3.Error as exc:
-            raise EventStoreError(f"{self.path}: cannot prune events ({exc})") from exc
-        return int(cursor.rowcount or 0)
+            with self._lock, self.conn.connect() as conn:
+                removed = conn.execute(statement).rowcount
+                conn.commit()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise EventStoreError(f"{self.where}: cannot prune events ({_reason(exc)})") from exc
+        return int(removed or 0)
 
     def export(
         self,
@@ -462,3 +665,21 @@ def _finite(value: Any) -> Any:
         except (TypeError, ValueError):
             return value
     return value
+
+
+def _orig(exc: BaseException) -> BaseException:
+    """The driver's own error under an ``EventStoreError`` or a SQLAlchemy wrapper."""
+    if isinstance(exc, EventStoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    orig = getattr(exc, "orig", None)
+    return orig if isinstance(orig, BaseException) else exc
+
+
+def _reason(exc: BaseException) -> str:
+    inner = _orig(exc)
+    return str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+
+
+def _busy(exc: BaseException) -> bool:
+    """SQLite's write lock is held by another process (Postgres waits on its own)."""
+    return getattr(_orig(exc), "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")

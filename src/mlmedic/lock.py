@@ -29,13 +29,14 @@ from typing import Any
 from mlmedic.errors import ProjectBusyError
 
 LOCK_FILE = "project.lock"
+RUN_LOCK = "run.lock"  # whole runs (``mlmedic run``, a monitor's retrain): one at a time
 _held = threading.local()
 
 
-def holder(state_dir: Path) -> dict[str, Any]:
+def holder(state_dir: Path, lock_file: str = LOCK_FILE) -> dict[str, Any]:
     """Who holds (or last held) the lock: pid, what, since. Empty when unknown."""
     try:
-        return dict(json.loads((Path(state_dir) / LOCK_FILE).read_text(encoding="utf-8") or "{}"))
+        return dict(json.loads((Path(state_dir) / lock_file).read_text(encoding="utf-8") or "{}"))
     except (OSError, ValueError):
         return {}
 
@@ -47,10 +48,12 @@ def project_lock(
     *,
     wait_seconds: float = 600.0,
     say: Callable[[str], None] | None = None,
+    lock_file: str = LOCK_FILE,
 ) -> Iterator[None]:
-    """Hold the project lock for ``what`` (re-entrant in one thread)."""
+    """Hold the project lock (or, with ``lock_file=RUN_LOCK``, the run lock) for ``what``
+    (re-entrant in one thread). Whoever takes both takes the run lock first."""
     state_dir = Path(state_dir)
-    key = str(state_dir.resolve())
+    key = f"{state_dir.resolve()}/{lock_file}"
     depth: dict[str, int] = getattr(_held, "depth", None) or {}
     _held.depth = depth
     if depth.get(key):
@@ -61,9 +64,9 @@ def project_lock(
             depth[key] -= 1
         return
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(state_dir / lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _acquire(fd, state_dir, what, wait_seconds, say)
+        _acquire(fd, state_dir, what, wait_seconds, say, lock_file)
         record = json.dumps({"pid": os.getpid(), "what": what, "since": time.time()})
         os.ftruncate(fd, 0)
         os.pwrite(fd, record.encode(), 0)
@@ -78,14 +81,19 @@ def project_lock(
 
 
 def _acquire(
-    fd: int, state_dir: Path, what: str, wait_seconds: float, say: Callable[[str], None] | None
+    fd: int,
+    state_dir: Path,
+    what: str,
+    wait_seconds: float,
+    say: Callable[[str], None] | None,
+    lock_file: str,
 ) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         pass
-    busy = holder(state_dir)
+    busy = holder(state_dir, lock_file)
     who = f"{busy.get('what', 'another mlmedic operation')} (pid {busy.get('pid', '?')})"
     if say is not None:
         say(f"waiting for {who} to finish before: {what} (up to {wait_seconds:.0f}s)")
@@ -96,8 +104,9 @@ def _acquire(
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
+                name = "run lock" if lock_file == RUN_LOCK else "project lock"
                 raise ProjectBusyError(
-                    f"{state_dir}: {who} holds the project lock; {what} did not start. "
+                    f"{state_dir}: {who} holds the {name}; {what} did not start. "
                     "Try again when it has finished."
                 ) from None
             time.sleep(0.05)

@@ -30,7 +30,7 @@ from mlmedic.errors import DataQualityError, MedicError, SchemaError, UsageError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
 from mlmedic.labels import match_labels
-from mlmedic.lock import project_lock
+from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.performance import Calibration
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
@@ -75,14 +75,38 @@ def run_pipeline(
     target = target or project.settings.self_healing.data_quality.target_column
     if target is None:
         raise UsageError("no target column: pass --target or set data_quality.target_column")
-    timings = Timings()
     source = str(data) if not isinstance(data, pd.DataFrame) else "data frame"
+    # one run at a time: a second 'mlmedic run' (or a monitor's retrain) waits here, on this
+    # host (the run lock) and on every host sharing a Postgres event store (an advisory lock)
+    what = f"mlmedic run on {source}"
+    with (
+        project_lock(project.state_dir, what, lock_file=RUN_LOCK, say=say),
+        project.events.hold(f"run:{project.registry.model_name}", what, say=say),
+    ):
+        return _run_stages(
+            project, data, source, target, trainer, reference, contract, tags, gate_data, say
+        )
+
+
+def _run_stages(
+    project: Project,
+    data: str | Path | pd.DataFrame,
+    source: str,
+    target: str,
+    trainer: str | None,
+    reference: str | Path | None,
+    contract: str | Path | None,
+    tags: dict[str, str] | None,
+    gate_data: pd.DataFrame | None,
+    say: Say,
+) -> RunResult:
+    timings = Timings()
     stage = _stage_data(project, data, source, target, reference, contract, timings, say)
     _stage_backup(project, timings, say)
     result, new_contract = _stage_train(project, stage, source, target, trainer, timings, say)
     candidate = _stage_register(project, stage, result, new_contract, tags, timings, say)
-    # stage 3 under the project lock: the champion is re-read there, so two runs at once gate
-    # one after the other against the real champion
+    # stage 3 under the project lock too: rollbacks and the supervisor move the champion
+    # without the run lock, and the champion is re-read there
     with project_lock(
         project.state_dir, f"mlmedic run (gate and deploy of v{candidate.version})", say=say
     ):

@@ -6,6 +6,7 @@ state.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -55,13 +56,30 @@ class Project:
     def settings(self) -> Settings:
         return load_settings(self.root)
 
+    @property
+    def events_target(self) -> str | Path:
+        """The event store: ``MLMEDIC_EVENTS_URL``, else ``events.url``, else the project's
+        SQLite file."""
+        return (
+            os.environ.get("MLMEDIC_EVENTS_URL")
+            or self.settings.self_healing.events.url
+            or self.events_path
+        )
+
+    @property
+    def has_events(self) -> bool:
+        """Is there an event store to read (a shared one always is; a local one once created)?"""
+        return not isinstance(self.events_target, Path) or self.events_path.exists()
+
     @cached_property
     def events(self) -> EventStore:
+        target = self.events_target
         if self.service:
             from mlmedic.eventbuffer import ResilientEventStore
 
-            return ResilientEventStore(self.events_path, clock=self.clock)
-        return EventStore(self.events_path, clock=self.clock, on_wait=self.on_wait)
+            buffer = None if isinstance(target, Path) else self.state_dir / "events.buffer.jsonl"
+            return ResilientEventStore(target, clock=self.clock, buffer_path=buffer)
+        return EventStore(target, clock=self.clock, on_wait=self.on_wait)
 
     @cached_property
     def registry(self) -> Registry:

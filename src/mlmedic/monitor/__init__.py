@@ -151,8 +151,20 @@ class Monitor:
             due = (since or clock.now()) + (interval if since else 0.0)
             if clock.now() < due:
                 clock.sleep(due - clock.now())
-            self.run_window(since, clock.now())
+            if not self.claim_pass(interval):
+                # another monitor sharing this event store has this interval's pass: wait for
+                # its record, then for the next interval
+                clock.sleep(min(interval, 60.0) / 4)
+                continue
+            last = self.project.events.last(EventKind.MONITOR)
+            self.run_window(last.details.get("until") if last else None, clock.now())
             done += 1
+
+    def claim_pass(self, interval: float) -> bool:
+        """Claim this interval's pass: True for one of the monitors sharing the event store
+        (every host, on Postgres); the claim lapses a little before the next pass is due."""
+        name = f"monitor-pass:{self.project.registry.model_name}"
+        return self.project.events.claim(name, seconds=interval * 0.9)
 
     # ------------------------------------------------------------------ one pass
     def _pass(

@@ -88,11 +88,13 @@ class Actions:
             acted = "cannot retrain: no reference training data and no labelled rows"
             events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=acted)
             return self._told(acted)
-        from mlmedic.lock import project_lock
+        from mlmedic.lock import RUN_LOCK, project_lock
 
-        with project_lock(self.project.state_dir, "monitor retrain", say=self.say):
+        state, model = self.project.state_dir, self.project.registry.model_name
+        with project_lock(state, "monitor retrain", lock_file=RUN_LOCK, say=self.say):
             # another monitor may have retrained while this pass measured: the cooldown is
-            # claimed under the lock, so one retrain per cooldown holds across processes
+            # claimed in the event store, atomically, so one retrain per cooldown holds across
+            # processes and (on Postgres) across hosts
             last = events.last(EventKind.RETRAIN)
             hours = self.project.settings.retraining_cooldown_hours
             now = self.project.clock.now()
@@ -101,6 +103,8 @@ class Actions:
                     f"no retrain: another monitor retrained at {to_iso(last.started_at)} "
                     f"(cooldown until {to_iso(last.started_at + hours * 3600.0)})"
                 )
+            if hours > 0 and not events.claim(f"retrain:{model}", seconds=hours * 3600.0):
+                return self._told("no retrain: another monitor has just claimed this cooldown")
             return self._retrain(decision, training, gate_rows, snapshot)
 
     def _retrain(

@@ -140,6 +140,7 @@ class Supervisor:
         ready_timeout: float = 60.0,
         grace_seconds: float = 5.0,
         notifications: NotificationsConfig | None = None,
+        events_target: str | Path | None = None,
         healing_enabled: bool = True,
         retention_days: float | None = None,
         clock: Clock | None = None,
@@ -169,7 +170,14 @@ class Supervisor:
         self.watcher: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.marks = ModelCallMarks()  # MAX_SLOTS > the 64 workers serve allows, + standby
-        self.events = ResilientEventStore(self.state_dir / "events.db", clock=self.clock)
+        target = events_target or self.state_dir / "events.db"
+        self.events = ResilientEventStore(
+            target,
+            clock=self.clock,
+            buffer_path=None
+            if isinstance(target, Path)
+            else self.state_dir / "events.buffer.jsonl",
+        )
         self.notifier = Notifier(
             notifications or NotificationsConfig(), self.events, project=self.project_dir.name
         )
