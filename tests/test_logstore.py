@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mlmedic.logstore import compact, read_predictions
 
@@ -61,3 +62,37 @@ def test_a_window_reads_only_its_partitions(tmp_path: Path) -> None:
     _part(folder, now - 10, ["recent"], ns=3)
     window = read_predictions(folder, since=now - HOUR, until=now)
     assert window["request_id"].tolist() == ["recent"]
+
+
+def test_replicas_on_an_fsspec_url_write_their_own_parts_and_read_as_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two replicas (two host names) log to one memory:// location; the reader sees both, a
+    compaction on shared storage runs only with the claim, and later labels win."""
+    import numpy as np
+
+    from mlmedic.logstore import FeedbackLog, PredictionLog, read_feedback
+
+    url = f"memory://shared-{time.time_ns()}"
+    for host, ids in (("replica-a", ["a1", "a2"]), ("replica-b", ["b1"])):
+        monkeypatch.setattr("socket.gethostname", lambda host=host: host)
+        log = PredictionLog(f"{url}/predictions", flush_seconds=60)
+        for request_id in ids:
+            log.append({"x": [1.0]}, [1], np.array([[0.3, 0.7]]), 1, request_id)
+        assert log.flush() == len(ids)
+        log.close()
+    rows = read_predictions(f"{url}/predictions")
+    assert sorted(rows["request_id"]) == ["a1", "a2", "b1"]
+    import fsspec
+
+    names = [p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").find(url)]
+    assert {n.split("-")[3] for n in names} == {"replica_a", "replica_b"}
+    later = time.time() + 3 * HOUR
+    assert compact(f"{url}/predictions", now=later, claim=lambda: False) == 0
+    assert compact(f"{url}/predictions", now=later, claim=lambda: True) == 1
+    assert sorted(read_predictions(f"{url}/predictions")["request_id"]) == ["a1", "a2", "b1"]
+    feedback = FeedbackLog(f"{url}/feedback")
+    feedback.write([{"request_id": "a1", "label": "0"}])
+    feedback.write([{"request_id": "a1", "label": "1"}])
+    labels = read_feedback(f"{url}/feedback").drop_duplicates("request_id", keep="last")
+    assert labels["label"].tolist() == ["1"]

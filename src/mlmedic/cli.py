@@ -401,7 +401,7 @@ def feedback(
         rows.append({"request_id": str(request_id), "label": key})
     if not rows:
         raise DataFileError(labels, "no row has both a request_id and a label")
-    written = FeedbackLog(project.state_dir / "feedback").write(rows)
+    written = FeedbackLog(project.log_location("feedback")).write(rows)
     out.print(
         f"recorded {written:,} label(s)"
         + (f"; {unusable:,} row(s) without a request id or a label left out" if unusable else "")

@@ -120,6 +120,9 @@ class ServingConfig(_Section):
     crash_loop_window_seconds: float = Field(300.0, ge=0.0)
     healthy_reset_seconds: float = Field(600.0, gt=0.0)
     warm_standby: bool = True
+    # where predictions/ and feedback/ live: null is .mlmedic/ in the project; an fsspec URL
+    # (a shared directory, s3://bucket/prefix) is shared by every replica and the monitor
+    prediction_log_url: str | None = None
 
 
 class MonitoringPaths(_Section):

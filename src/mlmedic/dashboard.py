@@ -172,7 +172,7 @@ def build(
         floor=floor,
         interval_s=interval_s,
         failed_recoveries=failed,
-        state_dir=state_dir,
+        log=_log_location(settings, state_dir),
     )
     applicable = [p.score for p in parts if p.score is not None]
     health = sum(applicable) / len(applicable) if applicable else None
@@ -455,7 +455,7 @@ def _health_parts(
     floor: float,
     interval_s: float,
     failed_recoveries: int,
-    state_dir: Path | None,
+    log: str | Path | None,
 ) -> list[HealthPart]:
     parts = []
     if serving is None:
@@ -522,10 +522,12 @@ def _health_parts(
             else ("none failed in 30 days" if supervised else "nothing served in 30 days"),
         )
     )
-    if serving is None or state_dir is None:
+    if serving is None or log is None:
         parts.append(HealthPart("prediction log", None, "not serving"))
     else:
-        newest = _newest_mtime(state_dir / "predictions")
+        from mlmedic.logstore import newest_write
+
+        newest = newest_write(log)
         if newest is None:
             parts.append(HealthPart("prediction log", 0.0, "nothing logged yet"))
         else:
@@ -540,16 +542,12 @@ def _health_parts(
     return parts
 
 
-def _newest_mtime(folder: Path) -> float | None:
-    newest = None
-    try:
-        for root, _, files in os.walk(folder):
-            for name in files:
-                stamp = os.stat(os.path.join(root, name)).st_mtime
-                newest = stamp if newest is None or stamp > newest else newest
-    except OSError:
-        return None
-    return newest
+def _log_location(settings: Any, state_dir: Path | None) -> str | Path | None:
+    """The prediction log: under ``serving.prediction_log_url`` if set, else ``.mlmedic/``."""
+    url = settings.self_healing.serving.prediction_log_url if settings is not None else None
+    if url:
+        return f"{url.rstrip('/')}/predictions"
+    return None if state_dir is None else state_dir / "predictions"
 
 
 # ---------------------------------------------------------------- timelines

@@ -1,22 +1,31 @@
-"""The prediction log and the feedback log: Parquet files under ``.mlmedic/``.
+"""The prediction log and the feedback log: Parquet files under ``.mlmedic/``, or under any
+fsspec URL (``serving.prediction_log_url``: a shared directory, ``s3://bucket/prefix``).
 
 Predictions are buffered and flushed every ``flush_seconds`` (a crash loses at most that much) to
-``predictions/hour=YYYY-MM-DDTHH/part-<pid>-<n>.parquet``: the production data that monitoring
-reads. Feedback (true labels by request id) is written at once to ``feedback/``.
+``predictions/hour=YYYY-MM-DDTHH/part-<ns>-<seq>-<host>-<pid>.parquet``: the production data that
+monitoring reads. Each replica writes its own part files (host and pid in the name), so replicas
+sharing one location never write the same file, and the monitor reads them all. Feedback (true
+labels by request id) is written at once to ``feedback/``. On a local disk a file appears by an
+atomic rename; on an object store by one PUT (also atomic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import posixpath
+import socket
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger("mlmedic.serving")
 RECENT_IDS = 100_000  # request ids each worker remembers, to check feedback without the disk
@@ -30,13 +39,88 @@ META_COLUMNS = [
 ]
 
 
+class Location:
+    """A folder on a filesystem: a local path or an fsspec URL (``file://``, ``s3://``,
+    ``memory://``)."""
+
+    def __init__(self, where: str | Path | Location) -> None:
+        if isinstance(where, Location):
+            self.fs: Any = where.fs
+            self.root: str = where.root
+            self.url: str = where.url
+            return
+        self.url = str(where)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.root = self.root.rstrip("/") or "/"
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def child(self, name: str) -> Location:
+        found = Location(self)
+        found.root = posixpath.join(self.root, name)
+        found.url = self.url.rstrip("/") + "/" + name
+        return found
+
+    def path(self, *names: str) -> str:
+        return posixpath.join(self.root, *names)
+
+    def files(self, pattern: str, under: str | None = None) -> list[str]:
+        """Sorted paths matching ``pattern`` in this folder (or its subfolder ``under``)."""
+        base = self.root if under is None else under
+        try:
+            return sorted(self.fs.glob(posixpath.join(base, pattern)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.root))
+
+    def read(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        with self.fs.open(path, "rb") as handle:
+            return pd.read_parquet(handle, columns=columns)
+
+    def write(self, folder: str, name: str, table: Any) -> None:
+        """Write a pyarrow table as ``folder/name`` so that no reader sees half a file."""
+        import pyarrow.parquet as pq
+
+        self.fs.makedirs(folder, exist_ok=True)
+        target = posixpath.join(folder, name)
+        if not self.local:  # one PUT: the object appears whole or not at all
+            with self.fs.open(target, "wb") as handle:
+                pq.write_table(table, handle)
+            return
+        temporary = posixpath.join(folder, f".{name}")
+        try:
+            pq.write_table(table, temporary)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        os.replace(temporary, target)
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path)
+
+
+def _part_name(sequence: int) -> str:
+    """``part-<ns>-<seq>-<host>-<pid>.parquet``: unique across the replicas of a shared log."""
+    host = socket.gethostname().replace("-", "_") or "host"
+    return f"part-{time.time_ns()}-{sequence}-{host}-{os.getpid()}.parquet"
+
+
 class PredictionLog:
     """Buffers served rows and writes them as hourly-partitioned Parquet."""
 
     def __init__(
-        self, folder: Path, *, flush_seconds: float = 1.0, max_pending_rows: int = 200_000
+        self,
+        folder: str | Path | Location,
+        *,
+        flush_seconds: float = 1.0,
+        max_pending_rows: int = 200_000,
     ) -> None:
-        self.folder = Path(folder)
+        self.folder = Location(folder)
         self.flush_seconds = flush_seconds
         self.max_pending_rows = max_pending_rows
         self.last_error: str | None = None
@@ -76,19 +160,17 @@ class PredictionLog:
             missing = [i for i in dict.fromkeys(ids) if i not in self._recent_set]
         if not missing:
             return []
-        import pyarrow.parquet as pq
-
         oldest = time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() - days * 86_400))
         wanted = set(missing)
-        for folder in sorted(self.folder.glob("hour=*"), reverse=True):
-            if folder.name[5:] < oldest:
+        for folder in reversed(self.folder.files("hour=*")):
+            if posixpath.basename(folder)[5:] < oldest:
                 break
-            for path in folder.glob("part-*.parquet"):
+            for path in _hour_files(self.folder, folder):
                 try:
-                    column = pq.read_table(path, columns=["request_id"]).column(0)
+                    column = self.folder.read(path, columns=["request_id"])["request_id"]
                 except (OSError, ValueError, KeyError):
                     continue
-                wanted.difference_update(column.to_pylist())
+                wanted.difference_update(column.astype(str).tolist())
                 if not wanted:
                     return []
         return [i for i in missing if i in wanted]
@@ -188,7 +270,6 @@ class PredictionLog:
 
     def _write(self, pending: list[tuple[Any, ...]]) -> int:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for entry in pending:
@@ -196,18 +277,9 @@ class PredictionLog:
         frame = pd.concat([self._frame(group) for group in groups.values()], ignore_index=True)
         hours = pd.to_datetime(frame["served_at"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H")
         for hour, part in frame.groupby(hours):
-            folder = self.folder / f"hour={hour}"
-            folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
-            name = f"part-{os.getpid()}-{time.time_ns()}-{self._sequence}.parquet"
             table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
-            temporary = folder / f".{name}"
-            try:
-                pq.write_table(table, temporary)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-            temporary.rename(folder / name)
+            self.folder.write(self.folder.path(f"hour={hour}"), _part_name(self._sequence), table)
         return len(frame)
 
     def close(self) -> None:
@@ -218,19 +290,18 @@ class PredictionLog:
 class FeedbackLog:
     """True labels by request id, one Parquet file per write."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | Location) -> None:
+        self.folder = Location(folder)
 
     def write(self, rows: list[dict[str, str]]) -> int:
+        import pyarrow as pa
+
         if not rows:
             return 0
         frame = pd.DataFrame(rows, columns=["request_id", "label"])
         frame["received_at"] = time.time()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{os.getpid()}-{time.time_ns()}.parquet"
-        temporary = self.folder / f".{name}"
-        frame.to_parquet(temporary, index=False)
-        temporary.rename(self.folder / name)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        self.folder.write(self.folder.root, _part_name(0), table)
         return len(frame)
 
 
@@ -238,39 +309,55 @@ def _hour(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
 
 
-def _part_ns(path: Path) -> int:
-    """The write time (ns) in a part file's name ``part-<pid>-<ns>-<seq>.parquet``."""
+def _part_ns(path: str) -> int:
+    """The write time (ns) in a file's name: ``part-<ns>-<seq>-<host>-<pid>``,
+    ``compact-upto-<ns>``, or an earlier version's ``part-<pid>-<ns>-<seq>``."""
+    fields = posixpath.basename(str(path)).split(".")[0].split("-")
     try:
-        return int(path.stem.split("-")[2])
+        if fields[0] == "compact":
+            return int(fields[-1])
+        return int(fields[2] if len(fields) == 4 else fields[1])
     except (IndexError, ValueError):
         return 0
 
 
-def _hour_files(folder: Path) -> list[Path]:
+def _hour_files(where: Location, folder: str) -> list[str]:
     """The files that make up one hour: its compacted file (if any), and the parts written after
     it. Parts the compaction already holds are skipped, so a reader racing a compaction never
     counts a row twice."""
-    compacted = sorted(folder.glob("compact-upto-*.parquet"))
-    covered = max((int(p.stem.rsplit("-", 1)[-1]) for p in compacted), default=-1)
-    parts = [p for p in sorted(folder.glob("part-*.parquet")) if _part_ns(p) > covered]
+    compacted = where.files("compact-upto-*.parquet", folder)
+    covered = max((_part_ns(p) for p in compacted), default=-1)
+    parts = [p for p in where.files("part-*.parquet", folder) if _part_ns(p) > covered]
     return compacted[-1:] + parts
 
 
+def newest_write(folder: str | Path | Location) -> float | None:
+    """When the newest part of the log was written (from its name: any filesystem), or None."""
+    where = Location(folder)
+    for hour in reversed(where.files("hour=*")):
+        files = _hour_files(where, hour)
+        if files:
+            return max(_part_ns(p) for p in files) / 1e9
+    return None
+
+
 def read_predictions(
-    folder: Path, *, since: float | None = None, until: float | None = None
+    folder: str | Path | Location, *, since: float | None = None, until: float | None = None
 ) -> pd.DataFrame:
-    """Logged predictions served in [since, until) (all when not given), reading only the hourly
-    partitions that overlap the window (empty frame if none)."""
+    """Logged predictions served in [since, until) (all when not given) by every replica writing
+    to ``folder``, reading only the hourly partitions that overlap the window (empty frame if
+    none)."""
+    where = Location(folder)
     frames = []
     low = _hour(since) if since is not None else None
     high = _hour(until) if until is not None else None
-    for hour in sorted(Path(folder).glob("hour=*")):
-        name = hour.name[5:]
+    for hour in where.files("hour=*"):
+        name = posixpath.basename(hour)[5:]
         if (low is not None and name < low) or (high is not None and name > high):
             continue
-        for path in _hour_files(hour):
+        for path in _hour_files(where, hour):
             try:
-                frames.append(pd.read_parquet(path))
+                frames.append(where.read(path))
             except FileNotFoundError:
                 continue  # a part removed by a compaction that this listing saw already
     if not frames:
@@ -283,48 +370,65 @@ def read_predictions(
     return logged.reset_index(drop=True)
 
 
-def compact(folder: Path, *, now: float | None = None, grace_seconds: float = 120.0) -> int:
+def compact(
+    folder: str | Path | Location,
+    *,
+    now: float | None = None,
+    grace_seconds: float = 120.0,
+    claim: Any = None,
+) -> int:
     """Merge each closed hour's part files into one Parquet file; returns the hours compacted.
 
     An hour is closed ``grace_seconds`` after it ends (a worker may still be flushing its last
     rows). The merged file is named for the newest part it holds, written atomically, and only
     then are the parts removed; readers skip parts a merged file holds (``_hour_files``). One
-    compactor at a time (a ``flock``); a second returns at once."""
+    compactor at a time: a ``flock`` on a local disk; on shared storage, ``claim()`` (the event
+    store's, so one replica among all); a second returns at once."""
     import fcntl
 
-    folder = Path(folder)
-    if not folder.exists():
+    import pyarrow as pa
+
+    where = Location(folder)
+    if not where.exists():
         return 0
     now = time.time() if now is None else now
     closed_before = _hour(now - 3600.0 - grace_seconds)
-    done = 0
-    with open(folder / ".compact.lock", "a") as lock:
+    if not where.local:
+        if claim is not None and not claim():
+            return 0
+        return _compact_hours(where, closed_before, pa)
+    with open(Path(where.root) / ".compact.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0
-        for hour in sorted(folder.glob("hour=*")):
-            if hour.name[5:] > closed_before:
-                continue
-            files = _hour_files(hour)
-            parts = [p for p in files if p.name.startswith("part-")]
-            if not parts or len(files) == 1:
-                continue  # nothing new since the last compaction, or already one file
-            frame = pd.concat((pd.read_parquet(p) for p in files), ignore_index=True)
-            upto = max(_part_ns(p) for p in parts)
-            target = hour / f"compact-upto-{upto}.parquet"
-            temporary = hour / f".{target.name}"
-            frame.to_parquet(temporary, index=False)
-            temporary.rename(target)
-            for path in files:
-                if path != target:
-                    path.unlink(missing_ok=True)
-            done += 1
+        return _compact_hours(where, closed_before, pa)
+
+
+def _compact_hours(where: Location, closed_before: str, pa: Any) -> int:
+    done = 0
+    for hour in where.files("hour=*"):
+        if posixpath.basename(hour)[5:] > closed_before:
+            continue
+        files = _hour_files(where, hour)
+        parts = [p for p in files if posixpath.basename(p).startswith("part-")]
+        if not parts or len(files) == 1:
+            continue  # nothing new since the last compaction, or already one file
+        frame = pd.concat((where.read(p) for p in files), ignore_index=True)
+        upto = max(_part_ns(p) for p in parts)
+        name = f"compact-upto-{upto}.parquet"
+        where.write(hour, name, pa.Table.from_pandas(frame, preserve_index=False))
+        for path in files:
+            if posixpath.basename(path) != name:
+                where.remove(path)
+        done += 1
     return done
 
 
-def read_feedback(folder: Path) -> pd.DataFrame:
-    files = sorted(Path(folder).glob("part-*.parquet"))
+def read_feedback(folder: str | Path | Location) -> pd.DataFrame:
+    """Every label received, by every replica writing to ``folder``."""
+    where = Location(folder)
+    files = sorted(where.files("part-*.parquet"), key=_part_ns)  # later labels win
     if not files:
         return pd.DataFrame(columns=["request_id", "label", "received_at"])
-    return pd.concat((pd.read_parquet(f) for f in files), ignore_index=True)
+    return pd.concat((where.read(f) for f in files), ignore_index=True)

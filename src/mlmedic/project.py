@@ -66,6 +66,12 @@ class Project:
             or self.events_path
         )
 
+    def log_location(self, name: str) -> str | Path:
+        """Where the prediction log (``predictions``) or the feedback (``feedback``) lives:
+        under ``serving.prediction_log_url`` when set, else in ``.mlmedic/``."""
+        url = self.settings.self_healing.serving.prediction_log_url
+        return f"{url.rstrip('/')}/{name}" if url else self.state_dir / name
+
     @property
     def has_events(self) -> bool:
         """Is there an event store to read (a shared one always is; a local one once created)?"""

@@ -124,9 +124,10 @@ class Monitor:
 
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
-        state = self.project.state_dir
-        logged = read_predictions(state / "predictions", since=since, until=until)
-        feedback = read_feedback(state / "feedback")
+        logged = read_predictions(
+            self.project.log_location("predictions"), since=since, until=until
+        )
+        feedback = read_feedback(self.project.log_location("feedback"))
         snapshot = self.snapshot()
         target = snapshot.target
         if len(logged) and len(feedback) and target is not None:

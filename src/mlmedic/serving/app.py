@@ -701,9 +701,10 @@ def build(
         config=config,
         events=project.events,
         predictions=PredictionLog(
-            project.state_dir / "predictions", flush_seconds=config.prediction_log_flush_seconds
+            project.log_location("predictions"),
+            flush_seconds=config.prediction_log_flush_seconds,
         ),
-        feedback=FeedbackLog(project.state_dir / "feedback"),
+        feedback=FeedbackLog(project.log_location("feedback")),
         metrics=Metrics(),
         admin_token=os.environ.get("MLMEDIC_ADMIN_TOKEN") or None,
         api_token=os.environ.get("MLMEDIC_API_TOKEN") or None,

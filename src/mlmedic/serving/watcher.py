@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         if time.monotonic() >= next_compaction:  # closed hours of the log become one file
             next_compaction = time.monotonic() + COMPACT_EVERY
             try:
-                compact(project.state_dir / "predictions")
-            except (OSError, ValueError) as exc:
+                compact(
+                    project.log_location("predictions"),
+                    claim=lambda: project.events.claim("compact:predictions", seconds=600.0),
+                )
+            except (OSError, ValueError, MedicError) as exc:
                 log.warning("prediction-log compaction failed: %s", exc)
         if supervisor and os.getppid() != supervisor:
             break  # the supervisor is gone (PR_SET_PDEATHSIG covers Linux; this, the rest)

@@ -1,0 +1,191 @@
+"""Beyond one machine, with real servers: an `mlflow server` on PostgreSQL with an artifact store
+of its own, the event store on PostgreSQL, and a prediction log in a shared directory (an fsspec
+URL). Two serving replicas on two project directories ("two hosts") share nothing but those:
+run, gate, serve, hot swap, monitor and rollback all go through them, and each replica follows
+the champion on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.events import EventStore
+from mlmedic.logstore import read_predictions
+from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready
+
+MODEL = "churn"
+
+
+def _until(condition: Any, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def mlflow_on_postgres(
+    postgres_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`mlflow server --backend-store-uri postgresql+psycopg://… --artifacts-destination DIR`
+    on a free loopback port (its artifacts outside every project)."""
+    from pgtools import new_database
+
+    backend = new_database(postgres_server).replace("postgresql://", "postgresql+psycopg://")
+    artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server"),
+            *("--backend-store-uri", backend),
+            *("--artifacts-destination", str(artifacts)),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+        start_new_session=True,
+        cwd=artifacts,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    try:
+        if not _until(healthy, 120):
+            pytest.fail("mlflow server did not start within 120 s")
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait(timeout=10)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlmedic", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def _model(url: str) -> int:
+    with urllib.request.urlopen(url + "/model", timeout=5) as answer:
+        return int(json.loads(answer.read())["version"])
+
+
+def _predict(url: str, rows: pd.DataFrame) -> None:
+    for record in rows.drop(columns=[TARGET, "signup_at"]).to_dict(orient="records"):
+        request = urllib.request.Request(
+            url + "/predict",
+            data=json.dumps(record).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+
+def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_monitor(
+    mlflow_on_postgres: str, postgres_server: Any, tmp_path: Path
+) -> None:
+    from pgtools import new_database
+
+    events_url = new_database(postgres_server)
+    shared = tmp_path / "shared-log"  # a shared directory, as an fsspec URL
+    config = {
+        "model_training": {"model_name": MODEL},
+        "serving": {"prediction_log_url": f"file://{shared}", "registry_poll_seconds": 0.5},
+    }
+    hosts = [tmp_path / "host-a", tmp_path / "host-b"]
+    for host in hosts:
+        host.mkdir()
+        (host / "self_healing_config.json").write_text(json.dumps(config))
+    env = dict(
+        os.environ,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLFLOW_TRACKING_URI=mlflow_on_postgres,
+        MLMEDIC_EVENTS_URL=events_url,
+    )
+    make_churn(1200, seed=81).to_csv(tmp_path / "v1.csv", index=False)
+    make_churn(2400, seed=82).to_csv(tmp_path / "v2.csv", index=False)
+    first = _cli("run", str(tmp_path / "v1.csv"), "-t", TARGET, "-C", str(hosts[0]), env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"in {mlflow_on_postgres}" in first.stdout and "v1 is now champion" in first.stdout
+
+    ports = [free_port(), free_port()]
+    logs = [(host / "serve.log").open("ab") for host in hosts]
+    servers = [
+        start_server(host, port, log, env=env)
+        for host, port, log in zip(hosts, ports, logs, strict=True)
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for url, host in zip(urls, hosts, strict=True):
+            assert wait_ready(url, 120), (host / "serve.log").read_text()[-2000:]
+        assert [_model(url) for url in urls] == [1, 1]  # host b loaded v1 from the server
+        traffic = make_churn(80, seed=83)
+        _predict(urls[0], traffic.iloc[:50])
+        _predict(urls[1], traffic.iloc[50:])
+
+        second = _cli("run", str(tmp_path / "v2.csv"), "-t", TARGET, "-C", str(hosts[0]), env=env)
+        assert second.returncode == 0 and "v2 is now champion" in second.stdout, second.stdout
+        # the replica on the other host swaps to the new champion on its own
+        assert _until(lambda: _model(urls[1]) == 2, 60), (hosts[1] / "serve.log").read_text()
+        assert _until(lambda: _model(urls[0]) == 2, 60)
+
+        # both replicas' rows, in their own part files, reach one monitor on host b
+        log_url = f"file://{shared}/predictions"
+        assert _until(lambda: len(read_predictions(log_url)) == 80, 30)
+        parts = {p.name.split("-")[-1] for p in shared.rglob("part-*.parquet")}
+        assert len(parts) >= 2  # one writer pid per replica at least
+        monitored = _cli("monitor", "--once", "-C", str(hosts[1]), env=env)
+        assert monitored.returncode == 0, monitored.stderr
+
+        # a person on host b rolls back: the replica on host a follows
+        back = _cli("rollback", "-C", str(hosts[1]), env=env)
+        assert back.returncode == 0, back.stderr
+        assert _until(lambda: _model(urls[0]) == 1, 60), (hosts[0] / "serve.log").read_text()
+        assert _until(lambda: _model(urls[1]) == 1, 60)
+    finally:
+        for server in servers:
+            stop_server(server)
+        for log in logs:
+            log.close()
+    with EventStore(events_url) as store:  # one event log for both hosts
+        assert store.last("monitor").details["rows"] == 80  # type: ignore[union-attr]
+        assert [e.action for e in store.query(kind="deploy") if e.action == "deploy"] == [
+            "deploy",
+            "deploy",
+        ]
+        assert store.last("rollback") is not None
+    from mlflow.tracking import MlflowClient  # a plain MLflow client sees the same champion
+
+    client = MlflowClient(tracking_uri=mlflow_on_postgres, registry_uri=mlflow_on_postgres)
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+    for host in hosts:
+        assert not (host / ".mlmedic" / "events.db").exists()
+        assert not (host / ".mlmedic" / "mlflow.db").exists()
+        assert not (host / ".mlmedic" / "predictions").exists()
