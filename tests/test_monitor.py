@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,15 +28,20 @@ from mlmedic.project import Project
 HOUR = 3600.0
 
 
+@pytest.fixture(scope="module")
+def watched_template(tmp_path_factory: pytest.TempPathFactory, train_isolated) -> Path:  # type: ignore[no-untyped-def]
+    """v1 trained once per module on make_churn(3000, seed=61); tests get copies (new versions
+    they register land beside the template's artifacts, under their own run ids)."""
+    return train_isolated(tmp_path_factory.mktemp("monitor-template") / "watched", 61, rows=3000)
+
+
 @pytest.fixture
-def watched(tmp_path: Path):  # type: ignore[no-untyped-def]
+def watched(tmp_path: Path, watched_template: Path):  # type: ignore[no-untyped-def]
     root = tmp_path / "watched"
-    root.mkdir()
+    shutil.copytree(watched_template, root)
+    make_churn(3000, seed=61).to_csv(root / "reference.csv", index=False)
     clock = SimulatedClock(start=time.time())
-    reference = make_churn(3000, seed=61)
-    reference.to_csv(root / "reference.csv", index=False)
     project = Project(root, clock=clock)
-    assert run_pipeline(project, reference, target=TARGET).deployed
     yield project, clock
     project.close()
 
@@ -303,3 +309,75 @@ def test_a_pass_reads_one_snapshot_of_the_champion_even_if_it_moves_mid_pass(wat
     assert first.drift.score == second.drift.score
     assert first.performance is not None and first.performance.estimated
     assert project.events.count() == before
+
+
+def test_a_window_profiled_on_a_dask_cluster_gives_the_single_process_report(watched) -> None:  # type: ignore[no-untyped-def]
+    """`monitor --dask`: the window is profiled part file by part file on a real Dask cluster
+    (two worker processes) and merged there. Same rows, same drifted features, the count-based
+    statistics equal, the distances within the sampling tolerance, labels measured."""
+    from distributed import LocalCluster
+
+    from mlmedic.drift import ReferenceProfile, compare
+    from mlmedic.logstore import read_predictions
+    from mlmedic.training import model_frame
+
+    project, clock = watched
+    batch = make_churn(6000, seed=64, drift=1.0)
+    features = [c for c in batch.columns if c not in (TARGET, "signup_at")]
+    log = PredictionLog(project.state_dir / "predictions", flush_seconds=3600)
+    records = batch[features].to_dict(orient="records")
+    for start in range(0, len(batch), 1000):  # six flushes: six part files
+        for i in range(start, start + 1000):
+            columns = {c: [records[i][c]] for c in features}
+            log.append(columns, [0], np.array([[0.8, 0.2]]), 1, f"r{i}")
+        log.flush()
+    log.close()
+    FeedbackLog(project.state_dir / "feedback").write(
+        [{"request_id": f"r{i}", "label": str(batch[TARGET].iloc[i])} for i in range(500)]
+    )
+    monitor = Monitor(project)
+    snapshot = monitor.snapshot()
+    logged = read_predictions(project.state_dir / "predictions")
+    local = compare(
+        ReferenceProfile.from_dict(snapshot.baseline["features"]),
+        model_frame(logged, snapshot.contract),
+        threshold=project.settings.drift_threshold,
+        min_samples=project.settings.self_healing.drift_detection.min_samples_for_detection,
+    )
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        on_dask = Monitor(project, dask_scheduler=cluster.scheduler_address).run_window(
+            None, clock.now() + 60
+        )
+    assert on_dask.rows == 6000
+    assert on_dask.drift is not None
+    assert on_dask.drift.drifted_features == local.drifted_features != []
+    for a, b in zip(on_dask.drift.features, local.features, strict=True):
+        assert a.name == b.name and a.n_current == b.n_current
+        assert a.psi == pytest.approx(b.psi) and a.jensen_shannon == pytest.approx(b.jensen_shannon)
+        if b.wasserstein_norm is not None:
+            assert a.wasserstein_norm == pytest.approx(b.wasserstein_norm, abs=0.05)
+    assert on_dask.performance is not None and not on_dask.performance.estimated
+    assert on_dask.performance.rows == 500
+    assert "Dask" in project.events.last("monitor").message  # type: ignore[union-attr]
+
+
+def test_monitor_dask_with_an_unreachable_scheduler_is_one_clear_line(
+    watched,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlmedic.cli import main
+
+    project, _ = watched
+    _served(project, make_churn(200, seed=65))
+    monkeypatch.setattr("mlmedic.monitor.distributed.CONNECT_SECONDS", 1.0)
+    argv = ["mlmedic", "monitor", "--once", "--dask", "tcp://127.0.0.1:9", "-C", str(project.root)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2, err
+    assert "--dask tcp://127.0.0.1:9: cannot reach the scheduler" in err and "Traceback" not in err
+    assert project.events.count("monitor") == 0

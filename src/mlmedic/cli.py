@@ -428,6 +428,14 @@ def monitor(
         bool,
         typer.Option("--once", help="One pass over the prediction log since the last, then exit."),
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Profile each window of the prediction log on this Dask scheduler "
+            "(tcp://host:8786), part file by part file.",
+        ),
+    ] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
@@ -445,7 +453,9 @@ def monitor(
     if seconds is not None and seconds <= 0:
         raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
     project = _open(project_dir)
-    runner = Monitor(project, reference_data=reference, say=_plain(out))
+    if dask is not None and batch is not None:
+        raise UsageError("--dask profiles the prediction log; --batch reads one file here")
+    runner = Monitor(project, reference_data=reference, say=_plain(out), dask_scheduler=dask)
     production = project.settings.self_healing.monitoring.production_data_path
     if batch is None and every is None and not once and production:
         folder = Path(production) if Path(production).is_absolute() else project.root / production

@@ -213,6 +213,9 @@ class MonitoringConfig(_Section):
     drift_threshold: float | None = Field(None, ge=0.0, le=1.0)
     retraining_cooldown_hours: float | None = Field(None, ge=0.0)
     enable_auto_retrain: bool | None = None
+    # a Dask scheduler (tcp://host:8786): each window of the prediction log is profiled there,
+    # part file by part file, and merged (mlmedic addition; `monitor --dask` wins)
+    dask_scheduler: str | None = None
 
 
 class Settings(BaseModel):

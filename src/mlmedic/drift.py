@@ -146,6 +146,12 @@ class ReferenceProfile:
                     missing=int(column.isna().sum()),
                 )
 
+    def rows(self) -> int:
+        """How many rows the profile describes (present or missing, in any feature)."""
+        counts = [p.n + p.missing for p in self.numeric_.values()]
+        counts += [p.n + p.missing for p in self.categorical_.values()]
+        return max(counts, default=0)
+
     def merge(self, other: ReferenceProfile) -> ReferenceProfile:
         """The profile of both partitions together (same features and bin edges required)."""
         if self.kinds_ != other.kinds_ or self.edges_ != other.edges_:
@@ -375,7 +381,7 @@ class DriftReport:
 
 def compare(
     profile: ReferenceProfile,
-    batch: pd.DataFrame,
+    batch: pd.DataFrame | ReferenceProfile,
     *,
     threshold: float = 0.5,
     min_samples: int = 100,
@@ -385,7 +391,14 @@ def compare(
     p_value: float = 0.05,
     weights: dict[str, float] | None = None,
 ) -> DriftReport:
-    """Compare ``batch`` with the reference profile, feature by feature."""
+    """Compare ``batch`` with the reference profile, feature by feature. ``batch`` is the
+    window's rows, or the window's profile (``profile.partition`` of each part, merged: what a
+    Dask cluster computes for a window too big for one process)."""
+
+    def column(name: str, kind: str) -> Any:
+        if isinstance(batch, ReferenceProfile):
+            return batch.numeric_[name] if kind == "numeric" else batch.categorical_[name]
+        return batch[name]
 
     def one(item: tuple[str, str]) -> FeatureDrift:
         name, kind = item
@@ -393,7 +406,7 @@ def compare(
             result = _numeric(
                 name,
                 profile.numeric_[name],
-                batch[name],
+                column(name, kind),
                 min_samples,
                 large_sample,
                 numeric_threshold,
@@ -403,7 +416,7 @@ def compare(
             result = _categorical(
                 name,
                 profile.categorical_[name],
-                batch[name],
+                column(name, kind),
                 min_samples,
                 large_sample,
                 categorical_threshold,
@@ -422,52 +435,66 @@ def compare(
                 result.threshold = limit
         return result
 
-    present = [(n, k) for n, k in profile.kinds_.items() if n in batch.columns]
-    results = pmap(one, present, rows=len(batch))  # columns on two threads for large batches
+    if isinstance(batch, ReferenceProfile):
+        names, rows = set(batch.kinds_), batch.rows()
+        present = [(n, k) for n, k in profile.kinds_.items() if n in names]
+        results = [one(item) for item in present]  # counts only: no data to spread
+    else:
+        rows = len(batch)
+        present = [(n, k) for n, k in profile.kinds_.items() if n in batch.columns]
+        results = pmap(one, present, rows=rows)  # columns on two threads for large batches
     tested = [r for r in results if r.drifted is not None]
     if not tested:
-        return DriftReport(
-            results, None, threshold, False, bool(weights), len(batch), insufficient=True
-        )
+        return DriftReport(results, None, threshold, False, bool(weights), rows, insufficient=True)
     total = sum(r.weight for r in tested)
     if total <= 0:
         total, tested_weights = len(tested), [1.0] * len(tested)
     else:
         tested_weights = [r.weight for r in tested]
     score = sum(w for r, w in zip(tested, tested_weights, strict=True) if r.drifted) / total
-    return DriftReport(results, score, threshold, score > threshold, bool(weights), len(batch))
+    return DriftReport(results, score, threshold, score > threshold, bool(weights), rows)
 
 
 def _numeric(
     name: str,
     reference: NumericProfile,
-    column: pd.Series,
+    column: pd.Series | NumericProfile,
     min_samples: int,
     large_sample: int,
     threshold: float,
     alpha: float,
 ) -> FeatureDrift:
-    values = _finite(column)
-    n = len(values)
+    """One numeric feature: from the window's values, or from its profile (merged from
+    partitions: the bin counts are exact, the distance and KS use its reservoir sample)."""
+    if isinstance(column, NumericProfile):
+        n = column.n
+        current = np.asarray(column.counts)
+        subset = ks_values = np.asarray(column.sample)
+    else:
+        values = _finite(column)
+        n = len(values)
+        edges = np.asarray(reference.edges)
+        current = np.bincount(
+            np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1
+        )
+        # Wasserstein from samples: the reference's reservoir (all of it when it is small)
+        # against at most CURRENT_SAMPLE current values. Bin-based estimates overstate heavy
+        # tails badly.
+        subset = ks_values = values
+        if n > CURRENT_SAMPLE:
+            subset = values[np.random.default_rng(0).integers(0, n, CURRENT_SAMPLE)]
     base = FeatureDrift(name, "numeric", reference.n, n, "", None, threshold, None)
     if n < min_samples or reference.n == 0:
         base.test = "insufficient data"
         return base
-    edges = np.asarray(reference.edges)
-    current = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     expected = np.asarray(reference.counts, dtype=float)
     base.psi = psi(expected, current)
     base.jensen_shannon = float(jensenshannon(expected / expected.sum(), current / current.sum()))
     scale = reference.std if reference.std > 0 else 1.0
-    # Wasserstein from samples: the reference's reservoir (all of it when it is small) against
-    # at most CURRENT_SAMPLE current values. Bin-based estimates overstate heavy tails badly.
-    subset = values
-    if n > CURRENT_SAMPLE:
-        subset = values[np.random.default_rng(0).integers(0, n, CURRENT_SAMPLE)]
     distance = stats.wasserstein_distance(reference.sample, subset)
     base.wasserstein_norm = float(distance / scale)
     if n < large_sample:
-        test = stats.ks_2samp(reference.sample, values)
+        test = stats.ks_2samp(reference.sample, ks_values)
         base.test, base.statistic, base.p_value = "ks", float(test.statistic), float(test.pvalue)
         base.threshold = alpha
         base.drifted = bool(test.pvalue < alpha)
@@ -480,22 +507,25 @@ def _numeric(
 def _categorical(
     name: str,
     reference: CategoricalProfile,
-    column: pd.Series,
+    column: pd.Series | CategoricalProfile,
     min_samples: int,
     large_sample: int,
     threshold: float,
     alpha: float,
 ) -> FeatureDrift:
-    keys = category_keys(column.dropna())
-    n = len(keys)
+    if isinstance(column, CategoricalProfile):
+        n, current_counts = column.n, dict(column.counts)
+    else:
+        keys = category_keys(column.dropna())
+        n = len(keys)
+        current_counts = {str(k): int(v) for k, v in keys.value_counts().items()}
     base = FeatureDrift(name, "categorical", reference.n, n, "", None, threshold, None)
     if n < min_samples or reference.n == 0:
         base.test = "insufficient data"
         return base
-    current_counts = keys.value_counts()
-    categories = sorted(set(reference.counts) | {str(k) for k in current_counts.index})
+    categories = sorted(set(reference.counts) | set(current_counts))
     expected = np.array([reference.counts.get(c, 0) for c in categories], dtype=float)
-    observed = np.array([int(current_counts.get(c, 0)) for c in categories], dtype=float)
+    observed = np.array([current_counts.get(c, 0) for c in categories], dtype=float)
     base.psi = psi(expected, observed)
     base.jensen_shannon = float(jensenshannon(expected / expected.sum(), observed / observed.sum()))
     if n < large_sample:

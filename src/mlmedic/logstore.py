@@ -341,6 +341,19 @@ def newest_write(folder: str | Path | Location) -> float | None:
     return None
 
 
+def window_files(where: Location, since: float | None, until: float | None) -> list[str]:
+    """The files of the hourly partitions that overlap [since, until)."""
+    low = _hour(since) if since is not None else None
+    high = _hour(until) if until is not None else None
+    found = []
+    for hour in where.files("hour=*"):
+        name = posixpath.basename(hour)[5:]
+        if (low is not None and name < low) or (high is not None and name > high):
+            continue
+        found.extend(_hour_files(where, hour))
+    return found
+
+
 def read_predictions(
     folder: str | Path | Location, *, since: float | None = None, until: float | None = None
 ) -> pd.DataFrame:
@@ -349,17 +362,11 @@ def read_predictions(
     none)."""
     where = Location(folder)
     frames = []
-    low = _hour(since) if since is not None else None
-    high = _hour(until) if until is not None else None
-    for hour in where.files("hour=*"):
-        name = posixpath.basename(hour)[5:]
-        if (low is not None and name < low) or (high is not None and name > high):
-            continue
-        for path in _hour_files(where, hour):
-            try:
-                frames.append(where.read(path))
-            except FileNotFoundError:
-                continue  # a part removed by a compaction that this listing saw already
+    for path in window_files(where, since, until):
+        try:
+            frames.append(where.read(path))
+        except FileNotFoundError:
+            continue  # a part removed by a compaction that this listing saw already
     if not frames:
         return pd.DataFrame(columns=META_COLUMNS)
     logged = pd.concat(frames, ignore_index=True)

@@ -30,6 +30,7 @@ from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
+from mlmedic.monitor.distributed import WindowSummary
 from mlmedic.monitor.measure import Measurements, measure
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
@@ -67,10 +68,13 @@ class Monitor:
         reference_data: str | Path | pd.DataFrame | None = None,
         say: Say = _quiet,
         notifier: Notify | None = None,
+        dask_scheduler: str | None = None,
     ) -> None:
         self.project = project
         self.settings = project.settings
         self.say = say
+        # windows of the prediction log profiled on this Dask cluster (None: in this process)
+        self.dask_scheduler = dask_scheduler or self.settings.monitoring.dask_scheduler
         configured = self.settings.self_healing.monitoring.reference_data_path
         if reference_data is None and configured:
             path = Path(configured)
@@ -124,17 +128,58 @@ class Monitor:
 
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
+        feedback = read_feedback(self.project.log_location("feedback"))
+        snapshot = self.snapshot()
+        if self.dask_scheduler:
+            return self._distributed_window(since, until, feedback, snapshot)
         logged = read_predictions(
             self.project.log_location("predictions"), since=since, until=until
         )
-        feedback = read_feedback(self.project.log_location("feedback"))
-        snapshot = self.snapshot()
         target = snapshot.target
         if len(logged) and len(feedback) and target is not None:
             labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")
             logged = logged.assign(**{target: logged["request_id"].map(labels["label"])})
         return self._pass(
             logged.reset_index(drop=True), source="prediction log", logged=True, snapshot=snapshot
+        )
+
+    def _distributed_window(
+        self,
+        since: float | None,
+        until: float,
+        feedback: pd.DataFrame,
+        snapshot: ChampionSnapshot,
+    ) -> MonitorResult:
+        """The window profiled part file by part file on the Dask cluster, merged there."""
+        from mlmedic.monitor.distributed import summarise_window
+
+        assert self.dask_scheduler is not None
+        labels = None
+        if len(feedback):
+            labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")[
+                "label"
+            ]
+        summary = summarise_window(
+            self.dask_scheduler,
+            self.project.log_location("predictions"),
+            since=since,
+            until=until,
+            features=snapshot.baseline["features"],
+            predictions=snapshot.baseline["predictions"],
+            contract=snapshot.contract,
+            target=snapshot.target,
+            labels=labels,
+        )
+        if summary is None:
+            return self._pass(
+                pd.DataFrame(), source="prediction log", logged=True, snapshot=snapshot
+            )
+        return self._pass(
+            summary.frame,
+            source=f"prediction log (Dask {self.dask_scheduler})",
+            logged=True,
+            snapshot=snapshot,
+            summary=summary,
         )
 
     def run_forever(self, *, every_seconds: float | None = None, passes: int | None = None) -> None:
@@ -176,11 +221,20 @@ class Monitor:
         logged: bool = False,
         snapshot: ChampionSnapshot | None = None,
         labelled: pd.DataFrame | None = None,
+        summary: WindowSummary | None = None,
     ) -> MonitorResult:
         events = self.project.events
         now = self.project.clock.now()
         snapshot = snapshot or self.snapshot()
-        found = measure(snapshot, frame, settings=self.settings, logged=logged, labelled=labelled)
+        found = measure(
+            snapshot,
+            frame,
+            settings=self.settings,
+            logged=logged,
+            labelled=labelled,
+            summary=summary,
+        )
+        rows = found.rows
         last_retrain = events.last(EventKind.RETRAIN)
         decision = decide(
             found.drift,
@@ -199,7 +253,7 @@ class Monitor:
             dropped="measured_drop" in decision.triggers,
         )
         result = MonitorResult(
-            len(frame), found.drift, found.prediction_drift, found.performance, decision
+            rows, found.drift, found.prediction_drift, found.performance, decision
         )
         self._record(result, snapshot.version, source, now)
         self.actions.alert(decision.alerts, snapshot.version, now)
@@ -210,11 +264,11 @@ class Monitor:
             EventKind.MONITOR,
             "pass",
             Outcome.SUCCESS,
-            message=f"{source or 'batch'}: {len(frame):,} rows; {decision.summary()}"
+            message=f"{source or 'batch'}: {rows:,} rows; {decision.summary()}"
             + (f"; {result.acted}" if result.acted else ""),
             details={
                 "until": now,
-                "rows": len(frame),
+                "rows": rows,
                 "action": decision.action,
                 "policy": decision.policy,
                 "evidence": decision.evidence,

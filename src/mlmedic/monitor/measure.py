@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlmedic.config import Settings
 from mlmedic.drift import DriftReport, ReferenceProfile, compare, weighted_score
+from mlmedic.monitor.distributed import WindowSummary
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.performance import Calibration, Performance, estimated, measured
 from mlmedic.training import model_frame
@@ -42,11 +43,14 @@ def measure(
     settings: Settings,
     logged: bool = False,
     labelled: pd.DataFrame | None = None,
+    summary: WindowSummary | None = None,
 ) -> Measurements:
     """Drift and performance of ``frame`` (a batch, or the prediction log when ``logged``).
 
     Performance is measured on ``labelled`` when given (rows whose labels arrived late: a
     replay's delayed labels), else on the rows of ``frame`` that carry a label, else estimated.
+    With ``summary`` (a window summarised on Dask), drift comes from its merged profiles and
+    ``frame`` is its labelled rows or its sample.
     """
     detection = settings.self_healing.drift_detection
     target = snapshot.target
@@ -54,14 +58,15 @@ def measure(
         target is not None and target in frame.columns and frame[target].notna().any()
     )
     late = labelled is not None and len(labelled) > 0
-    result = Measurements(rows=len(frame), labelled=has_labels)
+    rows = summary.rows if summary is not None else len(frame)
+    result = Measurements(rows=rows, labelled=has_labels)
     probabilities = np.empty((0, 0))
     if len(frame):
         features = model_frame(frame, snapshot.contract)
         if detection.monitor_features:
             result.drift = compare(
                 ReferenceProfile.from_dict(snapshot.baseline["features"]),
-                features,
+                summary.features if summary is not None else features,
                 threshold=settings.drift_threshold,
                 min_samples=detection.min_samples_for_detection,
             )
@@ -75,7 +80,9 @@ def measure(
         if detection.monitor_predictions:
             result.prediction_drift = compare(
                 ReferenceProfile.from_dict(snapshot.baseline["predictions"]),
-                pd.DataFrame({"probability": probabilities.max(axis=1)}),
+                summary.predictions
+                if summary is not None
+                else pd.DataFrame({"probability": probabilities.max(axis=1)}),
                 threshold=settings.drift_threshold,
                 min_samples=detection.min_samples_for_detection,
             )
