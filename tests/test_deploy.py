@@ -78,3 +78,28 @@ def test_the_dockerfile_runs_as_a_user_with_a_healthcheck_on_a_real_route() -> N
     assert "http://127.0.0.1:8000/health" in dockerfile.split("HEALTHCHECK", 1)[1]
     source = Path(module.__file__).read_text()
     assert '@app.get("/health")' in source and '@app.get("/ready")' in source
+
+
+def test_the_compose_file_runs_real_commands_on_the_shared_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/compose/: every mlmedic service runs a command the CLI has, against the shared
+    event store and tracking server, and the example config is one mlmedic accepts."""
+    from mlmedic.config import SelfHealingConfig
+
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "mlflow", "serve-a", "serve-b", "monitor", "dask-worker"} <= set(services)
+    mlmedic = {k: v for k, v in services.items() if v.get("image") == "mlmedic:latest"}
+    commands = [v["command"] for v in mlmedic.values() if v.get("command")]
+    assert {c[0] for c in commands} == {"serve", "monitor", "run"}
+    for args in commands:
+        assert _parses([str(a) for a in args], monkeypatch) == 0, shlex.join(map(str, args))
+    for service in mlmedic.values():
+        assert service["environment"]["MLMEDIC_EVENTS_URL"].startswith("postgresql://")
+        assert service["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    backend = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri postgresql+psycopg://" in backend
+    example = (DEPLOY / "compose" / "self_healing_config.example.json").read_text()
+    config = SelfHealingConfig.model_validate_json(example)
+    assert config.serving.prediction_log_url == "file:///shared"

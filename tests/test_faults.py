@@ -261,8 +261,11 @@ def test_invalid_serve_options_exit_2_before_anything_starts(
 
 
 def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) -> None:
-    """Two `mlmedic run` at once: the second waits for the first (saying so) and the runs never
-    interleave; each deploy moves the champion from the version that really was champion."""
+    """Two `mlmedic run` at once: they wait (saying so) while a run holds the run lock, then run
+    one after the other, never interleaved; each deploy moves the champion from the version that
+    really was champion."""
+    from mlmedic.lock import RUN_LOCK, project_lock
+
     root = tmp_path / "busy"
     root.mkdir()
     project = Project(root)
@@ -270,19 +273,22 @@ def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) ->
     project.close()
     for seed in (62, 63):
         make_churn(1200, seed=seed).to_csv(tmp_path / f"d{seed}.csv", index=False)
-    runs = [
-        subprocess.Popen(
-            [*CLI, "run", str(tmp_path / f"d{s}.csv"), "-t", TARGET, "-C", str(root)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
-        )
-        for s in (62, 63)
-    ]
+    with project_lock(root / ".mlmedic", "a run already going", lock_file=RUN_LOCK):
+        runs = [
+            subprocess.Popen(
+                [*CLI, "run", str(tmp_path / f"d{s}.csv"), "-t", TARGET, "-C", str(root)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+            )
+            for s in (62, 63)
+        ]
+        # the first thing each says: it waits (the lock comes before any stage)
+        first = [run.stdout.readline() for run in runs]  # type: ignore[union-attr]
+        assert all("waiting for a run already going" in line for line in first), first
     outputs = [r.communicate(timeout=300)[0] for r in runs]
     assert all(r.returncode in (0, 1) for r in runs), outputs
-    assert sum("waiting for mlmedic run on" in out for out in outputs) == 1, outputs
     project = Project(root)
     # never interleaved: each run is gated before the next one trains
     order = [

@@ -6,7 +6,6 @@ server that goes away degrading the serving side's writes instead of failing the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ import pytest
 
 from mlmedic import dashboard
 from mlmedic.clock import SimulatedClock
-from mlmedic.datasets import TARGET, make_churn
 from mlmedic.errors import EventStoreError, ProjectBusyError
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventStore
@@ -178,45 +176,6 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=300,
         env=env,
     )
-
-
-def test_mlmedic_on_a_shared_postgres_store_two_monitors_make_one_pass(
-    pg_url: str, tmp_path: Path
-) -> None:
-    """`mlmedic run` with MLMEDIC_EVENTS_URL writes its events to Postgres (no events.db in
-    the project); two `monitor --once` on two copies of the project ("two hosts") sharing the
-    store make one pass; `logs` and `dashboard --json` read the shared store."""
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLMEDIC_EVENTS_URL=pg_url)
-    make_churn(600, seed=5).to_csv(tmp_path / "d.csv", index=False)
-    host_a = tmp_path / "host-a"
-    host_a.mkdir()  # the hosts share the model's name (by default, the folder's)
-    (host_a / "self_healing_config.json").write_text('{"model_training": {"model_name": "churn"}}')
-    done = _cli("run", str(tmp_path / "d.csv"), "-t", TARGET, "-C", str(host_a), env=env)
-    assert done.returncode == 0, done.stderr
-    assert not (host_a / ".mlmedic" / "events.db").exists()
-    host_b = tmp_path / "host-b"
-    shutil.copytree(host_a, host_b)
-    monitors = [
-        subprocess.Popen(
-            [sys.executable, "-m", "mlmedic", "monitor", "--once", "-C", str(root)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for root in (host_a, host_b)
-    ]
-    said = [m.communicate(timeout=300) for m in monitors]
-    assert [m.returncode for m in monitors] == [0, 0], said
-    assert sum("another monitor has this interval's pass" in out for out, _ in said) == 1
-    with EventStore(pg_url) as store:
-        assert store.count("monitor") == 1
-        assert store.count("deploy") >= 1 and store.count("data_check") >= 1
-    logs = _cli("logs", "--kind", "monitor", "-C", str(host_b), env=env)
-    assert logs.returncode == 0 and "monitor" in logs.stdout, logs.stderr
-    board = _cli("dashboard", "--json", "-C", str(host_b), env=env)
-    assert board.returncode == 0, board.stderr
-    assert '"last_pass"' in board.stdout and '"rows": 0' in board.stdout
 
 
 def test_an_unreachable_postgres_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:

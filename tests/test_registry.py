@@ -315,3 +315,42 @@ def test_the_quick_alias_read_agrees_with_mlflow_without_importing_it(
     )
     with pytest.raises(LookupError):
         other.connection.quick_alias(CHAMPION)  # a store it cannot read this way: ask MLflow
+
+
+def test_a_new_local_registry_starts_from_a_migrated_copy_and_never_replaces_one(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, trained
+) -> None:  # type: ignore[no-untyped-def]
+    """The empty MLflow database is migrated once per MLflow version (in the user's cache);
+    each new project copies it, its default experiment's artifacts point into the project, and
+    a database that exists is never replaced. Without a writable cache, MLflow migrates as
+    before."""
+    import sqlite3
+
+    import mlflow
+
+    from mlmedic.registry.connection import seed_sqlite_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = Project(tmp_path / "first")
+    version = _register(first, trained)
+    first.close()
+    template = tmp_path / "cache" / "mlmedic" / f"mlflow-{mlflow.__version__}-empty.db"
+    assert template.exists()
+    second = Project(tmp_path / "second")
+    assert _register(second, trained) == version == 1
+    second.close()
+    database = tmp_path / "second" / ".mlmedic" / "mlflow.db"
+    with sqlite3.connect(database) as conn:
+        [location] = conn.execute(
+            "SELECT artifact_location FROM experiments WHERE experiment_id = 0"
+        ).fetchone()
+    assert location == (tmp_path / "second" / ".mlmedic" / "mlartifacts").resolve().as_uri()
+    before = database.read_bytes()
+    seed_sqlite_store(f"sqlite:///{database}", tmp_path / "elsewhere")
+    assert database.read_bytes() == before
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    third = Project(tmp_path / "third")
+    assert _register(third, trained) == 1
+    third.close()

@@ -1,0 +1,161 @@
+"""Benchmark: a 20M-row window of the prediction log profiled on Dask, against one process.
+
+    python bench/bench_dask_profile.py [--rows 20000000] [--files 20] [--workers 2]
+
+A prediction log of --rows rows of the churn table (a third of them drifted) in --files part
+files is summarised for drift twice, in the same run, once each:
+
+- on a Dask LocalCluster of --workers worker processes, each limited to 1 GiB
+  (``monitor.distributed.summarise_window``: a task per part file, profiles merged in a tree);
+  the peak memory of every worker is sampled while it runs;
+- in one process, the way ``monitor`` does without ``--dask``: read the whole window, then
+  ``compare`` (its peak memory is the process's peak RSS).
+
+Then both reports are compared: drifted features, and each feature's statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlmedic.data.contract import DataContract
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.drift import ReferenceProfile, compare
+from mlmedic.logstore import read_predictions
+from mlmedic.monitor.distributed import summarise_window
+from mlmedic.training import model_features, model_frame
+
+
+def write_log(folder: Path, rows: int, files: int) -> int:
+    """``files`` part files of the prediction log, one hour each; the last third drifted."""
+    per_file = rows // files
+    written = 0
+    base = time.time() - files * 3600
+    for index in range(files):
+        frame = make_churn(
+            per_file, seed=100 + index, drift=1.0 if index >= 2 * files // 3 else 0.0
+        )
+        frame = frame.drop(columns=[TARGET, "signup_at"])
+        probability = np.random.default_rng(index).uniform(0.5, 1.0, per_file)
+        frame["proba_0"], frame["proba_1"] = 1 - probability, probability
+        frame["request_id"] = [f"{index}-{i}" for i in range(per_file)]
+        frame["served_at"] = base + index * 3600 + np.linspace(0, 3599, per_file)
+        hour = time.strftime("%Y-%m-%dT%H", time.gmtime(base + index * 3600))
+        target = folder / f"hour={hour}"
+        target.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(target / f"part-{time.time_ns()}-{index}-bench-1.parquet", index=False)
+        written += len(frame)
+    return written
+
+
+def main() -> None:
+    from distributed import Client, LocalCluster
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    reference = make_churn(50_000, seed=7)
+    contract = DataContract(target=TARGET).fit(reference)
+    kinds = {n: contract.columns_[n].kind for n in model_features(contract)}
+    features = ReferenceProfile().fit(model_frame(reference, contract), kinds)
+    features.calibrate(model_frame(reference, contract), 1000)
+    predictions = ReferenceProfile().fit(
+        pd.DataFrame({"probability": np.random.default_rng(1).uniform(0.5, 1.0, 5000)}),
+        {"probability": "numeric"},
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "predictions"
+        started = time.perf_counter()
+        rows = write_log(log, args.rows, args.files)
+        print(
+            f"wrote {rows:,} rows in {args.files} part files "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit="1GiB",
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            peaks: dict[str, int] = {}
+            stop = threading.Event()
+
+            def sample() -> None:
+                import psutil
+
+                while not stop.is_set():
+                    for worker, rss in client.run(
+                        lambda: psutil.Process().memory_info().rss
+                    ).items():
+                        peaks[worker] = max(peaks.get(worker, 0), int(rss))
+                    time.sleep(0.2)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            summary = summarise_window(
+                cluster.scheduler_address,
+                log,
+                since=None,
+                until=None,
+                features=features.to_dict(),
+                predictions=predictions.to_dict(),
+                contract=contract,
+                target=TARGET,
+                labels=None,
+            )
+            on_dask = time.perf_counter() - started
+            stop.set()
+            sampler.join()
+        assert summary is not None
+        dask_report = compare(features, summary.features)
+
+        started = time.perf_counter()
+        window = read_predictions(log)
+        local_report = compare(features, model_frame(window, contract))
+        local = time.perf_counter() - started
+        local_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        del window
+
+    print(f"\n{summary.rows:,} rows, {args.files} part files, {args.workers} workers x 1 GiB")
+    print("| | wall time | peak memory |")
+    print("|---|---:|---:|")
+    worst = max(peaks.values()) if peaks else 0
+    print(
+        f"| Dask ({args.workers} workers) | {on_dask:.1f} s "
+        f"| {worst / 2**30:.2f} GiB per worker (max) |"
+    )
+    print(
+        f"| one process (read the window, compare) | {local:.1f} s | {local_peak / 2**30:.2f} GiB |"
+    )
+    same = dask_report.drifted_features == local_report.drifted_features
+    print(
+        f"\ndrifted features: Dask {dask_report.drifted_features}; one process "
+        f"{local_report.drifted_features}; {'the same' if same else 'DIFFERENT'}"
+    )
+    print("| feature | test | statistic (Dask) | statistic (one process) | PSI equal |")
+    print("|---|---|---:|---:|---|")
+    for a, b in zip(dask_report.features, local_report.features, strict=True):
+        print(
+            f"| {a.name} | {a.test} | {a.statistic:.4f} | {b.statistic:.4f} | "
+            f"{'yes' if abs((a.psi or 0) - (b.psi or 0)) < 1e-9 else 'no'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
