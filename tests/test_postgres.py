@@ -5,7 +5,9 @@ server that goes away degrading the serving side's writes instead of failing the
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,9 +22,12 @@ import pytest
 
 from mlmedic import dashboard
 from mlmedic.clock import SimulatedClock
+from mlmedic.datasets import TARGET, make_churn
 from mlmedic.errors import EventStoreError, ProjectBusyError
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventStore
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
 
 DAY = 86_400.0
 
@@ -223,4 +228,130 @@ def test_the_serving_side_buffers_while_postgres_is_down_and_writes_it_all_after
         }
     finally:
         store.close()
+        running.cleanup()
+
+
+_WRITER = """
+import sys
+from mlmedic.events import EventStore
+store = EventStore(sys.argv[1])
+for i in range(500):
+    store.record("data_fix", f"writer-{sys.argv[2]}", details={"i": i})
+store.close()
+"""
+
+
+def test_four_processes_writing_500_events_each_on_postgres_store_2000_each_once(
+    pg_url: str,
+) -> None:
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, str(n)]) for n in range(4)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
+    with EventStore(pg_url) as store:
+        events = store.query()
+    assert len(events) == 2000
+    seen = {(e.action, e.details["i"]) for e in events}
+    assert seen == {(f"writer-{n}", i) for n in range(4) for i in range(500)}
+    assert len({e.id for e in events}) == 2000
+
+
+def test_two_monitors_with_a_drifted_batch_each_on_one_postgres_retrain_once(
+    pg_url: str, tmp_path: Path, train_isolated: Any
+) -> None:
+    """Two hosts, one drifted batch each, at once: exactly one retrain; the other monitor
+    reports the cooldown."""
+    config = {
+        "model_training": {"model_name": "churn"},
+        "drift_detection": {"retrain_on": "drift"},
+        "monitoring": {"reference_data_path": "reference.csv"},
+    }
+    host_a = tmp_path / "host-a"
+    host_a.mkdir()
+    (host_a / "self_healing_config.json").write_text(json.dumps(config))
+    train_isolated(host_a, 71)
+    make_churn(1200, seed=71).to_csv(host_a / "reference.csv", index=False)
+    host_b = tmp_path / "host-b"
+    shutil.copytree(host_a, host_b)
+    for n, host in enumerate((host_a, host_b)):
+        make_churn(1500, seed=72 + n, drift=1.0).to_csv(host / "drifted.csv", index=False)
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLMEDIC_EVENTS_URL=pg_url)
+    monitors = [
+        subprocess.Popen(
+            [*(sys.executable, "-m", "mlmedic", "monitor"), "--batch", "drifted.csv", "-C", "."],
+            cwd=host,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for host in (host_a, host_b)
+    ]
+    said = [m.communicate(timeout=300) for m in monitors]
+    assert [m.returncode for m in monitors] == [0, 0], said
+    with EventStore(pg_url) as store:
+        assert store.count("retrain") == 1
+        assert store.count("monitor") == 2
+    outputs = [out for out, _ in said]
+    assert sum("retrained on" in out for out in outputs) == 1, outputs
+    assert sum("cooldown" in out and "retrained on" not in out for out in outputs) == 1, outputs
+
+
+_STOPPING_TRAINER = '''
+import os, signal, time
+from pathlib import Path
+from mlmedic.training import default_trainer
+
+def trainer(frame, target):
+    """Trains, while the event store's Postgres server is stopped under the run (SIGQUIT:
+    an immediate shutdown)."""
+    pid_file = Path({data!r}) / "postmaster.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)
+        while pid_file.exists():
+            time.sleep(0.05)
+    return default_trainer(frame, target)
+'''
+
+
+def test_postgres_stopped_mid_run_is_exit_3_with_the_champion_unchanged_then_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event store's server goes away while `mlmedic run` trains: one line, exit 3, the
+    champion unchanged; once it is back, the next run works."""
+    folder = tmp_path / "pg-own"
+    running = _start(folder)
+    (tmp_path / "stopping.py").write_text(_STOPPING_TRAINER.format(data=str(running.pgdata)))
+    env = dict(
+        os.environ,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLMEDIC_EVENTS_URL=running.get_uri(),
+        PYTHONPATH=str(tmp_path),
+    )
+    project = tmp_path / "proj"
+    project.mkdir()
+    make_churn(800, seed=91).to_csv(tmp_path / "a.csv", index=False)
+    make_churn(800, seed=92).to_csv(tmp_path / "b.csv", index=False)
+    monkeypatch.setenv("MLMEDIC_EVENTS_URL", running.get_uri())
+    try:
+        opened = Project(project)
+        assert run_pipeline(opened, tmp_path / "a.csv", target=TARGET).deployed
+        opened.close()
+        stopped = _cli(
+            *("run", str(tmp_path / "b.csv"), "-t", TARGET, "-C", str(project)),
+            *("--trainer", "stopping:trainer"),
+            env=env,
+        )
+        assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+        lines = stopped.stderr.strip().splitlines()
+        assert len(lines) == 1 and "event store" in lines[0] and "Traceback" not in stopped.stderr
+        running.cleanup()  # forget the stopped server
+        running = _start(folder)  # and start it again on the same data
+        opened = Project(project)
+        assert opened.registry.champion().version == 1  # type: ignore[union-attr]
+        assert [v.version for v in opened.registry.versions()] == [1]  # nothing half-written
+        again = run_pipeline(opened, tmp_path / "b.csv", target=TARGET)  # the next run works
+        assert again.candidate is not None and again.champion_after in (1, again.candidate)
+        assert opened.events.last("deploy") is not None
+        opened.close()
+    finally:
         running.cleanup()

@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +94,17 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str, str]:
+    """`mlmedic ARGS` in this process (the environment set by the test): code, stdout, stderr."""
+    from mlmedic.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mlmedic", *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    said = capsys.readouterr()
+    return int(done.value.code or 0), said.out, said.err
+
+
 def _model(url: str) -> int:
     with urllib.request.urlopen(url + "/model", timeout=5) as answer:
         return int(json.loads(answer.read())["version"])
@@ -109,7 +122,11 @@ def _predict(url: str, rows: pd.DataFrame) -> None:
 
 
 def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_monitor(
-    mlflow_on_postgres: str, postgres_server: Any, tmp_path: Path
+    mlflow_on_postgres: str,
+    postgres_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from pgtools import new_database
 
@@ -129,11 +146,15 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
         MLFLOW_TRACKING_URI=mlflow_on_postgres,
         MLMEDIC_EVENTS_URL=events_url,
     )
+    for name in ("MLFLOW_TRACKING_URI", "MLMEDIC_EVENTS_URL"):  # for the commands run here
+        monkeypatch.setenv(name, env[name])
     make_churn(1200, seed=81).to_csv(tmp_path / "v1.csv", index=False)
     make_churn(2400, seed=82).to_csv(tmp_path / "v2.csv", index=False)
-    first = _cli("run", str(tmp_path / "v1.csv"), "-t", TARGET, "-C", str(hosts[0]), env=env)
-    assert first.returncode == 0, first.stderr
-    assert f"in {mlflow_on_postgres}" in first.stdout and "v1 is now champion" in first.stdout
+    code, out, err = _main(
+        monkeypatch, capsys, "run", str(tmp_path / "v1.csv"), "-t", TARGET, "-C", str(hosts[0])
+    )
+    assert code == 0, err
+    assert f"in {mlflow_on_postgres}" in out and "v1 is now champion" in out
 
     ports = [free_port(), free_port()]
     logs = [(host / "serve.log").open("ab") for host in hosts]
@@ -150,15 +171,48 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
         _predict(urls[0], traffic.iloc[:50])
         _predict(urls[1], traffic.iloc[50:])
 
-        second = _cli("run", str(tmp_path / "v2.csv"), "-t", TARGET, "-C", str(hosts[0]), env=env)
-        assert second.returncode == 0 and "v2 is now champion" in second.stdout, second.stdout
+        # host b is under traffic while host a deploys v2: no request fails during its swap
+        answers: list[int] = []
+        stop = threading.Event()
+        first_row = traffic.drop(columns=[TARGET, "signup_at"]).iloc[0].items()
+        record = json.dumps({k: v.item() if hasattr(v, "item") else v for k, v in first_row})
+        body = record.encode()
+
+        def load() -> None:
+            while not stop.is_set():
+                request = urllib.request.Request(
+                    urls[1] + "/predict", data=body, headers={"content-type": "application/json"}
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        answers.append(answer.status)
+                except urllib.error.HTTPError as exc:
+                    answers.append(exc.code)
+                except OSError:
+                    answers.append(0)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        code, out, err = _main(
+            monkeypatch, capsys, "run", str(tmp_path / "v2.csv"), "-t", TARGET, "-C", str(hosts[0])
+        )
+        deployed_at = time.monotonic()
+        assert code == 0 and "v2 is now champion" in out, out + err
         # the replica on the other host swaps to the new champion on its own
         assert _until(lambda: _model(urls[1]) == 2, 60), (hosts[1] / "serve.log").read_text()
+        swap_seconds = time.monotonic() - deployed_at
+        time.sleep(0.5)  # traffic on the new version too
+        stop.set()
+        loader.join(timeout=30)
+        assert answers and set(answers) == {200}, sorted(set(answers))
+        assert swap_seconds <= config["serving"]["registry_poll_seconds"] + 30  # type: ignore[index]
+        print(f"host b served v2 {swap_seconds:.1f} s after the deploy; {len(answers)} requests")
         assert _until(lambda: _model(urls[0]) == 2, 60)
 
         # both replicas' rows, in their own part files, reach one monitor on host b
         log_url = f"file://{shared}/predictions"
-        assert _until(lambda: len(read_predictions(log_url)) == 80, 30)
+        logged = 80 + len(answers)
+        assert _until(lambda: len(read_predictions(log_url)) == logged, 30)
         parts = {p.name.split("-")[-1] for p in shared.rglob("part-*.parquet")}
         assert len(parts) >= 2  # one writer pid per replica at least
         # two schedulers fire at once on the two hosts: one pass for the interval
@@ -188,16 +242,16 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
             log.close()
     with EventStore(events_url) as store:  # one event log for both hosts
         assert store.count("monitor") == 1
-        assert store.last("monitor").details["rows"] == 80  # type: ignore[union-attr]
+        assert store.last("monitor").details["rows"] == logged  # type: ignore[union-attr]
         assert [e.action for e in store.query(kind="deploy") if e.action == "deploy"] == [
             "deploy",
             "deploy",
         ]
         assert store.last("rollback") is not None
-    logs = _cli("logs", "--kind", "rollback", "-C", str(hosts[0]), env=env)
-    assert logs.returncode == 0 and "rollback" in logs.stdout, logs.stderr
-    board = _cli("dashboard", "--json", "-C", str(hosts[0]), env=env)
-    assert board.returncode == 0 and '"rows": 80' in board.stdout, board.stderr
+    code, out, err = _main(monkeypatch, capsys, "logs", "--kind", "rollback", "-C", str(hosts[0]))
+    assert code == 0 and "rollback" in out, err
+    code, out, err = _main(monkeypatch, capsys, "dashboard", "--json", "-C", str(hosts[0]))
+    assert code == 0 and f'"rows": {logged}' in out, err
     from mlflow.tracking import MlflowClient  # a plain MLflow client sees the same champion
 
     client = MlflowClient(tracking_uri=mlflow_on_postgres, registry_uri=mlflow_on_postgres)

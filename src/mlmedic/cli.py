@@ -7,6 +7,7 @@ holds the project lock; 70 an internal error (a bug: please report it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -92,8 +93,18 @@ def _open(project_dir: Path, *, create: bool = False) -> Project:
     from mlmedic.project import Project
 
     project = Project(project_dir, on_wait=_plain(err))
+    _OPENED.append(project)  # closed when the command ends (connections to a shared store)
     _ = project.settings
     return project
+
+
+_OPENED: list[Any] = []
+
+
+def _close_opened() -> None:
+    while _OPENED:
+        with contextlib.suppress(Exception):
+            _OPENED.pop().close()
 
 
 def _version(value: bool) -> None:
@@ -780,4 +791,6 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(70)
+    finally:
+        _close_opened()
     sys.exit(code if isinstance(code, int) else 0)

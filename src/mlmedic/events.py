@@ -386,7 +386,9 @@ class EventStore:
         try:
             [event_id] = self._insert([row])
         except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise EventStoreError(f"{self.where}: cannot write an event ({_reason(exc)})") from exc
+            raise EventStoreError(
+                f"{self.where}: cannot write an event to the event store ({_reason(exc)})"
+            ) from exc
         return event_id
 
     def _row(
@@ -570,7 +572,9 @@ class EventStore:
             with self._lock, self.conn.connect() as conn:
                 return list(conn.execute(statement, dict(params)).fetchall())
         except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise EventStoreError(f"{self.where}: cannot read events ({_reason(exc)})") from exc
+            raise EventStoreError(
+                f"{self.where}: cannot read the event store ({_reason(exc)})"
+            ) from exc
 
     def last(self, kind: str, *, outcome: str | None = None) -> Event | None:
         """The most recent event of ``kind`` (optionally with that outcome), or None."""
@@ -613,7 +617,9 @@ class EventStore:
                 removed = conn.execute(statement).rowcount
                 conn.commit()
         except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise EventStoreError(f"{self.where}: cannot prune events ({_reason(exc)})") from exc
+            raise EventStoreError(
+                f"{self.where}: cannot prune the event store ({_reason(exc)})"
+            ) from exc
         return int(removed or 0)
 
     def export(
