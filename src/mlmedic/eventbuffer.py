@@ -108,6 +108,7 @@ class ResilientEventStore(EventStore):
         self.on_wait = None
         self.retry_seconds = retry_seconds
         self._lock = threading.Lock()
+        self._pinned = threading.local()
         self._conn: sa.Engine | None = None
         self._inode: int | None = None
         self._write_lock = threading.Lock()

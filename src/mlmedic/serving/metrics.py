@@ -45,6 +45,17 @@ class _EventCounts:
         self.log_status = log_status
         self.board = board  # a figures-only dashboard (``mlmedic.dashboard.build``), if given
 
+    def describe(self) -> Iterator[Any]:
+        """The metric names, without reading the store (``register`` would otherwise call
+        ``collect``: a second aggregate query per scrape)."""
+        yield CounterMetricFamily("mlmedic_actions", "", labels=["kind", "outcome"])
+        yield GaugeMetricFamily("mlmedic_event_store_up", "")
+        if self.board is not None:
+            yield from _dashboard_metrics(self.board)
+        if self.log_status is not None:
+            yield GaugeMetricFamily("mlmedic_prediction_log_writing", "")
+            yield GaugeMetricFamily("mlmedic_prediction_log_pending_rows", "")
+
     def collect(self) -> Iterator[Any]:
         actions = CounterMetricFamily(
             "mlmedic_actions",
