@@ -129,3 +129,25 @@ def test_merged_partition_profiles_equal_the_profile_of_the_whole(tmp_path: Path
     assert loaded.to_dict() == merged.to_dict()
     with pytest.raises(ValueError, match="cannot be merged"):
         whole.merge(_profile(frame))
+
+
+def test_merged_partitions_keep_a_uniform_sample_of_all_their_rows() -> None:
+    """A big partition around 0 and a small one around 10 (9 to 1, merged in a chain as a
+    Dask tree would): the merged reservoir is 10 % from the small one, not over-represented,
+    and its distance to the rows themselves is as small as a direct sample's."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"x": rng.normal(0, 1, 20_000)})
+    profile = ReferenceProfile().fit(reference, {"x": "numeric"})
+    parts = [pd.DataFrame({"x": rng.normal(0, 1, 30_000)}) for _ in range(3)]
+    parts.append(pd.DataFrame({"x": rng.normal(10, 1, 10_000)}))
+    merged = profile.partition(parts[0])
+    for part in parts[1:]:
+        merged = merged.merge(profile.partition(part))
+    sample = np.asarray(merged.numeric_["x"].sample)
+    assert merged.numeric_["x"].n == 100_000 and len(sample) == 10_000
+    assert (sample > 5).mean() == pytest.approx(0.10, abs=0.005)
+    rows = pd.concat(parts)["x"].to_numpy()
+    direct = rng.choice(rows, 10_000, replace=False)
+    assert stats.wasserstein_distance(rows, sample) < 2 * stats.wasserstein_distance(rows, direct)

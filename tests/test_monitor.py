@@ -312,9 +312,10 @@ def test_a_pass_reads_one_snapshot_of_the_champion_even_if_it_moves_mid_pass(wat
 
 
 def test_a_window_profiled_on_a_dask_cluster_gives_the_single_process_report(watched) -> None:  # type: ignore[no-untyped-def]
-    """`monitor --dask`: the window is profiled part file by part file on a real Dask cluster
-    (two worker processes) and merged there. Same rows, same drifted features, the count-based
-    statistics equal, the distances within the sampling tolerance, labels measured."""
+    """`monitor --dask`: the window is profiled part file by part file (each streamed in
+    batches) on a real Dask cluster (two worker processes) and merged there. Same rows, same
+    drifted features, the count-based statistics equal, the distances within the sampling
+    tolerance, labels measured."""
     from distributed import LocalCluster
 
     from mlmedic.drift import ReferenceProfile, compare
@@ -347,9 +348,9 @@ def test_a_window_profiled_on_a_dask_cluster_gives_the_single_process_report(wat
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-        on_dask = Monitor(project, dask_scheduler=cluster.scheduler_address).run_window(
-            None, clock.now() + 60
-        )
+        distributed = Monitor(project, dask_scheduler=cluster.scheduler_address)
+        distributed.dask_batch_rows = 300  # each part file streamed in four batches
+        on_dask = distributed.run_window(None, clock.now() + 60)
     assert on_dask.rows == 6000
     assert on_dask.drift is not None
     assert on_dask.drift.drifted_features == local.drifted_features != []

@@ -161,22 +161,24 @@ class ReferenceProfile:
         merged.edges_ = {k: list(v) for k, v in self.edges_.items()}
         merged.numeric_ = {}
         merged.categorical_ = {}
-        rng = np.random.default_rng(self.seed)
         for name, a in self.numeric_.items():
             b = other.numeric_[name]
             n = a.n + b.n
-            pooled = np.asarray(a.sample + b.sample)
-            weights = np.concatenate(
+            # a uniform sample of the union: from each side in proportion to the rows it stands
+            # for, uniformly within it (each side's sample is uniform over its rows). A weighted
+            # draw without replacement over the pooled values would over-represent the smaller
+            # side, and one fixed seed for every merge would pick the same sorted positions at
+            # each level of a merge tree.
+            take = min(self.sample_size, len(a.sample) + len(b.sample))
+            from_a = min(len(a.sample), round(take * a.n / n)) if n else 0
+            from_b = min(len(b.sample), take - from_a)
+            from_a = min(len(a.sample), take - from_b)
+            rng = np.random.default_rng([self.seed, a.n, b.n, len(a.sample), len(b.sample)])
+            chosen = np.concatenate(
                 [
-                    np.full(len(a.sample), a.n / max(len(a.sample), 1)),
-                    np.full(len(b.sample), b.n / max(len(b.sample), 1)),
+                    rng.choice(np.asarray(a.sample), size=from_a, replace=False),
+                    rng.choice(np.asarray(b.sample), size=from_b, replace=False),
                 ]
-            )
-            take = min(self.sample_size, len(pooled))
-            chosen = (
-                rng.choice(pooled, size=take, replace=False, p=weights / weights.sum())
-                if take
-                else pooled
             )
             merged.numeric_[name] = NumericProfile(
                 edges=list(a.edges),

@@ -75,6 +75,7 @@ class Monitor:
         self.say = say
         # windows of the prediction log profiled on this Dask cluster (None: in this process)
         self.dask_scheduler = dask_scheduler or self.settings.monitoring.dask_scheduler
+        self.dask_batch_rows: int | None = None  # rows a worker profiles at once (a test's knob)
         configured = self.settings.self_healing.monitoring.reference_data_path
         if reference_data is None and configured:
             path = Path(configured)
@@ -169,6 +170,7 @@ class Monitor:
             contract=snapshot.contract,
             target=snapshot.target,
             labels=labels,
+            **({"batch_rows": self.dask_batch_rows} if self.dask_batch_rows else {}),
         )
         if summary is None:
             return self._pass(

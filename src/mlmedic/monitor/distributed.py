@@ -28,6 +28,7 @@ from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import UsageError
 
 SAMPLE_ROWS = 50_000  # rows of the window kept for the performance estimate
+BATCH_ROWS = 200_000  # rows of a part file profiled at once on a worker
 CONNECT_SECONDS = 10.0  # how long to try reaching the scheduler
 
 
@@ -52,29 +53,65 @@ def _summarise(
     target: str | None,
     labels: pd.Series | None,
     sample_rows: int,
+    batch_rows: int = BATCH_ROWS,
 ) -> tuple[int, ReferenceProfile, ReferenceProfile, pd.DataFrame, pd.DataFrame]:
-    """One part file: (rows, feature profile, prediction profile, labelled rows, sample)."""
-    from mlmedic.logstore import Location
-    from mlmedic.training import model_frame
+    """One part file, streamed ``batch_rows`` rows at a time (a compacted hour can be millions
+    of rows; a worker's memory is bounded by the batch, not the file): (rows, feature profile,
+    prediction profile, labelled rows, sample)."""
+    import pyarrow.parquet as pq
 
-    frame = Location(location).read(path)
-    if since is not None:
-        frame = frame[frame["served_at"] >= since]
-    if until is not None:
-        frame = frame[frame["served_at"] < until]
-    frame = frame.reset_index(drop=True)
-    feature_profile = ReferenceProfile.from_dict(features).partition(model_frame(frame, contract))
-    probability = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
-    served = pd.DataFrame(
-        {"probability": probability.max(axis=1) if probability.size else frame.get("probability")}
+    from mlmedic.logstore import Location
+    from mlmedic.training import model_features, model_frame
+
+    where = Location(location)
+    feature_reference = ReferenceProfile.from_dict(features)
+    prediction_reference = ReferenceProfile.from_dict(predictions)
+    summary: tuple[int, ReferenceProfile, ReferenceProfile, pd.DataFrame, pd.DataFrame] | None = (
+        None
     )
-    prediction_profile = ReferenceProfile.from_dict(predictions).partition(served)
-    labelled = frame.iloc[0:0]
-    if labels is not None and target is not None and len(frame):
-        joined = frame["request_id"].map(labels)
-        labelled = frame.assign(**{target: joined})[joined.notna().to_numpy()]
-    sample = frame.sample(n=min(len(frame), sample_rows), random_state=0)
-    return len(frame), feature_profile, prediction_profile, labelled, sample
+    with where.fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        names = parquet.schema_arrow.names
+        wanted = set(model_features(contract)) | {"served_at", "probability"}
+        if labels is not None:
+            wanted.add("request_id")
+        columns = [n for n in names if n in wanted or n.startswith("proba_")]
+        total = max(parquet.metadata.num_rows, 1)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            frame = batch.to_pandas()
+            if since is not None:
+                frame = frame[frame["served_at"] >= since]
+            if until is not None:
+                frame = frame[frame["served_at"] < until]
+            frame = frame.reset_index(drop=True)
+            feature_profile = feature_reference.partition(model_frame(frame, contract))
+            probability = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
+            served = pd.DataFrame(
+                {
+                    "probability": probability.max(axis=1)
+                    if probability.size
+                    else frame.get("probability")
+                }
+            )
+            prediction_profile = prediction_reference.partition(served)
+            labelled = frame.iloc[0:0]
+            if labels is not None and target is not None and len(frame):
+                joined = frame["request_id"].map(labels)
+                labelled = frame.assign(**{target: joined})[joined.notna().to_numpy()]
+            share = max(1, round(sample_rows * len(batch) / total))
+            sample = frame.sample(n=min(len(frame), share), random_state=0)
+            part = (len(frame), feature_profile, prediction_profile, labelled, sample)
+            summary = part if summary is None else _merge(summary, part, sample_rows)
+    if summary is None:  # a file without rows
+        empty = pd.DataFrame(columns=columns)
+        return (
+            0,
+            feature_reference.partition(model_frame(empty, contract)),
+            prediction_reference.partition(pd.DataFrame({"probability": pd.Series(dtype=float)})),
+            empty,
+            empty,
+        )
+    return summary
 
 
 def _merge(
@@ -107,6 +144,7 @@ def summarise_window(
     target: str | None,
     labels: pd.Series | None,
     sample_rows: int = SAMPLE_ROWS,
+    batch_rows: int = BATCH_ROWS,
 ) -> WindowSummary | None:
     """The window [since, until) of the log at ``location``, summarised on the Dask cluster at
     ``scheduler`` (``tcp://host:8786``); None when the window holds no part file."""
@@ -138,6 +176,7 @@ def summarise_window(
             target,
             labels,
             per_task,
+            batch_rows,
         )
         for path in paths
     ]
