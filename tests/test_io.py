@@ -55,7 +55,7 @@ def test_bad_files_give_one_clear_line(
 
 def test_a_directory_without_data_files_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "d.csv").mkdir()
-    with pytest.raises(DataFileError, match="is a directory with no CSV or Parquet files"):
+    with pytest.raises(DataFileError, match="is a directory with no file mlmedic can read in it"):
         read_table(tmp_path / "d.csv")
 
 
@@ -112,3 +112,99 @@ def test_a_last_line_without_a_newline_is_still_a_whole_row(tmp_path: Path) -> N
     path = tmp_path / "data.csv"
     path.write_bytes(b"a,b,c\n1,2,3\n4,5,6")
     assert read_table(path)["c"].tolist() == [3, 6]
+
+
+def _people() -> pd.DataFrame:
+    return pd.DataFrame({"age": [31, 45, 27], "city": ["Oslo", "Lima", "Pune"], "y": [0, 1, 0]})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["t.csv.gz", "t.csv.zst", "t.csv.bz2", "t.tsv.xz", "t.jsonl", "t.ndjson.gz", "t.feather"],
+)
+def test_compressed_csv_json_lines_and_feather_are_read(tmp_path: Path, name: str) -> None:
+    frame = _people()
+    path = tmp_path / name
+    if ".feather" in name:
+        frame.to_feather(path)
+    elif ".jsonl" in name or ".ndjson" in name:
+        frame.to_json(path, orient="records", lines=True, compression="infer")
+    else:
+        frame.to_csv(path, index=False, sep="\t" if ".tsv" in name else ",", compression="infer")
+    pd.testing.assert_frame_equal(read_table(path), frame)
+
+
+def test_fsspec_urls_files_and_folders_are_read(tmp_path: Path) -> None:
+    """memory:// (any fsspec filesystem) and file://, one file or a folder as one table."""
+    import fsspec
+
+    frame = _people()
+    root = f"memory://io-{tmp_path.name}"
+    fs = fsspec.filesystem("memory")
+    with fs.open(f"{root}/one.parquet", "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    with fs.open(f"{root}/day=2/two.csv.gz", "wb") as handle:
+        handle.write(__import__("gzip").compress(frame.to_csv(index=False).encode()))
+    pd.testing.assert_frame_equal(read_table(f"{root}/one.parquet"), frame)
+    pd.testing.assert_frame_equal(read_table(f"{root}/day=2/two.csv.gz"), frame)
+    assert len(read_table(root)) == 6  # the folder, recursively, as one table
+    frame.to_parquet(tmp_path / "local.parquet", index=False)
+    pd.testing.assert_frame_equal(read_table(f"file://{tmp_path}/local.parquet"), frame)
+    with pytest.raises(DataFileError, match=rf"^{root}/absent.csv: file not found$"):
+        read_table(f"{root}/absent.csv")
+
+
+def test_a_url_whose_filesystem_is_not_installed_is_one_line_keeping_the_url() -> None:
+    """Before: `s3://b/x.parquet` became "s3:/b/x.parquet: file not found"."""
+    with pytest.raises(DataFileError) as error:
+        read_table("nosuchfs://bucket/x.parquet")
+    assert str(error.value).startswith("nosuchfs://bucket/x.parquet: ")
+
+
+def test_a_folder_of_partitioned_parquet_is_one_dataset(tmp_path: Path) -> None:
+    frame = _people()
+    for day in (1, 2):
+        folder = tmp_path / "log" / f"day={day}"
+        folder.mkdir(parents=True)
+        frame.to_parquet(folder / "part-0.parquet", index=False)
+    read = read_table(tmp_path / "log")
+    assert len(read) == 6 and sorted(read["day"].astype(int).unique()) == [1, 2]
+
+
+def test_an_unsupported_type_names_what_can_be_read(tmp_path: Path) -> None:
+    (tmp_path / "t.xlsx").write_bytes(b"PK")
+    with pytest.raises(DataFileError, match=r"unsupported file type '.xlsx'; read: .csv"):
+        read_table(tmp_path / "t.xlsx")
+
+
+def test_check_data_and_run_read_a_memory_url_and_a_compressed_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    import fsspec
+
+    from mlmedic.cli import main
+    from mlmedic.datasets import TARGET, make_churn
+
+    data = make_churn(600, seed=5)
+    url = f"memory://cli-{tmp_path.name}/batch.parquet"
+    with fsspec.filesystem("memory").open(url, "wb") as handle:
+        data.to_parquet(handle, index=False)
+    data.to_csv(tmp_path / "train.csv.gz", index=False)
+    project = tmp_path / "proj"
+    project.mkdir()
+
+    def cli(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["mlmedic", *args, "-C", str(project)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        said = capsys.readouterr()
+        return int(done.value.code or 0), said.out + said.err
+
+    code, out = cli("check-data", url, "-t", TARGET)
+    assert code in (0, 1) and url in out, out
+    code, out = cli("run", str(tmp_path / "train.csv.gz"), "-t", TARGET)
+    assert code == 0 and "is now champion" in out, out
+    code, out = cli("check-data", "s3nope://bucket/x.parquet")
+    assert code == 2 and "s3nope://bucket/x.parquet:" in out and "Traceback" not in out

@@ -114,7 +114,7 @@ def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[n
             "monitor",
             "--batch",
             "drifted.csv",
-            "-r",
+            "--retrain-data",
             "reference.csv",
             "-C",
             str(project.root),

@@ -183,24 +183,35 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_unreachable_postgres_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str]:
+    """`mlmedic ARGS` in this process: the exit code and stderr."""
+    from mlmedic.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mlmedic", *args])
+    with pytest.raises(SystemExit) as done:
+        main()
+    return int(done.value.code or 0), capsys.readouterr().err
+
+
+def test_an_unreachable_postgres_is_one_clear_line_and_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     secret = "s3cr3t-pw"
-    env = dict(
-        os.environ,
-        MLFLOW_DISABLE_TELEMETRY="true",
-        MLMEDIC_EVENTS_URL=f"postgresql://mlmedic:{secret}@127.0.0.1:9/events",
-    )
-    done = _cli("logs", "-C", str(tmp_path), env=env)
-    assert done.returncode == 3, done.stderr
-    assert "cannot open the event store" in done.stderr and "Traceback" not in done.stderr
-    assert secret not in done.stderr and "mlmedic:***@127.0.0.1:9" in done.stderr
+    monkeypatch.setenv("MLMEDIC_EVENTS_URL", f"postgresql://mlmedic:{secret}@127.0.0.1:9/events")
+    code, err = _main(monkeypatch, capsys, "logs", "-C", str(tmp_path))
+    assert code == 3, err
+    assert "cannot open the event store" in err and "Traceback" not in err
+    assert secret not in err and "mlmedic:***@127.0.0.1:9" in err
+    assert len(err.strip().splitlines()) == 1
 
 
-def test_a_refused_events_url_in_the_config_names_the_key(tmp_path: Path) -> None:
+def test_a_refused_events_url_in_the_config_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "self_healing_config.json").write_text('{"events": {"url": "mysql://x/y"}}')
-    done = _cli("logs", "-C", str(tmp_path), env=dict(os.environ))
-    assert done.returncode == 2, done.stderr
-    assert "events.url" in done.stderr and "postgresql://" in done.stderr
+    code, err = _main(monkeypatch, capsys, "logs", "-C", str(tmp_path))
+    assert code == 2, err
+    assert "events.url" in err and "postgresql://" in err
 
 
 def test_the_serving_side_buffers_while_postgres_is_down_and_writes_it_all_after(

@@ -48,7 +48,7 @@ app = typer.Typer(
     help="A self-healing MLOps pipeline for tabular models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 ProjectDir = Annotated[
@@ -62,10 +62,8 @@ ProjectDir = Annotated[
     ),
 ]
 Reference = Annotated[
-    Path | None,
-    typer.Option(
-        "--reference", "-r", help="Learn the data contract from this file.", dir_okay=False
-    ),
+    str | None,
+    typer.Option("--reference", "-r", help="Learn the data contract from this table (or URL)."),
 ]
 ContractFile = Annotated[
     Path | None,
@@ -147,7 +145,7 @@ def init(
 
 @app.command("check-data")
 def check_data(
-    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to check.", dir_okay=False)],
+    data: Annotated[str, typer.Argument(help="The table to check: a file, folder or URL.")],
     reference: Reference = None,
     contract: ContractFile = None,
     target: Target = None,
@@ -178,7 +176,7 @@ def check_data(
 
 @app.command("fix-data")
 def fix_data(
-    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to repair.", dir_okay=False)],
+    data: Annotated[str, typer.Argument(help="The table to repair: a file, folder or URL.")],
     output: Annotated[
         Path,
         typer.Option("--output", "-o", help="Repaired file (.csv or .parquet).", dir_okay=False),
@@ -218,7 +216,7 @@ def fix_data(
 
 @app.command()
 def run(
-    data: Annotated[Path, typer.Argument(help="Training data (CSV or Parquet).", dir_okay=False)],
+    data: Annotated[str, typer.Argument(help="Training data: a file, folder or URL.")],
     target: Target = None,
     trainer: Annotated[
         str | None,
@@ -388,7 +386,7 @@ def recover(
 @app.command()
 def feedback(
     labels: Annotated[
-        Path, typer.Argument(help="CSV or Parquet with request_id and label.", dir_okay=False)
+        str, typer.Argument(help="A table with request_id and label (a file or URL).")
     ],
     project_dir: ProjectDir = Path("."),
 ) -> None:
@@ -422,17 +420,19 @@ def feedback(
 @app.command()
 def monitor(
     batch: Annotated[
-        Path | None,
-        typer.Option("--batch", help="One pass over this file (CSV or Parquet).", dir_okay=False),
+        str | None,
+        typer.Option("--batch", help="One pass over this table (a file, folder or URL)."),
     ] = None,
     every: Annotated[
         str | None,
         typer.Option("--every", help="Run a pass every interval (6h, 30m) until stopped."),
     ] = None,
     reference: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--reference", "-r", help="Training data to retrain on (reference).", dir_okay=False
+            "--retrain-data",
+            help="Training data to retrain on (a table or URL; default: "
+            "monitoring.reference_data_path).",
         ),
     ] = None,
     once: Annotated[
@@ -471,7 +471,7 @@ def monitor(
     if batch is None and every is None and not once and production:
         folder = Path(production) if Path(production).is_absolute() else project.root / production
         if folder.exists():  # the design's drop folder of production data: one pass over it
-            batch = folder
+            batch = str(folder)
             out.print(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
         result = runner.run_batch(batch)
@@ -738,7 +738,11 @@ def logs(
 def demo(
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Run in this directory and keep it (default: a temporary one)."),
+        typer.Option(
+            "--project-dir",
+            "-C",
+            help="Run in this project directory and keep it (default: a temporary one).",
+        ),
     ] = None,
     rows: Annotated[int, typer.Option("--rows", help="Rows in the defective batch.")] = 2000,
     html: Annotated[

@@ -98,7 +98,8 @@ class DataFileError(DataError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
-        super().__init__(f"{self.path}: {problem}")
+        # a URL is shown as given (a Path would fold s3://b/x into s3:/b/x)
+        super().__init__(f"{path if '://' in str(path) else self.path}: {problem}")
 
 
 class DataQualityError(DataError):

@@ -1,5 +1,9 @@
-"""Reading and writing tables (CSV or Parquet, by suffix) with one-line errors for bad files.
+"""Reading and writing tables with one-line errors for bad files.
 
+Read: CSV/TSV (also compressed: ``.gz``, ``.bz2``, ``.xz``, ``.zst``), Parquet, JSON Lines
+(``.jsonl``, ``.ndjson``), Arrow/Feather (``.feather``, ``.arrow``), a folder of them as one table
+(Parquet folders may be hive-partitioned, ``hour=…/part.parquet``), from a local path or any
+fsspec URL (``s3://``, ``gs://``, ``file://``, ``memory://``). Write: CSV or Parquet, by suffix.
 Writes are atomic (a temporary file renamed into place), and a write never targets the input.
 """
 
@@ -10,6 +14,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +24,37 @@ from mlmedic.errors import DataFileError, ProjectError
 
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+ARROW_SUFFIXES = {".feather", ".arrow", ".ipc"}
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+_READABLE = ".csv, .tsv (optionally .gz/.bz2/.xz/.zst), .parquet, .jsonl, .feather or .arrow"
+
+
+def input_format(name: str) -> tuple[str, str | None]:
+    """(format, compression) of a file to read, from its name: 'csv', 'parquet', 'jsonl' or
+    'arrow'; compression for CSV and JSON Lines only.
+
+    >>> input_format("batch.csv.gz")
+    ('csv', 'gzip')
+    >>> input_format("s3://bucket/day=1/part-0.parquet")
+    ('parquet', None)
+    """
+    lowered = name.lower().rsplit("/", 1)[-1]
+    stem, dot, last = lowered.rpartition(".")
+    compression = COMPRESSIONS.get(f".{last}") if dot else None
+    if compression is not None:
+        lowered = stem
+    suffix = "." + lowered.rpartition(".")[2] if "." in lowered else ""
+    if suffix in CSV_SUFFIXES:
+        return "csv", compression
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl", compression
+    if compression is None and suffix in PARQUET_SUFFIXES:
+        return "parquet", None
+    if compression is None and suffix in ARROW_SUFFIXES:
+        return "arrow", None
+    shown = suffix + (f".{last}" if compression else "")
+    raise DataFileError(name, f"unsupported file type '{shown or '(none)'}'; read: {_READABLE}")
 
 
 def table_format(path: Path) -> str:
@@ -31,21 +67,29 @@ def table_format(path: Path) -> str:
     raise DataFileError(path, f"unsupported file type '{suffix or '(none)'}'; use .csv or .parquet")
 
 
+def is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and "://" in source
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a frame with a 0-based row index (the source row number).
+    """Read a table (see the module docstring for the forms) into a frame with a 0-based row
+    index (the source row number).
 
     Raises ``DataFileError`` with one line naming the problem: missing, empty, header-only,
-    unreadable or corrupt.
+    unreadable, corrupt, or a URL whose filesystem is not installed.
     """
-    path = Path(path)
-    if path.is_dir():
-        return _read_folder(path)
-    fmt = table_format(path)
-    if not path.exists():
-        raise DataFileError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataFileError(path, "file is empty (0 bytes)")
-    frame = _read_parquet(path) if fmt == "parquet" else _read_csv(path)
+    if is_url(path):
+        frame = _read_url(str(path))
+    else:
+        path = Path(path)
+        if path.is_dir():
+            return _read_folder(path)
+        fmt, compression = input_format(str(path))
+        if not path.exists():
+            raise DataFileError(path, "file not found")
+        if path.stat().st_size == 0:
+            raise DataFileError(path, "file is empty (0 bytes)")
+        frame = _read_local(path, fmt, compression)
     if frame.shape[1] == 0:
         raise DataFileError(path, "has no columns")
     if len(frame) == 0:
@@ -53,21 +97,165 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read_folder(path: Path) -> pd.DataFrame:
-    """Every CSV or Parquet file directly in a folder, in name order, as one table."""
-    files = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and p.suffix.lower() in (*CSV_SUFFIXES, *PARQUET_SUFFIXES)
-    )
-    if not files:
-        raise DataFileError(path, "is a directory with no CSV or Parquet files in it")
-    frames = [read_table(p) for p in files]
+def _read_local(path: Path, fmt: str, compression: str | None) -> pd.DataFrame:
+    if fmt == "parquet":
+        return _read_parquet(path)
+    if fmt == "arrow":
+        return _read_arrow(path, path)
+    if fmt == "jsonl":
+        return _read_jsonl(path, path, compression)
+    if compression is not None:
+        return _read_csv_stream(path, path, compression)
+    return _read_csv(path)
+
+
+def _read_url(url: str) -> pd.DataFrame:
+    """A file or a folder at an fsspec URL."""
+    import fsspec
+
+    try:
+        fs, where = fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        scheme = url.split("://", 1)[0]
+        raise DataFileError(url, f"reading {scheme}:// URLs needs a package: {exc}") from None
+    except ValueError as exc:
+        raise DataFileError(url, f"not a URL mlmedic can read ({exc})") from None
+    try:
+        if fs.isdir(where):
+            return _read_url_folder(url, fs, where)
+        fmt, compression = input_format(where)
+        if not fs.exists(where):
+            raise DataFileError(url, "file not found")
+        if fs.size(where) == 0:
+            raise DataFileError(url, "file is empty (0 bytes)")
+        with fs.open(where, "rb") as handle:
+            return _read_handle(url, handle, fmt, compression)
+    except DataFileError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DataFileError(url, f"cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _read_handle(shown: str | Path, handle: Any, fmt: str, compression: str | None) -> pd.DataFrame:
+    if fmt == "parquet":
+        try:
+            return pq.read_table(handle).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataFileError(shown, f"not a valid Parquet file ({_first_line(exc)})") from exc
+    if fmt == "arrow":
+        return _read_arrow(shown, handle)
+    if fmt == "jsonl":
+        return _read_jsonl(shown, handle, compression)
+    return _read_csv_stream(shown, handle, compression)
+
+
+def _read_url_folder(url: str, fs: Any, where: str) -> pd.DataFrame:
+    """Every readable file under a folder URL (recursively: hive partitions), as one table."""
+    files = sorted(f for f in fs.find(where) if not f.rsplit("/", 1)[-1].startswith((".", "_")))
+    readable = []
+    for name in files:
+        try:
+            readable.append((name, input_format(name)))
+        except DataFileError:
+            continue
+    if not readable:
+        raise DataFileError(url, "is a folder with no file mlmedic can read in it")
+    frames = []
+    for name, (fmt, compression) in readable:
+        with fs.open(name, "rb") as handle:
+            frames.append(_read_handle(f"{url.split('://')[0]}://{name}", handle, fmt, compression))
+    return _join(url, [n for n, _ in readable], frames)
+
+
+def _join(shown: str | Path, names: list[str], frames: list[pd.DataFrame]) -> pd.DataFrame:
     columns = list(frames[0].columns)
-    for file, frame in zip(files[1:], frames[1:], strict=True):
+    for name, frame in zip(names[1:], frames[1:], strict=True):
         if list(frame.columns) != columns:
-            raise DataFileError(file, f"has other columns than {files[0].name}; cannot join them")
+            raise DataFileError(
+                name, f"has other columns than {names[0].rsplit('/', 1)[-1]}; cannot join them"
+            )
     return pd.concat(frames, ignore_index=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_arrow(shown: str | Path, source: Any) -> pd.DataFrame:
+    import pyarrow.feather as feather
+
+    try:
+        return feather.read_table(source).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(shown, f"not a valid Arrow/Feather file ({_first_line(exc)})") from exc
+
+
+def _read_jsonl(shown: str | Path, source: Any, compression: Any) -> pd.DataFrame:
+    try:
+        return pd.read_json(source, lines=True, compression=compression)
+    except ImportError as exc:
+        raise DataFileError(shown, f"needs a package to decompress: {exc}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFileError(shown, f"not valid JSON Lines ({_first_line(exc)})") from exc
+
+
+def _read_csv_stream(shown: str | Path, source: Any, compression: Any) -> pd.DataFrame:
+    """A CSV that cannot be checked in place (compressed, or at a URL): read as a stream."""
+    sep = "\t" if ".tsv" in str(shown).lower() else ","
+    try:
+        frame = pd.read_csv(source, sep=sep, low_memory=False, compression=compression)
+    except ImportError as exc:
+        raise DataFileError(shown, f"needs a package to decompress: {exc}") from None
+    except pd.errors.EmptyDataError as exc:
+        raise DataFileError(shown, "file is empty (no header)") from exc
+    except pd.errors.ParserError as exc:
+        raise DataFileError(shown, f"not a readable CSV file: {_first_line(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataFileError(shown, "is not UTF-8 text; save it as UTF-8 CSV") from exc
+    except (csv.Error, ValueError, OSError, EOFError) as exc:
+        raise DataFileError(shown, f"not a readable CSV file ({_first_line(exc)})") from exc
+    repeated = sorted({str(c).rsplit(".", 1)[0] for c in frame.columns if _renamed(c, frame)})
+    if repeated:
+        raise DataFileError(shown, f"duplicate column name(s): {', '.join(repeated)}")
+    return frame
+
+
+def _renamed(column: Any, frame: pd.DataFrame) -> bool:
+    """pandas renames a repeated header ``a`` to ``a.1``: was this column one of those?"""
+    base, dot, number = str(column).rpartition(".")
+    return bool(dot) and number.isdigit() and base in frame.columns
+
+
+def _read_folder(path: Path) -> pd.DataFrame:
+    """Every readable file in a folder, in name order, as one table; a folder of Parquet files
+    nested in partitions (``hour=…/``) is read as one Parquet dataset."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    readable = []
+    for file in files:
+        try:
+            readable.append((file, input_format(str(file))))
+        except DataFileError:
+            continue
+    if not readable:
+        nested = sorted(path.rglob("*.parquet"))
+        if nested:
+            return _read_parquet_dataset(path)
+        raise DataFileError(path, "is a directory with no file mlmedic can read in it")
+    frames = [read_table(p) for p, _ in readable]
+    return _join(path, [str(p) for p, _ in readable], frames)
+
+
+def _read_parquet_dataset(path: Path) -> pd.DataFrame:
+    import pyarrow.dataset as ds
+
+    try:
+        table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(path, f"not a readable Parquet dataset ({_first_line(exc)})") from exc
+    if table.num_rows == 0:
+        raise DataFileError(path, "has no data rows")
+    return table.to_pandas().reset_index(drop=True)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -132,8 +320,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFileError(path, f"not a valid Parquet file ({first_line})") from exc
+        raise DataFileError(path, f"not a valid Parquet file ({_first_line(exc)})") from exc
     return table.to_pandas()
 
 

@@ -17,7 +17,7 @@ from mlmedic.clock import Timings
 from mlmedic.config import DataQualityConfig
 from mlmedic.data.checks import CheckReport, run_checks
 from mlmedic.data.contract import DataContract
-from mlmedic.data.io import check_writable, read_table, table_format, write_table
+from mlmedic.data.io import check_writable, is_url, read_table, table_format, write_table
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer, RepairResult
 from mlmedic.errors import ProjectError
 from mlmedic.events import EventKind, EventStore, Outcome
@@ -178,7 +178,7 @@ def _checked_event(report: CheckReport, events: EventStore, details: dict) -> No
 
 
 def _load(
-    source: Path,
+    source: str | Path,
     reference: str | Path | None,
     contract: str | Path | None,
     target: str | None,
@@ -207,7 +207,7 @@ def check_file(
     save_contract: str | Path | None = None,
 ) -> DataStageResult:
     """Read ``source`` and run the checks only (no repair); optionally save the contract used."""
-    source = Path(source)
+    source = source if is_url(source) else Path(source)
     config = (config or DataQualityConfig()).model_copy(update={"auto_fix_enabled": False})
     batch, resolved = _load(source, reference, contract, target, config)
     if save_contract is not None:
@@ -246,12 +246,12 @@ def fix_file(
 ) -> tuple[DataStageResult, FixOutputs]:
     """Read ``source``, run stage 1 with repair forced on, write the repaired data, the quarantine
     and the audit beside ``out``. ``source`` is never written to."""
-    source = Path(source)
+    source = source if is_url(source) else Path(source)
     config = (config or DataQualityConfig()).model_copy(update={"auto_fix_enabled": True})
     paths = output_paths(out)
-    guarded = (source,)
+    guarded = (source,) if isinstance(source, Path) else ()
     for path in (paths.data, paths.quarantine, paths.audit):
-        if path.resolve() == source.resolve():
+        if isinstance(source, Path) and path.resolve() == source.resolve():
             raise ProjectError(f"{path}: refusing to overwrite the input file; choose another -o")
     table_format(paths.data)
     check_writable(paths.data)
