@@ -84,16 +84,6 @@ def mlflow_on_postgres(
             process.wait(timeout=10)
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlmedic", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-
-
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: Any, *args: str) -> tuple[int, str, str]:
     """`mlmedic ARGS` in this process (the environment set by the test): code, stdout, stderr."""
     from mlmedic.cli import main

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
@@ -43,7 +43,9 @@ from mlmedic.registry.versions import (
     VersionInfo,
     Versions,
 )
-from mlmedic.training import TrainResult
+
+if TYPE_CHECKING:  # training imports scikit-learn, which reading the registry never needs
+    from mlmedic.training import TrainResult
 
 __all__ = [
     "CHAMPION",

@@ -15,13 +15,15 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.registry.connection import NOT_FOUND_CODES, Connection, error_code, is_not_found
-from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER, TrainResult
+
+if TYPE_CHECKING:  # training imports scikit-learn: a watcher that only reads aliases never needs it
+    from mlmedic.training import TrainResult
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -293,6 +295,8 @@ class Versions:
 
 def _trusted_types(result: TrainResult) -> list[str]:
     """The exact non-default types the model needs to load with skops."""
+    from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER
+
     if result.trainer == DEFAULT_TRAINER:
         return list(DEFAULT_SKOPS_TRUSTED_TYPES)
     import skops.io

@@ -25,6 +25,7 @@ from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import compact
 from mlmedic.project import Project
+from mlmedic.registry import CHAMPION
 from mlmedic.serving.model import cache_path
 
 log = logging.getLogger("mlmedic.watcher")
@@ -32,21 +33,26 @@ COMPACT_EVERY = 300.0  # seconds between compactions of the prediction log
 
 
 def follow_once(project: Project) -> int | None:
-    """One poll: returns the champion's version if the local record was moved to it."""
+    """One poll: returns the champion's version if the local record was moved to it.
+
+    The alias is read without MLflow when the store allows (one SQL query on SQLite, one REST
+    call on a server): a watcher that finds nothing new never imports it. An offline rollback
+    waiting to be synced connects (the connection syncs it), and so does a move to export."""
     registry = project.registry
-    champion = registry.champion()
     pointer = registry.read_pointer()
-    if champion is None:
-        return None
     if pointer is not None and not pointer.get("synced", True):
-        return None  # an offline rollback waits for the registry, not the other way round
-    if pointer is not None and int(pointer["version"]) == champion.version:
+        registry.champion()  # connecting syncs the offline rollback to the registry
+        return None  # the registry follows the rollback, not the other way round
+    version = registry.alias_version(CHAMPION)
+    if version is None:
         return None
-    cached = cache_path(project.state_dir, champion.version)
+    if pointer is not None and int(pointer["version"]) == version:
+        return None
+    cached = cache_path(project.state_dir, version)
     if not (cached / "manifest.json").exists():
-        registry.export(champion.version, cached)
-    registry.write_pointer(champion.version, synced=True)
-    return champion.version
+        registry.export(version, cached)
+    registry.write_pointer(version, synced=True)
+    return version
 
 
 def main(argv: list[str] | None = None) -> None:
