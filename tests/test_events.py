@@ -136,8 +136,12 @@ store.close()
 """
 
 
-def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_four_processes_writing_at_once_lose_nothing(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """4 processes x 500 events -> 2,000 events, each once (a real Postgres server too)."""
+    path = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "events.db"
     writers = [
         subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(n)]) for n in range(4)
     ]

