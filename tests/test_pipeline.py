@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -225,3 +226,26 @@ def test_each_version_carries_its_drift_reference(project: Project) -> None:
     assert shifted.score is not None and shifted.score > same.score  # type: ignore[operator]
     predictions = ReferenceProfile.from_dict(stored["predictions"])
     assert predictions.numeric_["probability"].n == 400  # the holdout
+
+
+def test_mlflow_shows_each_run_as_an_mlflow_user_expects(served: Path) -> None:
+    """In the MLflow UI's terms: the run is named by what it is, logs its training data as an
+    input (source, digest, rows, schema), the target and the model's hyperparameters, and the
+    version carries the gate's verdict as its description."""
+    from mlflow.tracking import MlflowClient
+
+    project = Project(served)
+    uri, name = project.registry.tracking_uri, project.registry.model_name
+    project.close()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version(name, "1")
+    assert version.description.startswith("mlmedic gate: ") and "PASS" in version.description
+    run = client.get_run(version.run_id)
+    assert run.info.run_name == "train v1 (run)"
+    assert run.data.params["target"] == TARGET
+    assert any(key.startswith("model.") for key in run.data.params)
+    [used] = run.inputs.dataset_inputs
+    assert used.dataset.name == "train.csv" and used.dataset.digest
+    assert str(served / "train.csv") in used.dataset.source
+    assert json.loads(used.dataset.profile)["num_rows"] == 2000
+    assert TARGET in used.dataset.schema

@@ -67,6 +67,7 @@ def run_pipeline(
     tags: dict[str, str] | None = None,
     gate_data: pd.DataFrame | None = None,
     say: Say = _quiet,
+    reason: str = "run",
 ) -> RunResult:
     """Stages 1-3 on ``data``; returns what happened. Raises ``MedicError`` on bad input, with the
     champion unchanged. ``gate_data``: labelled rows neither model trained on (the newest
@@ -84,7 +85,17 @@ def run_pipeline(
         project.events.hold(f"run:{project.registry.model_name}", what, say=say),
     ):
         return _run_stages(
-            project, data, source, target, trainer, reference, contract, tags, gate_data, say
+            project,
+            data,
+            source,
+            target,
+            trainer,
+            reference,
+            contract,
+            tags,
+            gate_data,
+            say,
+            reason,
         )
 
 
@@ -99,12 +110,15 @@ def _run_stages(
     tags: dict[str, str] | None,
     gate_data: pd.DataFrame | None,
     say: Say,
+    reason: str,
 ) -> RunResult:
     timings = Timings()
     stage = _stage_data(project, data, source, target, reference, contract, timings, say)
     _stage_backup(project, timings, say)
     result, new_contract = _stage_train(project, stage, source, target, trainer, timings, say)
-    candidate = _stage_register(project, stage, result, new_contract, tags, timings, say)
+    candidate = _stage_register(
+        project, stage, result, new_contract, tags, timings, say, source=source, reason=reason
+    )
     # stage 3 under the project lock too: rollbacks and the supervisor move the champion
     # without the run lock, and the champion is re-read there
     with project_lock(
@@ -220,9 +234,12 @@ def _stage_register(
     tags: dict[str, str] | None,
     timings: Timings,
     say: Say,
+    *,
+    source: str,
+    reason: str,
 ) -> VersionInfo:
     """Stage 2c: log and register the candidate with its baseline (contract, repair
-    statistics, drift reference)."""
+    statistics, drift reference), its training data as the run's input."""
     registry = project.registry
     say(render.line_registering(registry.tracking_uri))
     with timings.step("baseline"):  # what monitoring compares against (profile, importance)
@@ -236,7 +253,13 @@ def _stage_register(
         )
     with timings.step("register"):
         candidate = registry.log_candidate(
-            result, new_contract, repair_statistics, tags=tags, drift_profile=profile
+            result,
+            new_contract,
+            repair_statistics,
+            tags=tags,
+            drift_profile=profile,
+            dataset=(stage.data, source),
+            reason=reason,
         )
     say(render.line_registered(registry.model_name, candidate.version, registry.tracking_uri))
     return candidate
@@ -282,7 +305,11 @@ def _gate_and_deploy(
             champion_version=champion.version if champion else None,
             production_rows=rows is not result.holdout,
         )
-        registry.tag_gate(candidate.version, {"passed": decision.passed, **decision.candidate})
+        registry.tag_gate(
+            candidate.version,
+            {"passed": decision.passed, **decision.candidate},
+            decision.summary(),
+        )
         events.record(
             EventKind.GATE,
             "validate",

@@ -119,7 +119,12 @@ class Actions:
         events = self.project.events
         with events.span(EventKind.RETRAIN, "retrain", model_version=snapshot.version) as span:
             run = run_pipeline(
-                self.project, training, target=snapshot.target, gate_data=gate_rows, say=self.say
+                self.project,
+                training,
+                target=snapshot.target,
+                gate_data=gate_rows,
+                say=self.say,
+                reason="retrain: " + ", ".join(decision.triggers or ["drift"]),
             )
             span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
             outcome = "deployed" if run.deployed else "rejected by the gate"

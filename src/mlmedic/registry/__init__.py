@@ -166,13 +166,21 @@ class Registry:
         *,
         tags: dict[str, str] | None = None,
         drift_profile: dict[str, Any] | None = None,
+        dataset: tuple[Any, str] | None = None,
+        reason: str = "run",
     ) -> VersionInfo:
         return self.version_store.log_candidate(
-            result, contract, repair_statistics, tags=tags, drift_profile=drift_profile
+            result,
+            contract,
+            repair_statistics,
+            tags=tags,
+            drift_profile=drift_profile,
+            dataset=dataset,
+            reason=reason,
         )
 
-    def tag_gate(self, version: int, decision: dict[str, Any]) -> None:
-        self.version_store.tag_gate(version, decision)
+    def tag_gate(self, version: int, decision: dict[str, Any], summary: str = "") -> None:
+        self.version_store.tag_gate(version, decision, summary)
 
     def load_contract(self, version: int) -> DataContract:
         return self.version_store.load_contract(version)

@@ -167,11 +167,19 @@ class Versions:
         if reason:
             self.set_tag(version, REASON_TAG, reason)
 
-    def tag_gate(self, version: int, decision: dict[str, Any]) -> None:
-        """The gate's numbers as version tags (``mlmedic.gate.*``)."""
+    def tag_gate(self, version: int, decision: dict[str, Any], summary: str = "") -> None:
+        """The gate's numbers as version tags (``mlmedic.gate.*``), and its verdict as the
+        version's description (what the MLflow UI shows beside it)."""
         for key, value in decision.items():
             text = value if isinstance(value, str) else json.dumps(value)
             self.set_tag(version, f"mlmedic.gate.{key}", text)
+        if summary:
+            self._call(
+                "describe the version",
+                lambda: self.connection.client.update_model_version(
+                    self.model_name, str(version), description=f"mlmedic gate: {summary}"
+                ),
+            )
 
     def trusted_types(self, version: int) -> list[str] | None:
         """The skops types mlmedic recorded for ``version`` when it registered it (or None)."""
@@ -227,9 +235,13 @@ class Versions:
         *,
         tags: dict[str, str] | None = None,
         drift_profile: dict[str, Any] | None = None,
+        dataset: tuple[Any, str] | None = None,
+        reason: str = "run",
     ) -> VersionInfo:
         """Log the trained model with signature, example, metrics, params and baseline, and
-        register it as a new version tagged ``candidate``."""
+        register it as a new version tagged ``candidate``. ``dataset``: the training frame
+        and where it came from, logged as the run's MLflow input; the run is named
+        ``train vN (reason)``."""
         import mlflow
         import mlflow.sklearn
         import numpy as np
@@ -252,8 +264,11 @@ class Versions:
 
         def log() -> Any:
             with mlflow.start_run(experiment_id=experiment_id, run_name="mlmedic-train") as run:
-                mlflow.log_params(result.params)
+                mlflow.log_params({**result.params, "target": contract.target})
+                mlflow.log_params(_hyperparameters(result.model))
                 mlflow.log_metrics(result.metrics)
+                if dataset is not None:
+                    _log_dataset(*dataset, target=contract.target)
                 mlflow.set_tags({"mlmedic.trainer": result.trainer, **(tags or {})})
                 mlflow.log_dict(contract.to_dict(), CONTRACT_ARTIFACT)
                 mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
@@ -276,6 +291,10 @@ class Versions:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             run_id, info = self._call("log and register the model", log)
         version = int(info.registered_model_version)
+        self._call(  # named by what it is, in the MLflow UI
+            "name the run",
+            lambda: self.connection.client.update_run(run_id, name=f"train v{version} ({reason})"),
+        )
         self.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
         self.tag(version, "candidate")
         self.events.record(
@@ -308,3 +327,34 @@ def _trusted_types(result: TrainResult) -> list[str]:
             f"trainer '{result.trainer}': its model cannot be saved safely with skops "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _hyperparameters(model: Any, limit: int = 100) -> dict[str, Any]:
+    """The model's own parameters (``get_params``, nested steps included) with simple values,
+    as ``model.<name>`` params: what an MLflow user compares runs by."""
+    getter = getattr(model, "get_params", None)
+    if getter is None:
+        return {}
+    try:
+        found = getter(deep=True)
+    except Exception:  # a trainer's own estimator may not support deep params
+        return {}
+    simple = {
+        f"model.{key}": value
+        for key, value in sorted(found.items())
+        if value is None or isinstance(value, bool | int | float | str)
+    }
+    return dict(list(simple.items())[:limit])
+
+
+def _log_dataset(frame: Any, source: str, *, target: str | None) -> None:
+    """The training data as the run's MLflow input (source, digest, rows, schema)."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    name = source.rstrip("/").rsplit("/", 1)[-1] or "training data"
+    try:
+        dataset = from_pandas(frame, source=source, targets=target, name=name)
+    except Exception:  # a source MLflow cannot resolve (a data frame, an unknown scheme)
+        dataset = from_pandas(frame, targets=target, name=name)
+    mlflow.log_input(dataset, context="training")
