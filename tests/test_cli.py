@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlmedic.cli import app
-from mlmedic.datasets import TARGET
+from mlmedic.datasets import TARGET, make_churn
 
 runner = CliRunner()
 
@@ -349,3 +349,39 @@ def test_help_and_version_import_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_models_and_logs_speak_json_for_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json`: one JSON document on stdout and nothing else, also for an empty project."""
+    import json
+    import sys
+
+    from mlmedic.cli import main
+    from mlmedic.pipeline import run_pipeline
+    from mlmedic.project import Project
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["mlmedic", *args, "-C", str(tmp_path)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        said = capsys.readouterr()
+        return int(done.value.code or 0), said.out, said.err
+
+    code, out, _ = cli("models", "--json")
+    assert code == 0 and json.loads(out)["versions"] == []
+    code, out, _ = cli("logs", "--json")
+    assert code == 0 and json.loads(out) == {"events": []}
+    project = Project(tmp_path)
+    assert run_pipeline(project, make_churn(800, seed=3), target=TARGET).deployed
+    project.close()
+    code, out, _ = cli("models", "--json")
+    [version] = json.loads(out)["versions"]
+    assert code == 0 and version["version"] == 1 and version["status"] == "champion"
+    assert version["aliases"] == ["champion"] and 0 < version["metrics"]["accuracy"] <= 1
+    code, out, _ = cli("logs", "--json", "--kind", "deploy")
+    events = json.loads(out)["events"]
+    assert code == 0 and events and {e["kind"] for e in events} == {"deploy"}
+    code, out, err = cli("logs", "--json", "--export", str(tmp_path / "x"))
+    assert code == 2 and out == "" and "choose one" in err

@@ -99,6 +99,16 @@ def _open(project_dir: Path, *, create: bool = False) -> Project:
 _OPENED: list[Any] = []
 
 
+def _print_json(document: Any) -> None:
+    """One JSON document on stdout and nothing else (for scripts: ``--json``)."""
+    import json
+
+    from mlmedic.events import finite
+
+    text = json.dumps(finite(document), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
 def _close_opened() -> None:
     while _OPENED:
         with contextlib.suppress(Exception):
@@ -270,18 +280,36 @@ def rollback(
 
 
 @app.command()
-def models(project_dir: ProjectDir = Path(".")) -> None:
+def models(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the versions as one JSON document.")
+    ] = False,
+    project_dir: ProjectDir = Path("."),
+) -> None:
     """The registered versions: status, aliases and holdout metrics."""
+    import dataclasses
+
     project = _open(project_dir)
     if not os.environ.get("MLFLOW_TRACKING_URI") and not (project.state_dir / "mlflow.db").exists():
         from mlmedic.registry import default_model_name
 
         name = project.settings.self_healing.model_training.model_name
+        if as_json:
+            _print_json({"model": name or default_model_name(project.root), "versions": []})
+            return
         out.print(
             f"no versions of '{name or default_model_name(project.root)}' yet; run 'mlmedic run'"
         )
         return  # read-only: never create a registry (or an event store) just to say so
     versions = project.registry.versions()
+    if as_json:
+        _print_json(
+            {
+                "model": project.registry.model_name,
+                "versions": [dataclasses.asdict(info) for info in versions],
+            }
+        )
+        return
     if not versions:
         out.print(f"no versions of '{project.registry.model_name}' yet; run 'mlmedic run'")
         return
@@ -691,6 +719,9 @@ def logs(
         Path | None,
         typer.Option("--export", help="Write the seed-style JSON logs into this directory."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as one JSON document (oldest first).")
+    ] = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
@@ -708,9 +739,14 @@ def logs(
             start = parse_time(since, now=project.clock.now())
         except ValueError as exc:
             raise UsageError(f"--since: {exc}") from None
+    if export is not None and as_json:
+        raise UsageError("--export writes files and --json prints: choose one")
     if not project.has_events:  # read-only: never create a local event store
         if export is not None:
             raise ProjectError(f"{project.root}: no events recorded yet; nothing to export")
+        if as_json:
+            _print_json({"events": []})
+            return
         out.print("no events")
         return
     if export is not None:
@@ -728,6 +764,9 @@ def logs(
             out.print(f"wrote {export / name} ({count} events)", soft_wrap=True)
         return
     events = project.events.query(kind=kind, since=start, limit=limit, newest_first=True)
+    if as_json:
+        _print_json({"events": [event.to_dict() for event in reversed(events)]})
+        return
     if not events:
         out.print("no events")
         return

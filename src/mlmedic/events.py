@@ -408,7 +408,7 @@ class EventStore:
         ended = self.clock.now() if ended_at is None else ended_at
         started = ended if started_at is None else started_at
         version = None if model_version is None else str(model_version)
-        payload = json.dumps(_finite(dict(details or {})), default=str, allow_nan=False)
+        payload = json.dumps(finite(dict(details or {})), default=str, allow_nan=False)
         row = (kind, action, outcome, started, ended, max(0.0, ended - started), version, message)
         return row, payload
 
@@ -691,22 +691,22 @@ class EventStore:
         return counts
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """``value`` with every NaN or infinite float as None: a metric that is undefined (ROC AUC
     on one class) is recorded as missing, never as invalid JSON or a failed write.
 
-    >>> _finite({"auc": float("nan"), "rows": [1.0, float("inf")]})
+    >>> finite({"auc": float("nan"), "rows": [1.0, float("inf")]})
     {'auc': None, 'rows': [1.0, None]}
     """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         try:
-            return _finite(value.item())  # numpy scalars
+            return finite(value.item())  # numpy scalars
         except (TypeError, ValueError):
             return value
     return value
