@@ -159,3 +159,19 @@ def test_an_undefined_metric_is_stored_as_missing_not_a_failed_write(tmp_path: P
     with EventStore(tmp_path / "events.db") as store:
         store.record("train", "train", "success", details={"metrics": {"roc_auc": float("nan")}})
         assert store.last("train").details["metrics"]["roc_auc"] is None  # type: ignore[union-attr]
+
+
+def test_an_sqlite_without_returning_still_gets_the_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 (Debian 11, Ubuntu 20.04) has no RETURNING: rows go in one at a time,
+    in one transaction, with their ids."""
+    with EventStore(tmp_path / "events.db") as store:
+        monkeypatch.setattr(store.conn.dialect, "insert_returning", False)
+        ids = store._insert(
+            [
+                store._row("alert", "a", "warning", "m", {"i": i}, None, None, None)[0] + ("{}",)
+                for i in range(3)
+            ]
+        )
+        assert ids == [1, 2, 3] and store.count("alert") == 3

@@ -435,11 +435,20 @@ class EventStore:
         if not rows:
             return []
         values = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
-        statement = events_table.insert().returning(events_table.c.id, sort_by_parameter_order=True)
         with self._lock, self.conn.connect() as conn:
             if self.sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            found: list[Any] = list(conn.execute(statement, values).scalars())
+            if conn.dialect.insert_returning:  # Postgres, SQLite >= 3.35: one statement
+                statement = events_table.insert().returning(
+                    events_table.c.id, sort_by_parameter_order=True
+                )
+                found: list[Any] = list(conn.execute(statement, values).scalars())
+            else:  # an older SQLite: a row at a time, in the same transaction
+                found = []
+                for row in values:
+                    key = conn.execute(events_table.insert(), row).inserted_primary_key
+                    assert key is not None
+                    found.append(key[0])
             ids = [int(i) for i in found]
             conn.commit()
         return ids
