@@ -570,10 +570,12 @@ def _health_parts(
 
 def _log_location(settings: Any, state_dir: Path | None) -> str | Path | None:
     """The prediction log: under ``serving.prediction_log_url`` if set, else ``.mlmedic/``."""
+    from mlmedic.logstore import log_location
+
     url = settings.self_healing.serving.prediction_log_url if settings is not None else None
-    if url:
-        return f"{url.rstrip('/')}/predictions"
-    return None if state_dir is None else state_dir / "predictions"
+    if url is None and state_dir is None:
+        return None
+    return log_location(url, state_dir or Path("."), "predictions")
 
 
 # ---------------------------------------------------------------- timelines

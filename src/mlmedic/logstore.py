@@ -39,6 +39,12 @@ META_COLUMNS = [
 ]
 
 
+def log_location(url: str | None, state_dir: Path, name: str) -> str | Path:
+    """Where ``predictions`` or ``feedback`` lives: under ``serving.prediction_log_url`` when
+    it is set, else in the project's state folder."""
+    return f"{url.rstrip('/')}/{name}" if url else state_dir / name
+
+
 class Location:
     """A folder on a filesystem: a local path or an fsspec URL (``file://``, ``s3://``,
     ``memory://``)."""

@@ -69,8 +69,11 @@ class Project:
     def log_location(self, name: str) -> str | Path:
         """Where the prediction log (``predictions``) or the feedback (``feedback``) lives:
         under ``serving.prediction_log_url`` when set, else in ``.mlmedic/``."""
-        url = self.settings.self_healing.serving.prediction_log_url
-        return f"{url.rstrip('/')}/{name}" if url else self.state_dir / name
+        from mlmedic.logstore import log_location
+
+        return log_location(
+            self.settings.self_healing.serving.prediction_log_url, self.state_dir, name
+        )
 
     @property
     def has_events(self) -> bool:
