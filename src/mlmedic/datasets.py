@@ -118,7 +118,9 @@ def inject_defects(
     categorical = [
         c
         for c in features
-        if out[c].dtype == object or isinstance(out[c].dtype, pd.CategoricalDtype)
+        if pd.api.types.is_object_dtype(out[c])
+        or pd.api.types.is_string_dtype(out[c])
+        or isinstance(out[c].dtype, pd.CategoricalDtype)
     ]
 
     for column in numeric:
