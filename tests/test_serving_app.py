@@ -82,6 +82,9 @@ def test_predict_one_record_and_a_batch(client: TestClient) -> None:
         ([], 422, "no records to predict"),
         (42, 422, "expected a JSON object"),
         ({"records": [_record()] * 1001}, 413, "the limit is 1000"),
+        ({"records": [_record()], "trace": 1}, 422, "unknown field 'trace' beside 'records'"),
+        (_record(age=10**300 + 1), 422, "records[0].age: number out of range"),
+        (_record(monthly_charges=-2e300), 422, "records[0].monthly_charges: number out of range"),
     ],
 )
 def test_client_mistakes_get_4xx_naming_the_problem(
@@ -131,7 +134,7 @@ def test_non_finite_and_pathological_json_is_a_422(
 @pytest.mark.parametrize(
     ("literal", "detail"),
     [
-        ("1" + "0" * 400, "records[0].age: number out of range"),
+        ("1" + "0" * 400, "records[0].age: number out of range (the limit is 1e300)"),
         ("1e309", "records[0].age: expected a finite number, got inf"),
         ("true", "records[0].age: expected a number, got bool"),
         ('"40"', "records[0].age: expected a number, got str"),
@@ -187,6 +190,10 @@ def test_predictions_and_feedback_are_logged(client: TestClient, served_project:
         ({"request_id": "abc", "label": [1]}, "labels[0].label: [1] is not one of"),
         ({"request_id": {"x": 1}, "label": 1}, "labels[0].request_id: not a request id"),
         ({"request_id": "<x>", "label": 1}, "labels[0].request_id: not a request id"),
+        ({"request_id": "abc", "label": " 1.0"}, "labels[0].label: ' 1.0' is not one of"),
+        ({"request_id": "abc", "label": True}, "labels[0].label: True is not one of"),
+        ({"request_id": "abc", "label": 1, "note": "x"}, "labels[0]: unknown field 'note'"),
+        ({"labels": [{"request_id": "a", "label": 1}], "x": 1}, "unknown field 'x' beside"),
     ],
 )
 def test_feedback_checks_labels_against_the_models_classes(
@@ -400,3 +407,24 @@ def test_the_fast_path_reproduces_the_pipeline(served_project: Path) -> None:
     _, fast = model.predict_columns(parts)
     slow = model.model.predict_proba(model.frame(parts))
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+
+
+def test_the_openapi_document_is_typed_from_the_served_model(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    record = schemas["Record"]
+    assert set(record["required"]) == set(_record()) and record["additionalProperties"] is False
+    assert record["properties"]["age"]["type"] == "integer"
+    assert record["properties"]["monthly_charges"]["type"] == "number"
+    assert record["properties"]["region"]["type"] == "string"
+    assert schemas["Label"]["enum"] == [0, 1, "0", "1"]
+    predict = document["paths"]["/predict"]["post"]
+    assert set(predict["responses"]) == {"200", "413", "422", "503"}
+    assert predict["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictRequest"
+    }
+    assert document["paths"]["/admin/reload"]["post"]["security"] == [{"bearer": []}]
+    assert "v1" in document["info"]["description"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert client.get("/redoc").status_code == 200

@@ -194,9 +194,12 @@ def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -
         thread.start()
     assert _wait_for(lambda: 2 in versions)  # load is flowing before the swap
     project = Project(two_versions)
+    assert "(v2" in _get(url + "/openapi.json")[1]["info"]["description"]
     try:
         project.registry.rollback(reason="test swap")  # champion v2 -> v1
         assert _wait_for(lambda: 1 in versions)
+        # the API's description follows the version served
+        assert "(v1" in _get(url + "/openapi.json")[1]["info"]["description"]
         served = len(failures) + len(versions)
         _wait_for(lambda: False, timeout=0.3)  # keep the load on a moment after the swap
         assert len(failures) + len(versions) >= served
@@ -210,6 +213,49 @@ def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -
     assert {1, 2} <= versions
     swaps = EventStore(two_versions / ".mlmedic" / "events.db").query(kind="deploy")
     assert any(e.action == "hot-swap" and e.outcome == "success" for e in swaps)
+
+
+def test_the_typed_api_holds_under_schemathesis(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`schemathesis run` against `mlmedic serve`: every operation of /openapi.json, every
+    check, positive and negative data, its coverage (boundary values), fuzzing and stateful
+    (predict -> feedback) phases, deterministic and bounded: no 5xx, no response outside the
+    schema, no schema-violating input accepted, no valid input refused, the admin endpoint
+    refusing a request without its token."""
+    url, _ = server
+    config = tmp_path / "schemathesis.toml"
+    # 413 (more records than allowed, a body too large) is a rejection too
+    config.write_text(
+        "[checks.negative_data_rejection]\n"
+        'expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415",'
+        ' "422", "428", "429", "5xx"]\n'
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(config),
+            "run",
+            url + "/openapi.json",
+            "--checks",
+            "all",
+            "--mode",
+            "all",
+            "--max-examples",
+            "40",
+            "--generation-deterministic",
+            "--header",
+            "Authorization: Bearer t0ken",  # the server fixture's MLMEDIC_ADMIN_TOKEN
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "Tested: 8" in run.stdout and "No issues found" in run.stdout
 
 
 def test_the_live_dashboard_in_a_real_browser(server, two_versions: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

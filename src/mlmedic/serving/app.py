@@ -2,7 +2,8 @@
 
 Endpoints: ``POST /predict``, ``POST /feedback``, ``GET /health`` (liveness), ``GET /ready``
 (a model is loaded and its canary prediction succeeds), ``GET /model``, ``GET /metrics``
-(Prometheus), ``POST /admin/reload`` (bearer token from ``MLMEDIC_ADMIN_TOKEN``).
+(Prometheus), ``POST /admin/reload`` (bearer token from ``MLMEDIC_ADMIN_TOKEN``), and the
+OpenAPI document typed from the served version (``/openapi.json``, ``/docs``, ``/redoc``).
 
 Concurrent one-row requests are coalesced into one model call (at most ``batch_wait_ms`` of
 waiting, at most ``max_batch_size`` rows), run on a worker thread off the event loop. The champion
@@ -42,6 +43,7 @@ from mlmedic.labels import label_key, match_labels
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.model import LoadedModel, ModelLoadError
+from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
 from mlmedic.serving.source import ModelSource
 
 log = logging.getLogger("mlmedic.serving")
@@ -315,6 +317,9 @@ def _records(body: Any, limit: int) -> list[dict[str, Any]]:
         records = body["records"]
         if not isinstance(records, list):
             raise ApiError(422, "'records' must be a list of objects")
+        if len(body) > 1:
+            other = sorted(k for k in body if k != "records")[0]
+            raise ApiError(422, f"unknown field '{other}' beside 'records'")
     elif isinstance(body, dict):
         records = [body]
     elif isinstance(body, list):
@@ -373,12 +378,13 @@ def _number(value: Any, integer: bool, where: str) -> float:
     """A JSON number as a finite float64, or ``ApiError(422)`` saying why not."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ApiError(422, f"{where}: expected a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ApiError(422, f"{where}: number out of range") from None
+    if isinstance(value, int) and abs(value) > NUMBER_LIMIT_INT:
+        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
+    number = float(value)
     if not math.isfinite(number):
         raise ApiError(422, f"{where}: expected a finite number, got {value!r}")
+    if abs(number) > NUMBER_LIMIT:
+        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
     if integer and not number.is_integer():
         raise ApiError(422, f"{where}: expected an integer, got {value!r}")
     return number
@@ -418,8 +424,30 @@ def create_app(state: ServerState) -> FastAPI:
             batcher.cancel()
             state.predictions.close()
 
-    app = FastAPI(title="mlmedic", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="mlmedic", docs_url="/docs", redoc_url="/redoc", lifespan=lifespan)
     app.state.mlmedic = state
+    described: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        """The document for the version served now (rebuilt when it changes)."""
+        from mlmedic import __version__
+        from mlmedic.serving.openapi import document
+
+        model = state.model
+        key = model.version if model is not None else None
+        if described.get("key", -1) != key:
+            described["doc"] = document(
+                title=f"mlmedic: {state.source.model_name}",
+                app_version=__version__,
+                model=model,
+                max_records=state.config.max_records_per_request,
+                max_body_bytes=state.config.max_body_bytes,
+                api_token=bool(state.api_token),
+            )
+            described["key"] = key
+        return dict(described["doc"])
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(MedicError)
     async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
@@ -490,6 +518,9 @@ def create_app(state: ServerState) -> FastAPI:
         items = body.get("labels") if isinstance(body, dict) and "labels" in body else [body]
         if not isinstance(items, list) or not items:
             raise ApiError(422, 'expected {"request_id": ..., "label": ...} or {"labels": [...]}')
+        if isinstance(body, dict) and "labels" in body and len(body) > 1:
+            other = sorted(k for k in body if k != "labels")[0]
+            raise ApiError(422, f"unknown field '{other}' beside 'labels'")
         model = state.model
         if model is None:
             raise ApiError(503, "no model is loaded yet")
@@ -498,16 +529,19 @@ def create_app(state: ServerState) -> FastAPI:
             where = f"labels[{position}]"
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
                 raise ApiError(422, f"{where}: needs 'request_id' and 'label'")
+            if len(item) > 2:
+                other = sorted(k for k in item if k not in ("request_id", "label"))[0]
+                raise ApiError(422, f"{where}: unknown field '{other}'")
             request_id = item["request_id"]
             if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
                 raise ApiError(422, f"{where}.request_id: not a request id this server issues")
-            [label], unmatched = match_labels([item["label"]], model.classes)
-            if unmatched:
+            label = _api_label(item["label"], model.classes)
+            if label is None:
                 known = ", ".join(repr(_plain(c)) for c in model.classes)
                 raise ApiError(
                     422,
                     f"{where}.label: {item['label']!r} is not one of v{model.version}'s classes "
-                    f"({known})",
+                    f"({known}), as its value or its text",
                 )
             rows.append({"request_id": request_id, "label": label_key(label) or ""})
         loop = asyncio.get_running_loop()
@@ -670,6 +704,23 @@ def _check_bearer(request: Request, token: str, variable: str) -> None:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _api_label(value: Any, classes: list[Any]) -> Any:
+    """The class a label sent to the API names: the class's own JSON value (``1`` or ``1.0``
+    for class 1) or its exact text (``"1"``), as the OpenAPI schema says; None for anything
+    else. Files read by ``mlmedic feedback`` are matched more leniently (``labels``)."""
+    if isinstance(value, str):
+        return next((c for c in classes if value in (_plain(c), label_key(c))), None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    numbers = [c for c in classes if _is_number(_plain(c))]
+    [found], unmatched = match_labels([value], numbers)
+    return None if unmatched else found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def model_source(project: Any) -> ModelSource:
