@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -181,32 +182,54 @@ def test_rollback_without_previous_version(served: Path) -> None:
     assert missing.exit_code == 2 and "has no version 42" in missing.output
 
 
-def test_a_plain_mlflow_client_loads_the_champion(served: Path) -> None:
-    """A client mlmedic did not write: plain mlflow.pyfunc in a separate process."""
+def test_mlflow_models_serve_answers_labels_and_probabilities(served: Path) -> None:
+    """A server mlmedic did not write: `mlflow models serve` of the champion, in its own
+    process, answers labels, and probabilities when asked (`params.output`); JSON whole numbers
+    are accepted for every numeric feature."""
+    import urllib.request
+
     project = Project(served)
     uri, name = project.registry.tracking_uri, project.registry.model_name
     project.close()
-    script = (
-        "import sys, mlflow, pandas as pd\n"
-        f"mlflow.set_tracking_uri({uri!r})\n"
-        f"model = mlflow.pyfunc.load_model('models:/{name}@champion')\n"
-        "frame = pd.read_csv(sys.argv[1]).drop(columns=['churned', 'signup_at'])\n"
-        "print(','.join(str(p) for p in model.predict(frame.head(5))))\n"
-    )
-    env = dict(
-        os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(served / "train.csv")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=served,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    predictions = done.stdout.strip().splitlines()[-1].split(",")
-    assert len(predictions) == 5 and set(predictions) <= {"0", "1"}
+    port = free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_TRACKING_URI=uri)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "--env-manager", "local"]
+    command += ["-m", f"models:/{name}@champion", "-p", str(port)]
+    log = (served / f"mlflow-serve-{port}.log").open("wb")
+    process = subprocess.Popen(command, env=env, cwd=served, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    records = (
+        pd.read_csv(served / "train.csv").drop(columns=[TARGET, "signup_at"]).head(3)
+    ).to_dict(orient="records")
+    records[0] = {k: (round(v) if isinstance(v, float) else v) for k, v in records[0].items()}
+
+    def invoke(body: dict[str, object]) -> object:
+        request = urllib.request.Request(
+            url + "/invocations", json.dumps(body).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())["predictions"]
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/ping", timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "no mlflow server"
+                time.sleep(0.2)
+        labels = invoke({"dataframe_records": records})
+        probabilities = invoke(
+            {"dataframe_records": records, "params": {"output": "probabilities"}}
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert isinstance(labels, list) and len(labels) == 3 and set(labels) <= {0, 1}
+    assert isinstance(probabilities, list) and [set(p) for p in probabilities] == [{"0", "1"}] * 3
+    assert [max(p, key=p.get) for p in probabilities] == [str(label) for label in labels]
 
 
 def test_each_version_carries_its_drift_reference(project: Project) -> None:
@@ -249,3 +272,42 @@ def test_mlflow_shows_each_run_as_an_mlflow_user_expects(served: Path) -> None:
     assert str(served / "train.csv") in used.dataset.source
     assert json.loads(used.dataset.profile)["num_rows"] == 2000
     assert TARGET in used.dataset.schema
+
+
+def test_plain_mlflow_scores_the_csv_the_model_was_trained_from(tmp_path: Path) -> None:
+    """Whole numbers read as float64 (``12.0``, a gap) are ``double`` in the signature, not
+    ``long``: MLflow refused to score the training file itself ("Can not safely convert
+    float64 to int64"); integer columns stay ``long``."""
+    import mlflow
+    import mlflow.sklearn
+
+    frame = make_churn(1200, seed=41)
+    frame["tenure_months"] = frame["tenure_months"].astype(float)
+    frame.loc[3, "tenure_months"] = None  # a gap: pandas reads the column back as float64
+    csv = tmp_path / "train.csv"
+    frame.to_csv(csv, index=False)
+    root = tmp_path / "floats"
+    root.mkdir()
+    result = runner.invoke(app, ["-C", str(root), "run", str(csv), "-t", TARGET])
+    assert result.exit_code == 0, result.output
+    project = Project(root)
+    try:
+        project.registry.connection.activate()
+        model = mlflow.pyfunc.load_model(f"models:/{project.registry.model_name}@champion")
+        types = {c.name: c.type.name for c in model.metadata.get_input_schema().inputs}
+        assert types["tenure_months"] == "double" and types["age"] == "long"
+        scored = model.predict(pd.read_csv(csv).drop(columns=[TARGET, "signup_at"]))
+        assert len(scored) == 1200
+        # probabilities through plain MLflow too, by asking for them
+        head = pd.read_csv(csv).drop(columns=[TARGET, "signup_at"]).head(4)
+        probabilities = model.predict(head, params={"output": "probabilities"})
+        assert list(probabilities.columns) == ["0", "1"]
+        assert probabilities.sum(axis=1).round(6).tolist() == [1.0] * 4
+        assert model.predict(head).tolist() == probabilities.to_numpy().argmax(axis=1).tolist()
+        with pytest.raises(Exception, match=r"params\.output must be one of labels"):
+            model.predict(head, params={"output": "logits"})
+        # and mlflow.sklearn still loads the scikit-learn model itself
+        sklearn_model = mlflow.sklearn.load_model(f"models:/{project.registry.model_name}/1")
+        assert hasattr(sklearn_model, "predict_proba")
+    finally:
+        project.close()

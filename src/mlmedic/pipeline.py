@@ -260,6 +260,7 @@ def _stage_register(
             drift_profile=profile,
             dataset=(stage.data, source),
             reason=reason,
+            raw=stage.raw,
         )
     say(render.line_registered(registry.model_name, candidate.version, registry.tracking_uri))
     return candidate

@@ -168,6 +168,7 @@ class Registry:
         drift_profile: dict[str, Any] | None = None,
         dataset: tuple[Any, str] | None = None,
         reason: str = "run",
+        raw: Any = None,
     ) -> VersionInfo:
         return self.version_store.log_candidate(
             result,
@@ -177,6 +178,7 @@ class Registry:
             drift_profile=drift_profile,
             dataset=dataset,
             reason=reason,
+            raw=raw,
         )
 
     def tag_gate(self, version: int, decision: dict[str, Any], summary: str = "") -> None:

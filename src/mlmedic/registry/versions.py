@@ -237,22 +237,30 @@ class Versions:
         drift_profile: dict[str, Any] | None = None,
         dataset: tuple[Any, str] | None = None,
         reason: str = "run",
+        raw: Any = None,
     ) -> VersionInfo:
         """Log the trained model with signature, example, metrics, params and baseline, and
         register it as a new version tagged ``candidate``. ``dataset``: the training frame
-        and where it came from, logged as the run's MLflow input; the run is named
-        ``train vN (reason)``."""
+        and where it came from, logged as the run's MLflow input; ``raw``: the input as it was
+        read (the signature takes its column types, so that plain MLflow scores the file the
+        model was trained from); the run is named ``train vN (reason)``."""
         import mlflow
         import mlflow.sklearn
         import numpy as np
         import pandas as pd
         import sklearn
         import skops.io
-        from mlflow.models import infer_signature
+        from mlflow.models import Model, ModelSignature, infer_signature
+        from mlflow.types import ParamSchema, ParamSpec
 
         experiment_id = self.connection.experiment_id()
         self.connection.activate()
-        example = result.holdout[result.features].head(5)
+        inputs = input_schema(result.features, contract, raw)
+        example = (
+            result.holdout[result.features]
+            .head(5)
+            .astype({c.name: np.float64 for c in inputs.inputs if c.type.name == "double"})
+        )
         trusted = _trusted_types(result)
         requirements = [
             f"mlflow=={mlflow.__version__}",
@@ -274,9 +282,16 @@ class Versions:
                 mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
                 if drift_profile is not None:
                     mlflow.log_dict(drift_profile, DRIFT_PROFILE_ARTIFACT)
-                signature = infer_signature(example, np.asarray(result.model.predict(example)))
-                info = mlflow.sklearn.log_model(
-                    result.model,
+                outputs = infer_signature(example, np.asarray(result.model.predict(example)))
+                signature = ModelSignature(
+                    inputs=inputs,
+                    outputs=outputs.outputs,
+                    params=ParamSchema([ParamSpec("output", "string", "labels")]),
+                )
+                info = Model.log(
+                    artifact_path=None,
+                    flavor=_ClassifierFlavor,
+                    sk_model=result.model,
                     name="model",
                     signature=signature,
                     input_example=example,
@@ -310,6 +325,54 @@ class Versions:
             model_version=version,
         )
         return self.info(version)
+
+
+class _ClassifierFlavor:
+    """``mlflow.sklearn`` as MLflow's ``Model.log`` calls a flavor, with one change: the model's
+    python_function flavor is ``mlmedic_pyfunc`` (shipped in the model's ``code/``), which also
+    answers probabilities (``params={"output": "probabilities"}``). The scikit-learn flavor is
+    MLflow's own, so ``mlflow.sklearn.load_model`` works as before."""
+
+    __name__ = "mlflow.sklearn"
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow.sklearn
+        from mlflow.pyfunc import FLAVOR_NAME
+
+        from mlmedic.registry import mlmedic_pyfunc
+
+        module = Path(mlmedic_pyfunc.__file__)
+        mlflow.sklearn.save_model(
+            path=path, mlflow_model=mlflow_model, code_paths=[str(module)], **kwargs
+        )
+        mlflow_model.flavors[FLAVOR_NAME]["loader_module"] = module.stem
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def input_schema(features: list[str], contract: DataContract, raw: Any = None) -> Any:
+    """The signature's inputs: categories as ``string``; numbers as ``long`` only where the input
+    the model was trained from held integers (an integer dtype, no missing values), ``double``
+    otherwise — a CSV column of whole numbers read as float64 (``12.0``, or with gaps) must be
+    scorable through plain MLflow, and JSON whole numbers are cast to ``double`` by
+    ``mlflow models serve``."""
+    import pandas as pd
+    from mlflow.types import ColSpec, Schema
+
+    columns = []
+    for name in features:
+        spec = contract.columns_[name]
+        if spec.kind != "numeric":
+            columns.append(ColSpec("string", name))
+            continue
+        held_integers = (
+            raw is not None
+            and name in raw.columns
+            and pd.api.types.is_integer_dtype(raw[name])
+            and spec.integer
+        )
+        columns.append(ColSpec("long" if held_integers else "double", name))
+    return Schema(columns)
 
 
 def _trusted_types(result: TrainResult) -> list[str]:
