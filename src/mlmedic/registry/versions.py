@@ -357,9 +357,9 @@ def input_schema(features: list[str], contract: DataContract, raw: Any = None) -
     scorable through plain MLflow, and JSON whole numbers are cast to ``double`` by
     ``mlflow models serve``."""
     import pandas as pd
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    columns = []
+    columns: list[ColSpec | TensorSpec] = []
     for name in features:
         spec = contract.columns_[name]
         if spec.kind != "numeric":
