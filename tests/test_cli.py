@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlmedic.cli import app
-from mlmedic.datasets import TARGET, make_churn
+from mlmedic.datasets import TARGET
 
 runner = CliRunner()
 
@@ -351,16 +351,18 @@ def test_help_and_version_import_no_heavy_library() -> None:
     assert done.stdout.strip() == ""
 
 
-def test_models_and_logs_speak_json_for_scripts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_every_reporting_command_speaks_json_for_scripts(
+    tmp_path: Path,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`--json`: one JSON document on stdout and nothing else, also for an empty project."""
+    """`--json`: one JSON document on stdout and nothing else (narration goes to stderr), the
+    exit code unchanged, also for an empty project."""
     import json
     import sys
 
     from mlmedic.cli import main
-    from mlmedic.pipeline import run_pipeline
-    from mlmedic.project import Project
 
     def cli(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["mlmedic", *args, "-C", str(tmp_path)])
@@ -373,9 +375,32 @@ def test_models_and_logs_speak_json_for_scripts(
     assert code == 0 and json.loads(out)["versions"] == []
     code, out, _ = cli("logs", "--json")
     assert code == 0 and json.loads(out) == {"events": []}
-    project = Project(tmp_path)
-    assert run_pipeline(project, make_churn(800, seed=3), target=TARGET).deployed
-    project.close()
+
+    batch, reference = str(files["batch"]), str(files["reference"])
+    code, out, _ = cli("check-data", batch, "-r", reference, "-t", TARGET, "--json")
+    checked = json.loads(out)
+    assert code == 1 and checked["passed"] is False and checked["data"] == batch
+    assert checked["n_failed"] > 0 and {"check", "column", "count"} <= set(checked["results"][0])
+    fixed_path = tmp_path / "fixed.csv"
+    code, out, _ = cli(
+        "fix-data", batch, "-r", reference, "-t", TARGET, "-o", str(fixed_path), "--json"
+    )
+    fixed = json.loads(out)
+    assert code == 0 and fixed["passed"] and fixed["before"]["passed"] is False
+    assert fixed["after"]["passed"] and fixed["repair"]["rows"]["input_rows"] == checked["n_rows"]
+    assert fixed["written"]["data"] == str(fixed_path)
+
+    code, out, err = cli("run", reference, "-t", TARGET, "--json")
+    ran = json.loads(out)
+    assert code == 0 and ran["deployed"] and ran["champion_after"] == 1, err
+    assert ran["gate"]["passed"] and "gate" in err  # the narration, on stderr
+    code, out, err = cli("monitor", "--batch", reference, "--json")
+    passed = json.loads(out)
+    assert code == 0 and passed["rows"] == 3000 and passed["drift"]["drift"] is False, err
+    assert passed["decision"]["action"] == "none" and passed["performance"]["accuracy"] > 0.5
+    code, out, err = cli("monitor", "--every", "6h", "--json")
+    assert code == 2 and out == "" and "--json prints one pass" in err
+
     code, out, _ = cli("models", "--json")
     [version] = json.loads(out)["versions"]
     assert code == 0 and version["version"] == 1 and version["status"] == "champion"

@@ -74,6 +74,10 @@ Target = Annotated[
     typer.Option("--target", "-t", help="Target column (rows without it are quarantined)."),
 ]
 
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print the outcome as one JSON document (nothing else).")
+]
+
 
 def _plain(console: Console) -> Callable[[str], None]:
     """A ``say`` for narration lines: printed as they are (brackets in them, as in an interval
@@ -162,6 +166,7 @@ def check_data(
     save_contract: Annotated[
         Path | None, typer.Option("--save-contract", help="Also save the contract used (JSON).")
     ] = None,
+    as_json: AsJson = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
@@ -178,9 +183,15 @@ def check_data(
         events=project.events,
         save_contract=save_contract,
     )
-    print_report(out, result.first_report)
+    if as_json:
+        _print_json({"data": data, **result.first_report.to_dict()})
+    else:
+        print_report(out, result.first_report)
     if not result.passed:
-        out.print(f"Run 'mlmedic fix-data {data} -o FIXED' to repair it, or correct the source.")
+        if not as_json:
+            out.print(
+                f"Run 'mlmedic fix-data {data} -o FIXED' to repair it, or correct the source."
+            )
         raise typer.Exit(1)
 
 
@@ -194,6 +205,7 @@ def fix_data(
     reference: Reference = None,
     contract: ContractFile = None,
     target: Target = None,
+    as_json: AsJson = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stage 1: repair DATA into OUTPUT, quarantine what cannot be repaired, re-check.
@@ -214,6 +226,28 @@ def fix_data(
         config=project.settings.self_healing.data_quality,
         events=project.events,
     )
+    if as_json:
+        _print_json(
+            {
+                "data": data,
+                "passed": result.passed,
+                "before": result.first_report.to_dict(),
+                "repair": (
+                    {"rows": result.repair.accounting(), "rules": result.repair.audit()["rules"]}
+                    if result.repair is not None
+                    else None
+                ),
+                "after": result.final_report.to_dict(),
+                "written": {
+                    "data": str(paths.data),
+                    "quarantine": str(paths.quarantine),
+                    "audit": str(paths.audit),
+                },
+            }
+        )
+        if not result.passed:
+            raise typer.Exit(1)
+        return
     print_report(out, result.first_report, title="Checks before repair")
     if result.repair is not None:
         print_repair(out, result.repair)
@@ -234,6 +268,7 @@ def run(
     ] = None,
     reference: Reference = None,
     contract: ContractFile = None,
+    as_json: AsJson = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 1-3: fix the data, back up, train, register, gate, deploy or roll back.
@@ -250,8 +285,31 @@ def run(
         trainer=trainer,
         reference=reference,
         contract=contract,
-        say=_plain(out),
+        say=_plain(err if as_json else out),  # with --json the narration goes to stderr
     )
+    if as_json:
+        stage = result.data
+        _print_json(
+            {
+                "data": data,
+                "deployed": result.deployed,
+                "candidate": result.candidate,
+                "champion_before": result.champion_before,
+                "champion_after": result.champion_after,
+                "gate": (
+                    {**result.decision.to_dict(), "summary": result.decision.summary()}
+                    if result.decision is not None
+                    else None
+                ),
+                "data_checks": {
+                    "passed": stage.passed,
+                    "before": stage.first_report.summary(),
+                    "after": stage.final_report.summary(),
+                    "repair": stage.repair.accounting() if stage.repair is not None else None,
+                },
+                "timings": result.timings,
+            }
+        )
     if not result.deployed:
         raise typer.Exit(1)
 
@@ -475,6 +533,12 @@ def monitor(
             "(tcp://host:8786), part file by part file.",
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the pass as one JSON document (with --batch or --once)."
+        ),
+    ] = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
@@ -491,32 +555,42 @@ def monitor(
         raise UsageError(f"--every: {exc}") from None
     if seconds is not None and seconds <= 0:
         raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
+    if as_json and every is not None:
+        raise UsageError("--json prints one pass: use it with --batch or --once, not --every")
     project = _open(project_dir)
     if dask is not None and batch is not None:
         raise UsageError("--dask profiles the prediction log; --batch reads one file here")
-    runner = Monitor(project, reference_data=reference, say=_plain(out), dask_scheduler=dask)
+    say = _plain(err if as_json else out)  # with --json the narration goes to stderr
+    runner = Monitor(project, reference_data=reference, say=say, dask_scheduler=dask)
+
+    def report(result: Any) -> None:
+        if as_json:
+            _print_json({"pass": True, **result.to_dict()})
+        elif result.acted:
+            say(result.acted)
+
     production = project.settings.self_healing.monitoring.production_data_path
     if batch is None and every is None and not once and production:
         folder = Path(production) if Path(production).is_absolute() else project.root / production
         if folder.exists():  # the design's drop folder of production data: one pass over it
             batch = str(folder)
-            out.print(f"one pass over monitoring.production_data_path: {folder}")
+            say(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
-        result = runner.run_batch(batch)
-        if result.acted:
-            _plain(out)(result.acted)
+        report(runner.run_batch(batch))
         return
     if once:  # for a scheduler (cron, a Kubernetes CronJob): the log since the last pass
         interval = project.settings.monitoring.monitoring_interval_hours * 3600.0
         if not runner.claim_pass(interval):
-            _plain(out)("another monitor has this interval's pass; nothing to do")
+            say("another monitor has this interval's pass; nothing to do")
+            if as_json:
+                _print_json({"pass": False, "why": "another monitor has this interval's pass"})
             return
         last = project.events.last("monitor")
         since_last = last.details.get("until") if last else None
-        result = runner.run_window(since_last, project.clock.now())
-        if result.acted:
-            _plain(out)(result.acted)
+        report(runner.run_window(since_last, project.clock.now()))
         return
+    if as_json:
+        raise UsageError("--json prints one pass: use it with --batch or --once")
     out.print("monitoring the prediction log; Ctrl-C to stop")
     runner.run_forever(every_seconds=seconds)
 
@@ -556,7 +630,11 @@ def replay(
     ] = 1000,
     json_out: Annotated[
         Path | None,
-        typer.Option("--json", help="Write the timeline and summary as JSON here.", dir_okay=False),
+        typer.Option(
+            "--json",
+            help="Write the timeline and summary as JSON here ('-': on stdout, and nothing else).",
+            dir_okay=False,
+        ),
     ] = None,
     html_out: Annotated[
         Path | None,
@@ -580,6 +658,7 @@ def replay(
     if not history.exists():
         raise UsageError(f"{history}: no such file or folder")
     settings_from = project_dir.resolve() if project_dir.resolve().is_dir() else None
+    to_stdout = json_out is not None and str(json_out) == "-"
     result = run_replay(
         history,
         target=target,
@@ -590,12 +669,15 @@ def replay(
         policy=policy,
         window_rows=window_rows,
         settings_from=settings_from,
-        say=_plain(out),
+        say=_plain(err if to_stdout else out),
     )
     from mlmedic.render import print_replay
 
-    print_replay(out, result)
-    if json_out is not None:
+    if to_stdout:
+        _print_json(result.to_dict())
+    else:
+        print_replay(out, result)
+    if json_out is not None and not to_stdout:
         import json
 
         try:
@@ -610,7 +692,7 @@ def replay(
             html_out.write_text(replay_page(result), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--html {html_out}: cannot write it ({exc.strerror})") from None
-        out.print(f"wrote {html_out}", soft_wrap=True)
+        (err if to_stdout else out).print(f"wrote {html_out}", soft_wrap=True)
 
 
 @app.command()

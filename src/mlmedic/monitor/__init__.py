@@ -57,6 +57,18 @@ class MonitorResult:
     acted: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The pass as one JSON-able document (``mlmedic monitor --json``, the MLflow report)."""
+        return {
+            "rows": self.rows,
+            "decision": {**self.decision.to_dict(), "summary": self.decision.summary()},
+            "action": self.acted,
+            "drift": self.drift.to_dict() if self.drift else None,
+            "prediction_drift": self.prediction_drift.to_dict() if self.prediction_drift else None,
+            "performance": self.performance.to_dict() if self.performance else None,
+            "details": self.details,
+        }
+
 
 class Monitor:
     """Monitoring of one project's champion."""
