@@ -354,3 +354,81 @@ def test_a_new_local_registry_starts_from_a_migrated_copy_and_never_replaces_one
     third = Project(tmp_path / "third")
     assert _register(third, trained) == 1
     third.close()
+
+
+def test_a_version_registered_outside_mlmedic_is_refused_once_then_adopted(
+    project: Project,
+    trained,  # type: ignore[no-untyped-def]
+    tmp_path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Plain MLflow logs v2 and moves @champion to it by hand: the watcher refuses it with one
+    event (v1 keeps serving); `mlmedic adopt 2 --reference` stores its baseline and trusted
+    types, and the watcher then follows it; bad adopts are one line, exit 2."""
+    import sys
+
+    import mlflow
+    import mlflow.sklearn
+
+    from mlmedic.cli import main
+    from mlmedic.serving.watcher import follow_once
+
+    first = _register(project, trained)
+    registry = project.registry
+    registry.promote(first, "first")
+    result, _ = trained
+    registry.connection.activate()
+    with mlflow.start_run(experiment_id=registry.connection.experiment_id()):
+        mlflow.sklearn.log_model(
+            result.model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=result_types(result.model),
+            registered_model_name=registry.model_name,
+        )
+    registry.client.set_registered_model_alias(registry.model_name, CHAMPION, "2")
+    with pytest.raises(RegistryError, match="was not registered by mlmedic"):
+        follow_once(project)
+    assert registry.read_pointer()["version"] == first  # type: ignore[index]  # v1 still serves
+
+    reference = tmp_path / "reference.csv"
+    make_churn(1500, seed=9).to_csv(reference, index=False)
+    capsys.readouterr()  # what plain MLflow printed while logging
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["mlmedic", *args, "-C", str(project.root)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        said = capsys.readouterr()
+        return int(done.value.code or 0), said.out, said.err
+
+    for args, problem in [
+        (("adopt", "9", "-r", str(reference), "-t", TARGET), "has no version 9"),
+        (("adopt", str(first), "-r", str(reference), "-t", TARGET), "registered by mlmedic"),
+        (("adopt", "2", "-r", str(reference), "-t", "nope"), "no target column 'nope'"),
+        (("adopt", "2", "-r", str(tmp_path / "missing.csv"), "-t", TARGET), "missing.csv"),
+    ]:
+        code, out, err = cli(*args)
+        assert code == 2 and problem in err and "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1
+    assert registry.trusted_types(2) is None  # nothing half-stored
+
+    code, out, err = cli("adopt", "2", "-r", str(reference), "-t", TARGET)
+    assert code == 0, err
+    assert "adopted v2" in out and "trusting" in out and "@champion" in out
+    assert registry.trusted_types(2) == result_types(result.model)
+    assert registry.load_contract(2).target == TARGET
+    profile = registry.load_drift_profile(2)
+    assert profile is not None and profile["validation_accuracy"] > 0.7
+    assert registry.info(2).metrics["accuracy"] > 0.7
+    [event] = [e for e in project.events.query(kind="register") if e.action == "adopt"]
+    assert str(event.model_version) == "2" and event.details["reference"] == str(reference)
+    assert follow_once(project) == 2  # servers follow the adopted champion
+    assert registry.read_pointer()["version"] == 2  # type: ignore[index]
+
+
+def result_types(model) -> list[str]:  # type: ignore[no-untyped-def]
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))

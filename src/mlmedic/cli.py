@@ -379,6 +379,37 @@ def models(
 
 
 @app.command()
+def adopt(
+    version: Annotated[int, typer.Argument(help="The version registered outside mlmedic.", min=1)],
+    reference: Annotated[
+        str,
+        typer.Option(
+            "--reference", "-r", help="Data that describes the version's inputs (file or URL)."
+        ),
+    ],
+    target: Target = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Adopt a version registered outside mlmedic: its baseline from REFERENCE, so it can be
+    served and monitored (its skops types are shown and trusted)."""
+    from mlmedic.adopt import adopt as adopt_version
+
+    project = _open(project_dir)
+    done = adopt_version(project, version, reference, target=target)
+    say = _plain(out)
+    say(
+        f"adopted v{done.version}: baseline from {done.reference} "
+        f"({len(done.features)} features); {done.notes[0]}"
+    )
+    say(
+        f"trusting {len(done.trusted_types)} skops type(s) to load it: "
+        + (", ".join(done.trusted_types) or "none beyond skops' own")
+    )
+    if done.champion:
+        say("it is @champion: servers follow it at their next poll")
+
+
+@app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")

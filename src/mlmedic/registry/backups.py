@@ -58,8 +58,8 @@ class BackupStore:
         if trusted is None:
             raise RegistryError(
                 f"v{version} of '{name}' was not registered by mlmedic (no "
-                f"{TRUSTED_TYPES_TAG} tag), so its skops types cannot be trusted; register it "
-                "with 'mlmedic run'"
+                f"{TRUSTED_TYPES_TAG} tag), so its skops types cannot be trusted; adopt it "
+                f"with 'mlmedic adopt {version} --reference DATA'"
             )
         return form, trusted
 
@@ -96,7 +96,8 @@ class BackupStore:
             except MlflowException as exc:
                 raise RegistryError(
                     f"v{version} of '{name}' has no baseline (data contract); it was "
-                    "not registered by mlmedic: register it with 'mlmedic run'"
+                    f"not registered by mlmedic: adopt it with 'mlmedic adopt {version} "
+                    "--reference DATA'"
                 ) from exc
             manifest = {
                 "model_name": name,
