@@ -382,3 +382,33 @@ def test_monitor_dask_with_an_unreachable_scheduler_is_one_clear_line(
     assert done.value.code == 2, err
     assert "--dask tcp://127.0.0.1:9: cannot reach the scheduler" in err and "Traceback" not in err
     assert project.events.count("monitor") == 0
+
+
+def test_each_pass_is_in_an_mlflow_run_of_the_champion(watched) -> None:  # type: ignore[no-untyped-def]
+    """The MLflow UI shows drift history beside the model: a `monitor v1` run, linked from the
+    version, with drift score and accuracy per pass as metric history and each report as JSON
+    and a self-contained HTML page."""
+    from mlflow import MlflowClient
+
+    project, clock = watched
+    monitor = Monitor(project, reference_data=project.root / "reference.csv")
+    monitor.run_batch(make_churn(1500, seed=62))
+    clock.advance(6 * HOUR)
+    monitor.run_batch(make_churn(1500, seed=63, drift=1.0).drop(columns=[TARGET]))
+    registry = project.registry
+    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    version = client.get_model_version(registry.model_name, "1")
+    run_id = version.tags["mlmedic.monitoring_run"]
+    run = client.get_run(run_id)
+    assert run.info.run_name == "monitor v1"
+    drift = client.get_metric_history(run_id, "drift_score")
+    assert len(drift) == 2 and drift[0].value < drift[1].value  # stable, then drifted
+    assert len(client.get_metric_history(run_id, "accuracy")) == 1  # labels in the first only
+    assert len(client.get_metric_history(run_id, "estimated_accuracy")) == 1
+    files = sorted(a.path for a in client.list_artifacts(run_id, "monitoring"))
+    assert [f.rsplit(".", 1)[1] for f in files] == ["html", "json", "html", "json"]
+    folder = Path(client.download_artifacts(run_id, "monitoring", str(project.root / "dl")))
+    report = json.loads(sorted(folder.glob("*.json"))[-1].read_text())
+    assert report["model_version"] == 1 and report["drift"]["drift"] is True
+    page = sorted(folder.glob("*.html"))[-1].read_text()
+    assert "<script" not in page and "drifted" in page and "monitoring pass" in page

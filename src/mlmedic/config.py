@@ -129,6 +129,9 @@ class MonitoringPaths(_Section):
     reference_data_path: str | None = None
     production_data_path: str | None = None
     reports_dir: str = "monitoring/reports"
+    # each pass also logged to an MLflow run of the champion ("monitor vN": drift score,
+    # accuracy and drifted features as metrics, the report as JSON and HTML artifacts)
+    mlflow_reports: bool = True
     metrics_dir: str = "monitoring/metrics"
     alerts_dir: str = "monitoring/alerts"
     batch_monitoring_enabled: bool = True

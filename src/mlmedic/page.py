@@ -394,3 +394,45 @@ def replay_page(result: Any) -> str:
             "</body></html>",
         ]
     )
+
+
+def pass_page(report: dict[str, Any], *, title: str) -> str:
+    """One monitoring pass (``MonitorResult.to_dict()``) as a self-contained page: the decision,
+    the drift score against its threshold, each feature's test, statistic and verdict, and the
+    performance (measured, or estimated with its interval)."""
+    drift = report.get("drift") or {}
+    decision = report.get("decision") or {}
+    performance = report.get("performance") or {}
+    rows = []
+    for f in drift.get("features", []):
+        verdict = {True: '<b class="bad">drifted</b>', False: '<span class="ok">stable</span>'}
+        said = verdict.get(f.get("drifted"), '<span class="muted">too few rows</span>')
+        statistic = f.get("statistic")
+        rows.append(
+            f"<tr><td>{_e(f['name'])}</td><td>{_e(f.get('test', ''))}</td>"
+            f"<td>{'-' if statistic is None else f'{float(statistic):.4f}'}</td>"
+            f"<td>{float(f.get('threshold', 0.0)):.4f}</td>"
+            f"<td>{said}</td></tr>"
+        )
+    score = drift.get("score")
+    figures = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+        for k, v in performance.items()
+        if isinstance(v, str | int | float | bool) or v is None
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f'<div class="sub">{_e(report.get("rows", 0))} rows · decision: '
+        f"{_e(decision.get('summary', decision.get('action', '')))}"
+        + (f" · {_e(report['action'])}" if report.get("action") else "")
+        + "</div>"
+        f'<div class="box"><h2>Drift</h2><p>score '
+        f"{'-' if score is None else f'{float(score):.3f}'} against the threshold "
+        f"{float(drift.get('threshold', 0.0)):.3f}: "
+        f"{'<b class=bad>drift</b>' if drift.get('drift') else '<span class=ok>no drift</span>'}"
+        f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th><th>threshold</th>"
+        f"<th></th></tr>{''.join(rows)}</table></div>"
+        f'<div class="box"><h2>Performance</h2><table>{figures or "<tr><td>none</td></tr>"}'
+        "</table></div></body></html>"
+    )

@@ -290,6 +290,7 @@ def replay(
             if first.candidate is None or not first.deployed:
                 raise UsageError("the first model did not pass the gate; nothing to replay")
             monitor = Monitor(project, reference_data=reference_frame)
+            monitor.mlflow_reports = False  # a throwaway registry: no history to keep
             first_snapshot = monitor.snapshot()
             contract = first_snapshot.contract
             validation = first_snapshot.baseline.get("validation_accuracy")

@@ -16,6 +16,7 @@ A pass is four steps, each its own module: load one ``snapshot`` of the champion
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import pandas as pd
 from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.drift import DriftReport
-from mlmedic.errors import ConfigError
-from mlmedic.events import EventKind, Outcome
+from mlmedic.errors import ConfigError, MedicError
+from mlmedic.events import EventKind, Outcome, finite
 from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
@@ -88,6 +89,7 @@ class Monitor:
         # windows of the prediction log profiled on this Dask cluster (None: in this process)
         self.dask_scheduler = dask_scheduler or self.settings.monitoring.dask_scheduler
         self.dask_batch_rows: int | None = None  # rows a worker profiles at once (a test's knob)
+        self.mlflow_reports = True  # a replay's throwaway monitor turns this off
         configured = self.settings.self_healing.monitoring.reference_data_path
         if reference_data is None and configured:
             path = Path(configured)
@@ -274,6 +276,8 @@ class Monitor:
         self.say(f"decision: {decision.summary()}")
         result.acted = self.actions.act(decision, snapshot)
         self._write_reports(result, snapshot.version, source, now)
+        if self.settings.self_healing.monitoring.mlflow_reports and self.mlflow_reports:
+            self._log_to_mlflow(result, snapshot.version, source, now)
         events.record(
             EventKind.MONITOR,
             "pass",
@@ -317,6 +321,35 @@ class Monitor:
             )
         except (OSError, ValueError) as exc:
             self.say(f"cannot keep the labelled rows for retraining: {exc}")
+
+    def _log_to_mlflow(self, result: MonitorResult, version: int, source: str, now: float) -> None:
+        """The pass in the champion's MLflow monitoring run (``monitor vN``), so the MLflow UI
+        shows drift history beside the model. A registry that cannot be reached costs the pass
+        nothing but this line: the report is also in ``monitoring.reports_dir``."""
+        from mlmedic.page import pass_page
+
+        report = {"time": to_iso(now), "model_version": version, "source": source}
+        report.update(result.to_dict())
+        metrics: dict[str, float] = {"rows": float(result.rows)}
+        if result.drift is not None and result.drift.score is not None:
+            metrics["drift_score"] = float(result.drift.score)
+            metrics["drifted_features"] = float(len(result.drift.drifted_features))
+        performance = result.performance
+        if performance is not None and performance.rows:
+            name = "estimated_accuracy" if performance.estimated else "accuracy"
+            metrics[name] = float(performance.accuracy)
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        title = f"{self.project.registry.model_name} v{version}: monitoring pass {to_iso(now)}"
+        try:
+            self.project.registry.version_store.log_pass(
+                version,
+                metrics=metrics,
+                report=finite(report),
+                html=pass_page(report, title=title),
+                at=now,
+            )
+        except MedicError as exc:
+            self.say(f"the pass was not logged to MLflow: {exc}")
 
     def _write_reports(self, result: MonitorResult, version: int, source: str, now: float) -> None:
         """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ TRUSTED_TYPES_TAG = "mlmedic.skops_trusted_types"
 CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
 DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
+MONITORING_RUN_TAG = "mlmedic.monitoring_run"
 # MLflow's stores answer an alias that is not set with INVALID_PARAMETER_VALUE, not "not found"
 _ALIAS_MISSING = NOT_FOUND_CODES | {"INVALID_PARAMETER_VALUE"}
 
@@ -191,6 +193,50 @@ class Versions:
             return [str(t) for t in json.loads(text)]
         except (ValueError, TypeError):
             return None
+
+    # ------------------------------------------------------------------ monitoring history
+    def log_pass(
+        self,
+        version: int,
+        *,
+        metrics: dict[str, float],
+        report: dict[str, Any],
+        html: str,
+        at: float,
+    ) -> str:
+        """One monitoring pass of ``version`` in the MLflow run that keeps its monitoring history
+        (``monitor vN``, created at the first pass and linked from the version's
+        ``mlmedic.monitoring_run`` tag): metrics at step = the pass's time in seconds, the
+        report as ``monitoring/<time>.json`` and ``.html``. Returns the run id."""
+        from mlflow.entities import Metric
+
+        client = self.connection.client
+
+        def log() -> str:
+            found = self._get(version)
+            run_id = dict(getattr(found, "tags", None) or {}).get(MONITORING_RUN_TAG)
+            if not run_id:
+                run = client.create_run(
+                    self.connection.experiment_id(),
+                    run_name=f"monitor v{version}",
+                    tags={"mlmedic.monitoring_of": f"{self.model_name} v{version}"},
+                )
+                run_id = run.info.run_id
+                client.set_terminated(run_id)
+                client.set_model_version_tag(
+                    self.model_name, str(version), MONITORING_RUN_TAG, run_id
+                )
+            stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(at))
+            millis, step = int(at * 1000), int(at)
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), millis, step) for k, v in metrics.items()],
+            )
+            client.log_dict(run_id, report, f"monitoring/{stamp}.json")
+            client.log_text(run_id, html, f"monitoring/{stamp}.html")
+            return str(run_id)
+
+        return str(self._call("log the monitoring pass", log))
 
     # ------------------------------------------------------------------ artifacts
     def _download(self, version: int, artifact: str, folder: str) -> str:
