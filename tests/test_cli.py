@@ -410,3 +410,23 @@ def test_every_reporting_command_speaks_json_for_scripts(
     assert code == 0 and events and {e["kind"] for e in events} == {"deploy"}
     code, out, err = cli("logs", "--json", "--export", str(tmp_path / "x"))
     assert code == 2 and out == "" and "choose one" in err
+
+
+def test_long_work_shows_progress_on_a_terminal_and_nothing_extra_when_piped(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import mlmedic.cli as cli
+
+    args = ["check-data", str(files["batch"]), "-r", str(files["reference"]), "-t", TARGET]
+    piped = runner.invoke(app, [*args, "-C", str(tmp_path)])
+    assert piped.exit_code == 1 and "reading and checking" not in piped.output
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "out", Console(file=screen, force_terminal=True, width=100))
+    shown = runner.invoke(app, [*args, "-C", str(tmp_path)])
+    assert shown.exit_code == 1
+    assert f"reading and checking {files['batch']}" in screen.getvalue()  # the live status line
+    assert "(0 s)" in screen.getvalue()  # with the time since the step began

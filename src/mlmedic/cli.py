@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -83,6 +84,52 @@ def _plain(console: Console) -> Callable[[str], None]:
     """A ``say`` for narration lines: printed as they are (brackets in them, as in an interval
     [0.81, 0.86] or an evidence list, are text, not Rich markup)."""
     return lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, start: str) -> Any:
+    """A ``say`` for long work. On a terminal, a live status line under the narration shows the
+    step under way and the time since it began (training, registering, a replay's windows are
+    never silent); piped or redirected, only the narration lines themselves."""
+    say = _plain(console)
+    if not console.is_terminal:
+        yield say
+        return
+    import time
+
+    began = [time.monotonic()]
+    current = [start]
+
+    def text() -> str:
+        return f"{current[0]} [dim]({time.monotonic() - began[0]:.0f} s)[/]"
+
+    with console.status(text(), spinner="dots") as status:
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(1.0):
+                status.update(text())
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+
+        def narrate(line: str) -> None:
+            say(line)
+            current[0] = _escape(line.strip()[:80]) or current[0]
+            began[0] = time.monotonic()  # the time shown is the step's
+            status.update(text())
+
+        try:
+            yield narrate
+        finally:
+            stop.set()
+            ticker.join(timeout=2)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _open(project_dir: Path, *, create: bool = False) -> Project:
@@ -174,15 +221,16 @@ def check_data(
     from mlmedic.data.stage import check_file
     from mlmedic.render import print_report
 
-    result = check_file(
-        data,
-        reference=reference,
-        contract=contract,
-        target=target,
-        config=project.settings.self_healing.data_quality,
-        events=project.events,
-        save_contract=save_contract,
-    )
+    with _progress(err if as_json else out, f"reading and checking {data}"):
+        result = check_file(
+            data,
+            reference=reference,
+            contract=contract,
+            target=target,
+            config=project.settings.self_healing.data_quality,
+            events=project.events,
+            save_contract=save_contract,
+        )
     if as_json:
         _print_json({"data": data, **result.first_report.to_dict()})
     else:
@@ -217,15 +265,16 @@ def fix_data(
     from mlmedic.data.stage import fix_file
     from mlmedic.render import print_repair, print_report
 
-    result, paths = fix_file(
-        data,
-        output,
-        reference=reference,
-        contract=contract,
-        target=target,
-        config=project.settings.self_healing.data_quality,
-        events=project.events,
-    )
+    with _progress(err if as_json else out, f"reading and repairing {data}"):
+        result, paths = fix_file(
+            data,
+            output,
+            reference=reference,
+            contract=contract,
+            target=target,
+            config=project.settings.self_healing.data_quality,
+            events=project.events,
+        )
     if as_json:
         _print_json(
             {
@@ -278,15 +327,16 @@ def run(
     from mlmedic.pipeline import run_pipeline
 
     project = _open(project_dir)
-    result = run_pipeline(
-        project,
-        data,
-        target=target,
-        trainer=trainer,
-        reference=reference,
-        contract=contract,
-        say=_plain(err if as_json else out),  # with --json the narration goes to stderr
-    )
+    with _progress(err if as_json else out, f"reading {data}") as say:
+        result = run_pipeline(  # with --json the narration goes to stderr
+            project,
+            data,
+            target=target,
+            trainer=trainer,
+            reference=reference,
+            contract=contract,
+            say=say,
+        )
     if as_json:
         stage = result.data
         _print_json(
@@ -395,7 +445,8 @@ def adopt(
     from mlmedic.adopt import adopt as adopt_version
 
     project = _open(project_dir)
-    done = adopt_version(project, version, reference, target=target)
+    with _progress(out, f"adopting v{version}: reading {reference}"):
+        done = adopt_version(project, version, reference, target=target)
     say = _plain(out)
     say(
         f"adopted v{done.version}: baseline from {done.reference} "
@@ -591,8 +642,21 @@ def monitor(
     project = _open(project_dir)
     if dask is not None and batch is not None:
         raise UsageError("--dask profiles the prediction log; --batch reads one file here")
-    say = _plain(err if as_json else out)  # with --json the narration goes to stderr
+    console = err if as_json else out  # with --json the narration goes to stderr
+    sink = [_plain(console)]
+
+    def say(line: str) -> None:
+        sink[0](line)
+
     runner = Monitor(project, reference_data=reference, say=say, dask_scheduler=dask)
+
+    def one_pass(start: str, work: Callable[[], Any]) -> Any:
+        with _progress(console, start) as narrate:
+            sink[0] = narrate
+            try:
+                return work()
+            finally:
+                sink[0] = _plain(console)
 
     def report(result: Any) -> None:
         if as_json:
@@ -607,7 +671,7 @@ def monitor(
             batch = str(folder)
             say(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
-        report(runner.run_batch(batch))
+        report(one_pass(f"reading {batch}", lambda: runner.run_batch(batch)))
         return
     if once:  # for a scheduler (cron, a Kubernetes CronJob): the log since the last pass
         interval = project.settings.monitoring.monitoring_interval_hours * 3600.0
@@ -618,7 +682,12 @@ def monitor(
             return
         last = project.events.last("monitor")
         since_last = last.details.get("until") if last else None
-        report(runner.run_window(since_last, project.clock.now()))
+        report(
+            one_pass(
+                "reading the prediction log",
+                lambda: runner.run_window(since_last, project.clock.now()),
+            )
+        )
         return
     if as_json:
         raise UsageError("--json prints one pass: use it with --batch or --once")
@@ -690,18 +759,19 @@ def replay(
         raise UsageError(f"{history}: no such file or folder")
     settings_from = project_dir.resolve() if project_dir.resolve().is_dir() else None
     to_stdout = json_out is not None and str(json_out) == "-"
-    result = run_replay(
-        history,
-        target=target,
-        reference=reference,
-        time_column=time_column,
-        every_seconds=every_seconds,
-        label_delay_seconds=delay,
-        policy=policy,
-        window_rows=window_rows,
-        settings_from=settings_from,
-        say=_plain(err if to_stdout else out),
-    )
+    with _progress(err if to_stdout else out, f"replaying {history}") as narrate:
+        result = run_replay(
+            history,
+            target=target,
+            reference=reference,
+            time_column=time_column,
+            every_seconds=every_seconds,
+            label_delay_seconds=delay,
+            policy=policy,
+            window_rows=window_rows,
+            settings_from=settings_from,
+            say=narrate,
+        )
     from mlmedic.render import print_replay
 
     if to_stdout:
