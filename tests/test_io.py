@@ -208,3 +208,29 @@ def test_check_data_and_run_read_a_memory_url_and_a_compressed_csv(
     assert code == 0 and "is now champion" in out, out
     code, out = cli("check-data", "s3nope://bucket/x.parquet")
     assert code == 2 and "s3nope://bucket/x.parquet:" in out and "Traceback" not in out
+
+
+def test_only_the_columns_needed_are_read(tmp_path: Path) -> None:
+    """Parquet files and folders read only the asked-for columns, CSV parses only them; absent
+    names are left out; none at all is one clear line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = _people()
+    wanted = {"age", "city", "not-in-the-file"}
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column(
+        "blob", pa.array([b"x" * 10] * len(frame), pa.binary())
+    )
+    pq.write_table(table, tmp_path / "wide.parquet")
+    read = read_table(tmp_path / "wide.parquet", columns=wanted)
+    assert list(read.columns) == [c for c in frame.columns if c in wanted]
+    assert read["age"].tolist() == frame["age"].tolist()
+    frame.assign(notes="free text, never parsed").to_csv(tmp_path / "wide.csv", index=False)
+    assert set(read_table(tmp_path / "wide.csv", columns=wanted).columns) == {"age", "city"}
+    for day in (1, 2):
+        folder = tmp_path / "log" / f"day={day}"
+        folder.mkdir(parents=True)
+        frame.to_parquet(folder / "part-0.parquet", index=False)
+    assert set(read_table(tmp_path / "log", columns={"age", "day"}).columns) == {"age", "day"}
+    with pytest.raises(DataFileError, match="has none of the columns needed"):
+        read_table(tmp_path / "wide.parquet", columns={"x", "z"})

@@ -13,6 +13,7 @@ import csv
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -71,25 +72,37 @@ def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and "://" in source
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, columns: Collection[str] | None = None) -> pd.DataFrame:
     """Read a table (see the module docstring for the forms) into a frame with a 0-based row
     index (the source row number).
+
+    ``columns``: only these are needed (the others, and absent names, are left out). Parquet
+    files and folders read only those columns from disk, and CSV parses only them; the other
+    forms are read whole and then narrowed.
 
     Raises ``DataFileError`` with one line naming the problem: missing, empty, header-only,
     unreadable, corrupt, or a URL whose filesystem is not installed.
     """
+    wanted = None if columns is None else set(columns)
     if is_url(path):
         frame = _read_url(str(path))
     else:
         path = Path(path)
         if path.is_dir():
-            return _read_folder(path)
+            frame = _narrow(_read_folder(path, wanted), wanted)
+            if frame.shape[1] == 0:
+                raise DataFileError(path, "has none of the columns needed")
+            return frame
         fmt, compression = input_format(str(path))
         if not path.exists():
             raise DataFileError(path, "file not found")
         if path.stat().st_size == 0:
             raise DataFileError(path, "file is empty (0 bytes)")
-        frame = _read_local(path, fmt, compression)
+        frame = _read_local(path, fmt, compression, wanted)
+    frame = _narrow(frame, wanted)
+    if frame.shape[1] == 0 and wanted:
+        shown = ", ".join(sorted(wanted)[:5]) + (", ..." if len(wanted) > 5 else "")
+        raise DataFileError(path, f"has none of the columns needed ({shown})")
     if frame.shape[1] == 0:
         raise DataFileError(path, "has no columns")
     if len(frame) == 0:
@@ -97,16 +110,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read_local(path: Path, fmt: str, compression: str | None) -> pd.DataFrame:
+def _narrow(frame: pd.DataFrame, wanted: set[str] | None) -> pd.DataFrame:
+    if wanted is None or set(frame.columns) <= wanted:
+        return frame
+    return frame[[c for c in frame.columns if c in wanted]]
+
+
+def _read_local(
+    path: Path, fmt: str, compression: str | None, wanted: set[str] | None = None
+) -> pd.DataFrame:
     if fmt == "parquet":
-        return _read_parquet(path)
+        return _read_parquet(path, wanted)
     if fmt == "arrow":
         return _read_arrow(path, path)
     if fmt == "jsonl":
         return _read_jsonl(path, path, compression)
     if compression is not None:
         return _read_csv_stream(path, path, compression)
-    return _read_csv(path)
+    return _read_csv(path, wanted)
 
 
 def _read_url(url: str) -> pd.DataFrame:
@@ -227,7 +248,7 @@ def _renamed(column: Any, frame: pd.DataFrame) -> bool:
     return bool(dot) and number.isdigit() and base in frame.columns
 
 
-def _read_folder(path: Path) -> pd.DataFrame:
+def _read_folder(path: Path, wanted: set[str] | None = None) -> pd.DataFrame:
     """Every readable file in a folder, in name order, as one table; a folder of Parquet files
     nested in partitions (``hour=…/``) is read as one Parquet dataset."""
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
@@ -240,17 +261,21 @@ def _read_folder(path: Path) -> pd.DataFrame:
     if not readable:
         nested = sorted(path.rglob("*.parquet"))
         if nested:
-            return _read_parquet_dataset(path)
+            return _read_parquet_dataset(path, wanted)
         raise DataFileError(path, "is a directory with no file mlmedic can read in it")
-    frames = [read_table(p) for p, _ in readable]
+    frames = [read_table(p, wanted) for p, _ in readable]
     return _join(path, [str(p) for p, _ in readable], frames)
 
 
-def _read_parquet_dataset(path: Path) -> pd.DataFrame:
+def _read_parquet_dataset(path: Path, wanted: set[str] | None = None) -> pd.DataFrame:
     import pyarrow.dataset as ds
 
     try:
-        table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        names = dataset.schema.names
+        table = dataset.to_table(
+            columns=None if wanted is None else [n for n in names if n in wanted] or names[:1]
+        )
     except (pa.ArrowException, OSError) as exc:
         raise DataFileError(path, f"not a readable Parquet dataset ({_first_line(exc)})") from exc
     if table.num_rows == 0:
@@ -258,7 +283,7 @@ def _read_parquet_dataset(path: Path) -> pd.DataFrame:
     return table.to_pandas().reset_index(drop=True)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, wanted: set[str] | None = None) -> pd.DataFrame:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         with path.open("rb") as handle:
@@ -271,9 +296,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise DataFileError(path, "is not UTF-8 text; save it as UTF-8 CSV") from exc
     _check_csv_shape(path, sep)
     try:
+        keep = None if wanted is None else (lambda name: name in wanted)
         if _PANDAS_MAJOR < 3:
-            return pd.read_csv(path, sep=sep, low_memory=False, float_precision="round_trip")
-        return pd.read_csv(path, sep=sep, low_memory=False)
+            return pd.read_csv(
+                path, sep=sep, low_memory=False, float_precision="round_trip", usecols=keep
+            )
+        return pd.read_csv(path, sep=sep, low_memory=False, usecols=keep)
     except pd.errors.EmptyDataError as exc:
         raise DataFileError(path, "file is empty (no header)") from exc
     except pd.errors.ParserError as exc:
@@ -316,9 +344,13 @@ def _check_csv_shape(path: Path, sep: str) -> None:
         )
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, wanted: set[str] | None = None) -> pd.DataFrame:
     try:
-        table = pq.read_table(path)
+        if wanted is not None:
+            names = pq.read_schema(path).names
+            table = pq.read_table(path, columns=[n for n in names if n in wanted] or names[:1])
+        else:
+            table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataFileError(path, f"not a valid Parquet file ({_first_line(exc)})") from exc
     return table.to_pandas()

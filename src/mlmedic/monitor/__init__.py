@@ -134,12 +134,13 @@ class Monitor:
                 "monitor the prediction log with 'mlmedic monitor --every'",
                 "monitoring.batch_monitoring_enabled",
             )
-        frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
-        return self._pass(
-            frame,
-            source=str(data) if not isinstance(data, pd.DataFrame) else "",
-            labelled=labelled,
-        )
+        if isinstance(data, pd.DataFrame):
+            return self._pass(data, source="", labelled=labelled)
+        snapshot = self.snapshot()
+        # only the columns the champion's contract knows are read (Parquet and CSV read no more
+        # from disk): a production file may carry many the model never sees
+        frame = read_table(data, columns=set(snapshot.contract.columns_))
+        return self._pass(frame, source=str(data), snapshot=snapshot, labelled=labelled)
 
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
