@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,6 @@ class Adopted:
     features: list[str]
     reference: str
     champion: bool
-    notes: list[str] = field(default_factory=list)
 
 
 def adopt(project: Project, version: int, reference: str, *, target: str | None = None) -> Adopted:
@@ -150,7 +149,6 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     is_champion = champion is not None and champion.version == version
     if not is_champion:
         registry.version_store.tag(version, "candidate", "adopted")
-    notes = [f"metrics on the reference: {_figures(metrics)}"]
     project.events.record(
         EventKind.REGISTER,
         "adopt",
@@ -174,7 +172,6 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         features=wanted,
         reference=str(reference),
         champion=is_champion,
-        notes=notes,
     )
 
 
@@ -207,10 +204,6 @@ def _load(
     if not hasattr(model, "predict_proba"):
         raise UsageError(f"v{version} is not a classifier with predict_proba; mlmedic serves those")
     return model, trusted
-
-
-def _figures(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
 
 
 __all__ = ["ADOPTED_TAG", "Adopted", "adopt"]

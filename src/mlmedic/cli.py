@@ -97,6 +97,8 @@ def _progress(console: Console, start: str) -> Any:
         return
     import time
 
+    from rich.markup import escape
+
     began = [time.monotonic()]
     current = [start]
 
@@ -115,7 +117,7 @@ def _progress(console: Console, start: str) -> Any:
 
         def narrate(line: str) -> None:
             say(line)
-            current[0] = _escape(line.strip()[:80]) or current[0]
+            current[0] = escape(line.strip()[:80]) or current[0]
             began[0] = time.monotonic()  # the time shown is the step's
             status.update(text())
 
@@ -124,12 +126,6 @@ def _progress(console: Console, start: str) -> Any:
         finally:
             stop.set()
             ticker.join(timeout=2)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _open(project_dir: Path, *, create: bool = False) -> Project:
@@ -450,7 +446,8 @@ def adopt(
     say = _plain(out)
     say(
         f"adopted v{done.version}: baseline from {done.reference} "
-        f"({len(done.features)} features); {done.notes[0]}"
+        f"({len(done.features)} features); metrics on the reference: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(done.metrics.items()))
     )
     say(
         f"trusting {len(done.trusted_types)} skops type(s) to load it: "

@@ -89,7 +89,8 @@ class Monitor:
         # windows of the prediction log profiled on this Dask cluster (None: in this process)
         self.dask_scheduler = dask_scheduler or self.settings.monitoring.dask_scheduler
         self.dask_batch_rows: int | None = None  # rows a worker profiles at once (a test's knob)
-        self.mlflow_reports = True  # a replay's throwaway monitor turns this off
+        # each pass logged to the champion's MLflow run (a replay's throwaway monitor: never)
+        self.mlflow_reports = self.settings.self_healing.monitoring.mlflow_reports
         configured = self.settings.self_healing.monitoring.reference_data_path
         if reference_data is None and configured:
             path = Path(configured)
@@ -277,7 +278,7 @@ class Monitor:
         self.say(f"decision: {decision.summary()}")
         result.acted = self.actions.act(decision, snapshot)
         self._write_reports(result, snapshot.version, source, now)
-        if self.settings.self_healing.monitoring.mlflow_reports and self.mlflow_reports:
+        if self.mlflow_reports:
             self._log_to_mlflow(result, snapshot.version, source, now)
         events.record(
             EventKind.MONITOR,

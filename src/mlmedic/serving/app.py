@@ -39,11 +39,12 @@ from mlmedic.clock import SystemClock
 from mlmedic.config import ServingConfig
 from mlmedic.errors import ApiError, MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
-from mlmedic.labels import label_key, match_labels
+from mlmedic.labels import label_key
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.model import LoadedModel, ModelLoadError
-from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
+from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT, label_for
+from mlmedic.serving.openapi import plain as _plain
 from mlmedic.serving.source import ModelSource
 
 log = logging.getLogger("mlmedic.serving")
@@ -535,7 +536,7 @@ def create_app(state: ServerState) -> FastAPI:
             request_id = item["request_id"]
             if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
                 raise ApiError(422, f"{where}.request_id: not a request id this server issues")
-            label = _api_label(item["label"], model.classes)
+            label = label_for(item["label"], model.classes)
             if label is None:
                 known = ", ".join(repr(_plain(c)) for c in model.classes)
                 raise ApiError(
@@ -700,27 +701,6 @@ def _check_bearer(request: Request, token: str, variable: str) -> None:
         raise ApiError(401, f"missing bearer token (this endpoint requires {variable})")
     if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
         raise ApiError(403, "wrong token")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _api_label(value: Any, classes: list[Any]) -> Any:
-    """The class a label sent to the API names: the class's own JSON value (``1`` or ``1.0``
-    for class 1) or its exact text (``"1"``), as the OpenAPI schema says; None for anything
-    else. Files read by ``mlmedic feedback`` are matched more leniently (``labels``)."""
-    if isinstance(value, str):
-        return next((c for c in classes if value in (_plain(c), label_key(c))), None)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    numbers = [c for c in classes if _is_number(_plain(c))]
-    [found], unmatched = match_labels([value], numbers)
-    return None if unmatched else found
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def model_source(project: Any) -> ModelSource:
