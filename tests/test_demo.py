@@ -25,10 +25,14 @@ def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     assert "auto-rollback: v2 rejected" in text and "champion stays v1" in text
     assert "200 answered by v1" in text
     assert "killed by SIGKILL" in text
-    assert "[18h] drifted traffic: drift score" in text
+    assert "[18h] drifted traffic: importance-weighted drift score" in text
+    assert "[24h] drifted traffic" in text and "data drift continues" in text  # told once
+    assert "[30h] the north behaves differently" in text and "accuracy drop" in text
+    assert "(recipe newest) deployed" in text
     assert "the running server swapped to v3" in text
+    assert "[36h] the south follows the north" in text
     assert "cooldown active, next retrain allowed at" in text
-    assert "[42h] the north behaves differently" in text and "accuracy drop" in text
+    assert "a heal that hurts" in text and "rolled back v3 -> v1" in text
     assert "stage 1 healed" in text
     assert "stages 2-3 good model deployed, bad one refused" in text
     assert "stage 6 recovered (MTTR" in text

@@ -102,17 +102,47 @@ def test_half_the_features_shifted_by_half_a_sd_are_detected() -> None:
     )
     report = compare(_profile(reference), current)
     assert report.drifted_features == ["f0", "f1", "f2", "f3"]
-    assert report.score == 0.5 and report.drift is False  # the dataset rule is score > 0.5
-    assert compare(_profile(reference), current, threshold=0.4).drift is True
+    # each moved five thresholds (counted as SEVERITY_CAP = 3): 4 x 3 / 8 = 1.5, capped at 1
+    assert report.score == 1.0 and report.drift is True
+
+
+def test_the_score_weighs_drift_by_its_size() -> None:
+    """#19 item 5: two strongly drifted features of eight are drift (a share of features
+    scored them 0.25); two barely drifted ones are not."""
+    rng = np.random.default_rng(17)
+    reference = pd.DataFrame({f"f{i}": rng.normal(0, 1, 20_000) for i in range(8)})
+    strong = reference.copy()
+    strong[["f0", "f1"]] = rng.normal(0.73, 1, (20_000, 2))
+    report = compare(_profile(reference), strong)
+    assert report.drifted_features == ["f0", "f1"]
+    assert report.score == pytest.approx(2 * 3 / 8) and report.drift
+    weak = reference.copy()
+    weak[["f0", "f1"]] = rng.normal(0.15, 1, (20_000, 2))
+    barely = compare(_profile(reference), weak)
+    assert barely.drifted_features == ["f0", "f1"]
+    severities = [f.severity for f in barely.features if f.drifted]
+    assert all(1.0 < s < 2.0 for s in severities)
+    assert barely.score == pytest.approx(sum(severities) / 8) and not barely.drift
 
 
 def test_importance_weights_are_stated_and_used() -> None:
+    """#19 item 5: drift counts by the model's reliance on the feature; drift in a feature the
+    model ignores scores nothing, however large."""
     rng = np.random.default_rng(8)
     reference = pd.DataFrame({"a": rng.normal(size=5000), "b": rng.normal(size=5000)})
-    current = pd.DataFrame({"a": rng.normal(1.0, size=5000), "b": rng.normal(size=5000)})
-    report = compare(_profile(reference), current, weights={"a": 0.9, "b": 0.1})
-    assert report.weighted and report.score == pytest.approx(0.9) and report.drift
+    current = pd.DataFrame({"a": rng.normal(0.15, size=5000), "b": rng.normal(size=5000)})
+    weights = {"a": 0.25, "b": 0.75}
+    report = compare(_profile(reference), current, weights=weights)
+    severity = next(f.severity for f in report.features if f.name == "a")
+    assert report.weighted and report.drifted_features == ["a"]
+    assert report.score == pytest.approx(0.25 * severity) and not report.drift
     assert "importance-weighted" in report.summary()
+    assert compare(_profile(reference), current).drift  # equal weights: half the features
+    swapped = compare(_profile(reference), current, weights={"a": 0.75, "b": 0.25})
+    assert swapped.score == pytest.approx(min(1.0, 0.75 * severity)) and swapped.drift
+    ignored = pd.DataFrame({"a": rng.normal(size=5000), "b": rng.normal(3.0, size=5000)})
+    only_b = compare(_profile(reference), ignored, weights={"a": 1.0, "b": 0.0})
+    assert only_b.drifted_features == ["b"] and only_b.score == 0.0 and not only_b.drift
 
 
 def test_merged_partition_profiles_equal_the_profile_of_the_whole(tmp_path: Path) -> None:

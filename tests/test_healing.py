@@ -177,15 +177,20 @@ def test_windows_of_the_reference_never_alarm_once_calibrated() -> None:
 
 def test_impact_policy_alerts_on_harmless_drift_and_retrains_on_harm() -> None:
     kwargs = {"last_retrain_at": None, "now": 0.0, "validation_accuracy": 0.85}
-    harmless = decide(_drift(0.8, True), None, settings=_settings(), importance_drift=0.1, **kwargs)
+    # a version without importance: its drift says nothing about the model's inputs it uses
+    harmless = decide(_drift(0.8, True), None, settings=_settings(), **kwargs)
     assert harmless.action == "alert" and harmless.evidence == []
     assert "without evidence of harm" in harmless.summary()
 
-    important = decide(
-        _drift(0.8, True), None, settings=_settings(), importance_drift=0.9, **kwargs
-    )
+    weighted = _drift(0.8, True)
+    weighted.weighted = True  # the score weighs the features the model relies on
+    important = decide(weighted, None, settings=_settings(), **kwargs)
     assert important.action == "retrain"
     assert "features the model relies on" in important.evidence[0]
+    # ... unless labels measured on the window show no drop: they outweigh the proxy
+    fine = Performance(accuracy=0.86, estimated=False, rows=500)
+    told = decide(weighted, fine, settings=_settings(), **kwargs)
+    assert told.action == "alert" and "labels show no drop" in told.summary()
 
     dropped = Performance(accuracy=0.6, estimated=False, rows=500, low=0.56, high=0.64)
     measured_drop = decide(None, dropped, settings=_settings(), **kwargs)
@@ -193,13 +198,7 @@ def test_impact_policy_alerts_on_harmless_drift_and_retrains_on_harm() -> None:
         measured_drop.action == "retrain" and "measured accuracy drop" in measured_drop.evidence[0]
     )
 
-    original = decide(
-        _drift(0.8, True),
-        None,
-        settings=_settings(retrain_on="drift"),
-        importance_drift=0.1,
-        **kwargs,
-    )
+    original = decide(_drift(0.8, True), None, settings=_settings(retrain_on="drift"), **kwargs)
     assert original.action == "retrain" and original.policy == "drift"
     assert "drift score 0.80" in original.summary()
 
@@ -249,14 +248,15 @@ def test_estimates_carry_an_interval_and_count_only_beyond_it() -> None:
 
 
 def _stream(windows: int = 18, rows: int = 300, seed: int = 88) -> pd.DataFrame:
-    """y depends on x1 and x2; x3-x5 are noise. Window 8: the noise features shift (harmless
-    drift, a drift score of 0.6). From window 14: the concept flips (harmful, no feature drift)."""
+    """y depends on x1 and x2; x3-x5 are noise. Window 8: x1 and x2 shift along the boundary
+    (drift in the features the model relies on, harmless: the same concept holds there). From
+    window 14: the concept flips (harmful, no feature drift)."""
     rng = np.random.default_rng(seed)
     parts = []
     for window in range(windows):
         frame = pd.DataFrame({f"x{i}": rng.normal(0, 1, rows) for i in range(1, 6)})
         if window == 8:
-            frame[["x3", "x4", "x5"]] += 3.0
+            frame[["x1", "x2"]] += [0.5, -1.0]
         signal = frame["x1"] + 0.5 * frame["x2"] > 0
         frame["y"] = np.where(window >= 14, ~signal, signal).astype(int)
         parts.append(frame)
@@ -306,7 +306,7 @@ def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
     assert "<script" not in html and "retrain every window" in html and 'id="tile-mlmedic"' in html
     actions = {w["index"]: w["action"] for w in impact["windows"]}
     assert [i for i, a in actions.items() if a == "retrain"] == [14]
-    assert actions[8] == "alert"  # harmless drift: told, not acted on
+    assert actions[8] == "alert"  # harmless drift: told, not acted on (labels show no drop)
     mlmedic = impact["summaries"][0]
     never = impact["summaries"][1]
     assert mlmedic["retrains"] == 1 and mlmedic["mean_accuracy"] > never["mean_accuracy"]

@@ -46,7 +46,7 @@ def watched(tmp_path: Path, watched_template: Path):  # type: ignore[no-untyped-
     project.close()
 
 
-def test_stable_batch_does_nothing_and_a_drifted_one_retrains_once(watched) -> None:  # type: ignore[no-untyped-def]
+def test_stable_batch_does_nothing_and_harm_retrains_once_per_cooldown(watched) -> None:  # type: ignore[no-untyped-def]
     project, clock = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")
     stable = monitor.run_batch(make_churn(1500, seed=62))
@@ -55,17 +55,24 @@ def test_stable_batch_does_nothing_and_a_drifted_one_retrains_once(watched) -> N
     assert project.events.count("retrain") == 0
 
     clock.advance(6 * HOUR)
-    drifted = monitor.run_batch(make_churn(1500, seed=63, drift=1.0))
-    assert drifted.drift is not None and drifted.drift.drift
-    assert drifted.decision.action == "retrain"
+    # harm: the north churns the other way round from now on (a measured drop)
+    harmed = monitor.run_batch(_flipped_north(make_churn(1500, seed=63)))
+    assert harmed.decision.action == "retrain", harmed.decision.summary()
     assert project.events.count("retrain") == 1
-    # the reference and both passes' labelled rows, less the newest fifth held out for the gate
-    assert "retrained on 5,400 rows" in drifted.acted
+    # the reference and both passes' labelled rows; the newest fifth of the current regime (the
+    # harmed pass) held out to judge the candidates and the champion on the same rows
+    assert "retrained on 6,000 rows" in harmed.acted and "deployed" in harmed.acted
     retrain = project.events.last("retrain")
-    assert retrain is not None and retrain.details["gate_rows"] == 600
+    assert retrain is not None and retrain.details["gate_rows"] == 300
+    assert [c["recipe"] for c in retrain.details["candidates"]] == [
+        "newest",
+        "recency_weighted",
+        "reference_plus_newest",
+    ]
 
-    clock.advance(6 * HOUR)  # still inside the 24 h cooldown; harm v2 has not learned
-    again = monitor.run_batch(_flipped_north(make_churn(1500, seed=64)))
+    clock.advance(6 * HOUR)  # inside the 24 h cooldown the deployment started
+    worse = _flipped_north(_flipped_north(make_churn(1500, seed=64)), region="south")
+    again = monitor.run_batch(worse)  # the north stays flipped, the south flips too
     assert again.decision.action in ("alert", "none")
     assert "cooldown active" in again.decision.summary()
     assert project.events.count("retrain") == 1
@@ -90,7 +97,8 @@ def test_self_healing_off_alerts_but_never_acts_and_each_pass_is_a_report(watche
         )
     )
     monitor = Monitor(Project(project.root, clock=project.clock))
-    drifted = monitor.run_batch(make_churn(1500, seed=63, drift=1.0))
+    # drift in the features the model relies on, no labels to say otherwise: evidence of harm
+    drifted = monitor.run_batch(make_churn(1500, seed=63, drift=1.0).drop(columns=[TARGET]))
     assert drifted.decision.action == "retrain"  # what the policy would do...
     assert "self-healing is off" in drifted.acted  # ...is not done
     assert project.events.count("retrain") == 0
@@ -103,9 +111,11 @@ def test_self_healing_off_alerts_but_never_acts_and_each_pass_is_a_report(watche
 def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[no-untyped-def]
     project, _ = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")
-    assert monitor.run_batch(make_churn(1500, seed=66, drift=1.0)).decision.action == "retrain"
-    # harm the new champion cannot have learned: a changed label definition (a measured drop)
-    _flipped_north(make_churn(1500, seed=67)).to_csv(project.root / "drifted.csv", index=False)
+    first = monitor.run_batch(_flipped_north(make_churn(1500, seed=66)))
+    assert first.decision.action == "retrain" and "deployed" in first.acted, first.acted
+    # harm the new champion cannot have learned: the south changes too (a measured drop)
+    worse = _flipped_north(_flipped_north(make_churn(1500, seed=67)), region="south")
+    worse.to_csv(project.root / "drifted.csv", index=False)
     done = subprocess.run(
         [
             sys.executable,
@@ -130,9 +140,9 @@ def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[n
     assert project.events.count("retrain") == 1
 
 
-def _flipped_north(frame: pd.DataFrame) -> pd.DataFrame:
+def _flipped_north(frame: pd.DataFrame, region: str = "north") -> pd.DataFrame:
     out = frame.copy()
-    north = out["region"] == "north"
+    north = out["region"] == region
     out.loc[north, TARGET] = 1 - out.loc[north, TARGET]
     return out
 

@@ -234,8 +234,8 @@ def test_the_serving_side_buffers_while_postgres_is_down_and_writes_it_all_after
 def test_two_monitors_with_a_drifted_batch_each_on_one_postgres_retrain_once(
     pg_url: str, tmp_path: Path, train_isolated: Any
 ) -> None:
-    """Two hosts, one drifted batch each, at once: exactly one retrain; the other monitor
-    reports the cooldown."""
+    """Two hosts, one drifted batch each, at once: exactly one retrain; the other monitor says
+    another has this attempt (or, when it came second, the cooldown)."""
     config = {
         "model_training": {"model_name": "churn"},
         "drift_detection": {"retrain_on": "drift"},
@@ -269,7 +269,10 @@ def test_two_monitors_with_a_drifted_batch_each_on_one_postgres_retrain_once(
         assert store.count("monitor") == 2
     outputs = [out for out, _ in said]
     assert sum("retrained on" in out for out in outputs) == 1, outputs
-    assert sum("cooldown" in out and "retrained on" not in out for out in outputs) == 1, outputs
+    held = ("cooldown", "another monitor has just claimed this attempt")
+    assert sum(any(h in out for h in held) and "retrained on" not in out for out in outputs) == 1, (
+        outputs
+    )
 
 
 _STOPPING_TRAINER = '''

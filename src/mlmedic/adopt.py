@@ -45,10 +45,10 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     version, the data or the model do not fit, ``RegistryError`` when MLflow cannot be read."""
     import mlflow.artifacts
 
+    from mlmedic.baseline import drift_reference
     from mlmedic.data.contract import DataContract
     from mlmedic.data.io import read_table
     from mlmedic.data.repair import Repairer
-    from mlmedic.pipeline import drift_reference
     from mlmedic.registry import TRUSTED_TYPES_TAG
     from mlmedic.registry.backups import sklearn_flavor
     from mlmedic.registry.versions import (

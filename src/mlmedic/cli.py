@@ -618,6 +618,14 @@ def monitor(
             "--json", help="Print the pass as one JSON document (with --batch or --once)."
         ),
     ] = False,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            "--time-column",
+            help="With --batch: the pass happens at this column's newest time (data time: "
+            "cooldowns of a backfill as in replay; default: the contract's date/time column).",
+        ),
+    ] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
@@ -636,6 +644,8 @@ def monitor(
         raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
     if as_json and every is not None:
         raise UsageError("--json prints one pass: use it with --batch or --once, not --every")
+    if time_column is not None and batch is None:
+        raise UsageError("--time-column dates the rows of a --batch; use it with --batch")
     project = _open(project_dir)
     if dask is not None and batch is not None:
         raise UsageError("--dask profiles the prediction log; --batch reads one file here")
@@ -655,11 +665,9 @@ def monitor(
             finally:
                 sink[0] = _plain(console)
 
-    def report(result: Any) -> None:
+    def report(result: Any) -> None:  # what was done is narrated as it happens
         if as_json:
             _print_json({"pass": True, **result.to_dict()})
-        elif result.acted:
-            say(result.acted)
 
     production = project.settings.self_healing.monitoring.production_data_path
     if batch is None and every is None and not once and production:
@@ -668,7 +676,9 @@ def monitor(
             batch = str(folder)
             say(f"one pass over monitoring.production_data_path: {folder}")
     if batch is not None:
-        report(one_pass(f"reading {batch}", lambda: runner.run_batch(batch)))
+        report(
+            one_pass(f"reading {batch}", lambda: runner.run_batch(batch, time_column=time_column))
+        )
         return
     if once:  # for a scheduler (cron, a Kubernetes CronJob): the log since the last pass
         interval = project.settings.monitoring.monitoring_interval_hours * 3600.0

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -113,6 +113,46 @@ def parse_time(text: str, *, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def data_times(values: Any, *, what: str) -> Any:
+    """Epoch seconds (a float array) of a time column: ISO-8601 or other date/time text,
+    datetimes, or numbers of seconds since the epoch. ``ValueError`` naming ``what`` when a value
+    is missing or does not read as a date/time — data time with holes cannot order a history.
+
+    >>> data_times(__import__("pandas").Series(["2024-01-01T06:00Z"]), what="t").tolist()
+    [1704088800.0]
+    """
+    import numpy as np
+    import pandas as pd
+
+    series = pd.Series(values)
+    missing = int(series.isna().sum())
+    if missing:
+        raise ValueError(f"{what}: {missing:,} of {len(series):,} values are missing")
+    if pd.api.types.is_bool_dtype(series):
+        raise ValueError(f"{what}: true/false values are not times")
+    if pd.api.types.is_numeric_dtype(series):
+        seconds = series.to_numpy(dtype=float)
+        bad = ~np.isfinite(seconds)
+    else:
+        if pd.api.types.is_datetime64_any_dtype(series):
+            parsed = pd.to_datetime(series, utc=True)
+        else:
+            text = series.astype(str).str.strip()
+            parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+            if parsed.isna().any():
+                parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna().to_numpy()
+        epoch = pd.Timestamp(0, tz="UTC")
+        seconds = ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+    if bad.any():
+        example = series[bad].iloc[0]
+        raise ValueError(
+            f"{what}: {int(bad.sum()):,} of {len(series):,} values do not read as a date/time "
+            f"(e.g. {str(example)!r})"
+        )
+    return seconds
 
 
 class Timings(dict[str, float]):

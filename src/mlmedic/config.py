@@ -50,6 +50,13 @@ class DataQualityConfig(_Section):
     validation_on_ingestion: bool = True
     max_missing_fraction_per_row: float = Field(0.5, ge=0.0, le=1.0)
     target_column: str | None = None
+    # the column holding each row's time (data time): never a model feature; a version's
+    # contract keeps it, 'monitor --batch' passes at its newest value, 'replay' cuts by it
+    time_column: str | None = None
+
+
+RecipeName = Literal["newest", "recency_weighted", "reference_plus_newest"]
+_RECIPES: tuple[RecipeName, ...] = ("newest", "recency_weighted", "reference_plus_newest")
 
 
 class ModelTrainingConfig(_Section):
@@ -60,6 +67,15 @@ class ModelTrainingConfig(_Section):
     max_training_retries: int = Field(3, ge=0)
     model_name: str | None = None
     trainer: str | None = None
+    # what a monitor's retrain trains (one candidate each, the best on the newest labelled rows
+    # none of them saw is gated): the newest labelled rows only; every labelled row (reference
+    # included) weighted by recency in data time; the reference plus the newest rows
+    retrain_recipes: list[RecipeName] = Field(
+        default_factory=lambda: list(_RECIPES), min_length=1, max_length=len(_RECIPES)
+    )
+    # the half-life of a labelled row's weight in the recency_weighted recipe, in hours of data
+    # time (null: one monitoring interval)
+    recency_half_life_hours: float | None = Field(None, gt=0.0)
     # Loading a pickled model runs whatever code it carries: off unless the user says so here.
     allow_pickle_models_executing_code: bool = False
 
@@ -68,11 +84,22 @@ class ModelValidationConfig(_Section):
     auto_rollback_enabled: bool = True
     min_accuracy_threshold: float = Field(0.70, ge=0.0, le=1.0)
     min_f1_threshold: float = Field(0.65, ge=0.0, le=1.0)
+    # min_f1_threshold holds for balanced classes; with a rarer positive class it is scaled by
+    # the F1 of predicting the positive class for everyone (2p/(1+p)) against its balanced value
+    # (2/3): 0.65 on a 50 % positive table, 0.325 on a 20 % one (binary models only)
+    f1_scaled_by_prevalence: bool = True
     rollback_on_degradation: bool = True
-    performance_degradation_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    # the smallest accuracy drop that counts (a window against validation, a candidate against
+    # the champion), and then only when it is also significant at evidence_confidence
+    performance_degradation_threshold: float = Field(0.02, ge=0.0, le=1.0)
+    # one-sided confidence at which a drop, a win or a loss counts as evidence
+    evidence_confidence: float = Field(0.95, ge=0.5, lt=1.0)
     # a candidate under the absolute floors still replaces a champion that scores under them on
-    # the same rows, when it beats it by more than performance_degradation_threshold
+    # the same rows, when it is significantly better there
     replace_failing_champion: bool = True
+    # a monitor's retrain deploys only a candidate significantly better than the champion on the
+    # newest labelled rows (at evidence_confidence): one that is not, heals nothing shown
+    retrain_must_beat_champion: bool = True
 
 
 class DriftDetectionConfig(_Section):
@@ -324,6 +351,9 @@ INFORMATIONAL = {"self_healing.description"}
 
 def _refuse_unsupported(config: SelfHealingConfig, path: Path) -> None:
     default = SelfHealingConfig()
+    recipes = config.model_training.retrain_recipes
+    if len(set(recipes)) != len(recipes):
+        raise ConfigError(path, "a recipe is listed twice", "model_training.retrain_recipes")
     for key, reason in UNSUPPORTED.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

@@ -214,9 +214,12 @@ def _stage_six(console: Console, project: Project) -> bool:
 
 
 def _stages_four_five(console: Console, project: Project, url: str) -> bool:
-    """The seed's timeline on a simulated clock: a pass every 6 h over 54 h of traffic, drift at
-    18 h -> retrain -> the running server swaps; drift persists -> cooldown; then a window whose
-    accuracy drops (the north region's customers start behaving the other way round)."""
+    """The seed's timeline on a simulated clock, a pass every 6 h over 54 h of traffic:
+    harmless drift at 18 h is told once; at 30 h the north's customers start churning the
+    other way round -> a retrain (one candidate per recipe, the best on the newest rows) -> the
+    running server swaps; at 36-42 h the south follows -> the cooldown holds; at 48 h both are
+    back to usual -> the retrained version is worse than the one it replaced: the heal that
+    hurts is undone."""
     console.print(
         Rule("[bold]stages 4-5[/] — monitoring every 6 h with auto-retrain (simulated clock)")
     )
@@ -228,13 +231,14 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
     try:
         for hour in range(0, 60, 6):
             seed = 100 + hour
-            if 18 <= hour <= 36:
+            if 18 <= hour <= 24:
                 window, story = make_churn(800, seed=seed, drift=1.0), "drifted traffic"
-            elif hour == 42:
-                window = make_churn(800, seed=seed)
-                north = window["region"] == "north"
-                window.loc[north, TARGET] = 1 - window.loc[north, TARGET]
+            elif hour == 30:
+                window = _flipped(make_churn(800, seed=seed), "north")
                 story = "the north behaves differently"
+            elif 36 <= hour <= 42:
+                window = _flipped(_flipped(make_churn(800, seed=seed), "north"), "south")
+                story = "the south follows the north"
             else:
                 window, story = make_churn(800, seed=seed), "usual traffic"
             before = _served_version(url)
@@ -273,6 +277,14 @@ def _stages_four_five(console: Console, project: Project, url: str) -> bool:
         )
     console.print(Rule(f"stages 4-5 {verdict}"))
     return ok
+
+
+def _flipped(window: pd.DataFrame, region: str) -> pd.DataFrame:
+    """``window`` with the churn label the other way round in ``region``."""
+    out = window.copy()
+    inside = out["region"] == region
+    out.loc[inside, TARGET] = 1 - out.loc[inside, TARGET]
+    return out
 
 
 def _served_version(url: str) -> int | None:

@@ -1,21 +1,33 @@
-"""The validation gate: deploy a candidate only if it is good enough, no worse than the champion.
+"""The validation gate: deploy a candidate only if it is good enough and no worse than the
+champion, on evidence. Every refusal names the configuration key that decided it.
 
-Three rules, from ``model_validation``: accuracy ≥ ``min_accuracy_threshold`` (0.70), F1 ≥
-``min_f1_threshold`` (0.65), and, when ``rollback_on_degradation`` is on, accuracy no more than
-``performance_degradation_threshold`` (0.05) below the champion's on the same holdout rows.
-
-A healer must not keep a champion that is worse than its replacement: when the gate scores both
-on the newest labelled production rows (a monitor's retrain), the candidate fails only the
-absolute floors, the champion scores below the accuracy floor on those rows too, and the candidate
-beats it by more than ``performance_degradation_threshold``, the candidate passes
-(``replace_failing_champion``, on by default) and the decision says why. Never on the candidate's
-own holdout: new training data with bad labels would make any champion look failing there.
+Rules, from ``model_validation``:
+- **Floors**: accuracy ≥ ``min_accuracy_threshold`` (0.70) and F1 ≥ ``min_f1_threshold`` (0.65).
+  With ``f1_scaled_by_prevalence`` (on), a binary model's F1 floor follows its positive class's
+  prevalence ``p`` in the rows judged: it is multiplied by ``(2p/(1+p)) / (2/3)`` — the F1 of
+  predicting the positive class for everyone, against its value on balanced classes — when
+  ``p`` < 0.5. On balanced data the floor is the seed's 0.65; on a 20 % positive table 0.325, so a
+  reasonable model of a rare class is not refused for being about a rare class.
+- **No regression** (``rollback_on_degradation``): refused when the candidate is significantly
+  worse than the champion on the same rows (McNemar, one-sided at ``evidence_confidence``) by at
+  least ``performance_degradation_threshold``. Without per-row results, the drop alone decides.
+- **A retrain must heal** (``retrain_must_beat_champion``, on the newest production rows only):
+  a candidate that is not significantly better than the champion there (McNemar, one-sided at
+  ``evidence_confidence``; without per-row results, not above it) would change the model
+  without evidence that it heals anything, and is refused. Refused attempts back off until new
+  labelled rows arrive, so a real gain becomes significant with more of them.
+- **A failing champion is replaced** (``replace_failing_champion``): when the rows are the newest
+  labelled production rows, the candidate fails only the floors, the champion fails them too
+  there, and the candidate is significantly better on those same rows, the candidate passes —
+  floors keep a bad model out while a better one serves; they must not keep a worse one in.
+  Never on the candidate's own holdout: new training data with bad labels would make any
+  champion look failing there.
 
 Examples:
     >>> from mlmedic.config import ModelValidationConfig
     >>> decision = decide({"accuracy": 0.65, "f1": 0.7}, None, ModelValidationConfig())
     >>> decision.passed, decision.reasons
-    (False, ['Model accuracy 0.65 below threshold 0.70'])
+    (False, ['Model accuracy 0.65 below threshold 0.70 (model_validation.min_accuracy_threshold)'])
 """
 
 from __future__ import annotations
@@ -24,6 +36,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlmedic.config import ModelValidationConfig
+from mlmedic.evidence import Paired
+
+KEY = "model_validation"
 
 
 @dataclass
@@ -37,6 +52,8 @@ class GateDecision:
     champion_version: int | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    versus: dict[str, Any] | None = None  # the paired comparison with the champion
+    keys: list[str] = field(default_factory=list)  # the config keys behind each refusal
 
     def summary(self) -> str:
         accuracy = self.candidate.get("accuracy", float("nan"))
@@ -44,7 +61,7 @@ class GateDecision:
         numbers = f"accuracy {accuracy:.3f}, F1 {f1:.3f}"
         if self.champion is not None:
             numbers += (
-                f"; champion v{self.champion_version} on the same holdout: "
+                f"; champion v{self.champion_version} on the same rows: "
                 f"accuracy {self.champion.get('accuracy', float('nan')):.3f}"
             )
         verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
@@ -56,6 +73,48 @@ class GateDecision:
         return asdict(self)
 
 
+def f1_floor(config: ModelValidationConfig, prevalence: float | None) -> float:
+    """The F1 floor for a binary model whose positive class has ``prevalence`` in the rows
+    judged (None: a multiclass model, or unknown: the configured floor).
+
+    >>> from mlmedic.config import ModelValidationConfig
+    >>> round(f1_floor(ModelValidationConfig(), 0.2), 3), f1_floor(ModelValidationConfig(), 0.5)
+    (0.325, 0.65)
+    """
+    floor = config.min_f1_threshold
+    if not config.f1_scaled_by_prevalence or prevalence is None or not 0 < prevalence < 0.5:
+        return floor
+    return floor * (2 * prevalence / (1 + prevalence)) / (2 / 3)
+
+
+def _floors(
+    metrics: dict[str, float], config: ModelValidationConfig, prevalence: float | None
+) -> list[tuple[str, str]]:
+    """(reason, key) for every floor ``metrics`` fails."""
+    failed: list[tuple[str, str]] = []
+    accuracy = metrics.get("accuracy", 0.0)
+    f1 = metrics.get("f1", 0.0)
+    if not accuracy >= config.min_accuracy_threshold:
+        key = f"{KEY}.min_accuracy_threshold"
+        failed.append(
+            (
+                f"Model accuracy {accuracy:.2f} below threshold "
+                f"{config.min_accuracy_threshold:.2f} ({key})",
+                key,
+            )
+        )
+    floor = f1_floor(config, prevalence)
+    if not f1 >= floor:
+        key = f"{KEY}.min_f1_threshold"
+        scaled = (
+            f", scaled to a positive class of {prevalence:.0%} by {KEY}.f1_scaled_by_prevalence"
+            if floor != config.min_f1_threshold and prevalence is not None
+            else ""
+        )
+        failed.append((f"Model F1 {f1:.2f} below threshold {floor:.2f} ({key}{scaled})", key))
+    return failed
+
+
 def decide(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
@@ -63,56 +122,75 @@ def decide(
     *,
     champion_version: int | None = None,
     production_rows: bool = False,
+    versus: Paired | None = None,
+    prevalence: float | None = None,
 ) -> GateDecision:
-    """Apply the gate to a candidate's holdout metrics (and the champion's, on the same rows);
-    ``production_rows``: the rows are the newest labelled production rows, held out by time."""
-    floors: list[str] = []
-    accuracy = candidate.get("accuracy", 0.0)
-    f1 = candidate.get("f1", 0.0)
-    if not accuracy >= config.min_accuracy_threshold:
-        floors.append(
-            f"Model accuracy {accuracy:.2f} below threshold {config.min_accuracy_threshold:.2f}"
-        )
-    if not f1 >= config.min_f1_threshold:
-        floors.append(f"Model F1 {f1:.2f} below threshold {config.min_f1_threshold:.2f}")
-    degraded: list[str] = []
+    """Apply the gate to a candidate's metrics (and the champion's, on the same rows).
+
+    ``production_rows``: the rows are the newest labelled production rows, held out by time (a
+    monitor's retrain); ``versus``: the candidate (A) against the champion (B) row by row there;
+    ``prevalence``: the positive class's share of those rows (binary models)."""
+    floors = _floors(candidate, config, prevalence)
+    refusals: list[tuple[str, str]] = []
     compared = champion if config.rollback_on_degradation else None
+    accuracy = candidate.get("accuracy", 0.0)
     if compared is not None:
-        drop = compared.get("accuracy", 0.0) - accuracy
-        if drop > config.performance_degradation_threshold:
-            degraded.append(
-                f"Model accuracy {accuracy:.3f} is {drop:.3f} below champion "
-                f"v{champion_version}'s {compared['accuracy']:.3f} on the same holdout "
-                f"(allowed {config.performance_degradation_threshold:.2f})"
+        gap = compared.get("accuracy", 0.0) - accuracy
+        significant = versus.worse if versus is not None else True
+        if significant and gap >= config.performance_degradation_threshold and gap > 0:
+            key = f"{KEY}.performance_degradation_threshold"
+            evidence = f"; {versus.summary('candidate', 'champion')}" if versus else ""
+            refusals.append(
+                (
+                    f"Model accuracy {accuracy:.3f} is {gap:.3f} below champion "
+                    f"v{champion_version}'s {compared['accuracy']:.3f} on the same rows "
+                    f"(allowed {config.performance_degradation_threshold:.2f}: {key}{evidence})",
+                    key,
+                )
             )
     notes: list[str] = []
-    champion_accuracy = champion.get("accuracy", 1.0) if champion is not None else 1.0
-    if (
-        floors
-        and not degraded
-        and config.replace_failing_champion
-        and production_rows
-        and champion is not None
-        and champion_accuracy < config.min_accuracy_threshold
-        and accuracy > champion_accuracy + config.performance_degradation_threshold
-    ):
-        notes.append(
-            f"below the floors, but champion v{champion_version} fails them worse on the same "
-            f"rows ({champion_accuracy:.3f} < {accuracy:.3f}): replacing it"
-        )
-        floors = []
-        compared = champion
-    reasons = floors + degraded
+    if champion is not None and production_rows and not refusals:
+        champion_accuracy = champion.get("accuracy", 0.0)
+        beats = versus.better if versus is not None else accuracy > champion_accuracy
+        if config.retrain_must_beat_champion and not beats:
+            key = f"{KEY}.retrain_must_beat_champion"
+            evidence = f" ({versus.summary('candidate', 'champion')})" if versus else ""
+            refusals.append(
+                (
+                    f"Model accuracy {accuracy:.3f} does not beat champion v{champion_version}'s "
+                    f"{champion_accuracy:.3f} significantly on the newest rows{evidence}: "
+                    f"deploying it would not be evidence of healing ({key})",
+                    key,
+                )
+            )
+        elif (
+            floors
+            and config.replace_failing_champion
+            and _floors(champion, config, prevalence)
+            and versus is not None
+            and versus.better
+        ):
+            notes.append(
+                f"below the floors, but champion v{champion_version} fails them too and is "
+                f"significantly worse on the same rows ({versus.summary('candidate', 'champion')})"
+                f": replacing it ({KEY}.replace_failing_champion)"
+            )
+            floors = []
+            compared = champion
+    failed = floors + refusals
     return GateDecision(
-        passed=not reasons,
+        passed=not failed,
         notes=notes,
-        reasons=reasons,
+        reasons=[reason for reason, _ in failed],
+        keys=[key for _, key in failed],
         candidate=dict(candidate),
         champion=dict(compared) if compared is not None else None,
         champion_version=champion_version if compared is not None else None,
+        versus=versus.to_dict() if versus is not None else None,
         thresholds={
             "min_accuracy": config.min_accuracy_threshold,
-            "min_f1": config.min_f1_threshold,
+            "min_f1": f1_floor(config, prevalence),
             "max_degradation": config.performance_degradation_threshold,
+            "confidence": config.evidence_confidence,
         },
     )

@@ -11,6 +11,7 @@ then becomes the new version's contract.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +21,24 @@ import numpy as np
 import pandas as pd
 
 from mlmedic import render
+from mlmedic.baseline import drift_reference
+from mlmedic.candidates import Candidate, RetrainPlan, choose, train_candidates
 from mlmedic.clock import Timings
 from mlmedic.data.contract import DataContract
 from mlmedic.data.io import read_table
 from mlmedic.data.repair import Repairer
 from mlmedic.data.stage import DataStageResult, heal_data, resolve_contract
-from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import DataQualityError, MedicError, SchemaError, UsageError
 from mlmedic.events import EventKind, Outcome
+from mlmedic.evidence import paired
 from mlmedic.gate import GateDecision, decide
-from mlmedic.labels import match_labels
 from mlmedic.lock import RUN_LOCK, project_lock
-from mlmedic.performance import Calibration
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.training import TrainResult, evaluate, model_features, model_frame, train
+from mlmedic.training import TrainResult, model_frame, positive_rate, scored, train
 
 Say = Callable[[str], None]
+MAX_KNOWN_REGIMES = 3  # earlier regimes' drift profiles a version keeps
 
 
 @dataclass
@@ -50,6 +52,8 @@ class RunResult:
     decision: GateDecision | None
     data: DataStageResult
     timings: dict[str, float] = field(default_factory=dict)
+    recipe: str | None = None  # the winning recipe of a retrain's candidates
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 def _quiet(_: str) -> None:
@@ -65,14 +69,17 @@ def run_pipeline(
     reference: str | Path | None = None,
     contract: str | Path | None = None,
     tags: dict[str, str] | None = None,
-    gate_data: pd.DataFrame | None = None,
+    plan: RetrainPlan | None = None,
     say: Say = _quiet,
     reason: str = "run",
 ) -> RunResult:
     """Stages 1-3 on ``data``; returns what happened. Raises ``MedicError`` on bad input, with the
-    champion unchanged. ``gate_data``: labelled rows neither model trained on (the newest
-    production rows, held out by time) — the gate then compares candidate and champion on them
-    instead of on the candidate's holdout, which is mostly rows the champion trained on."""
+    champion unchanged.
+
+    ``plan`` (a monitor's retrain): ``data`` is a pool of rows, and the plan names the training
+    sets drawn from it (one candidate each), the newest labelled rows none of them trains on
+    (the candidates and the champion are judged on them) and the rows that show the current
+    distribution (the new version's drift reference)."""
     target = target or project.settings.self_healing.data_quality.target_column
     if target is None:
         raise UsageError("no target column: pass --target or set data_quality.target_column")
@@ -93,7 +100,7 @@ def run_pipeline(
             reference,
             contract,
             tags,
-            gate_data,
+            plan,
             say,
             reason,
         )
@@ -108,17 +115,37 @@ def _run_stages(
     reference: str | Path | None,
     contract: str | Path | None,
     tags: dict[str, str] | None,
-    gate_data: pd.DataFrame | None,
+    plan: RetrainPlan | None,
     say: Say,
     reason: str,
 ) -> RunResult:
     timings = Timings()
+    if plan is not None and isinstance(data, pd.DataFrame):
+        data = data.reset_index(drop=True)  # the plan's rows are positions in the pool
     stage = _stage_data(project, data, source, target, reference, contract, timings, say)
     _stage_backup(project, timings, say)
-    result, new_contract = _stage_train(project, stage, source, target, trainer, timings, say)
-    candidate = _stage_register(
-        project, stage, result, new_contract, tags, timings, say, source=source, reason=reason
+    result, new_contract, candidates = _stage_train(
+        project, stage, source, target, trainer, timings, say, plan=plan
     )
+    current = plan.current if plan is not None else None
+    known: list[dict[str, Any]] = []
+    if plan is not None and any(c.result is result and c.learns_reference for c in candidates):
+        known = plan.known
+    candidate = _stage_register(
+        project,
+        stage,
+        result,
+        new_contract,
+        tags,
+        timings,
+        say,
+        source=source,
+        reason=reason,
+        current=current,
+        known=known,
+    )
+    if candidates:
+        _tag_candidates(project, candidate.version, result, candidates)
     # stage 3 under the project lock too: rollbacks and the supervisor move the champion
     # without the run lock, and the champion is re-read there
     with project_lock(
@@ -132,8 +159,9 @@ def _run_stages(
             stage,
             timings,
             say,
-            gate_data=gate_data,
+            gate_data=plan.holdout if plan is not None else None,
             contract=new_contract,
+            candidates=candidates,
         )
 
 
@@ -200,17 +228,45 @@ def _stage_train(
     trainer: str | None,
     timings: Timings,
     say: Say,
-) -> tuple[TrainResult, DataContract]:
-    """Stage 2b: the new version's contract from the repaired data, then training (retried)."""
+    *,
+    plan: RetrainPlan | None = None,
+) -> tuple[TrainResult, DataContract, list[Candidate]]:
+    """Stage 2b: the new version's contract from the repaired data, then training (retried) —
+    one model, or with a ``plan`` one candidate per training set and the best of them on the
+    plan's holdout."""
     settings = project.settings.self_healing
+    time_column = settings.data_quality.time_column
     new_contract = DataContract(
         target=target,
         outlier_threshold_iqr=settings.data_quality.outlier_threshold_iqr,
         source=source,
+        time_column=time_column if time_column in stage.data.columns else None,
     ).fit(stage.data)
     training = settings.model_training
     retries = training.max_training_retries if training.auto_retry_on_failure else 0
     name = trainer or training.trainer
+    if plan is not None:
+        say(render.line_candidates(len(plan.sets), len(plan.holdout)))
+        with timings.step("train"):
+            candidates = train_candidates(
+                stage.data,
+                plan.sets,
+                plan.holdout,
+                new_contract,
+                trainer=name,
+                retries=retries,
+                events=project.events,
+                say=say,
+                merged=stage.repair.removed_duplicates if stage.repair is not None else None,
+            )
+            best = choose(
+                candidates,
+                target=target,
+                confidence=settings.model_validation.evidence_confidence,
+            )
+        assert best.result is not None
+        say(render.line_chosen(best.recipe, best.result.metrics))
+        return best.result, new_contract, candidates
     say(render.line_training(name or "the default pipeline", len(stage.data), retries + 1))
     with timings.step("train"), project.events.span(EventKind.TRAIN, "train") as span:
         result = train(
@@ -223,7 +279,19 @@ def _stage_train(
         span.message = f"trained with {result.trainer} on {result.train_rows:,} rows"
         span.details = {"metrics": result.metrics, "params": result.params}
     say(render.line_trained(result.trainer, result.train_rows, result.seconds, result.metrics))
-    return result, new_contract
+    return result, new_contract, []
+
+
+def _tag_candidates(
+    project: Project, version: int, result: TrainResult, candidates: list[Candidate]
+) -> None:
+    """Which recipe won, and every candidate's score, as version tags."""
+    winner = next(c.recipe for c in candidates if c.result is result)
+    scores = {c.recipe: (None if c.accuracy is None else round(c.accuracy, 4)) for c in candidates}
+    project.registry.set_tags(
+        version,
+        {"mlmedic.recipe": winner, "mlmedic.candidates": json.dumps(scores)},
+    )
 
 
 def _stage_register(
@@ -237,20 +305,28 @@ def _stage_register(
     *,
     source: str,
     reason: str,
+    current: pd.DataFrame | None = None,
+    known: list[dict[str, Any]] | None = None,
 ) -> VersionInfo:
     """Stage 2c: log and register the candidate with its baseline (contract, repair
-    statistics, drift reference), its training data as the run's input."""
+    statistics, drift reference), its training data as the run's input. ``current``: rows of
+    the distribution the version will see (a retrain's newest rows), for its drift reference;
+    else the training input as production would send it. ``known``: drift profiles of earlier
+    regimes the version was also trained for (kept in its baseline, ``known_features``)."""
     registry = project.registry
     say(render.line_registering(registry.tracking_uri))
     with timings.step("baseline"):  # what monitoring compares against (profile, importance)
         quality = project.settings.self_healing.data_quality
         repair_statistics = Repairer.from_config(quality).fit(new_contract).statistics()
+        shaped = current if current is not None else stage.production_shaped()
         profile = drift_reference(
-            stage.production_shaped(),
+            shaped,
             new_contract,
             result,
             window_rows=project.settings.self_healing.drift_detection.reference_window_rows,
         )
+        if known:
+            profile["known_features"] = known[:MAX_KNOWN_REGIMES]
     with timings.step("register"):
         candidate = registry.log_candidate(
             result,
@@ -277,34 +353,50 @@ def _gate_and_deploy(
     *,
     gate_data: pd.DataFrame | None = None,
     contract: DataContract | None = None,
+    candidates: list[Candidate] | None = None,
 ) -> RunResult:
-    """Stage 3: gate the candidate against the champion (re-read under the lock), then deploy
-    it or keep the champion."""
+    """Stage 3: gate the candidate against the champion (re-read under the lock), row by row on
+    the same rows — the newest labelled production rows when given, else the candidate's
+    holdout — then deploy it or keep the champion."""
     settings = project.settings.self_healing
     events = project.events
     registry = project.registry
     with timings.step("gate"):
         champion = registry.champion()
-        rows = result.holdout
-        candidate_metrics = result.metrics
-        if (
+        on_newest = bool(
             gate_data is not None
             and contract is not None
             and len(gate_data)
             and target in gate_data.columns
-        ):
+        )
+        if on_newest:
+            assert gate_data is not None and contract is not None
             rows = gate_data[gate_data[target].notna()]
             prepared = model_frame(rows, contract)
             prepared[target] = rows[target].to_numpy()
-            candidate_metrics = evaluate(result.model, prepared, target)
             say(render.line_gate_rows(len(rows)))
-        champion_metrics = _champion_on(project, champion, rows, target)
+        else:
+            rows = prepared = result.holdout
+        candidate_metrics, candidate_correct = scored(result.model, prepared, target)
+        found = _champion_on(project, champion, rows, target)
+        champion_metrics = found[0] if found is not None else None
+        versus = (
+            paired(
+                candidate_correct,
+                found[1],
+                confidence=settings.model_validation.evidence_confidence,
+            )
+            if found is not None
+            else None
+        )
         decision = decide(
             candidate_metrics,
             champion_metrics,
             settings.model_validation,
             champion_version=champion.version if champion else None,
-            production_rows=rows is not result.holdout,
+            production_rows=on_newest,
+            versus=versus,
+            prevalence=positive_rate(result.model, prepared[target]),
         )
         registry.tag_gate(
             candidate.version,
@@ -339,6 +431,8 @@ def _gate_and_deploy(
         decision=decision,
         data=stage,
         timings=dict(timings),
+        recipe=next((c.recipe for c in candidates or [] if c.result is result), None),
+        candidates=list(candidates or []),
     )
 
 
@@ -379,81 +473,11 @@ def _keep_champion(
     )
 
 
-def drift_reference(
-    frame: pd.DataFrame,
-    contract: DataContract,
-    result: TrainResult,
-    *,
-    window_rows: int | None = None,
-) -> dict[str, Any]:
-    """The version's drift reference.
-
-    - ``features``: the profile of ``frame`` — production-shaped data (the input without its
-      quarantined rows: no de-duplication, capping or filling), calibrated on consecutive windows
-      of ``window_rows`` of it (default: the smaller of 1,000 rows and a tenth of it), so the
-      reference's own variation never reads as drift;
-    - ``predictions``: the predicted probabilities of the holdout (prediction drift);
-    - ``calibration``: of confidence to accuracy, for the label-free estimate;
-    - ``importance``: permutation importance of each feature on the holdout (drift in the
-      features the model relies on is evidence of harm);
-    - ``validation_accuracy``.
-    """
-    features = model_features(contract)
-    kinds: dict[str, str] = {name: contract.columns_[name].kind for name in features}
-    data = model_frame(frame, contract)
-    feature_profile = ReferenceProfile().fit(data, kinds)
-    window = window_rows or max(100, min(1000, len(data) // 10))
-    feature_profile.calibrate(data, window)
-    holdout = result.holdout
-    probabilities = np.asarray(result.model.predict_proba(holdout[result.features]))
-    predictions = pd.DataFrame({"probability": probabilities.max(axis=1)})
-    prediction_profile = ReferenceProfile().fit(predictions, {"probability": "numeric"})
-    classes = list(getattr(result.model, "classes_", []))
-    truth, _ = match_labels(holdout[contract.target].tolist(), classes)
-    predicted = [classes[i] for i in probabilities.argmax(axis=1)] if classes else truth
-    correct = np.asarray([t is not None and t == p for t, p in zip(truth, predicted, strict=True)])
-    calibration = Calibration.fit(probabilities.max(axis=1), correct.astype(float))
-    return {
-        "features": feature_profile.to_dict(),
-        "predictions": prediction_profile.to_dict(),
-        "calibration": calibration.to_dict(),
-        "importance": permutation_importance_of(result, contract.target),
-        "validation_accuracy": result.metrics.get("accuracy"),
-    }
-
-
-def permutation_importance_of(
-    result: TrainResult, target: str | None, *, rows: int = 1000
-) -> dict[str, float]:
-    """Each feature's permutation importance (accuracy lost when it is shuffled) on up to
-    ``rows`` holdout rows; negative values are noise and read as 0."""
-    from sklearn.inspection import permutation_importance
-
-    holdout = result.holdout.head(rows)
-    if target is None or not len(holdout):
-        return {}
-    try:
-        found = permutation_importance(
-            result.model,
-            holdout[result.features],
-            holdout[target],
-            n_repeats=2,
-            random_state=0,
-            scoring="accuracy",
-        )
-    except (ValueError, TypeError):  # a model that cannot be scored this way: no weights
-        return {}
-    means = np.asarray(found.importances_mean, dtype=float)
-    return {
-        str(name): float(max(0.0, value))
-        for name, value in zip(result.features, means, strict=True)
-    }
-
-
 def _champion_on(
     project: Project, champion: VersionInfo | None, rows: pd.DataFrame, target: str
-) -> dict[str, float] | None:
-    """The champion's metrics on the gate's rows, or None if it cannot be compared."""
+) -> tuple[dict[str, float], np.ndarray] | None:
+    """The champion's metrics and per-row correctness on the gate's rows, or None if it cannot
+    be compared."""
     if champion is None:
         return None
     registry = project.registry
@@ -462,7 +486,7 @@ def _champion_on(
         champion_contract = registry.load_contract(champion.version)
         holdout = model_frame(rows, champion_contract)
         holdout[target] = rows[target].to_numpy()
-        return evaluate(model, holdout, target)
+        return scored(model, holdout, target)
     except (MedicError, KeyError, ValueError) as exc:
         project.events.record(
             EventKind.GATE,

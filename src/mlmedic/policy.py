@@ -1,23 +1,30 @@
 """The policy: from a window's drift and performance to one action — retrain, roll back, alert,
-or nothing — with the retraining cooldown counted from the event store (so it survives restarts).
+or nothing — with every decision's evidence.
 
 Rules (``drift_detection`` and ``model_validation``):
-- alert on drift (score > ``drift_threshold``) and on an accuracy drop (below
-  ``min_accuracy_threshold``, or more than ``performance_degradation_threshold`` below the
-  champion's validation accuracy);
-- accuracy counts only on at least ``min_samples_for_detection`` labelled rows ("insufficient
-  labels" below it); an *estimated* accuracy counts as a drop only when its whole 95 % interval
-  is below the floor (an estimate is weaker evidence than labels, and never rolls back);
-- on a measured drop where ``previous`` scores better on the same labelled window, and clears
-  the floor there itself: roll back;
-- retrain (if ``auto_retrain_enabled`` and the cooldown — ``retraining_cooldown_hours`` since
-  the last retrain, whatever the gate said — has passed; else "cooldown active, next retrain
-  allowed at …") when:
-  - ``retrain_on: "impact"`` (default): there is evidence of harm — a measured drop, an estimated
-    drop beyond its uncertainty, or drift concentrated in the features the model relies on (the
-    permutation-importance-weighted drift score above the threshold). Drift alone only alerts.
-  - ``retrain_on: "drift"``: the original rule — drift, or a measured drop.
-Every decision lists the evidence it used.
+- **A drop is significant and large enough.** Measured accuracy counts only on at least
+  ``min_samples_for_detection`` labelled rows; it is a drop when it is significantly below the
+  champion's validation accuracy (one-sided, at ``evidence_confidence``, the validation holdout's
+  own sampling error included) by at least ``performance_degradation_threshold``, or
+  significantly below ``min_accuracy_threshold``. An *estimated* accuracy counts only when its
+  whole 95 % interval is below the floor (an estimate never rolls back).
+- **Roll back on evidence that the model is at fault:** a drop where ``previous`` is
+  significantly better on the same labelled rows (McNemar) and clears the floor there itself; or
+  — *a heal that hurts* — while a retrained champion is on probation (its first labelled window,
+  and every one until the cooldown its deployment started ends), a window shows ``previous``
+  significantly better on the same rows. Once: the rolled-back version is out of the running.
+- **Retrain on evidence of harm** (``retrain_on: "impact"``, the default): a measured drop, an
+  estimated drop beyond its uncertainty, or drift that matters to the model (the drift score,
+  weighted by importance and magnitude, above ``drift_threshold``) when no labels say otherwise —
+  labels that show no drop outweigh drift. ``retrain_on: "drift"`` keeps the original rule.
+- **Drift is announced once.** An alert when the champion's inputs begin to drift; while the
+  drift goes on (the previous pass saw it too, on the same champion) it is reported in every
+  pass, not alerted again.
+- **The cooldown is spent by deployments.** ``retraining_cooldown_hours`` run from the last
+  retrain that *deployed* a version. A refused retrain backs off: the next attempt waits for as
+  many new labelled rows as the refused one was judged on (its holdout of newest rows; at least
+  ``min_samples_for_detection``) and one monitoring interval. ``retrain_allowed`` is the one rule,
+  used here and again by the action under the project lock.
 
 Examples:
     >>> from mlmedic.config import Settings
@@ -33,6 +40,7 @@ from typing import Any
 from mlmedic.clock import to_iso
 from mlmedic.config import Settings
 from mlmedic.drift import DriftReport
+from mlmedic.evidence import Paired, drop
 from mlmedic.performance import Performance
 
 
@@ -46,9 +54,12 @@ class Decision:
     next_retrain_at: float | None = None
     evidence: list[str] = field(default_factory=list)  # what the action rests on
     policy: str = "impact"
-    # the kinds of evidence: measured_drop, estimated_drop, important_drift, drift
+    # the kinds of evidence: measured_drop, estimated_drop, important_drift, drift, heal_hurts
     triggers: list[str] = field(default_factory=list)
     data_drift: bool = False  # the features drifted (whatever the action)
+    # the measured drop's test (observed, expected, p-value, size), when labels were measured
+    drop_test: dict[str, Any] | None = None
+    waiting: str = ""  # why a retrain the evidence asks for waits (cooldown, back-off)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,78 +71,108 @@ class Decision:
         return f"{self.action}: {why}"
 
 
+@dataclass(frozen=True)
+class RetrainHistory:
+    """What the event store says about earlier retrains: the cooldown runs from
+    ``deployed_at``; after a refused attempt (``refused_at``), the next waits for ``rows_needed``
+    new labelled rows (``rows_since`` have arrived)."""
+
+    deployed_at: float | None = None
+    refused_at: float | None = None
+    rows_needed: int = 0
+    rows_since: int = 0
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """Whether a retrain may start now, and if not, why and until when."""
+
+    allowed: bool
+    why: str = ""
+    next_at: float | None = None
+
+
+def retrain_allowed(history: RetrainHistory, now: float, settings: Settings) -> Allowance:
+    """The one rule for when a retrain may start (see the module docstring)."""
+    cooldown = settings.retraining_cooldown_hours * 3600.0
+    if history.deployed_at is not None:
+        allowed_at = history.deployed_at + cooldown
+        if now < allowed_at:
+            return Allowance(
+                False,
+                f"cooldown active, next retrain allowed at {to_iso(allowed_at)} (a retrained "
+                f"version was deployed at {to_iso(history.deployed_at)})",
+                allowed_at,
+            )
+    refused = history.refused_at
+    if refused is not None and (history.deployed_at is None or refused >= history.deployed_at):
+        interval = settings.monitoring.monitoring_interval_hours * 3600.0
+        if now < refused + interval:
+            return Allowance(
+                False,
+                f"backing off: a retrain was refused at {to_iso(refused)}; at most one attempt "
+                f"per monitoring interval (next from {to_iso(refused + interval)})",
+                refused + interval,
+            )
+        if history.rows_since < history.rows_needed:
+            return Allowance(
+                False,
+                f"backing off: a retrain was refused at {to_iso(refused)}; the next waits for "
+                f"{history.rows_needed:,} new labelled rows ({history.rows_since:,} so far)",
+            )
+    return Allowance(True)
+
+
 def decide(
     drift: DriftReport | None,
     performance: Performance | None,
     *,
     settings: Settings,
-    last_retrain_at: float | None,
     now: float,
+    last_retrain_at: float | None = None,
+    history: RetrainHistory | None = None,
     validation_accuracy: float | None = None,
+    validation_rows: int = 0,
+    versus_previous: Paired | None = None,
     previous_performance: Performance | None = None,
-    importance_drift: float | None = None,
+    probation: bool = False,
+    drift_ongoing: bool = False,
+    estimate: Performance | None = None,
 ) -> Decision:
-    """One action for a window; ``importance_drift`` is the drift score weighted by the
-    champion's permutation importance (None when the version stored none)."""
+    """One action for a window.
+
+    ``last_retrain_at`` (a shorthand for ``history``): when a retrain last deployed a version;
+    ``validation_rows``: how many holdout rows ``validation_accuracy`` was measured on (0: taken
+    as exact); ``versus_previous``: the champion (A) against ``previous`` (B) on the window's
+    labelled rows; ``previous_performance``: ``previous``'s metrics there; ``probation``: the
+    champion is a retrained version on probation (``monitor.history.on_probation``);
+    ``drift_ongoing``: the previous pass saw the same champion's inputs drift (already alerted);
+    ``estimate``: the window's own label-free estimate when ``performance`` was measured on
+    other rows (labels that arrived late describe earlier rows: they cannot say the window is
+    fine, and its estimate still counts).
+    """
     detection = settings.self_healing.drift_detection
-    validation = settings.self_healing.model_validation
+    history = history or RetrainHistory(deployed_at=last_retrain_at)
     decision = Decision(action="none", policy=detection.retrain_on)
     drifted = drift is not None and drift.drift
     decision.data_drift = drifted
     if drifted and drift is not None:
-        decision.reasons.append(f"data drift: {drift.summary()}")
-        if detection.alert_on_drift:
-            decision.alerts.append(f"data drift detected: {drift.summary()}")
-    floor = validation.min_accuracy_threshold
-    if validation_accuracy is not None:
-        floor = max(floor, validation_accuracy - validation.performance_degradation_threshold)
-    measured_drop = estimated_drop = False
-    if performance is not None and performance.rows > 0:
-        minimum = detection.min_samples_for_detection
-        if not performance.estimated and performance.rows < minimum:
-            decision.reasons.append(
-                f"insufficient labels: {performance.rows:,} labelled rows < {minimum:,} "
-                "(min_samples_for_detection); accuracy not used"
-            )
-        elif performance.accuracy < floor:
-            if not performance.estimated:
-                measured_drop = True
-                decision.triggers.append("measured_drop")
-                decision.evidence.append(
-                    f"measured accuracy drop: {performance.summary()} < {floor:.3f}"
-                )
-            elif performance.high is None or performance.high < floor:
-                estimated_drop = True
-                decision.triggers.append("estimated_drop")
-                decision.evidence.append(
-                    f"estimated accuracy drop beyond its uncertainty: {performance.summary()} "
-                    f"< {floor:.3f}"
-                )
-            else:
-                decision.reasons.append(
-                    f"estimated accuracy {performance.accuracy:.3f} below {floor:.3f} but within "
-                    f"its uncertainty [{performance.low:.3f}, {performance.high:.3f}]: not acted on"
-                )
-            if measured_drop or estimated_drop:
-                decision.reasons.append(
-                    f"accuracy drop: {performance.summary()} < {floor:.3f}"
-                    + (f" (validation {validation_accuracy:.3f})" if validation_accuracy else "")
-                )
-                decision.alerts.append(f"accuracy drop: {performance.summary()}")
-    if (
-        measured_drop
-        and previous_performance is not None
-        and previous_performance.rows >= detection.min_samples_for_detection
-        and previous_performance.accuracy > (performance.accuracy if performance else 1.0)
-        # rolling back to a version that fails the same floor heals nothing: retrain instead
-        and previous_performance.accuracy >= floor
-    ):
-        decision.action = "rollback"
         decision.reasons.append(
-            f"previous version scores better on the same window "
-            f"({previous_performance.accuracy:.3f} > {performance.accuracy:.3f})"  # type: ignore[union-attr]
+            f"data drift{' continues' if drift_ongoing else ''}: {drift.summary()}"
         )
-        decision.evidence.append(decision.reasons[-1])
+        if detection.alert_on_drift and not drift_ongoing:  # once per episode
+            decision.alerts.append(f"data drift detected: {drift.summary()}")
+    floor = _floor(validation_accuracy, settings)
+    measured_drop, estimated_drop, labels_say_fine = _performance(
+        performance, decision, settings, validation_accuracy, validation_rows, floor
+    )
+    if estimate is not None:  # the labels were of earlier rows
+        labels_say_fine = False
+        if not measured_drop:
+            _, estimated_drop, _ = _performance(
+                estimate, decision, settings, validation_accuracy, validation_rows, floor
+            )
+    if _rollback(decision, measured_drop, versus_previous, previous_performance, probation, floor):
         return decision
     if detection.retrain_on == "drift":
         if drifted and drift is not None:
@@ -139,40 +180,141 @@ def decide(
             decision.evidence.append(f"drift score {drift.score:.2f} > {drift.threshold}")
         harm = drifted or measured_drop
     else:
-        important = (
-            drifted
-            and importance_drift is not None
-            and drift is not None
-            and importance_drift > drift.threshold
-        )
-        if important and drift is not None:
+        important = drifted and drift is not None and drift.weighted
+        if important and labels_say_fine:
+            decision.reasons.append(
+                "drift in the features the model relies on, but the labels show no drop: "
+                "alert only (retrain_on: impact)"
+            )
+        elif important and drift is not None:
             decision.triggers.append("important_drift")
             decision.evidence.append(
-                f"drift in the features the model relies on: importance-weighted score "
-                f"{importance_drift:.2f} > {drift.threshold}"
+                f"drift in the features the model relies on: {drift.summary()}"
             )
         elif drifted:
-            weighted = (
-                f" (importance-weighted score {importance_drift:.2f})"
-                if importance_drift is not None
-                else ""
-            )
             decision.reasons.append(
-                f"drift without evidence of harm{weighted}: alert only (retrain_on: impact)"
+                "drift without evidence of harm: alert only (retrain_on: impact)"
             )
-        harm = measured_drop or estimated_drop or important
+        harm = measured_drop or estimated_drop or (important and not labels_say_fine)
     if harm and settings.auto_retrain_enabled:
-        cooldown = settings.retraining_cooldown_hours * 3600.0
-        allowed_at = None if last_retrain_at is None else last_retrain_at + cooldown
-        if allowed_at is None or now >= allowed_at:
+        allowance = retrain_allowed(history, now, settings)
+        if allowance.allowed:
             decision.action = "retrain"
         else:
             decision.action = "alert" if decision.alerts else "none"
-            decision.next_retrain_at = allowed_at
-            decision.reasons.append(
-                f"cooldown active, next retrain allowed at {to_iso(allowed_at)}"
-            )
+            decision.next_retrain_at = allowance.next_at
+            decision.waiting = allowance.why
+            decision.reasons.append(allowance.why)
         return decision
     if decision.alerts:
         decision.action = "alert"
     return decision
+
+
+def _floor(validation_accuracy: float | None, settings: Settings) -> float:
+    """The accuracy below which a window is harmed: the absolute floor, or the validation
+    accuracy less the smallest drop that counts, whichever is higher."""
+    validation = settings.self_healing.model_validation
+    floor = validation.min_accuracy_threshold
+    if validation_accuracy is not None:
+        floor = max(floor, validation_accuracy - validation.performance_degradation_threshold)
+    return floor
+
+
+def _performance(
+    performance: Performance | None,
+    decision: Decision,
+    settings: Settings,
+    validation_accuracy: float | None,
+    validation_rows: int,
+    floor: float,
+) -> tuple[bool, bool, bool]:
+    """(measured drop, estimated drop, labels show no drop) — with the reasons and evidence
+    written into ``decision``."""
+    detection = settings.self_healing.drift_detection
+    validation = settings.self_healing.model_validation
+    confidence = validation.evidence_confidence
+    if performance is None or performance.rows <= 0:
+        return False, False, False
+    if performance.estimated:
+        if performance.accuracy >= floor:
+            return False, False, False
+        if performance.high is None or performance.high < floor:
+            decision.triggers.append("estimated_drop")
+            decision.evidence.append(
+                f"estimated accuracy drop beyond its uncertainty: {performance.summary()} "
+                f"< {floor:.3f}"
+            )
+            decision.reasons.append(f"accuracy drop: {performance.summary()} < {floor:.3f}")
+            decision.alerts.append(f"accuracy drop: {performance.summary()}")
+            return False, True, False
+        decision.reasons.append(
+            f"estimated accuracy {performance.accuracy:.3f} below {floor:.3f} but within "
+            f"its uncertainty [{performance.low:.3f}, {performance.high:.3f}]: not acted on"
+        )
+        return False, False, False
+    minimum = detection.min_samples_for_detection
+    if performance.rows < minimum:
+        decision.reasons.append(
+            f"insufficient labels: {performance.rows:,} labelled rows < {minimum:,} "
+            "(min_samples_for_detection); accuracy not used"
+        )
+        return False, False, False
+    accuracy, rows = performance.accuracy, performance.rows
+    below_floor = drop(accuracy, rows, validation.min_accuracy_threshold, 0, confidence=confidence)
+    found = below_floor if below_floor.significant else None
+    if found is None and validation_accuracy is not None:
+        test = drop(accuracy, rows, validation_accuracy, validation_rows, confidence=confidence)
+        decision.drop_test = test.to_dict()
+        if test.significant and test.size >= validation.performance_degradation_threshold:
+            found = test
+    elif found is not None:
+        decision.drop_test = found.to_dict()
+    if found is None:
+        return False, False, True
+    decision.triggers.append("measured_drop")
+    against = (
+        f"validation {found.expected:.3f}"
+        if found is not below_floor
+        else f"min_accuracy_threshold {found.expected:.2f}"
+    )
+    decision.evidence.append(
+        f"measured accuracy drop: {performance.summary()} is {found.size:.3f} below {against} "
+        f"(p = {found.p_value:.2g} < {1 - confidence:.2g})"
+    )
+    decision.reasons.append(
+        f"accuracy drop: {performance.summary()} < {against}"
+        + (f" (floor {floor:.3f})" if validation_accuracy is not None else "")
+    )
+    decision.alerts.append(f"accuracy drop: {performance.summary()}")
+    return True, False, False
+
+
+def _rollback(
+    decision: Decision,
+    measured_drop: bool,
+    versus_previous: Paired | None,
+    previous_performance: Performance | None,
+    probation: bool,
+    floor: float,
+) -> bool:
+    """Decide a rollback (written into ``decision``); True when rolling back."""
+    if versus_previous is None or not versus_previous.worse:
+        return False
+    numbers = versus_previous.summary("the champion", "previous")
+    if probation:
+        decision.action = "rollback"
+        decision.triggers.append("heal_hurts")
+        decision.reasons.append(
+            f"a heal that hurts: on probation since a retrain deployed it, {numbers}"
+        )
+        decision.evidence.append(decision.reasons[-1])
+        return True
+    clears = previous_performance is not None and previous_performance.accuracy >= floor
+    if measured_drop and clears:
+        # rolling back to a version that fails the same floor heals nothing: retrain instead
+        decision.action = "rollback"
+        decision.reasons.append(f"previous version scores significantly better: {numbers}")
+        decision.evidence.append(decision.reasons[-1])
+        return True
+    return False

@@ -6,12 +6,13 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
-from mlmedic.clock import Clock, SystemClock
+from mlmedic.clock import Clock, SimulatedClock, SystemClock
 from mlmedic.config import Settings, load_settings
 from mlmedic.errors import ProjectError
 from mlmedic.events import EventStore
@@ -102,6 +103,20 @@ class Project:
             backup_retention_days=training.backup_retention_days,
             allow_pickle=training.allow_pickle_models_executing_code,
         )
+
+    @contextlib.contextmanager
+    def data_time(self, moment: float) -> Iterator[None]:
+        """Run the block at ``moment`` of data time: the project's clock and its event store's
+        read ``moment`` (and do not move), so everything the block records — events, alias
+        moves, backups, cooldowns — is dated in the data's time (a backfill, a replay)."""
+        clock = SimulatedClock(moment)
+        events = self.events
+        saved, saved_events = self.clock, events.clock
+        self.clock = events.clock = clock
+        try:
+            yield
+        finally:
+            self.clock, events.clock = saved, saved_events
 
     def close(self) -> None:
         if "events" in self.__dict__:

@@ -154,6 +154,18 @@ def line_training(trainer: str, rows: int, attempts: int) -> str:
     return f"[2] training {trainer} on {rows:,} rows (up to {attempts} attempt(s)) ..."
 
 
+def line_candidates(recipes: int, holdout: int) -> str:
+    return (
+        f"[2] training {recipes} candidate(s), one per retraining recipe, judged on the "
+        f"{holdout:,} newest labelled rows ..."
+    )
+
+
+def line_chosen(recipe: str, metrics: dict[str, float]) -> str:
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    return f"[2] best candidate: recipe {recipe} ({scores} on the newest rows)"
+
+
 def line_retry(attempt: int, exc: BaseException) -> str:
     return f"    training attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying"
 

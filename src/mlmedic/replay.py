@@ -9,11 +9,16 @@ last pass (each row's label arrives ``label_delay`` after its time), the policy'
 its action — retrains through stages 1-3 into a throwaway registry in a temporary folder. The
 project's own registry, event store and files are never touched.
 
-Two baselines run in the same replay on the same windows: *never heal* (the first model
-throughout) and *retrain every window* (a model trained before each window on the reference and
-every label arrived by then). For each strategy: the accuracy of the model in force on each
+Each window's pass happens at the data time of its newest row (a time column), or at the end of
+its slot of ``every`` (rows in order, spread evenly over it), as ``mlmedic monitor --batch
+--time-column`` would run it on the same rows: the same history gives the same decisions.
+
+Baselines run in the same replay on the same windows (``mlmedic.baselines``): *never heal*,
+*retrain every window*, optionally each retraining recipe alone, and the *oracle* (the best of
+them in hindsight on each window). For each strategy: the accuracy of the model in force on each
 window (all its labels, known afterwards), retrains, rollbacks, and alerts raised on windows where
-the model's accuracy did not drop.
+the model's accuracy did not drop. A history without labels replays on the label-free estimate
+alone, and says so.
 """
 
 from __future__ import annotations
@@ -47,12 +52,24 @@ def _quiet(_: str) -> None:
 
 @dataclass
 class Window:
-    """One window of the history: its rows and the data-time span they cover."""
+    """One window of the history: its rows, the data-time span they cover, and each row's
+    data time (the pass happens at the newest)."""
 
     index: int
     start: float
     end: float
     rows: pd.DataFrame
+    times: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        if len(self.times) != len(self.rows):  # rows in order, spread over (start, end]
+            n = len(self.rows)
+            self.times = self.start + (self.end - self.start) * np.arange(1, n + 1) / max(n, 1)
+
+    @property
+    def at(self) -> float:
+        """When the window's pass runs: at its newest row."""
+        return float(self.times.max()) if len(self.times) else self.end
 
 
 @dataclass
@@ -76,6 +93,10 @@ class WindowOutcome:
     roc_auc: float | None
     never_heal_accuracy: float | None
     retrain_every_window_accuracy: float | None
+    baselines: dict[str, float | None] = field(default_factory=dict)  # strategy -> accuracy
+    # the champion's label-free estimate of this window: [accuracy, low, high] of its 95 %
+    # interval (made before the window's labels are used)
+    estimate: list[float] | None = None
 
 
 @dataclass
@@ -94,9 +115,11 @@ class ReplayResult:
     windows: list[WindowOutcome]
     summaries: list[StrategySummary]
     validation_accuracy: float | None
+    validation_rows: int
     seconds: float
     seconds_per_window: float
     settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,20 +167,30 @@ def _by_rows_or_time(
     start: float,
 ) -> list[Window]:
     if time_column is not None:
+        from mlmedic.clock import data_times
+
         if time_column not in frame.columns:
             raise UsageError(f"--time-column {time_column}: no such column in the history")
-        times = pd.to_datetime(frame[time_column], errors="coerce", utc=True)
-        if times.isna().all():
-            raise UsageError(f"--time-column {time_column}: no value reads as a date/time")
-        frame = frame.assign(_t=times.map(lambda t: t.timestamp() if pd.notna(t) else np.nan))
-        frame = frame.dropna(subset=["_t"]).sort_values("_t", kind="stable")
-        first = float(frame["_t"].iloc[0])
-        slot = ((frame["_t"] - first) // every_seconds).astype(int)
+        try:
+            seconds = data_times(frame[time_column], what=f"--time-column {time_column}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        order = np.argsort(seconds, kind="stable")
+        frame, seconds = frame.iloc[order].reset_index(drop=True), seconds[order]
+        first = float(seconds[0])
+        slot = ((seconds - first) // every_seconds).astype(int)
         found = []
-        for position, (number, rows) in enumerate(frame.groupby(slot, sort=True)):
+        for position, number in enumerate(np.unique(slot)):
+            inside = np.flatnonzero(slot == number)
             begin = first + int(number) * every_seconds
             found.append(
-                Window(position, begin, begin + every_seconds, rows.reset_index(drop=True))
+                Window(
+                    position,
+                    begin,
+                    begin + every_seconds,
+                    frame.iloc[inside].reset_index(drop=True),
+                    seconds[inside],
+                )
             )
         return found
     if window_rows < 1:
@@ -233,52 +266,34 @@ def replay(
     window_rows: int = 1000,
     settings_from: Path | None = None,
     baselines: bool = True,
+    recipes: bool = False,
     say: Say = _quiet,
 ) -> ReplayResult:
-    """Replay ``history`` through the loop (see the module docstring)."""
+    """Replay ``history`` through the loop (see the module docstring); ``recipes``: also each
+    retraining recipe alone, retrained every window, and the oracle (three trainings more per
+    window)."""
+    from mlmedic.baselines import EVERY, NEVER, Baselines
     from mlmedic.monitor import Monitor
     from mlmedic.pipeline import run_pipeline
     from mlmedic.project import Project
-    from mlmedic.training import train
 
     if policy not in ("impact", "drift"):
         raise UsageError(f"--policy {policy}: use impact or drift")
-    begin = time.perf_counter()
-    start = 1_600_000_000.0  # data time of a history without a time column
-    windows = windows_of(
-        history,
-        time_column=time_column,
-        every_seconds=every_seconds,
-        window_rows=window_rows,
-        start=start,
-    )
-    if any(target not in w.rows.columns for w in windows):
-        raise UsageError(f"--target {target}: not a column of every window of the history")
-    if reference is None and len(windows) < 2:
-        raise UsageError(
-            f"the history holds {len(windows)} window(s): at least 2 are needed (the first model "
-            "learns from the first); cut it finer with --window-rows or --every, or pass "
-            "--reference"
-        )
-    if reference is None:
-        total = sum(len(w.rows) for w in windows)
-        taken, rows = 0, 0
-        while taken < len(windows) - 1 and rows < total / 5:
-            rows += len(windows[taken].rows)
-            taken += 1
-        reference_frame = pd.concat([w.rows for w in windows[:taken]], ignore_index=True)
-        windows = windows[taken:]
-    else:
-        reference_frame = (
-            reference if isinstance(reference, pd.DataFrame) else read_table(Path(reference))
-        )
-    if not windows:
-        raise UsageError("the history holds no window to replay after the reference")
-    drop = [c for c in (time_column, "_t") if c]
-    reference_frame = reference_frame.drop(columns=[c for c in drop if c in reference_frame])
-    for window in windows:
-        window.rows = window.rows.drop(columns=[c for c in drop if c in window.rows])
+    if time_column is None and settings_from is not None:
+        from mlmedic.config import load_settings
 
+        time_column = load_settings(settings_from).self_healing.data_quality.time_column
+    begin = time.perf_counter()
+    windows, reference_frame = _prepare(
+        history, target, reference, time_column, every_seconds, window_rows
+    )
+    notes = []
+    if not any(w.rows[target].notna().any() for w in windows):
+        notes.append(
+            "the history has no labels: every decision rests on the label-free estimate, and "
+            "no accuracy can be scored"
+        )
+        say(notes[-1])
     with _throwaway(settings_from, policy) as root:
         clock = SimulatedClock(start=windows[0].start)
         project = Project(
@@ -294,29 +309,48 @@ def replay(
             first_snapshot = monitor.snapshot()
             contract = first_snapshot.contract
             validation = first_snapshot.baseline.get("validation_accuracy")
+            validation_rows = int(first_snapshot.baseline.get("validation_rows") or 0)
+            others = (
+                Baselines(
+                    first_snapshot.model,
+                    reference_frame,
+                    contract,
+                    project.settings,
+                    recipes=recipes,
+                )
+                if baselines
+                else None
+            )
             arrived: list[pd.DataFrame] = []  # labelled rows with their arrival time
             outcomes: list[WindowOutcome] = []
-            every_model = first_snapshot.model
             last_pass = -float("inf")  # labels that arrived after this time are new to the pass
             passes_started = time.perf_counter()
             for window in windows:
-                clock.advance(max(0.0, window.end - clock.now()))
+                clock.advance(max(0.0, window.at - clock.now()))
                 snapshot = monitor.snapshot()  # the model that served this window
+
+                def score(model: Any, rows: pd.DataFrame) -> float | None:
+                    return _accuracy(model, rows, contract)[0]
+
                 accuracy, auc = _accuracy(snapshot.model, window.rows, contract)
-                never, _ = _accuracy(first_snapshot.model, window.rows, contract)
-                every = None
-                if baselines:
-                    every, _ = _accuracy(every_model, window.rows, contract)
+                scores = (
+                    others.score(window.rows, score)
+                    if others is not None
+                    else {NEVER: score(first_snapshot.model, window.rows)}
+                )
                 # each row's label arrives label_delay after the row's own time
-                times = np.linspace(window.start, window.end, len(window.rows))
-                labels = window.rows.assign(**{ARRIVES: times + label_delay_seconds})
-                arrived.append(labels)
+                labelled = window.rows[window.rows[target].notna()]
+                arrives = window.times[window.rows[target].notna().to_numpy()]
+                arrived.append(labelled.assign(**{ARRIVES: arrives + label_delay_seconds}))
                 pool = pd.concat(arrived, ignore_index=True)
                 due = (pool[ARRIVES] > last_pass) & (pool[ARRIVES] <= clock.now())
                 fresh = pool.loc[due].drop(columns=[ARRIVES])
                 last_pass = clock.now()
-                features = window.rows.drop(columns=[target])
-                result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
+                if label_delay_seconds <= 0:  # the window's own labels, with its rows
+                    result = monitor.run_batch(window.rows)
+                else:  # the labels that arrived by now, of this window's rows or earlier ones
+                    features = window.rows.drop(columns=[target])
+                    result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
                 outcomes.append(
                     WindowOutcome(
                         index=window.index,
@@ -334,15 +368,20 @@ def replay(
                         model_version=snapshot.version,
                         accuracy=accuracy,
                         roc_auc=auc,
-                        never_heal_accuracy=never,
-                        retrain_every_window_accuracy=every,
+                        never_heal_accuracy=scores.get(NEVER),
+                        retrain_every_window_accuracy=scores.get(EVERY),
+                        baselines=scores,
+                        estimate=_interval(result.estimate),
                     )
                 )
                 say(_line(outcomes[-1]))
-                if baselines:  # the next window's model, trained on every label known now
-                    known = pool.loc[pool[ARRIVES] <= clock.now()].drop(columns=[ARRIVES])
-                    data = pd.concat([reference_frame, known], ignore_index=True)
-                    every_model = train(data, contract, retries=0).model
+                if others is not None:  # the next window's models, on every label known now
+                    known = pool.loc[pool[ARRIVES] <= clock.now()]
+                    others.learn(
+                        known.drop(columns=[ARRIVES]).reset_index(drop=True),
+                        known[ARRIVES].to_numpy(dtype=float),
+                        clock.now(),
+                    )
             passes = time.perf_counter() - passes_started
             retrains = project.events.count(EventKind.RETRAIN)
             rollbacks = len(
@@ -350,12 +389,13 @@ def replay(
             )
         finally:
             project.close()
-    summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks, baselines)
+    summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks)
     return ReplayResult(
         policy=policy,
         windows=outcomes,
         summaries=summaries,
         validation_accuracy=validation,
+        validation_rows=validation_rows,
         seconds=time.perf_counter() - begin,
         seconds_per_window=passes / len(outcomes),
         settings={
@@ -364,7 +404,70 @@ def replay(
             "reference_rows": len(reference_frame),
             "windows": len(outcomes),
         },
+        notes=notes,
     )
+
+
+def _prepare(
+    history: str | Path | pd.DataFrame,
+    target: str,
+    reference: str | Path | pd.DataFrame | None,
+    time_column: str | None,
+    every_seconds: float,
+    window_rows: int,
+) -> tuple[list[Window], pd.DataFrame]:
+    """The windows to replay and the reference the first model learns from (the windows
+    holding the first fifth of the history when no reference is given)."""
+    start = 1_600_000_000.0  # data time of a history without a time column
+    windows = windows_of(
+        history,
+        time_column=time_column,
+        every_seconds=every_seconds,
+        window_rows=window_rows,
+        start=start,
+    )
+    if reference is None and any(target not in w.rows.columns for w in windows):
+        raise UsageError(f"--target {target}: not a column of every window of the history")
+    for window in windows:  # a history without labels (a reference gave the first model)
+        if target not in window.rows.columns:
+            window.rows = window.rows.assign(**{target: np.nan})
+    if reference is None and len(windows) < 2:
+        raise UsageError(
+            f"the history holds {len(windows)} window(s): at least 2 are needed (the first model "
+            "learns from the first); cut it finer with --window-rows or --every, or pass "
+            "--reference"
+        )
+    if reference is None:
+        total = sum(len(w.rows) for w in windows)
+        taken, rows = 0, 0
+        while taken < len(windows) - 1 and rows < total / 5:
+            rows += len(windows[taken].rows)
+            taken += 1
+        reference_frame = pd.concat([w.rows for w in windows[:taken]], ignore_index=True)
+        reference_frame = reference_frame[reference_frame[target].notna()]
+        windows = windows[taken:]
+        if not len(reference_frame):
+            raise UsageError(
+                "the first fifth of the history has no labels to train the first model on; "
+                "pass a labelled --reference"
+            )
+    else:
+        reference_frame = (
+            reference if isinstance(reference, pd.DataFrame) else read_table(Path(reference))
+        )
+    if not windows:
+        raise UsageError("the history holds no window to replay after the reference")
+    drop = [c for c in (time_column,) if c]
+    reference_frame = reference_frame.drop(columns=[c for c in drop if c in reference_frame])
+    for window in windows:
+        window.rows = window.rows.drop(columns=[c for c in drop if c in window.rows])
+    return windows, reference_frame.reset_index(drop=True)
+
+
+def _interval(estimate: Any) -> list[float] | None:
+    if estimate is None or not estimate.rows or estimate.low is None or estimate.high is None:
+        return None
+    return [float(estimate.accuracy), float(estimate.low), float(estimate.high)]
 
 
 def _line(outcome: WindowOutcome) -> str:
@@ -382,8 +485,8 @@ def _summaries(
     settings: Any,
     retrains: int,
     rollbacks: int,
-    baselines: bool,
 ) -> list[StrategySummary]:
+    """mlmedic first, then every baseline the replay scored, in their order."""
     allowed = settings.self_healing.model_validation.performance_degradation_threshold
     floor = (validation - allowed) if validation is not None else None
 
@@ -398,9 +501,9 @@ def _summaries(
     )
     mean, worst = stats([o.accuracy for o in outcomes])
     found = [StrategySummary("mlmedic", mean, worst, retrains, rollbacks, needless)]
-    mean, worst = stats([o.never_heal_accuracy for o in outcomes])
-    found.append(StrategySummary("never heal", mean, worst, 0, 0, 0))
-    if baselines:
-        mean, worst = stats([o.retrain_every_window_accuracy for o in outcomes])
-        found.append(StrategySummary("retrain every window", mean, worst, len(outcomes), 0, 0))
+    names = list(outcomes[0].baselines) if outcomes else []
+    for name in names:
+        mean, worst = stats([o.baselines.get(name) for o in outcomes])
+        trained = 0 if name in ("never heal", "oracle") else len(outcomes)
+        found.append(StrategySummary(name, mean, worst, trained, 0, 0))
     return found

@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,9 +59,22 @@ class Classifier(Protocol):
 
 
 class Trainer(Protocol):
-    """A training function: the training frame (features and target) and the target's name."""
+    """A training function: the training frame (features and target) and the target's name. A
+    trainer that also takes ``sample_weight`` (one weight per row) can train the
+    ``recency_weighted`` retraining recipe; one that does not is skipped for it."""
 
     def __call__(self, frame: pd.DataFrame, target: str) -> Classifier: ...
+
+
+def takes_weights(function: Any) -> bool:
+    """Whether a trainer accepts ``sample_weight`` (by name, or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "sample_weight" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
+    )
 
 
 @dataclass
@@ -78,11 +92,14 @@ class TrainResult:
 
 
 def model_features(contract: DataContract) -> list[str]:
-    """The columns a model sees: numeric and categorical features (not time, text or target)."""
+    """The columns a model sees: numeric and categorical features (not time, text or target,
+    nor the time column however it is written)."""
     return [
         name
         for name, spec in contract.columns_.items()
-        if not spec.is_target and spec.kind in ("numeric", "categorical")
+        if not spec.is_target
+        and spec.kind in ("numeric", "categorical")
+        and name != contract.time_column
     ]
 
 
@@ -102,8 +119,11 @@ def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def default_trainer(frame: pd.DataFrame, target: str) -> Pipeline:
-    """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded)."""
+def default_trainer(
+    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded);
+    ``sample_weight``: one weight per row (the recency-weighted retraining recipe)."""
     features = frame.drop(columns=[target])
     categorical = [c for c in features.columns if features[c].dtype == object]
     numeric = [c for c in features.columns if c not in categorical]
@@ -122,6 +142,8 @@ def default_trainer(frame: pd.DataFrame, target: str) -> Pipeline:
         random_state=SEED,
     )
     pipeline = Pipeline([("prepare", prepare), ("model", model)])
+    if sample_weight is not None:
+        return pipeline.fit(features, frame[target], model__sample_weight=sample_weight)
     return pipeline.fit(features, frame[target])
 
 
@@ -145,7 +167,7 @@ def load_trainer(path: str | None) -> tuple[str, Trainer]:
     return path, function
 
 
-def _check_trainable(frame: pd.DataFrame, target: str) -> None:
+def _check_trainable(frame: pd.DataFrame, target: str, *, split: bool = True) -> None:
     if target not in frame.columns:
         raise TrainingError(f"target column '{target}' not found in the training data")
     labels = frame[target]
@@ -161,6 +183,8 @@ def _check_trainable(frame: pd.DataFrame, target: str) -> None:
         raise TrainingError(
             f"too few rows to train and validate: {len(frame)} (at least {MIN_ROWS} needed)"
         )
+    if not split:
+        return
     holdout = max(1, round(len(frame) * HOLDOUT_SHARE))
     if counts.min() < 2 or holdout < len(counts):
         raise TrainingError(
@@ -182,6 +206,13 @@ def split(
 
 def evaluate(model: Classifier, holdout: pd.DataFrame, target: str) -> dict[str, float]:
     """Accuracy, F1 (binary: of the positive, later-sorted label; else macro) and ROC AUC."""
+    return scored(model, holdout, target)[0]
+
+
+def scored(
+    model: Classifier, holdout: pd.DataFrame, target: str
+) -> tuple[dict[str, float], np.ndarray]:
+    """``evaluate``'s metrics and whether each row was predicted right (for paired tests)."""
     features = holdout.drop(columns=[target])
     truth = holdout[target].to_numpy()
     predicted = np.asarray(model.predict(features))
@@ -202,7 +233,16 @@ def evaluate(model: Classifier, holdout: pd.DataFrame, target: str) -> dict[str,
             )
         except ValueError:
             metrics["roc_auc"] = float("nan")
-    return metrics
+    return metrics, np.asarray(predicted == truth, dtype=bool)
+
+
+def positive_rate(model: Classifier, truth: pd.Series) -> float | None:
+    """The share of the positive (later-sorted) class among ``truth`` for a binary model
+    (None otherwise): the prevalence the gate's F1 floor follows."""
+    labels = list(getattr(model, "classes_", []))
+    if len(labels) != 2 or not len(truth):
+        return None
+    return float(np.mean(np.asarray(truth == labels[1], dtype=bool)))
 
 
 def train(
@@ -213,21 +253,46 @@ def train(
     seed: int = SEED,
     retries: int = 0,
     on_retry: Callable[[int, BaseException], None] | None = None,
+    holdout: pd.DataFrame | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
-    """Split, fit with the trainer (retrying up to ``retries`` times), evaluate on the holdout."""
+    """Split, fit with the trainer (retrying up to ``retries`` times), evaluate on the holdout.
+
+    ``holdout``: labelled rows to evaluate on instead of a random 20 % of ``frame`` (a retrain's
+    newest rows, held out by time); the model then learns from every row of ``frame``.
+    ``sample_weight``: a weight per row of ``frame`` (the trainer must accept it)."""
     target = contract.target
     if target is None:
         raise TrainingError("the data contract has no target column; pass --target")
     name, function = load_trainer(trainer)
+    if sample_weight is not None and not takes_weights(function):
+        raise TrainingError(f"trainer '{name}' takes no sample_weight: it cannot weigh rows")
     data = model_frame(frame, contract)
     data[target] = frame[target].to_numpy()
-    train_part, holdout = split(data, target, seed=seed)
+    weights = None
+    if holdout is None:
+        if sample_weight is not None:
+            data["__weight__"] = np.asarray(sample_weight, dtype=float)
+        train_part, held = split(data, target, seed=seed)
+        if sample_weight is not None:
+            weights = train_part.pop("__weight__").to_numpy()
+            held = held.drop(columns="__weight__")
+    else:
+        _check_trainable(data, target, split=False)
+        train_part = data
+        held = model_frame(holdout, contract)
+        held[target] = holdout[target].to_numpy()
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     start = time.perf_counter()
     attempt = 0
     while True:
         attempt += 1
         try:
-            model = function(train_part.copy(), target)
+            if weights is None:
+                model = function(train_part.copy(), target)
+            else:
+                weighted: Any = function  # checked by takes_weights above
+                model = weighted(train_part.copy(), target, sample_weight=weights)
             break
         except Exception as exc:
             if attempt > retries:
@@ -241,7 +306,7 @@ def train(
         if not callable(getattr(model, method, None)):
             raise TrainingError(f"trainer '{name}' returned a model without {method}()")
     try:
-        metrics = evaluate(model, holdout, target)
+        metrics = evaluate(model, held, target)
     except Exception as exc:
         raise TrainingError(
             f"trainer '{name}': its model fails on the holdout ({type(exc).__name__}: {exc})"
@@ -249,8 +314,8 @@ def train(
     return TrainResult(
         model=model,
         metrics=metrics,
-        features=[c for c in data.columns if c != target],
-        holdout=holdout,
+        features=[c for c in data.columns if c not in (target, "__weight__")],
+        holdout=held,
         train_rows=len(train_part),
         trainer=name,
         seconds=time.perf_counter() - start,
@@ -258,7 +323,9 @@ def train(
             "trainer": name,
             "seed": seed,
             "train_rows": len(train_part),
-            "holdout_rows": len(holdout),
+            "holdout_rows": len(held),
+            "holdout": "random" if holdout is None else "newest rows",
+            "weighted": sample_weight is not None,
             "attempts": attempt,
         },
     )

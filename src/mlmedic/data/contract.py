@@ -177,8 +177,12 @@ class DataContract:
         max_categories: int = 1000,
         self_reference: bool = False,
         source: str = "",
+        time_column: str | None = None,
     ) -> None:
         self.target = target
+        # the column holding each row's time (data_quality.time_column): never a model feature;
+        # a monitoring pass over a batch happens at its newest value
+        self.time_column = time_column
         self.outlier_threshold_iqr = outlier_threshold_iqr
         self.max_categories = max_categories
         self.self_reference = self_reference
@@ -311,6 +315,7 @@ class DataContract:
                 "max_categories": self.max_categories,
                 "self_reference": self.self_reference,
                 "source": self.source,
+                "time_column": self.time_column,
             },
             "n_rows": self.n_rows_,
             "duplicate_rate": self.duplicate_rate_,

@@ -32,6 +32,7 @@ from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
 from mlmedic.monitor.distributed import WindowSummary
+from mlmedic.monitor.history import on_probation, retrain_history
 from mlmedic.monitor.measure import Measurements, measure
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
@@ -46,6 +47,61 @@ def _quiet(_: str) -> None:
     return None
 
 
+def _data_time(
+    frame: pd.DataFrame, time_column: str | None, snapshot: ChampionSnapshot
+) -> float | None:
+    """The newest time of the batch's time column (``--time-column``, else the contract's time
+    column when the batch has it), or None; ``UsageError`` for a column that is not there or
+    does not read as times."""
+    from mlmedic.clock import data_times
+    from mlmedic.errors import UsageError
+
+    what = f"--time-column {time_column}"
+    if time_column is None:
+        known = snapshot.contract.time_column
+        if known is None or known not in frame.columns:
+            return None
+        time_column, what = known, f"the time column {known} (data_quality.time_column)"
+    if time_column not in frame.columns:
+        raise UsageError(f"{what}: no such column in the batch")
+    if not len(frame):
+        return None
+    try:
+        return float(data_times(frame[time_column], what=what).max())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _recent_errors(events: Any) -> list[float]:
+    """The label-free estimate's errors on the newest labelled windows, newest first."""
+    from mlmedic.performance import RECENT_ERRORS
+
+    found = []
+    for event in events.query(
+        kind=EventKind.PERFORMANCE_CHECK, limit=3 * RECENT_ERRORS, newest_first=True
+    ):
+        error = event.details.get("estimate_error")
+        if error is not None:
+            found.append(float(error))
+    return found[:RECENT_ERRORS]
+
+
+def _mark(decision: Decision) -> str:
+    """How a pass's labelled rows are marked for the next retrain's current regime."""
+    if {"measured_drop", "estimated_drop"} & set(decision.triggers):
+        return "drop"
+    return "drift" if decision.data_drift else ""
+
+
+def _validation_rows(baseline: dict[str, Any]) -> int:
+    """How many holdout rows the validation accuracy was measured on (older baselines: the
+    calibration's rows; 0 when unknown, and the accuracy is then taken as exact)."""
+    rows = baseline.get("validation_rows")
+    if rows is None:
+        rows = (baseline.get("calibration") or {}).get("holdout_rows", 0)
+    return int(rows or 0)
+
+
 @dataclass
 class MonitorResult:
     """One pass: what was measured, what was decided, what was done."""
@@ -57,6 +113,8 @@ class MonitorResult:
     decision: Decision
     acted: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    estimate: Performance | None = None  # the label-free estimate, made on every window
+    estimate_error: float | None = None  # its error where labels were measured
 
     def to_dict(self) -> dict[str, Any]:
         """The pass as one JSON-able document (``mlmedic monitor --json``, the MLflow report)."""
@@ -67,6 +125,8 @@ class MonitorResult:
             "drift": self.drift.to_dict() if self.drift else None,
             "prediction_drift": self.prediction_drift.to_dict() if self.prediction_drift else None,
             "performance": self.performance.to_dict() if self.performance else None,
+            "estimate": self.estimate.to_dict() if self.estimate else None,
+            "estimate_error": self.estimate_error,
             "details": self.details,
         }
 
@@ -124,10 +184,20 @@ class Monitor:
 
     # ------------------------------------------------------------------ passes
     def run_batch(
-        self, data: str | Path | pd.DataFrame, *, labelled: pd.DataFrame | None = None
+        self,
+        data: str | Path | pd.DataFrame,
+        *,
+        labelled: pd.DataFrame | None = None,
+        time_column: str | None = None,
     ) -> MonitorResult:
         """One pass over a batch (with or without the target column); ``labelled``: rows whose
-        labels arrived since the last pass (measured on instead of the batch's own labels)."""
+        labels arrived since the last pass (measured on instead of the batch's own labels).
+
+        The pass happens in *data time* — at the newest time of ``time_column``, or of the
+        champion's time column (its contract's, from ``data_quality.time_column``) when the
+        batch has it — so that a backfill of a history pass by pass keeps cooldowns, back-offs
+        and the labelled rows' ages as ``mlmedic replay`` does; without one, at the project's
+        clock."""
         if not self.settings.self_healing.monitoring.batch_monitoring_enabled:
             raise ConfigError(
                 "self_healing_config.json",
@@ -135,13 +205,22 @@ class Monitor:
                 "monitor the prediction log with 'mlmedic monitor --every'",
                 "monitoring.batch_monitoring_enabled",
             )
-        if isinstance(data, pd.DataFrame):
-            return self._pass(data, source="", labelled=labelled)
         snapshot = self.snapshot()
-        # only the columns the champion's contract knows are read (Parquet and CSV read no more
-        # from disk): a production file may carry many the model never sees
-        frame = read_table(data, columns=set(snapshot.contract.columns_))
-        return self._pass(frame, source=str(data), snapshot=snapshot, labelled=labelled)
+        source = "" if isinstance(data, pd.DataFrame) else str(data)
+        if isinstance(data, pd.DataFrame):
+            frame = data
+        else:
+            # only the columns the champion's contract knows are read (Parquet and CSV read no
+            # more from disk): a production file may carry many the model never sees
+            named = time_column or snapshot.contract.time_column
+            wanted = set(snapshot.contract.columns_) | ({named} if named else set())
+            frame = read_table(data, columns=wanted)
+        moment = _data_time(frame, time_column, snapshot)
+        if moment is None:
+            return self._pass(frame, source=source, snapshot=snapshot, labelled=labelled)
+        with self.project.data_time(moment):
+            self.say(f"data time: {to_iso(moment)} (the newest time of the batch)")
+            return self._pass(frame, source=source, snapshot=snapshot, labelled=labelled)
 
     def run_window(self, since: float | None, until: float) -> MonitorResult:
         """One pass over the prediction log in [since, until), labels joined from feedback."""
@@ -251,27 +330,51 @@ class Monitor:
             logged=logged,
             labelled=labelled,
             summary=summary,
+            errors=_recent_errors(events),
         )
         rows = found.rows
-        last_retrain = events.last(EventKind.RETRAIN)
+        detection = self.settings.self_healing.drift_detection
+        before = events.last(EventKind.MONITOR)
+        performance = found.performance
+        measured_rows = performance.rows if performance and not performance.estimated else 0
         decision = decide(
             found.drift,
-            found.performance,
+            performance,
             settings=self.settings,
-            last_retrain_at=last_retrain.started_at if last_retrain else None,
             now=now,
+            history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
             validation_accuracy=snapshot.baseline.get("validation_accuracy"),
+            validation_rows=_validation_rows(snapshot.baseline),
+            versus_previous=found.versus_previous,
             previous_performance=found.previous_performance,
-            importance_drift=found.importance_drift,
+            probation=measured_rows >= detection.min_samples_for_detection
+            and on_probation(
+                events,
+                snapshot.version,
+                min_rows=detection.min_samples_for_detection,
+                now=now,
+                cooldown=self.settings.retraining_cooldown_hours * 3600.0,
+            ),
+            drift_ongoing=before is not None
+            and bool(before.details.get("data_drift"))
+            and before.model_version == str(snapshot.version),
+            # labels that arrived late are of earlier rows: the window's estimate counts too
+            estimate=found.estimate if labelled is not None and not found.labelled else None,
         )
         self._keep_labelled(
             labelled if labelled is not None else frame,
             snapshot,
             now,
-            dropped="measured_drop" in decision.triggers,
+            mark=_mark(decision),
         )
         result = MonitorResult(
-            rows, found.drift, found.prediction_drift, found.performance, decision
+            rows,
+            found.drift,
+            found.prediction_drift,
+            found.performance,
+            decision,
+            estimate=found.estimate,
+            estimate_error=found.estimate_error,
         )
         self._record(result, snapshot.version, source, now)
         self.actions.alert(decision.alerts, snapshot.version, now)
@@ -292,7 +395,11 @@ class Monitor:
                 "action": decision.action,
                 "policy": decision.policy,
                 "evidence": decision.evidence,
-                "importance_drift": found.importance_drift,
+                "triggers": decision.triggers,
+                "data_drift": decision.data_drift,
+                "drift_score": found.drift.score if found.drift else None,
+                "measured_rows": measured_rows,
+                "drop_test": decision.drop_test,
             },
             model_version=snapshot.version,
             started_at=now,
@@ -301,7 +408,7 @@ class Monitor:
         return result
 
     def _keep_labelled(
-        self, frame: pd.DataFrame, snapshot: ChampionSnapshot, now: float, *, dropped: bool
+        self, frame: pd.DataFrame, snapshot: ChampionSnapshot, now: float, *, mark: str
     ) -> None:
         """Labelled rows go to the store the next retrain learns from (``monitor.labelled``)."""
         target = snapshot.target
@@ -316,7 +423,7 @@ class Monitor:
                 rows[columns],
                 now=now,
                 version=snapshot.version,
-                dropped=dropped,
+                mark=mark,
             )
             labelled_store.prune(
                 self.project.state_dir, before=now - paths.production_rows_max_age_days * 86_400
@@ -424,7 +531,11 @@ class Monitor:
                 "estimate" if result.performance.estimated else "measure",
                 Outcome.SUCCESS,
                 message=result.performance.summary(),
-                details=result.performance.to_dict(),
+                details={
+                    **result.performance.to_dict(),
+                    "estimate": result.estimate.to_dict() if result.estimate else None,
+                    "estimate_error": result.estimate_error,
+                },
                 model_version=version,
                 started_at=now,
                 ended_at=now,

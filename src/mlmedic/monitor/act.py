@@ -1,10 +1,13 @@
-"""Act on a decision: roll back, retrain (under the project lock, the cooldown re-checked), or
-only tell — through a notifier (``mlmedic.notify.Notify``; a ``MemoryNotifier`` in tests).
+"""Act on a decision: roll back, retrain (under the project lock, the cooldown and back-off
+re-checked by the policy's own rule), or only tell — through a notifier
+(``mlmedic.notify.Notify``; a ``MemoryNotifier`` in tests).
 
-Retraining goes through stages 1-3 (``run_pipeline``) on the reference training data plus the
-labelled production rows seen since the champion was deployed (``monitor.labelled``), in the
-columns of the champion the pass measured. When there are enough of those rows, the newest are
-held out by time and the gate compares candidate and champion on them: rows neither trained on.
+A retrain goes through stages 1-3 (``run_pipeline``) with a plan (``monitor.recipes``): one
+candidate per recipe drawn from the reference and the kept labelled rows, the best on the newest
+labelled rows none of them trained on, gated against the champion on those same rows. Its event
+records every candidate's score, the winner, the gate's verdict, and — when refused — how many new
+labelled rows the next attempt waits for. A retrain that fails is recorded and backed off, never
+raised into the monitoring pass.
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.events import EventKind, Outcome
-from mlmedic.monitor import labelled as labelled_store
+from mlmedic.monitor import recipes
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
 from mlmedic.policy import Decision
@@ -69,8 +71,8 @@ class Actions:
             return self._told(acted)
         if action == "retrain":
             return self._retrain_if_allowed(decision, snapshot)
-        if decision.next_retrain_at is not None:
-            return f"no retrain: cooldown until {to_iso(decision.next_retrain_at)}"
+        if decision.waiting:
+            return f"no retrain: {decision.waiting}"
         return ""
 
     def _told(self, text: str) -> str:
@@ -78,168 +80,107 @@ class Actions:
         return text
 
     def _retrain_if_allowed(self, decision: Decision, snapshot: ChampionSnapshot) -> str:
-        events = self.project.events
-        # labels show a drop while the inputs did not drift: the concept changed (the same
-        # inputs now mean another label), so learn from the rows since the drop began; with
-        # drifted inputs (covariate shift) the reference still holds and is kept
-        concept_changed = "measured_drop" in decision.triggers and not decision.data_drift
-        training, gate_rows = self.training_data(snapshot, concept_changed=concept_changed)
-        if training is None:
-            acted = "cannot retrain: no reference training data and no labelled rows"
-            events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=acted)
-            return self._told(acted)
         from mlmedic.lock import RUN_LOCK, project_lock
+        from mlmedic.monitor.history import retrain_history
+        from mlmedic.policy import retrain_allowed
 
+        events = self.project.events
+        settings = self.project.settings
         state, model = self.project.state_dir, self.project.registry.model_name
         with project_lock(state, "monitor retrain", lock_file=RUN_LOCK, say=self.say):
-            # another monitor may have retrained while this pass measured: the cooldown is
-            # claimed in the event store, atomically, so one retrain per cooldown holds across
-            # processes and (on Postgres) across hosts
-            last = events.last(EventKind.RETRAIN)
-            hours = self.project.settings.retraining_cooldown_hours
+            # another monitor may have retrained while this pass measured: the same rule as the
+            # policy's, re-read under the lock, and a claim in the event store so that one
+            # attempt per monitoring interval holds across processes and (on Postgres) hosts
             now = self.project.clock.now()
-            if last is not None and now < last.started_at + hours * 3600.0:
-                return self._told(
-                    f"no retrain: another monitor retrained at {to_iso(last.started_at)} "
-                    f"(cooldown until {to_iso(last.started_at + hours * 3600.0)})"
+            allowance = retrain_allowed(retrain_history(events, state), now, settings)
+            if not allowance.allowed:
+                return self._told(f"no retrain: {allowance.why}")
+            interval = settings.monitoring.monitoring_interval_hours * 3600.0
+            if not events.claim(f"retrain:{model}", seconds=interval * 0.9):
+                return self._told("no retrain: another monitor has just claimed this attempt")
+            pool = self._pool(snapshot, now)
+            if pool is None or not pool.production_rows:
+                # the reference alone would teach the champion's own lesson again
+                acted = (
+                    "cannot retrain: no labelled production rows to learn from "
+                    "(labels reach mlmedic through 'mlmedic feedback' or a batch's target column)"
                 )
-            if hours > 0 and not events.claim(f"retrain:{model}", seconds=hours * 3600.0):
-                return self._told("no retrain: another monitor has just claimed this cooldown")
-            return self._retrain(decision, training, gate_rows, snapshot)
+                events.record(EventKind.ALERT, "retrain", Outcome.FAILURE, message=acted)
+                return self._told(acted)
+            return self._retrain(decision, pool, snapshot)
 
-    def _retrain(
-        self,
-        decision: Decision,
-        training: pd.DataFrame,
-        gate_rows: pd.DataFrame | None,
-        snapshot: ChampionSnapshot,
-    ) -> str:
+    def _pool(self, snapshot: ChampionSnapshot, now: float) -> recipes.Pool | None:
+        reference = self.reference_data
+        if reference is not None and not isinstance(reference, pd.DataFrame):
+            reference = read_table(reference)
+        pool = recipes.build(
+            self.project.state_dir,
+            reference,
+            columns=list(snapshot.contract.columns_),
+            now=now,
+            settings=self.project.settings,
+        )
+        if pool is not None and pool.plan is not None:
+            # the regimes the champion was trained for, newest first
+            baseline = snapshot.baseline
+            pool.plan.known = [baseline["features"], *baseline.get("known_features", [])]
+        return pool
+
+    def _retrain(self, decision: Decision, pool: recipes.Pool, snapshot: ChampionSnapshot) -> str:
+        from mlmedic.errors import MedicError
         from mlmedic.pipeline import run_pipeline
 
         events = self.project.events
+        minimum = self.project.settings.self_healing.drift_detection.min_samples_for_detection
+        plan = pool.plan
+        if plan is None:
+            self.say(f"retrain: {pool.note}")
+        for recipe, why in plan.skipped if plan is not None else []:
+            events.record(
+                EventKind.TRAIN,
+                f"train:{recipe}",
+                Outcome.SKIPPED,
+                message=f"recipe {recipe} skipped: {why}",
+                details={"recipe": recipe, "error": why},
+            )
         with events.span(EventKind.RETRAIN, "retrain", model_version=snapshot.version) as span:
-            run = run_pipeline(
-                self.project,
-                training,
-                target=snapshot.target,
-                gate_data=gate_rows,
-                say=self.say,
-                reason="retrain: " + ", ".join(decision.triggers or ["drift"]),
-            )
-            span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
-            outcome = "deployed" if run.deployed else "rejected by the gate"
             reasons = "; ".join(decision.reasons)
-            span.message = (
-                f"retrained on {len(training):,} rows because {reasons}: v{run.candidate} {outcome}"
-            )
-            span.details = {
-                "candidate": run.candidate,
-                "deployed": run.deployed,
+            details: dict[str, object] = {
                 "reasons": decision.reasons,
                 "evidence": decision.evidence,
-                "training_rows": len(training),
-                "gate_rows": 0 if gate_rows is None else len(gate_rows),
+                "training_rows": len(pool.frame),
+                "gate_rows": 0 if plan is None else len(plan.holdout),
+                "newest_rows": pool.newest_rows,
+                # a refused attempt waits for as many new labelled rows as it was judged on
+                "rows_needed": max(minimum, 0 if plan is None else len(plan.holdout)),
             }
-        return span.message
-
-    def training_data(
-        self, snapshot: ChampionSnapshot, *, concept_changed: bool = False
-    ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-        """(training rows, gate rows): the reference plus the labelled production rows seen
-        since the champion was deployed, in the champion's columns; the newest production rows
-        are the gate rows when there are at least twice ``min_samples_for_detection`` of them.
-
-        With ``concept_changed`` (a measured drop without input drift) two training sets are
-        tried on the gate rows: that one, and the rows since the drop began alone. The recent
-        rows alone win only when they beat it by more than ``performance_degradation_threshold``
-        — when the reference teaches a concept that no longer holds (labels flipped), not merely
-        when production moved to a region of the data the reference covers thinly."""
-        columns = list(snapshot.contract.columns_)
-        settings = self.project.settings.self_healing
-        now = self.project.clock.now()
-
-        def rows_since(streak: bool) -> pd.DataFrame:
-            return labelled_store.since(
-                self.project.state_dir,
-                _deployed_at(self.project),
-                now=now,
-                max_rows=settings.monitoring.production_rows_max,
-                max_age_days=settings.monitoring.production_rows_max_age_days,
-                drop_streak=streak,
+            try:
+                run = run_pipeline(
+                    self.project,
+                    pool.frame,
+                    target=snapshot.target,
+                    plan=plan,
+                    say=self.say,
+                    reason="retrain: " + ", ".join(decision.triggers or ["drift"]),
+                )
+            except MedicError as exc:  # the retrain failed: recorded, backed off, never raised
+                span.outcome = Outcome.FAILURE
+                span.message = f"retrain failed because {reasons}: {exc}"
+                span.details = {**details, "deployed": False, "error": str(exc)}
+                return self._told(span.message)
+            span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
+            outcome = "deployed" if run.deployed else "rejected by the gate"
+            recipe = f" (recipe {run.recipe})" if run.recipe else ""
+            span.message = (
+                f"retrained on {len(pool.frame):,} rows because {reasons}: "
+                f"v{run.candidate}{recipe} {outcome}"
             )
-
-        production = rows_since(False)
-        minimum = settings.drift_detection.min_samples_for_detection
-        recent = rows_since(True) if concept_changed else production.iloc[0:0]
-        # the gate's rows: the newest fifth of the production rows — of those since the drop
-        # when the concept changed, so both candidates are judged on the concept that holds now
-        pool = recent if len(recent) >= 2 * minimum else production
-        gate_rows = None
-        if len(pool) >= 2 * minimum:
-            held = max(minimum, len(pool) // 5)
-            gate_rows = pool.iloc[-held:]
-            production = production.iloc[: max(0, len(production) - held)]
-            recent = recent.iloc[: max(0, len(recent) - held)]
-        parts = []
-        if self.reference_data is not None:
-            reference = self.reference_data
-            parts.append(
-                reference if isinstance(reference, pd.DataFrame) else read_table(reference)
-            )
-        if len(production):
-            parts.append(production)
-        if not parts:
-            return None, None
-        training = pd.concat(
-            [p[[c for c in columns if c in p.columns]] for p in parts], ignore_index=True
-        )
-        if concept_changed and gate_rows is not None and len(recent) >= minimum:
-            recent = recent[[c for c in columns if c in recent.columns]]
-            if self._recent_is_better(snapshot, training, recent, gate_rows):
-                training = recent.reset_index(drop=True)
-        return training, gate_rows
-
-    def _recent_is_better(
-        self,
-        snapshot: ChampionSnapshot,
-        everything: pd.DataFrame,
-        recent: pd.DataFrame,
-        gate_rows: pd.DataFrame,
-    ) -> bool:
-        """Whether a model of the recent rows alone beats one of everything on the gate rows by
-        more than the allowed degradation (quick fits of the project's trainer)."""
-        from mlmedic.training import evaluate, model_frame, train
-
-        target = snapshot.target
-        if target is None:
-            return False
-        allowed = self.project.settings.self_healing.model_validation
-        trainer = self.project.settings.self_healing.model_training.trainer
-        scored = gate_rows[gate_rows[target].notna()]
-        prepared = model_frame(scored, snapshot.contract)
-        prepared[target] = scored[target].to_numpy()
-        try:
-            general = train(everything, snapshot.contract, trainer=trainer, retries=0)
-            specific = train(recent, snapshot.contract, trainer=trainer, retries=0)
-            a = evaluate(general.model, prepared, target)["accuracy"]
-            b = evaluate(specific.model, prepared, target)["accuracy"]
-        except Exception as exc:  # a set that cannot be trained on: keep everything
-            self.say(f"cannot compare the recent rows with everything: {exc}")
-            return False
-        better = b > a + allowed.performance_degradation_threshold
-        self.say(
-            f"the concept changed? a model of the {len(recent):,} rows since the drop scores "
-            f"{b:.3f} on the newest rows, one of all {len(everything):,} rows {a:.3f}: "
-            + ("learning from the recent rows only" if better else "learning from all of them")
-        )
-        return better
-
-
-def _deployed_at(project: Project) -> float | None:
-    """When the champion got its alias (from the event store, on the project's clock)."""
-    moves = [
-        e
-        for e in project.events.query(kind=EventKind.ALIAS)
-        if e.details.get("alias") == "champion" and e.details.get("to") is not None
-    ]
-    return moves[-1].started_at if moves else None
+            span.details = {
+                **details,
+                "candidate": run.candidate,
+                "deployed": run.deployed,
+                "recipe": run.recipe,
+                "candidates": [c.to_dict() for c in run.candidates],
+                "gate": run.decision.to_dict() if run.decision is not None else None,
+            }
+        return self._told(span.message)

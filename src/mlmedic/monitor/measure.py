@@ -12,10 +12,18 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.config import Settings
-from mlmedic.drift import DriftReport, ReferenceProfile, compare, weighted_score
+from mlmedic.drift import DriftReport, ReferenceProfile, compare
+from mlmedic.evidence import Paired, paired
+from mlmedic.labels import label_key, match_labels
 from mlmedic.monitor.distributed import WindowSummary
 from mlmedic.monitor.snapshot import ChampionSnapshot
-from mlmedic.performance import Calibration, Performance, estimated, measured
+from mlmedic.performance import (
+    Calibration,
+    Performance,
+    estimated,
+    measured,
+    shift_allowance,
+)
 from mlmedic.training import model_frame
 
 
@@ -24,12 +32,15 @@ class Measurements:
     """What one window showed."""
 
     rows: int
-    labelled: bool
+    labelled: bool  # the window's own rows carry labels (not only labels arriving late)
     drift: DriftReport | None = None
     prediction_drift: DriftReport | None = None
     performance: Performance | None = None
     previous_performance: Performance | None = None
-    importance_drift: float | None = None  # drift weighted by the champion's importance
+    # the champion (A) against previous (B) on the same labelled rows
+    versus_previous: Paired | None = None
+    estimate: Performance | None = None  # the label-free estimate of the window, always made
+    estimate_error: float | None = None  # the estimate minus the measured accuracy, same rows
 
 
 def _predicted(model_classes: list[object], probabilities: np.ndarray) -> np.ndarray:
@@ -44,11 +55,16 @@ def measure(
     logged: bool = False,
     labelled: pd.DataFrame | None = None,
     summary: WindowSummary | None = None,
+    errors: list[float] | None = None,
 ) -> Measurements:
     """Drift and performance of ``frame`` (a batch, or the prediction log when ``logged``).
 
     Performance is measured on ``labelled`` when given (rows whose labels arrived late: a
     replay's delayed labels), else on the rows of ``frame`` that carry a label, else estimated.
+    The label-free estimate of the window is always made (``estimate``), its interval widened
+    by ``errors`` (the estimate's errors on recent labelled windows, newest first; see
+    ``performance.shift_allowance``); where labels are measured, the estimate's error on those
+    same rows is returned (``estimate_error``) for the next passes.
     With ``summary`` (a window summarised on Dask), drift comes from its merged profiles and
     ``frame`` is its labelled rows or its sample.
     """
@@ -59,20 +75,34 @@ def measure(
     )
     late = labelled is not None and len(labelled) > 0
     rows = summary.rows if summary is not None else len(frame)
-    result = Measurements(rows=rows, labelled=has_labels)
+    result = Measurements(rows=rows, labelled=has_labels and not late)
     probabilities = np.empty((0, 0))
     if len(frame):
         features = model_frame(frame, snapshot.contract)
         if detection.monitor_features:
-            result.drift = compare(
-                ReferenceProfile.from_dict(snapshot.baseline["features"]),
-                summary.features if summary is not None else features,
-                threshold=settings.drift_threshold,
-                min_samples=detection.min_samples_for_detection,
-            )
-            importance = snapshot.baseline.get("importance")
-            if importance:
-                result.importance_drift = weighted_score(result.drift, importance)
+            # each feature weighed by the champion's permutation importance and by how far it
+            # moved (drift.compare), against the closest regime the version was trained for
+            current = summary.features if summary is not None else features
+            # a window profiled on Dask has the champion's own bin edges: compared with its
+            # own profile only
+            profiles = snapshot.profiles if summary is None else snapshot.profiles[:1]
+            for position, profile in enumerate(profiles):
+                report = compare(
+                    profile,
+                    current,
+                    threshold=settings.drift_threshold,
+                    min_samples=detection.min_samples_for_detection,
+                    weights=snapshot.baseline.get("importance") or None,
+                )
+                if position:
+                    report.notes.append(
+                        "measured against an earlier regime this version was trained for "
+                        f"({position} back): the closest"
+                    )
+                if result.drift is None or (report.score or 0.0) < (result.drift.score or 0.0):
+                    result.drift = report
+                if not result.drift.drift:
+                    break
         if logged:  # the log holds what the server answered: the champion's own probabilities
             probabilities = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
         if probabilities.size == 0:
@@ -86,14 +116,28 @@ def measure(
                 threshold=settings.drift_threshold,
                 min_samples=detection.min_samples_for_detection,
             )
+    calibration = Calibration.from_dict(snapshot.baseline["calibration"])
+    if probabilities.size:
+        raw = estimated(calibration, probabilities)
+        expected = snapshot.baseline.get("validation_accuracy")
+        allowance = shift_allowance(
+            errors or [],
+            moved=None if expected is None else raw.accuracy - expected,
+            drifted=result.drift is not None and result.drift.drift,
+        )
+        result.estimate = estimated(calibration, probabilities, allowance=allowance)
+    confidence = settings.self_healing.model_validation.evidence_confidence
+    scored = None
     if late:
         assert labelled is not None
-        _measure_on(snapshot, labelled, None, result)
+        scored = _measure_on(snapshot, labelled, None, result, confidence)
     elif has_labels:
-        _measure_on(snapshot, frame, probabilities, result)
-    elif len(frame):
-        calibration = Calibration.from_dict(snapshot.baseline["calibration"])
-        result.performance = estimated(calibration, probabilities)
+        scored = _measure_on(snapshot, frame, probabilities, result, confidence)
+    else:
+        result.performance = result.estimate
+    performance = result.performance
+    if scored is not None and len(scored) and performance is not None and performance.rows:
+        result.estimate_error = estimated(calibration, scored).accuracy - performance.accuracy
     return result
 
 
@@ -102,9 +146,11 @@ def _measure_on(
     frame: pd.DataFrame,
     probabilities: np.ndarray | None,
     result: Measurements,
-) -> None:
-    """Measured accuracy of the champion (and of ``previous``) on the labelled rows of
-    ``frame``."""
+    confidence: float,
+) -> np.ndarray:
+    """Measured accuracy of the champion (and of ``previous``, with the paired comparison of the
+    two on the same rows) on the labelled rows of ``frame``; returns the champion's
+    probabilities on those rows."""
     target = snapshot.target
     assert target is not None
     rows = frame[target].notna().to_numpy()
@@ -116,19 +162,43 @@ def _measure_on(
     else:
         probabilities = probabilities[rows]
     classes = snapshot.classes
-    result.performance = measured(truth, _predicted(classes, probabilities), probabilities, classes)
+    predicted = _predicted(classes, probabilities)
+    result.performance = measured(truth, predicted, probabilities, classes)
     previous = snapshot.previous()
     if previous is None:
-        return
+        return probabilities
     _, other = previous
     try:
         other_probabilities = np.asarray(other.predict_proba(features))
         other_classes = list(other.classes_)
+        other_predicted = _predicted(other_classes, other_probabilities)
         result.previous_performance = measured(
-            truth,
-            _predicted(other_classes, other_probabilities),
-            other_probabilities,
-            other_classes,
+            truth, other_predicted, other_probabilities, other_classes
         )
     except Exception:  # the previous version may not fit today's data
         result.previous_performance = None
+        return probabilities
+    known, truth_keys = _known_truth(truth, classes)
+    if known.sum():
+        result.versus_previous = paired(
+            _keys(predicted[known]) == truth_keys,
+            _keys(other_predicted[known]) == truth_keys,
+            confidence=confidence,
+        )
+    return probabilities
+
+
+def _known_truth(truth: np.ndarray, classes: list[object]) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows whose label names a class of the model, those labels as comparison keys)."""
+    matched, _ = match_labels(list(truth), classes)
+    known = np.asarray([m is not None for m in matched], dtype=bool)
+    return known, _keys(np.asarray([m for m in matched if m is not None], dtype=object))
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    """Labels as comparable keys across two models (whose classes may be 1 and 1.0)."""
+    keys = []
+    for value in values:
+        key = label_key(value)
+        keys.append(key if key is not None else repr(value))
+    return np.asarray(keys, dtype=object)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlmedic.data.contract import DataContract
+from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import MedicError, RegistryError
 from mlmedic.registry import PREVIOUS, Registry
 
@@ -27,6 +28,7 @@ class ChampionSnapshot:
     _model: Any = field(default=None, repr=False)
     _previous: tuple[int, Any] | None = field(default=None, repr=False)
     _previous_loaded: bool = field(default=False, repr=False)
+    _profiles: list[ReferenceProfile] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, registry: Registry, version: int | None = None) -> ChampionSnapshot:
@@ -95,6 +97,15 @@ class ChampionSnapshot:
             registry=registry,
             _model=loaded.model,
         )
+
+    @property
+    def profiles(self) -> list[ReferenceProfile]:
+        """The drift profiles of the regimes the version was trained for: its own first, then
+        the earlier ones it kept (``known_features``), parsed once."""
+        if self._profiles is None:
+            documents = [self.baseline["features"], *self.baseline.get("known_features", [])]
+            self._profiles = [ReferenceProfile.from_dict(d) for d in documents]
+        return self._profiles
 
     @property
     def target(self) -> str | None:

@@ -181,6 +181,11 @@ class Registry:
             raw=raw,
         )
 
+    def set_tags(self, version: int, tags: dict[str, str]) -> None:
+        """Version tags (``mlmedic.*``), one by one."""
+        for key, value in tags.items():
+            self.version_store.set_tag(version, key, value)
+
     def tag_gate(self, version: int, decision: dict[str, Any], summary: str = "") -> None:
         self.version_store.tag_gate(version, decision, summary)
 

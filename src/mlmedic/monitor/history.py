@@ -1,0 +1,50 @@
+"""What the event store remembers of earlier retrains, for the policy: when a retrain last
+deployed a version (the cooldown), the newest refused attempt after it and what it waits for
+(the back-off), and whether the champion is a retrained version still on probation (until its
+cooldown ends, and at least until its first labelled window: a window where the version it
+replaced does significantly better undoes the heal).
+
+Read in data time: the events of a replay or a backfill carry the time of the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.monitor import labelled
+from mlmedic.policy import RetrainHistory
+
+
+def retrain_history(events: EventStore, state_dir: Path, *, arriving: int = 0) -> RetrainHistory:
+    """The ``RetrainHistory`` now; ``arriving``: labelled rows this pass brings (not kept yet)."""
+    deployed = events.last(EventKind.RETRAIN, outcome=Outcome.SUCCESS)
+    last = events.last(EventKind.RETRAIN)
+    deployed_at = None if deployed is None else deployed.ended_at
+    if last is None or last.outcome == Outcome.SUCCESS:
+        return RetrainHistory(deployed_at=deployed_at)
+    refused_at = last.started_at
+    return RetrainHistory(
+        deployed_at=deployed_at,
+        refused_at=refused_at,
+        rows_needed=int(last.details.get("rows_needed") or 0),
+        rows_since=labelled.count_after(state_dir, refused_at) + arriving,
+    )
+
+
+def on_probation(
+    events: EventStore, version: int, *, min_rows: int, now: float, cooldown: float
+) -> bool:
+    """Whether ``version`` is a retrained champion on probation: deployed by a retrain, and
+    still inside the cooldown its deployment started — or not yet measured on ``min_rows``
+    labelled rows. A labelled window in which ``previous`` is significantly better undoes it."""
+    deployed = events.last(EventKind.RETRAIN, outcome=Outcome.SUCCESS)
+    if deployed is None or deployed.details.get("candidate") != version:
+        return False
+    if now < deployed.ended_at + cooldown:
+        return True
+    for event in events.query(kind=EventKind.MONITOR, since=deployed.started_at):
+        measured = event.details.get("measured_rows") or 0
+        if event.model_version == str(version) and measured >= min_rows:
+            return False
+    return True
