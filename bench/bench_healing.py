@@ -347,8 +347,19 @@ def score(result: ReplayResult) -> dict:
     healed = [w.index for w in windows if "deployed" in w.acted or "rolled back" in w.acted]
     delay = None
     if harmful:
-        after = [i for i in acted if i >= harmful[0]]
-        delay = (after[0] - harmful[0]) if after else None
+        # the change began where the drift (or harm) leading up to the first harmful window
+        # began: an action taken there, before the labels could show the harm, counts (with
+        # labels arriving late, drift is the only early evidence)
+        changed = {
+            w.index
+            for w in windows
+            if (w.drift_score or 0.0) > 0.5 or harmed(w.never_heal_accuracy, w.rows)
+        }
+        onset = harmful[0]
+        while onset - 1 in changed:
+            onset -= 1
+        after = [i for i in acted if i >= onset]
+        delay = max(0, after[0] - harmful[0]) if after else None
     # needless: an alert on a window whose served model had not dropped
     needless = [w for w in windows if w.alerts and not harmed(w.accuracy, w.rows)]
     after_heal = [w for w in windows if healed and w.index > healed[0]]
@@ -399,10 +410,14 @@ def reference_alarms(reference: pd.DataFrame, target: str, window_rows: int) -> 
     return sum(1 for w in result.windows if w.alerts), len(result.windows)
 
 
-def _settings_folder(name: str) -> Path:
+def _settings_folder(name: str, extra: dict | None = None) -> Path:
+    """A folder holding the dataset's configuration, with ``extra`` sections merged in."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-healing-{name}-"))
-    if name in CONFIG:
-        (folder / "self_healing_config.json").write_text(json.dumps(CONFIG[name]))
+    config = {section: dict(keys) for section, keys in CONFIG.get(name, {}).items()}
+    for section, keys in (extra or {}).items():
+        config.setdefault(section, {}).update(keys)
+    if config:
+        (folder / "self_healing_config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -411,11 +426,18 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--policy", default="impact", choices=["impact", "drift"])
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="self_healing_config.json sections for every dataset, as JSON (an experiment: "
+        '\'{"model_training": {"recency_half_life_hours": 24}}\')',
+    )
     args = parser.parse_args()
+    extra = json.loads(args.config) if args.config else None
     rows = {}
     for name in args.only.split(","):
         reference, history, options = DATASETS[name]()
-        folder = _settings_folder(name)
+        folder = _settings_folder(name, extra)
         result = replay(
             history,
             target=options["target"],

@@ -311,3 +311,39 @@ def test_plain_mlflow_scores_the_csv_the_model_was_trained_from(tmp_path: Path) 
         assert hasattr(sklearn_model, "predict_proba")
     finally:
         project.close()
+
+
+def _rare(rows: int, seed: int, *, signal: float) -> pd.DataFrame:
+    """A binary table with 20 % positives and a weak signal of strength ``signal``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (rows, 4))
+    score = signal * x[:, 0] + rng.normal(0, 1, rows)
+    frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    frame["y"] = (score > np.quantile(score, 0.8)).astype(int)
+    return frame
+
+
+def test_a_reasonable_first_model_of_a_rare_class_deploys_and_a_refusal_names_its_key(
+    project: Project,
+) -> None:
+    """#19 item 3: 20 % positives, a model that ranks well but has a modest F1: the F1 floor is
+    scaled to the class balance (model_validation.f1_scaled_by_prevalence), so it deploys; a
+    model with no skill still fails, and the refusal names the key that decided it."""
+    first = run_pipeline(project, _rare(4000, 1, signal=1.2), target="y")
+    assert first.decision is not None
+    assert first.decision.candidate["f1"] < 0.65  # the seed's floor would have refused it
+    assert first.deployed, first.decision.summary()
+    assert first.decision.thresholds["min_f1"] == pytest.approx(0.325)
+    # no skill at all: refused, saying which key decided, and that nothing was replaced
+    other = Project(project.root / "other", clock=project.clock)
+    try:
+        refused = run_pipeline(other, _shuffled(_rare(4000, 2, signal=1.2), "y"), target="y")
+        assert not refused.deployed and refused.decision is not None
+        assert "model_validation.min_f1_threshold" in refused.decision.reasons[-1]
+        rollback = other.events.last("rollback")
+        assert rollback is not None and "no champion yet" in rollback.message
+        assert "model_validation.min_f1_threshold" in rollback.message
+    finally:
+        other.close()

@@ -396,3 +396,29 @@ def test_a_history_without_labels_replays_on_the_estimate_and_says_so() -> None:
     )
     assert result.notes and "no labels" in result.notes[0]
     assert all(w.accuracy is None and "estimated" in w.performance for w in result.windows)
+
+
+def test_a_recipe_with_too_few_rows_is_skipped_and_the_others_trained(tmp_path: Path) -> None:
+    """Unit level: one candidate per training set; a set that cannot be trained is an event
+    (outcome skipped) with its reason, and the best of the others is chosen."""
+    from mlmedic.candidates import TrainingSet, choose, train_candidates
+    from mlmedic.data.contract import DataContract
+    from mlmedic.events import EventStore
+
+    pool = world(1200, 1)
+    holdout = world(300, 2)
+    contract = DataContract(target="y").fit(pool)
+    sets = [
+        TrainingSet("newest", np.arange(1190, 1200), learns_reference=False),  # 10 rows
+        TrainingSet("reference_plus_newest", np.arange(1200)),
+    ]
+    said: list[str] = []
+    with EventStore(tmp_path / "events.db") as events:
+        found = train_candidates(
+            pool, sets, holdout, contract, trainer=None, retries=0, events=events, say=said.append
+        )
+        skipped = events.query(kind="train", outcome="skipped")
+    assert [c.recipe for c in found if c.result is None] == ["newest"]
+    assert "too few rows" in (found[0].error or "")
+    assert [e.action for e in skipped] == ["train:newest"]
+    assert choose(found, target="y", confidence=0.95).recipe == "reference_plus_newest"

@@ -74,7 +74,7 @@ class ModelTrainingConfig(_Section):
         default_factory=lambda: list(_RECIPES), min_length=1, max_length=len(_RECIPES)
     )
     # the half-life of a labelled row's weight in the recency_weighted recipe, in hours of data
-    # time (null: one monitoring interval)
+    # time (null: the retraining cooldown, or one monitoring interval when that is 0)
     recency_half_life_hours: float | None = Field(None, gt=0.0)
     # Loading a pickled model runs whatever code it carries: off unless the user says so here.
     allow_pickle_models_executing_code: bool = False

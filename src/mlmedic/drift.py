@@ -218,22 +218,26 @@ class ReferenceProfile:
         *,
         numeric_threshold: float = 0.1,
         categorical_threshold: float = 0.1,
-        max_windows: int = 20,
+        max_windows: int = 40,
     ) -> ReferenceProfile:
         """Learn how far windows of the reference itself stray from it.
 
         ``frame`` (the reference, in its own row order: time order, when it has one) is cut into
-        consecutive windows of ``window_rows``; for each feature, the effect size of every window
-        against the profile is computed (normalised Wasserstein, Jensen-Shannon), and the
-        feature's threshold becomes the largest of the default, the largest window's effect and
-        mean + 3 sigma of them (as NannyML derives thresholds from reference chunks). Seasons
-        and other natural variation in the reference then never read as drift. Needs at least
-        two windows; otherwise the profile stays uncalibrated.
+        half-overlapping windows of ``window_rows`` (at most ``max_windows``); for each feature,
+        the effect size of every window against the profile is computed (normalised
+        Wasserstein, Jensen-Shannon), and the feature's threshold becomes the largest of the
+        default, the largest window's effect and mean + 3 sigma of them (as NannyML derives
+        thresholds from reference chunks). Seasons and other natural variation in the reference
+        then never read as drift. Needs at least two windows; otherwise the profile stays
+        uncalibrated.
         """
         n = len(frame)
         if window_rows < 1 or n < 2 * window_rows:
             return self
-        starts = list(range(0, n - window_rows + 1, window_rows))
+        # half-overlapping windows: a monitored window rarely starts where a calibration window
+        # does, and one that straddles two of them must not look new (a seasonal reference
+        # alarmed against itself on the rainfall table)
+        starts = list(range(0, n - window_rows + 1, max(1, window_rows // 2)))
         if len(starts) > max_windows:
             starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, max_windows)]
         rng = np.random.default_rng(self.seed)

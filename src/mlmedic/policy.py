@@ -17,13 +17,16 @@ Rules (``drift_detection`` and ``model_validation``):
   estimated drop beyond its uncertainty, or drift that matters to the model (the drift score,
   weighted by importance and magnitude, above ``drift_threshold``) when no labels say otherwise —
   labels that show no drop outweigh drift. ``retrain_on: "drift"`` keeps the original rule.
-- **Drift is announced once.** An alert when the champion's inputs begin to drift; while the
-  drift goes on (the previous pass saw it too, on the same champion) it is reported in every
-  pass, not alerted again.
+- **Alerts are for harm, and for drift no labels can judge** (performance first, as NannyML
+  argues against alert fatigue): drift is alerted when the champion's inputs begin to drift and
+  no labels measured on the window's own rows show its accuracy holding; while the drift goes on
+  (the previous pass saw it too, on the same champion) it is reported in every pass, not alerted
+  again.
 - **The cooldown is spent by deployments.** ``retraining_cooldown_hours`` run from the last
-  retrain that *deployed* a version. A refused retrain backs off: the next attempt waits for as
-  many new labelled rows as the refused one was judged on (its holdout of newest rows; at least
-  ``min_samples_for_detection``) and one monitoring interval. ``retrain_allowed`` is the one rule,
+  retrain that *deployed* a version. A refused retrain backs off: the next attempt waits for one
+  monitoring interval and for as many new labelled rows as the refused one was judged on (its
+  holdout of newest rows; at least ``min_samples_for_detection``), doubled for each refusal in a
+  row since the last deployment. ``retrain_allowed`` is the one rule,
   used here and again by the action under the project lock.
 
 Examples:
@@ -156,12 +159,6 @@ def decide(
     decision = Decision(action="none", policy=detection.retrain_on)
     drifted = drift is not None and drift.drift
     decision.data_drift = drifted
-    if drifted and drift is not None:
-        decision.reasons.append(
-            f"data drift{' continues' if drift_ongoing else ''}: {drift.summary()}"
-        )
-        if detection.alert_on_drift and not drift_ongoing:  # once per episode
-            decision.alerts.append(f"data drift detected: {drift.summary()}")
     floor = _floor(validation_accuracy, settings)
     measured_drop, estimated_drop, labels_say_fine = _performance(
         performance, decision, settings, validation_accuracy, validation_rows, floor
@@ -172,6 +169,16 @@ def decide(
             _, estimated_drop, _ = _performance(
                 estimate, decision, settings, validation_accuracy, validation_rows, floor
             )
+    findings, decision.reasons = decision.reasons, []  # the drift's reasons come first
+    if drifted and drift is not None:
+        decision.reasons.append(
+            f"data drift{' continues' if drift_ongoing else ''}: {drift.summary()}"
+        )
+        # alerts are for harm, and for drift no labels can judge: labels measured on the
+        # window's own rows that show no drop vouch for the model (the drift is reported)
+        if detection.alert_on_drift and not drift_ongoing and not labels_say_fine:
+            decision.alerts.insert(0, f"data drift detected: {drift.summary()}")
+    decision.reasons += findings
     if _rollback(decision, measured_drop, versus_previous, previous_performance, probation, floor):
         return decision
     if detection.retrain_on == "drift":
@@ -183,8 +190,8 @@ def decide(
         important = drifted and drift is not None and drift.weighted
         if important and labels_say_fine:
             decision.reasons.append(
-                "drift in the features the model relies on, but the labels show no drop: "
-                "alert only (retrain_on: impact)"
+                "drift in the features the model relies on, but the labels measured on this "
+                "window show no drop: reported, not acted on (retrain_on: impact)"
             )
         elif important and drift is not None:
             decision.triggers.append("important_drift")

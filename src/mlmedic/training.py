@@ -219,17 +219,27 @@ def scored(
     probabilities = np.asarray(model.predict_proba(features))
     labels = np.asarray(getattr(model, "classes_", np.unique(truth)))
     metrics = {"accuracy": float(accuracy_score(truth, predicted))}
+    # ROC AUC needs both sides of a comparison: undefined (NaN, not a warning) when the rows
+    # hold a single class — a small holdout of the newest rows can
+    several = len(pd.unique(truth)) > 1
     if len(labels) == 2:
         metrics["f1"] = float(f1_score(truth, predicted, pos_label=labels[1], zero_division=0))
         try:
-            metrics["roc_auc"] = float(roc_auc_score(truth == labels[1], probabilities[:, 1]))
+            positive = truth == labels[1]
+            metrics["roc_auc"] = (
+                float(roc_auc_score(positive, probabilities[:, 1]))
+                if several and positive.any() and not positive.all()
+                else float("nan")
+            )
         except ValueError:
             metrics["roc_auc"] = float("nan")
     else:
         metrics["f1"] = float(f1_score(truth, predicted, average="macro", zero_division=0))
         try:
-            metrics["roc_auc"] = float(
-                roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels)
+            metrics["roc_auc"] = (
+                float(roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels))
+                if several
+                else float("nan")
             )
         except ValueError:
             metrics["roc_auc"] = float("nan")

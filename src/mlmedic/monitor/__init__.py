@@ -32,7 +32,7 @@ from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
 from mlmedic.monitor.distributed import WindowSummary
-from mlmedic.monitor.history import on_probation, retrain_history
+from mlmedic.monitor.history import expected_accuracy, on_probation, retrain_history
 from mlmedic.monitor.measure import Measurements, measure
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
@@ -91,15 +91,6 @@ def _mark(decision: Decision) -> str:
     if {"measured_drop", "estimated_drop"} & set(decision.triggers):
         return "drop"
     return "drift" if decision.data_drift else ""
-
-
-def _validation_rows(baseline: dict[str, Any]) -> int:
-    """How many holdout rows the validation accuracy was measured on (older baselines: the
-    calibration's rows; 0 when unknown, and the accuracy is then taken as exact)."""
-    rows = baseline.get("validation_rows")
-    if rows is None:
-        rows = (baseline.get("calibration") or {}).get("holdout_rows", 0)
-    return int(rows or 0)
 
 
 @dataclass
@@ -335,6 +326,12 @@ class Monitor:
         rows = found.rows
         detection = self.settings.self_healing.drift_detection
         before = events.last(EventKind.MONITOR)
+        expected, expected_rows = expected_accuracy(
+            events,
+            snapshot.version,
+            snapshot.baseline,
+            min_rows=detection.min_samples_for_detection,
+        )
         performance = found.performance
         measured_rows = performance.rows if performance and not performance.estimated else 0
         decision = decide(
@@ -343,8 +340,8 @@ class Monitor:
             settings=self.settings,
             now=now,
             history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
-            validation_accuracy=snapshot.baseline.get("validation_accuracy"),
-            validation_rows=_validation_rows(snapshot.baseline),
+            validation_accuracy=expected,
+            validation_rows=expected_rows,
             versus_previous=found.versus_previous,
             previous_performance=found.previous_performance,
             probation=measured_rows >= detection.min_samples_for_detection
@@ -399,6 +396,9 @@ class Monitor:
                 "data_drift": decision.data_drift,
                 "drift_score": found.drift.score if found.drift else None,
                 "measured_rows": measured_rows,
+                "measured_accuracy": performance.accuracy
+                if performance and measured_rows
+                else None,
                 "drop_test": decision.drop_test,
             },
             model_version=snapshot.version,

@@ -128,6 +128,7 @@ class Actions:
 
     def _retrain(self, decision: Decision, pool: recipes.Pool, snapshot: ChampionSnapshot) -> str:
         from mlmedic.errors import MedicError
+        from mlmedic.monitor.history import refused_in_a_row
         from mlmedic.pipeline import run_pipeline
 
         events = self.project.events
@@ -151,8 +152,10 @@ class Actions:
                 "training_rows": len(pool.frame),
                 "gate_rows": 0 if plan is None else len(plan.holdout),
                 "newest_rows": pool.newest_rows,
-                # a refused attempt waits for as many new labelled rows as it was judged on
-                "rows_needed": max(minimum, 0 if plan is None else len(plan.holdout)),
+                # a refused attempt waits for as many new labelled rows as it was judged on,
+                # doubled for each refusal in a row since the last deployment
+                "rows_needed": max(minimum, 0 if plan is None else len(plan.holdout))
+                * 2 ** refused_in_a_row(events),
             }
             try:
                 run = run_pipeline(

@@ -10,6 +10,7 @@ Read in data time: the events of a replay or a backfill carry the time of the da
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.monitor import labelled
@@ -30,6 +31,41 @@ def retrain_history(events: EventStore, state_dir: Path, *, arriving: int = 0) -
         rows_needed=int(last.details.get("rows_needed") or 0),
         rows_since=labelled.count_after(state_dir, refused_at) + arriving,
     )
+
+
+def refused_in_a_row(events: EventStore) -> int:
+    """How many retrains were refused (or failed) since the last one that deployed."""
+    count = 0
+    for event in events.query(kind=EventKind.RETRAIN, newest_first=True, limit=50):
+        if event.outcome == Outcome.SUCCESS:
+            break
+        count += 1
+    return count
+
+
+def expected_accuracy(
+    events: EventStore, version: int, baseline: dict[str, Any], *, min_rows: int
+) -> tuple[float | None, int]:
+    """(the accuracy a window is tested against, the rows it rests on). A retrained version's
+    validation was measured on a small holdout of the newest rows, on which it was also chosen
+    among the candidates — an optimistic figure: its first labelled window with at least
+    ``min_rows`` rows confirms it (the two pooled). Other versions: their validation."""
+    accuracy = baseline.get("validation_accuracy")
+    rows = int(
+        baseline.get("validation_rows")
+        or (baseline.get("calibration") or {}).get("holdout_rows", 0)
+        or 0
+    )
+    deployed = events.last(EventKind.RETRAIN, outcome=Outcome.SUCCESS)
+    if accuracy is None or deployed is None or deployed.details.get("candidate") != version:
+        return accuracy, rows
+    for event in events.query(kind=EventKind.MONITOR, since=deployed.started_at):
+        measured = event.details.get("measured_rows") or 0
+        seen = event.details.get("measured_accuracy")
+        if event.model_version == str(version) and measured >= min_rows and seen is not None:
+            pooled = (accuracy * rows + float(seen) * measured) / (rows + measured)
+            return pooled, rows + measured
+    return accuracy, rows
 
 
 def on_probation(

@@ -6,9 +6,10 @@ The recipes (``model_training.retrain_recipes``, all three by default — three 
   pass alone, extended back pass by pass until there are ``3 x min_samples_for_detection`` rows.
   Right when the concept changed: old rows teach the wrong answer.
 - ``recency_weighted``: the reference and every kept labelled row, each weighted
-  ``0.5 ** (age / half-life)`` in data time (``recency_half_life_hours``, default one monitoring
-  interval; the reference counts as one interval older than the oldest kept pass). Between the
-  two bets: recent rows lead, old ones still fill in regions the recent ones do not cover.
+  ``0.5 ** (age / half-life)`` in data time (``recency_half_life_hours``; by default the
+  retraining cooldown — the span a retrained version must serve before the next may replace it;
+  the reference counts as one interval older than the oldest kept pass). Between the two other
+  bets: recent rows lead, old ones still fill in regions the recent ones do not cover.
 - ``reference_plus_newest``: the reference and the current regime's rows, unweighted. Right
   when production moved to another region of the same concept (covariate shift).
 
@@ -145,7 +146,8 @@ def recency_weights(seen: np.ndarray, now: float, settings: Settings) -> np.ndar
     oldest kept row."""
     interval = settings.monitoring.monitoring_interval_hours * 3600.0
     half_life = settings.self_healing.model_training.recency_half_life_hours
-    half = half_life * 3600.0 if half_life is not None else interval
+    cooldown = settings.retraining_cooldown_hours * 3600.0
+    half = half_life * 3600.0 if half_life is not None else (cooldown or interval)
     known = seen[np.isfinite(seen)]
     oldest = float(known.min()) if len(known) else now
     ages = np.where(np.isfinite(seen), now - seen, now - oldest + interval)
