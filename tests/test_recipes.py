@@ -1,0 +1,99 @@
+"""A retrain's plan (issue 19): the current regime, the newest rows held out, one training set
+per recipe, recency weights in data time — built from the labelled rows kept by the passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlmedic.config import Settings
+from mlmedic.monitor import labelled
+from mlmedic.monitor.recipes import build, recency_weights
+from mlmedic.performance import shift_allowance
+
+HOUR = 3600.0
+T0 = 1_700_000_000.0
+
+
+def _keep(state: Path, passes: list[tuple[int, str]], rows: int = 100) -> None:
+    """One labelled pass every 6 h: (its label value, its mark)."""
+    for index, (value, mark) in enumerate(passes):
+        frame = pd.DataFrame({"x": np.arange(rows) + 1000 * index, "y": value})
+        labelled.keep(state, frame, now=T0 + index * 6 * HOUR, version=1, mark=mark)
+
+
+def _settings(minimum: int = 50) -> Settings:
+    settings = Settings()
+    settings.self_healing.drift_detection.min_samples_for_detection = minimum
+    return settings
+
+
+def test_the_current_regime_is_the_newest_run_of_the_newest_kind_of_change(
+    tmp_path: Path,
+) -> None:
+    # drift, drift, drop, drop: the regime is the two drop passes (300 rows >= 3 x 50 = 150)
+    _keep(tmp_path, [(0, ""), (0, "drift"), (0, "drift"), (1, "drop"), (1, "drop")], rows=150)
+    reference = pd.DataFrame({"x": np.arange(400), "y": 0})
+    now = T0 + 4 * 6 * HOUR
+    pool = build(tmp_path, reference, columns=["x", "y"], now=now, settings=_settings())
+    assert pool is not None and pool.plan is not None
+    assert pool.newest_rows == 300 and pool.production_rows == 750
+    plan = pool.plan
+    # the newest fifth of the regime held out, by time: the last 60 rows of the last pass
+    assert len(plan.holdout) == 60
+    assert plan.holdout["x"].tolist() == list(range(4090, 4150))
+    assert plan.current is not None and len(plan.current) == 300
+    assert plan.current["y"].eq(1).all()
+    sets = {s.recipe: s for s in plan.sets}
+    newest = pool.frame.iloc[sets["newest"].rows]
+    assert len(newest) == 240 and newest["y"].eq(1).all() and not sets["newest"].learns_reference
+    weighted = sets["recency_weighted"]
+    assert len(weighted.rows) == len(pool.frame) - 60 and weighted.weights is not None
+    both = pool.frame.iloc[sets["reference_plus_newest"].rows]
+    assert len(both) == 400 + 240
+    held = set(pool.frame.iloc[: len(pool.frame)].index[-60:])
+    assert not held & set(newest.index) and not held & set(both.index)
+
+
+def test_a_regime_of_drift_includes_the_drops_and_a_short_one_extends_back(tmp_path: Path) -> None:
+    _keep(tmp_path, [(0, ""), (0, ""), (0, ""), (0, "drop"), (0, "drift")], rows=40)
+    pool = build(
+        tmp_path, None, columns=["x", "y"], now=T0 + 4 * 6 * HOUR, settings=_settings(minimum=50)
+    )
+    assert pool is not None
+    # a drop, then drift: 80 rows, fewer than 3 x 50: extended pass by pass to 160, no further
+    assert pool.newest_rows == 160 and pool.production_rows == 200
+    # enough to judge on (>= 2 x 50): a plan, without the reference
+    assert pool.plan is not None and len(pool.plan.holdout) == 50
+    assert [s.recipe for s in pool.plan.sets] == ["newest", "recency_weighted"]
+    assert pool.plan.skipped == [("reference_plus_newest", "no reference training data")]
+
+
+def test_too_few_rows_of_the_regime_means_one_model_and_no_plan(tmp_path: Path) -> None:
+    _keep(tmp_path, [(0, "drop")], rows=60)
+    pool = build(tmp_path, None, columns=["x", "y"], now=T0, settings=_settings(minimum=50))
+    assert pool is not None and pool.plan is None
+    assert "fewer than 100 (2 x min_samples_for_detection)" in pool.note
+
+
+def test_recency_weights_halve_every_half_life_and_the_reference_is_oldest() -> None:
+    settings = Settings()  # half-life: the 24 h retraining cooldown
+    now = T0 + 48 * HOUR
+    seen = np.array([np.nan, T0, T0 + 24 * HOUR, now])
+    weights = recency_weights(seen, now, settings)
+    assert weights[1:].tolist() == pytest.approx([0.25, 0.5, 1.0])
+    # the reference: one monitoring interval (6 h) older than the oldest kept row
+    assert weights[0] == pytest.approx(0.5 ** (54 / 24))
+    settings.self_healing.model_training.recency_half_life_hours = 6.0
+    assert recency_weights(seen, now, settings)[2] == pytest.approx(0.5**4)
+
+
+def test_the_shift_allowance_reads_the_newest_errors_only() -> None:
+    # newest first: an old large error (the seventh) no longer widens the interval
+    errors = [0.01, -0.02, 0.0, 0.01, 0.0, 0.01, 0.30]
+    assert shift_allowance(errors) == pytest.approx(0.02)
+    assert shift_allowance(errors, moved=0.05, drifted=False) == pytest.approx(0.02)
+    assert shift_allowance(errors, moved=-0.05, drifted=True) == pytest.approx(0.05)
