@@ -97,3 +97,60 @@ def test_the_shift_allowance_reads_the_newest_errors_only() -> None:
     assert shift_allowance(errors) == pytest.approx(0.02)
     assert shift_allowance(errors, moved=0.05, drifted=False) == pytest.approx(0.02)
     assert shift_allowance(errors, moved=-0.05, drifted=True) == pytest.approx(0.05)
+
+
+class _Fixed:
+    """A fake model that answers class 1 on ``right`` rows of the holdout from ``start`` on and
+    0 elsewhere (the holdout's labels are all 1)."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, right: int, start: int = 0) -> None:
+        self.right, self.start = right, start
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        rows = np.arange(len(frame))
+        return ((rows >= self.start) & (rows < self.start + self.right)).astype(int)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        ones = self.predict(frame).astype(float)
+        return np.column_stack([1 - ones, ones])
+
+
+def _candidate(recipe: str, right: int, *, keeps: bool, start: int = 0):  # type: ignore[no-untyped-def]
+    from mlmedic.candidates import Candidate
+    from mlmedic.training import TrainResult, evaluate
+
+    holdout = pd.DataFrame({"x": np.arange(400), "y": 1})
+    model = _Fixed(right, start)
+    result = TrainResult(model, evaluate(model, holdout, "y"), ["x"], holdout, 1000, "t", 0.0)
+    return Candidate(recipe, 1000, False, learns_reference=keeps, result=result)
+
+
+def test_forgetting_the_reference_needs_significance() -> None:
+    from mlmedic.candidates import choose
+
+    kept = _candidate("recency_weighted", 300, keeps=True)
+    # right on 26 rows the other is not, wrong on 20 it gets: not evidence
+    close = _candidate("newest", 306, keeps=False, start=20)
+    assert close.accuracy > kept.accuracy  # type: ignore[operator]
+    assert choose([close, kept], target="y", confidence=0.95).recipe == "recency_weighted"
+    clear = _candidate("newest", 340, keeps=False, start=10)  # 50 against 10: evidence
+    assert choose([clear, kept], target="y", confidence=0.95).recipe == "newest"
+    # among candidates that keep the reference, the best simply wins (the first on a tie)
+    other = _candidate("reference_plus_newest", 301, keeps=True)
+    assert choose([kept, other], target="y", confidence=0.95).recipe == "reference_plus_newest"
+    assert choose([kept, _candidate("x", 300, keeps=True)], target="y", confidence=0.95) is kept
+
+
+def test_refusals_in_a_row_are_counted_since_the_last_deployment(tmp_path: Path) -> None:
+    from mlmedic.events import EventStore
+    from mlmedic.monitor.history import refused_in_a_row
+
+    with EventStore(tmp_path / "events.db") as events:
+        assert refused_in_a_row(events) == 0
+        for outcome in ("failure", "failure", "success", "failure", "failure"):
+            events.record("retrain", "retrain", outcome)
+        assert refused_in_a_row(events) == 2
+        events.record("retrain", "retrain", "success")
+        assert refused_in_a_row(events) == 0
