@@ -21,10 +21,13 @@ def test_a_drop_is_one_sided_and_its_p_value_is_the_z_test() -> None:
     up = drop(0.95, 5000, 0.92, 10_000, confidence=0.95)
     assert not up.significant and up.p_value > 0.5  # better than validation: never a drop
     found = drop(0.89, 5000, 0.92, 10_000, confidence=0.95)
-    se = np.sqrt(0.89 * 0.11 / 5000 + 0.92 * 0.08 / 10_000)
-    assert found.p_value == pytest.approx(stats.norm.sf(0.03 / se))
+    a, b = (0.89 * 5000 + 1) / 5002, (0.92 * 10_000 + 1) / 10_002  # Agresti-Caffo
+    se = np.sqrt(a * (1 - a) / 5002 + b * (1 - b) / 10_002)
+    assert found.p_value == pytest.approx(stats.norm.sf((b - a) / se))
     assert drop(0.89, 0, 0.92, 100, confidence=0.95).p_value == 1.0  # no rows: no evidence
     assert drop(1.0, 50, 1.0, 0, confidence=0.95).significant is False
+    # a validation of 1.0 on 25 rows is not exact: 0.95 on 61 rows is no evidence of a drop
+    assert not drop(0.951, 61, 1.0, 25, confidence=0.95).significant
 
 
 def test_paired_is_mcnemar_in_both_directions() -> None:

@@ -2,8 +2,8 @@
 
 Two questions recur in the loop, and each gets one test here:
 - *Is this window's accuracy below what the model showed at validation?* — a one-sided test of
-  two proportions (the window's labelled rows against the validation holdout), used by the
-  policy for a drop (``drop``).
+  two proportions (the window's labelled rows against the validation holdout, Agresti-Caffo
+  adjusted), used by the policy for a drop (``drop``).
 - *Is model A better than model B on the same rows?* — McNemar's exact test on the rows where
   exactly one of them is right (``paired``), used by the gate (a candidate against the champion),
   by the choice between retraining recipes, and to undo a heal that hurts.
@@ -59,24 +59,20 @@ def drop(
 ) -> Drop:
     """Whether ``observed`` (accuracy on ``rows`` labelled rows) is significantly below
     ``expected`` (on ``expected_rows`` validation rows; 0: taken as exact): a one-sided z-test of
-    two proportions with unpooled variances."""
+    two proportions, Agresti-Caffo adjusted (one right and one wrong row added to each side), so
+    that a proportion measured at 1.0 on a few rows keeps its uncertainty — a retrained
+    version's validation can rest on a small holdout of the newest rows."""
     if rows <= 0 or not math.isfinite(observed) or not math.isfinite(expected):
         return Drop(observed, rows, expected, expected_rows, 1.0, False)
-    variance = _bernoulli(observed) / rows
+    seen = (observed * rows + 1) / (rows + 2)
+    variance = seen * (1 - seen) / (rows + 2)
+    wanted = expected
     if expected_rows > 0:
-        variance += _bernoulli(expected) / expected_rows
-    gap = expected - observed
-    if variance <= 0:  # both proportions at 0 or 1: any gap is certain, none is nothing
-        p = 0.0 if gap > 0 else 1.0
-    else:
-        p = float(stats.norm.sf(gap / math.sqrt(variance)))
+        wanted = (expected * expected_rows + 1) / (expected_rows + 2)
+        variance += wanted * (1 - wanted) / (expected_rows + 2)
+    gap = wanted - seen
+    p = float(stats.norm.sf(gap / math.sqrt(variance)))
     return Drop(observed, rows, expected, expected_rows, p, p < 1.0 - confidence)
-
-
-def _bernoulli(p: float) -> float:
-    # never exactly 0: a window that is 100 % right still has sampling error
-    p = min(max(p, 0.5 / 10_000), 1 - 0.5 / 10_000)
-    return p * (1 - p)
 
 
 @dataclass(frozen=True)
