@@ -225,34 +225,29 @@ def _nonlinear(x: np.ndarray) -> np.ndarray:
     return np.sin(2 * x[:, 0]) + x[:, 1] ** 2 - 1 + 0.5 * x[:, 2] > 0
 
 
-def covariate_abrupt(windows: int = 24, rows: int = 1000, seed: int = 4) -> pd.DataFrame:
-    """Abrupt covariate shift, P(y|x) fixed: from window 12, x1 and x2 move 1.5 sd into a
-    region the reference barely covers; 5 % noise."""
+def _covariate(shift_at, windows: int, rows: int, seed: int) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Covariate shift with P(y|x) fixed: x1 and x2 moved ``shift_at(window)`` sd; 5 % noise."""
     rng = np.random.default_rng(seed)
     parts = []
     for window in range(windows):
         x = rng.normal(0, 1, (rows, 5))
-        if window >= 12:
-            x[:, :2] += 1.5
+        x[:, :2] += shift_at(window)
         y = _nonlinear(x) ^ (rng.uniform(size=rows) < 0.05)
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 6)])
         frame["y"] = y.astype(int)
         parts.append(frame)
     return pd.concat(parts, ignore_index=True)
+
+
+def covariate_abrupt(windows: int = 24, rows: int = 1000, seed: int = 4) -> pd.DataFrame:
+    """Abrupt covariate shift: from window 12, x1 and x2 move 1.5 sd into a region the
+    reference barely covers."""
+    return _covariate(lambda window: 1.5 if window >= 12 else 0.0, windows, rows, seed)
 
 
 def covariate_gradual(windows: int = 24, rows: int = 1000, seed: int = 5) -> pd.DataFrame:
-    """Gradual covariate shift, P(y|x) fixed: from window 8, x1 and x2 drift 0.15 sd a window."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for window in range(windows):
-        x = rng.normal(0, 1, (rows, 5))
-        x[:, :2] += 0.15 * max(0, window - 7)
-        y = _nonlinear(x) ^ (rng.uniform(size=rows) < 0.05)
-        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 6)])
-        frame["y"] = y.astype(int)
-        parts.append(frame)
-    return pd.concat(parts, ignore_index=True)
+    """Gradual covariate shift: from window 8, x1 and x2 drift 0.15 sd a window."""
+    return _covariate(lambda window: 0.15 * max(0, window - 7), windows, rows, seed)
 
 
 def recurring(windows: int = 24, rows: int = 1000, seed: int = 6) -> pd.DataFrame:

@@ -46,62 +46,74 @@ def world(
     return frame
 
 
-def _project(root: Path, config: dict | None = None) -> tuple[Project, SimulatedClock]:
-    root.mkdir(parents=True, exist_ok=True)
-    if config:
-        (root / "self_healing_config.json").write_text(json.dumps(config))
-    clock = SimulatedClock(start=START)
-    project = Project(root, clock=clock)
-    return project, clock
+@pytest.fixture
+def loop(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``loop(config, reference_rows)``: a project on a simulated clock whose v1 learned
+    ``world(reference_rows, 1)``, and a monitor retraining from that reference; closed after."""
+    opened: list[Project] = []
+
+    def start(
+        config: dict | None = None, reference_rows: int = 3000
+    ) -> tuple[Project, SimulatedClock, Monitor]:
+        root = tmp_path / "p"
+        root.mkdir(parents=True, exist_ok=True)
+        if config:
+            (root / "self_healing_config.json").write_text(json.dumps(config))
+        clock = SimulatedClock(start=START)
+        project = Project(root, clock=clock)
+        opened.append(project)
+        reference = world(reference_rows, 1)
+        assert run_pipeline(project, reference, target="y").deployed
+        return project, clock, Monitor(project, reference_data=reference)
+
+    yield start
+    for project in opened:
+        project.close()
 
 
 # ---------------------------------------------------------------- 1: candidates, not a candidate
 
 
 def test_a_retrain_trains_one_candidate_per_recipe_and_keeps_the_best_on_the_newest_rows(
-    tmp_path: Path,
+    loop,  # type: ignore[no-untyped-def]
 ) -> None:
-    project, clock = _project(tmp_path / "p")
-    reference = world(3000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
-        clock.advance(6 * HOUR)
-        monitor.run_batch(world(1500, 2))
-        clock.advance(6 * HOUR)
-        # the concept changed wherever x1 > 0: old rows now teach the wrong answer there
-        changed = monitor.run_batch(world(1500, 3, flip_above=0.0))
-        assert changed.decision.action == "retrain"
-        assert "(recipe newest) deployed" in changed.acted, changed.acted
-        candidates = [
-            e
-            for e in project.events.query(kind="train")
-            if e.action.startswith("train:") and e.started_at == clock.now()
-        ]
-        assert [e.action for e in candidates] == [
-            "train:newest",
-            "train:recency_weighted",
-            "train:reference_plus_newest",
-        ]  # three trainings, each recorded with its score on the newest rows
-        scores = {e.action: e.details["metrics"]["accuracy"] for e in candidates}
-        assert scores["train:newest"] == max(scores.values())
-        retrain = project.events.last("retrain")
-        assert retrain is not None and retrain.details["recipe"] == "newest"
-        assert retrain.details["gate"]["versus"]["p_a_better"] < 0.05
-        client = project.registry.version_store.connection.client
-        tags = client.get_model_version(project.registry.model_name, "2").tags
-        assert tags["mlmedic.recipe"] == "newest"
-        assert set(json.loads(tags["mlmedic.candidates"])) == {
-            "newest",
-            "recency_weighted",
-            "reference_plus_newest",
-        }
-    finally:
-        project.close()
+    project, clock, monitor = loop()
+    clock.advance(6 * HOUR)
+    monitor.run_batch(world(1500, 2))
+    clock.advance(6 * HOUR)
+    # the concept changed wherever x1 > 0: old rows now teach the wrong answer there
+    changed = monitor.run_batch(world(1500, 3, flip_above=0.0))
+    assert changed.decision.action == "retrain"
+    assert "(recipe newest) deployed" in changed.acted, changed.acted
+    candidates = [
+        e
+        for e in project.events.query(kind="train")
+        if e.action.startswith("train:") and e.started_at == clock.now()
+    ]
+    assert [e.action for e in candidates] == [
+        "train:newest",
+        "train:recency_weighted",
+        "train:reference_plus_newest",
+    ]  # three trainings, each recorded with its score on the newest rows
+    scores = {e.action: e.details["metrics"]["accuracy"] for e in candidates}
+    assert scores["train:newest"] == max(scores.values())
+    retrain = project.events.last("retrain")
+    assert retrain is not None and retrain.details["recipe"] == "newest"
+    assert retrain.details["gate"]["versus"]["p_a_better"] < 0.05
+    client = project.registry.version_store.connection.client
+    tags = client.get_model_version(project.registry.model_name, "2").tags
+    assert tags["mlmedic.recipe"] == "newest"
+    assert set(json.loads(tags["mlmedic.candidates"])) == {
+        "newest",
+        "recency_weighted",
+        "reference_plus_newest",
+    }
 
 
 def test_a_recipe_that_cannot_train_is_skipped_and_recorded_and_the_others_go_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    loop,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     """A trainer that takes no sample weights cannot train the recency-weighted recipe."""
     (tmp_path / "plain_trainer.py").write_text(
@@ -111,108 +123,84 @@ def test_a_recipe_that_cannot_train_is_skipped_and_recorded_and_the_others_go_on
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     config = {"model_training": {"trainer": "plain_trainer:train"}}
-    project, clock = _project(tmp_path / "p", config)
-    reference = world(3000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
-        clock.advance(6 * HOUR)
-        result = monitor.run_batch(world(1500, 3, flip_above=0.0))
-        assert result.decision.action == "retrain" and "deployed" in result.acted
-        skipped = [e for e in project.events.query(kind="train") if e.outcome == "skipped"]
-        assert [e.action for e in skipped] == ["train:recency_weighted"]
-        assert "takes no sample_weight" in skipped[0].message
-        retrain = project.events.last("retrain")
-        assert retrain is not None
-        trained = [c["recipe"] for c in retrain.details["candidates"] if c["error"] is None]
-        assert trained == ["newest", "reference_plus_newest"]
-    finally:
-        project.close()
+    project, clock, monitor = loop(config)
+    clock.advance(6 * HOUR)
+    result = monitor.run_batch(world(1500, 3, flip_above=0.0))
+    assert result.decision.action == "retrain" and "deployed" in result.acted
+    skipped = [e for e in project.events.query(kind="train") if e.outcome == "skipped"]
+    assert [e.action for e in skipped] == ["train:recency_weighted"]
+    assert "takes no sample_weight" in skipped[0].message
+    retrain = project.events.last("retrain")
+    assert retrain is not None
+    trained = [c["recipe"] for c in retrain.details["candidates"] if c["error"] is None]
+    assert trained == ["newest", "reference_plus_newest"]
 
 
-def test_the_recipes_are_configurable_and_bound_the_cost(tmp_path: Path) -> None:
+def test_the_recipes_are_configurable_and_bound_the_cost(loop) -> None:  # type: ignore[no-untyped-def]
     config = {"model_training": {"retrain_recipes": ["reference_plus_newest"]}}
-    project, clock = _project(tmp_path / "p", config)
-    reference = world(3000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
-        clock.advance(6 * HOUR)
-        monitor.run_batch(world(1500, 3, flip_above=0.0))
-        retrain = project.events.last("retrain")
-        assert retrain is not None
-        assert [c["recipe"] for c in retrain.details["candidates"]] == ["reference_plus_newest"]
-    finally:
-        project.close()
+    project, clock, monitor = loop(config)
+    clock.advance(6 * HOUR)
+    monitor.run_batch(world(1500, 3, flip_above=0.0))
+    retrain = project.events.last("retrain")
+    assert retrain is not None
+    assert [c["recipe"] for c in retrain.details["candidates"]] == ["reference_plus_newest"]
 
 
 # ---------------------------------------------------------------- 2: the reference it will see
 
 
 def test_after_a_heal_the_alarm_clears_in_the_new_regime_and_stays_quiet_in_the_old(
-    tmp_path: Path,
+    loop,  # type: ignore[no-untyped-def]
 ) -> None:
-    project, clock = _project(tmp_path / "p")
-    reference = world(4000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
+    project, clock, monitor = loop(reference_rows=4000)
+    clock.advance(6 * HOUR)
+    monitor.run_batch(world(2000, 2))
+    clock.advance(6 * HOUR)
+    shifted = monitor.run_batch(world(3000, 3, shift=2.5))  # a region v1 barely knows
+    assert shifted.drift is not None and shifted.drift.drift
+    assert shifted.decision.action == "retrain" and "deployed" in shifted.acted
+    baseline = project.registry.load_drift_profile(2)
+    assert baseline is not None
+    x1 = baseline["features"]["numeric"]["x1"]
+    assert x1["total"] / x1["n"] > 1.0  # v2's reference is the shifted region it will see
+    for seed in (4, 5):
         clock.advance(6 * HOUR)
-        monitor.run_batch(world(2000, 2))
-        clock.advance(6 * HOUR)
-        shifted = monitor.run_batch(world(3000, 3, shift=2.5))  # a region v1 barely knows
-        assert shifted.drift is not None and shifted.drift.drift
-        assert shifted.decision.action == "retrain" and "deployed" in shifted.acted
-        baseline = project.registry.load_drift_profile(2)
-        assert baseline is not None
-        x1 = baseline["features"]["numeric"]["x1"]
-        assert x1["total"] / x1["n"] > 1.0  # v2's reference is the shifted region it will see
-        for seed in (4, 5):
-            clock.advance(6 * HOUR)
-            again = monitor.run_batch(world(2000, seed, shift=2.5))
-            assert again.drift is not None and not again.drift.drift, again.drift.summary()
-            assert again.decision.alerts == []
-        # the winner learned the reference too (forgetting it won nothing significant here), so
-        # its baseline keeps the old regime as known: a window back there is no alarm either
-        assert "(recipe newest)" not in shifted.acted and baseline.get("known_features")
-        clock.advance(6 * HOUR)
-        back = monitor.run_batch(world(2000, 6))
-        assert back.drift is not None and not back.drift.drift, back.drift.summary()
-    finally:
-        project.close()
+        again = monitor.run_batch(world(2000, seed, shift=2.5))
+        assert again.drift is not None and not again.drift.drift, again.drift.summary()
+        assert again.decision.alerts == []
+    # the winner learned the reference too (forgetting it won nothing significant here), so
+    # its baseline keeps the old regime as known: a window back there is no alarm either
+    assert "(recipe newest)" not in shifted.acted and baseline.get("known_features")
+    clock.advance(6 * HOUR)
+    back = monitor.run_batch(world(2000, 6))
+    assert back.drift is not None and not back.drift.drift, back.drift.summary()
 
 
 # ---------------------------------------------------------------- 4: a refusal backs off
 
 
-def test_a_refused_retrain_backs_off_instead_of_spending_the_cooldown(tmp_path: Path) -> None:
+def test_a_refused_retrain_backs_off_instead_of_spending_the_cooldown(loop) -> None:  # type: ignore[no-untyped-def]
     """Labels gone noisy (nothing to learn): the retrain is refused; six hours and enough new
     labelled rows later the next attempt runs — the 24 h cooldown is for deployments."""
-    project, clock = _project(tmp_path / "p")
-    reference = world(3000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
-        clock.advance(6 * HOUR)
-        first = monitor.run_batch(world(1500, 2, noise=0.25))
-        assert first.decision.action == "retrain" and "rejected by the gate" in first.acted
-        refused = project.events.last("retrain")
-        assert refused is not None and refused.details["rows_needed"] == 300  # its judge's size
-        clock.advance(3 * HOUR)  # too soon: one attempt per monitoring interval
-        soon = monitor.run_batch(world(1500, 3, noise=0.25))
-        assert soon.decision.action != "retrain" and "backing off" in soon.decision.waiting
-        clock.advance(3 * HOUR)
-        second = monitor.run_batch(world(1500, 4, noise=0.25))
-        assert second.decision.action == "retrain", second.decision.summary()
-        assert project.events.count("retrain") == 2
-    finally:
-        project.close()
+    project, clock, monitor = loop()
+    clock.advance(6 * HOUR)
+    first = monitor.run_batch(world(1500, 2, noise=0.25))
+    assert first.decision.action == "retrain" and "rejected by the gate" in first.acted
+    refused = project.events.last("retrain")
+    assert refused is not None and refused.details["rows_needed"] == 300  # its judge's size
+    clock.advance(3 * HOUR)  # too soon: one attempt per monitoring interval
+    soon = monitor.run_batch(world(1500, 3, noise=0.25))
+    assert soon.decision.action != "retrain" and "backing off" in soon.decision.waiting
+    clock.advance(3 * HOUR)
+    second = monitor.run_batch(world(1500, 4, noise=0.25))
+    assert second.decision.action == "retrain", second.decision.summary()
+    assert project.events.count("retrain") == 2
 
 
 # ---------------------------------------------------------------- 9: a heal that hurts
 
 
-def test_a_heal_that_hurts_is_rolled_back_while_on_probation(tmp_path: Path) -> None:
+def test_a_heal_that_hurts_is_rolled_back_while_on_probation(loop) -> None:  # type: ignore[no-untyped-def]
     """The retrain learned that labels flip where x1 > 1.1; the next window has no flip and few
     rows out there: the new champion is worse than v1 on the same rows by less than the minimum
     drop that counts (0.08 here) — no drop — but significantly: rolled back, saying why."""
@@ -220,27 +208,21 @@ def test_a_heal_that_hurts_is_rolled_back_while_on_probation(tmp_path: Path) -> 
         "model_training": {"retrain_recipes": ["newest"]},
         "model_validation": {"performance_degradation_threshold": 0.08},
     }
-    project, clock = _project(tmp_path / "p", config)
-    reference = world(3000, 1)
-    try:
-        assert run_pipeline(project, reference, target="y").deployed
-        monitor = Monitor(project, reference_data=reference)
-        clock.advance(6 * HOUR)
-        healed = monitor.run_batch(world(3000, 2, flip_above=1.1))
-        assert "deployed" in healed.acted, healed.acted
-        assert project.registry.champion().version == 2  # type: ignore[union-attr]
-        clock.advance(6 * HOUR)
-        hurt = monitor.run_batch(world(4000, 3, shift=-0.7))
-        assert hurt.decision.action == "rollback", hurt.decision.summary()
-        assert hurt.decision.triggers == ["heal_hurts"]  # no drop: probation decided
-        assert hurt.acted == "rolled back v2 -> v1"
-        rollback = project.events.last("rollback")
-        assert rollback is not None and "a heal that hurts" in rollback.message
-        clock.advance(6 * HOUR)  # v1 is no retrained champion: no probation, no flip back
-        after = monitor.run_batch(world(2000, 4, shift=-0.7))
-        assert after.decision.action != "rollback"
-    finally:
-        project.close()
+    project, clock, monitor = loop(config)
+    clock.advance(6 * HOUR)
+    healed = monitor.run_batch(world(3000, 2, flip_above=1.1))
+    assert "deployed" in healed.acted, healed.acted
+    assert project.registry.champion().version == 2  # type: ignore[union-attr]
+    clock.advance(6 * HOUR)
+    hurt = monitor.run_batch(world(4000, 3, shift=-0.7))
+    assert hurt.decision.action == "rollback", hurt.decision.summary()
+    assert hurt.decision.triggers == ["heal_hurts"]  # no drop: probation decided
+    assert hurt.acted == "rolled back v2 -> v1"
+    rollback = project.events.last("rollback")
+    assert rollback is not None and "a heal that hurts" in rollback.message
+    clock.advance(6 * HOUR)  # v1 is no retrained champion: no probation, no flip back
+    after = monitor.run_batch(world(2000, 4, shift=-0.7))
+    assert after.decision.action != "rollback"
 
 
 # ---------------------------------------------------------------- 7: intervals that hold

@@ -38,9 +38,9 @@ import pandas as pd
 
 from mlmedic.clock import SimulatedClock, to_iso
 from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
-from mlmedic.data.io import read_table
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
+from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
 ARRIVES = "_mlmedic_label_at"
@@ -48,28 +48,6 @@ ARRIVES = "_mlmedic_label_at"
 
 def _quiet(_: str) -> None:
     return None
-
-
-@dataclass
-class Window:
-    """One window of the history: its rows, the data-time span they cover, and each row's
-    data time (the pass happens at the newest)."""
-
-    index: int
-    start: float
-    end: float
-    rows: pd.DataFrame
-    times: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-    def __post_init__(self) -> None:
-        if len(self.times) != len(self.rows):  # rows in order, spread over (start, end]
-            n = len(self.rows)
-            self.times = self.start + (self.end - self.start) * np.arange(1, n + 1) / max(n, 1)
-
-    @property
-    def at(self) -> float:
-        """When the window's pass runs: at its newest row."""
-        return float(self.times.max()) if len(self.times) else self.end
 
 
 @dataclass
@@ -126,84 +104,6 @@ class ReplayResult:
 
 
 # ---------------------------------------------------------------- the history as windows
-
-
-def windows_of(
-    history: str | Path | pd.DataFrame,
-    *,
-    time_column: str | None,
-    every_seconds: float,
-    window_rows: int,
-    start: float,
-) -> list[Window]:
-    """The history cut into windows (see the module docstring)."""
-    if isinstance(history, pd.DataFrame):
-        return _by_rows_or_time(history, time_column, every_seconds, window_rows, start)
-    path = Path(history)
-    if path.is_dir() and time_column is None:
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise UsageError(f"{path}: no files to replay")
-        found = []
-        for position, file in enumerate(files):
-            frame = read_table(file)
-            found.append(
-                Window(
-                    position,
-                    start + position * every_seconds,
-                    start + (position + 1) * every_seconds,
-                    frame.reset_index(drop=True),
-                )
-            )
-        return found
-    return _by_rows_or_time(read_table(path), time_column, every_seconds, window_rows, start)
-
-
-def _by_rows_or_time(
-    frame: pd.DataFrame,
-    time_column: str | None,
-    every_seconds: float,
-    window_rows: int,
-    start: float,
-) -> list[Window]:
-    if time_column is not None:
-        from mlmedic.clock import data_times
-
-        if time_column not in frame.columns:
-            raise UsageError(f"--time-column {time_column}: no such column in the history")
-        try:
-            seconds = data_times(frame[time_column], what=f"--time-column {time_column}")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        order = np.argsort(seconds, kind="stable")
-        frame, seconds = frame.iloc[order].reset_index(drop=True), seconds[order]
-        first = float(seconds[0])
-        slot = ((seconds - first) // every_seconds).astype(int)
-        found = []
-        for position, number in enumerate(np.unique(slot)):
-            inside = np.flatnonzero(slot == number)
-            begin = first + int(number) * every_seconds
-            found.append(
-                Window(
-                    position,
-                    begin,
-                    begin + every_seconds,
-                    frame.iloc[inside].reset_index(drop=True),
-                    seconds[inside],
-                )
-            )
-        return found
-    if window_rows < 1:
-        raise UsageError("--window-rows must be at least 1")
-    found = []
-    for position, begin in enumerate(range(0, len(frame), window_rows)):
-        rows = frame.iloc[begin : begin + window_rows].reset_index(drop=True)
-        t0 = start + position * every_seconds
-        found.append(Window(position, t0, t0 + every_seconds, rows))
-    return found
-
-
-# ---------------------------------------------------------------- the replay
 
 
 @contextlib.contextmanager
@@ -272,7 +172,7 @@ def replay(
     """Replay ``history`` through the loop (see the module docstring); ``recipes``: also each
     retraining recipe alone, retrained every window, and the oracle (three trainings more per
     window)."""
-    from mlmedic.baselines import EVERY, NEVER, Baselines
+    from mlmedic.baselines import NEVER, Baselines
     from mlmedic.monitor import Monitor
     from mlmedic.pipeline import run_pipeline
     from mlmedic.project import Project
@@ -284,7 +184,7 @@ def replay(
 
         time_column = load_settings(settings_from).self_healing.data_quality.time_column
     begin = time.perf_counter()
-    windows, reference_frame = _prepare(
+    windows, reference_frame = prepare(
         history, target, reference, time_column, every_seconds, window_rows
     )
     notes = []
@@ -321,9 +221,8 @@ def replay(
                 if baselines
                 else None
             )
-            arrived: list[pd.DataFrame] = []  # labelled rows with their arrival time
+            labels = _Arrivals(target, label_delay_seconds)
             outcomes: list[WindowOutcome] = []
-            last_pass = -float("inf")  # labels that arrived after this time are new to the pass
             passes_started = time.perf_counter()
             for window in windows:
                 clock.advance(max(0.0, window.at - clock.now()))
@@ -332,56 +231,23 @@ def replay(
                 def score(model: Any, rows: pd.DataFrame) -> float | None:
                     return _accuracy(model, rows, contract)[0]
 
-                accuracy, auc = _accuracy(snapshot.model, window.rows, contract)
                 scores = (
                     others.score(window.rows, score)
                     if others is not None
                     else {NEVER: score(first_snapshot.model, window.rows)}
                 )
-                # each row's label arrives label_delay after the row's own time
-                labelled = window.rows[window.rows[target].notna()]
-                arrives = window.times[window.rows[target].notna().to_numpy()]
-                arrived.append(labelled.assign(**{ARRIVES: arrives + label_delay_seconds}))
-                pool = pd.concat(arrived, ignore_index=True)
-                due = (pool[ARRIVES] > last_pass) & (pool[ARRIVES] <= clock.now())
-                fresh = pool.loc[due].drop(columns=[ARRIVES])
-                last_pass = clock.now()
+                fresh = labels.arrive(window, clock.now())
                 if label_delay_seconds <= 0:  # the window's own labels, with its rows
                     result = monitor.run_batch(window.rows)
                 else:  # the labels that arrived by now, of this window's rows or earlier ones
                     features = window.rows.drop(columns=[target])
                     result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
-                outcomes.append(
-                    WindowOutcome(
-                        index=window.index,
-                        start=to_iso(window.start),
-                        end=to_iso(window.end),
-                        rows=len(window.rows),
-                        labels_arrived=len(fresh),
-                        drift_score=result.drift.score if result.drift else None,
-                        drifted_features=result.drift.drifted_features if result.drift else [],
-                        performance=result.performance.summary() if result.performance else "",
-                        alerts=list(result.decision.alerts),
-                        action=result.decision.action,
-                        acted=result.acted,
-                        evidence=list(result.decision.evidence),
-                        model_version=snapshot.version,
-                        accuracy=accuracy,
-                        roc_auc=auc,
-                        never_heal_accuracy=scores.get(NEVER),
-                        retrain_every_window_accuracy=scores.get(EVERY),
-                        baselines=scores,
-                        estimate=_interval(result.estimate),
-                    )
-                )
+                measured = _accuracy(snapshot.model, window.rows, contract)
+                outcomes.append(_outcome(window, result, snapshot.version, measured, fresh, scores))
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
-                    known = pool.loc[pool[ARRIVES] <= clock.now()]
-                    others.learn(
-                        known.drop(columns=[ARRIVES]).reset_index(drop=True),
-                        known[ARRIVES].to_numpy(dtype=float),
-                        clock.now(),
-                    )
+                    known, seen = labels.known(clock.now())
+                    others.learn(known, seen, clock.now())
             passes = time.perf_counter() - passes_started
             retrains = project.events.count(EventKind.RETRAIN)
             rollbacks = len(
@@ -408,60 +274,68 @@ def replay(
     )
 
 
-def _prepare(
-    history: str | Path | pd.DataFrame,
-    target: str,
-    reference: str | Path | pd.DataFrame | None,
-    time_column: str | None,
-    every_seconds: float,
-    window_rows: int,
-) -> tuple[list[Window], pd.DataFrame]:
-    """The windows to replay and the reference the first model learns from (the windows
-    holding the first fifth of the history when no reference is given)."""
-    start = 1_600_000_000.0  # data time of a history without a time column
-    windows = windows_of(
-        history,
-        time_column=time_column,
-        every_seconds=every_seconds,
-        window_rows=window_rows,
-        start=start,
+class _Arrivals:
+    """Labels arriving in data time: each row's label ``delay`` after the row's own time."""
+
+    def __init__(self, target: str, delay: float) -> None:
+        self.target, self.delay = target, delay
+        self.arrived: list[pd.DataFrame] = []  # labelled rows with their arrival time
+        self.last_pass = -float("inf")  # labels that arrived after this are new to a pass
+
+    def arrive(self, window: Window, now: float) -> pd.DataFrame:
+        """Add ``window``'s labelled rows; return those whose labels arrived since the last
+        pass (at ``now``)."""
+        present = window.rows[self.target].notna()
+        arrives = window.times[present.to_numpy()] + self.delay
+        self.arrived.append(window.rows[present].assign(**{ARRIVES: arrives}))
+        pool = pd.concat(self.arrived, ignore_index=True)
+        due = (pool[ARRIVES] > self.last_pass) & (pool[ARRIVES] <= now)
+        self.last_pass = now
+        return pool.loc[due].drop(columns=[ARRIVES])
+
+    def known(self, now: float) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every labelled row known by ``now``, oldest first, and when each label arrived."""
+        pool = pd.concat(self.arrived, ignore_index=True)
+        pool = pool.loc[pool[ARRIVES] <= now]
+        return (
+            pool.drop(columns=[ARRIVES]).reset_index(drop=True),
+            pool[ARRIVES].to_numpy(dtype=float),
+        )
+
+
+def _outcome(
+    window: Window,
+    result: Any,
+    version: int,
+    measured: tuple[float | None, float | None],
+    fresh: pd.DataFrame,
+    scores: dict[str, float | None],
+) -> WindowOutcome:
+    """One window of the replay: the pass's result, and what each strategy scored on it."""
+    from mlmedic.baselines import EVERY, NEVER
+
+    drift = result.drift
+    return WindowOutcome(
+        index=window.index,
+        start=to_iso(window.start),
+        end=to_iso(window.end),
+        rows=len(window.rows),
+        labels_arrived=len(fresh),
+        drift_score=drift.score if drift else None,
+        drifted_features=drift.drifted_features if drift else [],
+        performance=result.performance.summary() if result.performance else "",
+        alerts=list(result.decision.alerts),
+        action=result.decision.action,
+        acted=result.acted,
+        evidence=list(result.decision.evidence),
+        model_version=version,
+        accuracy=measured[0],
+        roc_auc=measured[1],
+        never_heal_accuracy=scores.get(NEVER),
+        retrain_every_window_accuracy=scores.get(EVERY),
+        baselines=scores,
+        estimate=_interval(result.estimate),
     )
-    if reference is None and any(target not in w.rows.columns for w in windows):
-        raise UsageError(f"--target {target}: not a column of every window of the history")
-    for window in windows:  # a history without labels (a reference gave the first model)
-        if target not in window.rows.columns:
-            window.rows = window.rows.assign(**{target: np.nan})
-    if reference is None and len(windows) < 2:
-        raise UsageError(
-            f"the history holds {len(windows)} window(s): at least 2 are needed (the first model "
-            "learns from the first); cut it finer with --window-rows or --every, or pass "
-            "--reference"
-        )
-    if reference is None:
-        total = sum(len(w.rows) for w in windows)
-        taken, rows = 0, 0
-        while taken < len(windows) - 1 and rows < total / 5:
-            rows += len(windows[taken].rows)
-            taken += 1
-        reference_frame = pd.concat([w.rows for w in windows[:taken]], ignore_index=True)
-        reference_frame = reference_frame[reference_frame[target].notna()]
-        windows = windows[taken:]
-        if not len(reference_frame):
-            raise UsageError(
-                "the first fifth of the history has no labels to train the first model on; "
-                "pass a labelled --reference"
-            )
-    else:
-        reference_frame = (
-            reference if isinstance(reference, pd.DataFrame) else read_table(Path(reference))
-        )
-    if not windows:
-        raise UsageError("the history holds no window to replay after the reference")
-    drop = [c for c in (time_column,) if c]
-    reference_frame = reference_frame.drop(columns=[c for c in drop if c in reference_frame])
-    for window in windows:
-        window.rows = window.rows.drop(columns=[c for c in drop if c in window.rows])
-    return windows, reference_frame.reset_index(drop=True)
 
 
 def _interval(estimate: Any) -> list[float] | None:

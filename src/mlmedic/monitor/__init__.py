@@ -15,8 +15,6 @@ A pass is four steps, each its own module: load one ``snapshot`` of the champion
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,71 +24,33 @@ import pandas as pd
 from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.drift import DriftReport
-from mlmedic.errors import ConfigError, MedicError
-from mlmedic.events import EventKind, Outcome, finite
+from mlmedic.errors import ConfigError
+from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
 from mlmedic.monitor.distributed import WindowSummary
-from mlmedic.monitor.history import expected_accuracy, on_probation, retrain_history
+from mlmedic.monitor.history import (
+    expected_accuracy,
+    mark,
+    on_probation,
+    recent_errors,
+    retrain_history,
+)
 from mlmedic.monitor.measure import Measurements, measure
+from mlmedic.monitor.reports import log_to_mlflow, write_reports
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
 from mlmedic.performance import Performance
 from mlmedic.policy import Decision, decide
 from mlmedic.project import Project
+from mlmedic.windows import data_time
 
 __all__ = ["ChampionSnapshot", "Measurements", "Monitor", "MonitorResult", "measure"]
 
 
 def _quiet(_: str) -> None:
     return None
-
-
-def _data_time(
-    frame: pd.DataFrame, time_column: str | None, snapshot: ChampionSnapshot
-) -> float | None:
-    """The newest time of the batch's time column (``--time-column``, else the contract's time
-    column when the batch has it), or None; ``UsageError`` for a column that is not there or
-    does not read as times."""
-    from mlmedic.clock import data_times
-    from mlmedic.errors import UsageError
-
-    what = f"--time-column {time_column}"
-    if time_column is None:
-        known = snapshot.contract.time_column
-        if known is None or known not in frame.columns:
-            return None
-        time_column, what = known, f"the time column {known} (data_quality.time_column)"
-    if time_column not in frame.columns:
-        raise UsageError(f"{what}: no such column in the batch")
-    if not len(frame):
-        return None
-    try:
-        return float(data_times(frame[time_column], what=what).max())
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _recent_errors(events: Any) -> list[float]:
-    """The label-free estimate's errors on the newest labelled windows, newest first."""
-    from mlmedic.performance import RECENT_ERRORS
-
-    found = []
-    for event in events.query(
-        kind=EventKind.PERFORMANCE_CHECK, limit=3 * RECENT_ERRORS, newest_first=True
-    ):
-        error = event.details.get("estimate_error")
-        if error is not None:
-            found.append(float(error))
-    return found[:RECENT_ERRORS]
-
-
-def _mark(decision: Decision) -> str:
-    """How a pass's labelled rows are marked for the next retrain's current regime."""
-    if {"measured_drop", "estimated_drop"} & set(decision.triggers):
-        return "drop"
-    return "drift" if decision.data_drift else ""
 
 
 @dataclass
@@ -206,7 +166,7 @@ class Monitor:
             named = time_column or snapshot.contract.time_column
             wanted = set(snapshot.contract.columns_) | ({named} if named else set())
             frame = read_table(data, columns=wanted)
-        moment = _data_time(frame, time_column, snapshot)
+        moment = data_time(frame, time_column, snapshot.contract.time_column)
         if moment is None:
             return self._pass(frame, source=source, snapshot=snapshot, labelled=labelled)
         with self.project.data_time(moment):
@@ -321,48 +281,15 @@ class Monitor:
             logged=logged,
             labelled=labelled,
             summary=summary,
-            errors=_recent_errors(events),
+            errors=recent_errors(events),
         )
         rows = found.rows
-        detection = self.settings.self_healing.drift_detection
-        before = events.last(EventKind.MONITOR)
-        expected, expected_rows = expected_accuracy(
-            events,
-            snapshot.version,
-            snapshot.baseline,
-            min_rows=detection.min_samples_for_detection,
-        )
-        performance = found.performance
-        measured_rows = performance.rows if performance and not performance.estimated else 0
-        decision = decide(
-            found.drift,
-            performance,
-            settings=self.settings,
-            now=now,
-            history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
-            validation_accuracy=expected,
-            validation_rows=expected_rows,
-            versus_previous=found.versus_previous,
-            previous_performance=found.previous_performance,
-            probation=measured_rows >= detection.min_samples_for_detection
-            and on_probation(
-                events,
-                snapshot.version,
-                min_rows=detection.min_samples_for_detection,
-                now=now,
-                cooldown=self.settings.retraining_cooldown_hours * 3600.0,
-            ),
-            drift_ongoing=before is not None
-            and bool(before.details.get("data_drift"))
-            and before.model_version == str(snapshot.version),
-            # labels that arrived late are of earlier rows: the window's estimate counts too
-            estimate=found.estimate if labelled is not None and not found.labelled else None,
-        )
+        decision = self._decide(found, snapshot, now, late=labelled is not None)
         self._keep_labelled(
             labelled if labelled is not None else frame,
             snapshot,
             now,
-            mark=_mark(decision),
+            mark=mark(decision),
         )
         result = MonitorResult(
             rows,
@@ -377,9 +304,9 @@ class Monitor:
         self.actions.alert(decision.alerts, snapshot.version, now)
         self.say(f"decision: {decision.summary()}")
         result.acted = self.actions.act(decision, snapshot)
-        self._write_reports(result, snapshot.version, source, now)
+        write_reports(self.project, result, snapshot.version, source, now, self.say)
         if self.mlflow_reports:
-            self._log_to_mlflow(result, snapshot.version, source, now)
+            log_to_mlflow(self.project, result, snapshot.version, source, now, self.say)
         events.record(
             EventKind.MONITOR,
             "pass",
@@ -395,9 +322,9 @@ class Monitor:
                 "triggers": decision.triggers,
                 "data_drift": decision.data_drift,
                 "drift_score": found.drift.score if found.drift else None,
-                "measured_rows": measured_rows,
-                "measured_accuracy": performance.accuracy
-                if performance and measured_rows
+                "measured_rows": found.measured_rows,
+                "measured_accuracy": found.performance.accuracy
+                if found.performance and found.measured_rows
                 else None,
                 "drop_test": decision.drop_test,
             },
@@ -406,6 +333,44 @@ class Monitor:
             ended_at=now,
         )
         return result
+
+    def _decide(
+        self, found: Measurements, snapshot: ChampionSnapshot, now: float, *, late: bool
+    ) -> Decision:
+        """The policy's decision on a window, with what the event store remembers: the
+        retrain history, the expected accuracy, probation, an ongoing drift."""
+        events = self.project.events
+        detection = self.settings.self_healing.drift_detection
+        minimum = detection.min_samples_for_detection
+        before = events.last(EventKind.MONITOR)
+        expected, expected_rows = expected_accuracy(
+            events, snapshot.version, snapshot.baseline, min_rows=minimum
+        )
+        measured_rows = found.measured_rows
+        return decide(
+            found.drift,
+            found.performance,
+            settings=self.settings,
+            now=now,
+            history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
+            validation_accuracy=expected,
+            validation_rows=expected_rows,
+            versus_previous=found.versus_previous,
+            previous_performance=found.previous_performance,
+            probation=measured_rows >= minimum
+            and on_probation(
+                events,
+                snapshot.version,
+                min_rows=minimum,
+                now=now,
+                cooldown=self.settings.retraining_cooldown_hours * 3600.0,
+            ),
+            drift_ongoing=before is not None
+            and bool(before.details.get("data_drift"))
+            and before.model_version == str(snapshot.version),
+            # labels that arrived late are of earlier rows: the window's estimate counts too
+            estimate=found.estimate if late and not found.labelled else None,
+        )
 
     def _keep_labelled(
         self, frame: pd.DataFrame, snapshot: ChampionSnapshot, now: float, *, mark: str
@@ -430,68 +395,6 @@ class Monitor:
             )
         except (OSError, ValueError) as exc:
             self.say(f"cannot keep the labelled rows for retraining: {exc}")
-
-    def _log_to_mlflow(self, result: MonitorResult, version: int, source: str, now: float) -> None:
-        """The pass in the champion's MLflow monitoring run (``monitor vN``), so the MLflow UI
-        shows drift history beside the model. A registry that cannot be reached costs the pass
-        nothing but this line: the report is also in ``monitoring.reports_dir``."""
-        from mlmedic.page import pass_page
-
-        report = {"time": to_iso(now), "model_version": version, "source": source}
-        report.update(result.to_dict())
-        metrics: dict[str, float] = {"rows": float(result.rows)}
-        if result.drift is not None and result.drift.score is not None:
-            metrics["drift_score"] = float(result.drift.score)
-            metrics["drifted_features"] = float(len(result.drift.drifted_features))
-        performance = result.performance
-        if performance is not None and performance.rows:
-            name = "estimated_accuracy" if performance.estimated else "accuracy"
-            metrics[name] = float(performance.accuracy)
-        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        title = f"{self.project.registry.model_name} v{version}: monitoring pass {to_iso(now)}"
-        try:
-            self.project.registry.version_store.log_pass(
-                version,
-                metrics=metrics,
-                report=finite(report),
-                html=pass_page(report, title=title),
-                at=now,
-            )
-        except MedicError as exc:
-            self.say(f"the pass was not logged to MLflow: {exc}")
-
-    def _write_reports(self, result: MonitorResult, version: int, source: str, now: float) -> None:
-        """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,
-        relative to the project): the drift report, the performance, the alerts."""
-        paths = self.settings.self_healing.monitoring
-        stamp = to_iso(now).replace(":", "-")[:19]
-        head = {"time": to_iso(now), "model_version": version, "source": source}
-        documents = {
-            paths.reports_dir: {
-                **head,
-                "rows": result.rows,
-                "decision": result.decision.summary(),
-                "action": result.acted,
-                "drift": result.drift.summary() if result.drift else None,
-                "drift_score": result.drift.score if result.drift else None,
-                "drifted_features": result.drift.drifted_features if result.drift else [],
-            },
-            paths.metrics_dir: {
-                **head,
-                "performance": result.performance.to_dict() if result.performance else None,
-            },
-        }
-        if result.decision.alerts:
-            documents[paths.alerts_dir] = {**head, "alerts": result.decision.alerts}
-        for folder, document in documents.items():
-            target = Path(folder) if Path(folder).is_absolute() else self.project.root / folder
-            try:
-                target.mkdir(parents=True, exist_ok=True)
-                (target / f"{stamp}-v{version}.json").write_text(
-                    json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8"
-                )
-            except OSError as exc:
-                self.say(f"cannot write the pass report into {target}: {exc}")
 
     def _record(self, result: MonitorResult, version: int, source: str, now: float) -> None:
         events = self.project.events

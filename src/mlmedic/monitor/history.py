@@ -14,7 +14,7 @@ from typing import Any
 
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.monitor import labelled
-from mlmedic.policy import RetrainHistory
+from mlmedic.policy import Decision, RetrainHistory
 
 
 def retrain_history(events: EventStore, state_dir: Path, *, arriving: int = 0) -> RetrainHistory:
@@ -84,3 +84,24 @@ def on_probation(
         if event.model_version == str(version) and measured >= min_rows:
             return False
     return True
+
+
+def recent_errors(events: EventStore) -> list[float]:
+    """The label-free estimate's errors on the newest labelled windows, newest first."""
+    from mlmedic.performance import RECENT_ERRORS
+
+    found = []
+    for event in events.query(
+        kind=EventKind.PERFORMANCE_CHECK, limit=3 * RECENT_ERRORS, newest_first=True
+    ):
+        error = event.details.get("estimate_error")
+        if error is not None:
+            found.append(float(error))
+    return found[:RECENT_ERRORS]
+
+
+def mark(decision: Decision) -> str:
+    """How a pass's labelled rows are marked for the next retrain's current regime."""
+    if {"measured_drop", "estimated_drop"} & set(decision.triggers):
+        return "drop"
+    return "drift" if decision.data_drift else ""

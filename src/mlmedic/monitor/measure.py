@@ -42,6 +42,12 @@ class Measurements:
     estimate: Performance | None = None  # the label-free estimate of the window, always made
     estimate_error: float | None = None  # the estimate minus the measured accuracy, same rows
 
+    @property
+    def measured_rows(self) -> int:
+        """Labelled rows the accuracy was measured on (0: estimated, or none)."""
+        performance = self.performance
+        return performance.rows if performance and not performance.estimated else 0
+
 
 def _predicted(model_classes: list[object], probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(model_classes, dtype=object)[probabilities.argmax(axis=1)]

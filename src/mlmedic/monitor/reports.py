@@ -1,0 +1,89 @@
+"""Each monitoring pass as a report: JSON files in the project (``monitoring.reports_dir``,
+``metrics_dir``, ``alerts_dir``) and a run of the champion in MLflow (``monitor vN``: metric
+history, the report as JSON and a self-contained HTML page)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlmedic.clock import to_iso
+from mlmedic.errors import MedicError
+from mlmedic.events import finite
+from mlmedic.project import Project
+
+if TYPE_CHECKING:
+    from mlmedic.monitor import MonitorResult
+
+Say = Callable[[str], None]
+
+
+def log_to_mlflow(
+    project: Project, result: MonitorResult, version: int, source: str, now: float, say: Say
+) -> None:
+    """The pass in the champion's MLflow monitoring run (``monitor vN``), so the MLflow UI
+    shows drift history beside the model. A registry that cannot be reached costs the pass
+    nothing but this line: the report is also in ``monitoring.reports_dir``."""
+    from mlmedic.page import pass_page
+
+    report = {"time": to_iso(now), "model_version": version, "source": source}
+    report.update(result.to_dict())
+    metrics: dict[str, float] = {"rows": float(result.rows)}
+    if result.drift is not None and result.drift.score is not None:
+        metrics["drift_score"] = float(result.drift.score)
+        metrics["drifted_features"] = float(len(result.drift.drifted_features))
+    performance = result.performance
+    if performance is not None and performance.rows:
+        name = "estimated_accuracy" if performance.estimated else "accuracy"
+        metrics[name] = float(performance.accuracy)
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    title = f"{project.registry.model_name} v{version}: monitoring pass {to_iso(now)}"
+    try:
+        project.registry.version_store.log_pass(
+            version,
+            metrics=metrics,
+            report=finite(report),
+            html=pass_page(report, title=title),
+            at=now,
+        )
+    except MedicError as exc:
+        say(f"the pass was not logged to MLflow: {exc}")
+
+
+def write_reports(
+    project: Project, result: MonitorResult, version: int, source: str, now: float, say: Say
+) -> None:
+    """Each pass as files too (``monitoring.reports_dir``, ``metrics_dir``, ``alerts_dir``,
+    relative to the project): the drift report, the performance, the alerts."""
+    paths = project.settings.self_healing.monitoring
+    stamp = to_iso(now).replace(":", "-")[:19]
+    head = {"time": to_iso(now), "model_version": version, "source": source}
+    documents = {
+        paths.reports_dir: {
+            **head,
+            "rows": result.rows,
+            "decision": result.decision.summary(),
+            "action": result.acted,
+            "drift": result.drift.summary() if result.drift else None,
+            "drift_score": result.drift.score if result.drift else None,
+            "drifted_features": result.drift.drifted_features if result.drift else [],
+        },
+        paths.metrics_dir: {
+            **head,
+            "performance": result.performance.to_dict() if result.performance else None,
+        },
+    }
+    if result.decision.alerts:
+        documents[paths.alerts_dir] = {**head, "alerts": result.decision.alerts}
+    for folder, document in documents.items():
+        target = Path(folder) if Path(folder).is_absolute() else project.root / folder
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / f"{stamp}-v{version}.json").write_text(
+                json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8"
+            )
+        except OSError as exc:
+            say(f"cannot write the pass report into {target}: {exc}")
