@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.errors import RegistryError
+from mlmedic.model.local import cache_path
+from mlmedic.model.source import ModelSource
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.app import build
-from mlmedic.serving.model import cache_path
 from mlmedic.serving.recover import run_command
-from mlmedic.serving.source import ModelSource
 
 CLI = [sys.executable, "-m", "mlmedic"]
 PAYLOAD = '''

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.model.local import ModelLoadError
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.app import ServerState, _Pending, build
-from mlmedic.serving.model import ModelLoadError
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlmedic.clock import Clock
 from mlmedic.errors import EventStoreError
-from mlmedic.events import EventKind, EventStore, Outcome, _orig
+from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import original_error as _orig
 
 log = logging.getLogger("mlmedic.events")
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlmedic import render
+from mlmedic import narration
 from mlmedic.baseline import drift_reference
 from mlmedic.candidates import Candidate, RetrainPlan, choose, train_candidates
 from mlmedic.clock import Timings
@@ -196,7 +196,7 @@ def _stage_data(
         frame, checked, config=settings.data_quality, events=project.events, source=source
     )
     timings.update(stage.timings)
-    say(render.line_data(stage))
+    say(narration.line_data(stage))
     if not stage.passed:
         raise DataQualityError(
             f"{source}: the data still fails its checks after auto-fix: "
@@ -217,7 +217,7 @@ def _stage_backup(project: Project, timings: Timings, say: Say) -> None:
         path = project.registry.backup(champion.version)
         span.message = f"backed up champion v{champion.version} to {path}"
         span.details = {"path": str(path)}
-    say(render.line_backup(champion.version, path))
+    say(narration.line_backup(champion.version, path))
 
 
 def _stage_train(
@@ -246,7 +246,7 @@ def _stage_train(
     retries = training.max_training_retries if training.auto_retry_on_failure else 0
     name = trainer or training.trainer
     if plan is not None:
-        say(render.line_candidates(len(plan.sets), len(plan.holdout)))
+        say(narration.line_candidates(len(plan.sets), len(plan.holdout)))
         with timings.step("train"):
             candidates = train_candidates(
                 stage.data,
@@ -265,20 +265,20 @@ def _stage_train(
                 confidence=settings.model_validation.evidence_confidence,
             )
         assert best.result is not None
-        say(render.line_chosen(best.recipe, best.result.metrics))
+        say(narration.line_chosen(best.recipe, best.result.metrics))
         return best.result, new_contract, candidates
-    say(render.line_training(name or "the default pipeline", len(stage.data), retries + 1))
+    say(narration.line_training(name or "the default pipeline", len(stage.data), retries + 1))
     with timings.step("train"), project.events.span(EventKind.TRAIN, "train") as span:
         result = train(
             stage.data,
             new_contract,
             trainer=name,
             retries=retries,
-            on_retry=lambda attempt, exc: say(render.line_retry(attempt, exc)),
+            on_retry=lambda attempt, exc: say(narration.line_retry(attempt, exc)),
         )
         span.message = f"trained with {result.trainer} on {result.train_rows:,} rows"
         span.details = {"metrics": result.metrics, "params": result.params}
-    say(render.line_trained(result.trainer, result.train_rows, result.seconds, result.metrics))
+    say(narration.line_trained(result.trainer, result.train_rows, result.seconds, result.metrics))
     return result, new_contract, []
 
 
@@ -314,7 +314,7 @@ def _stage_register(
     else the training input as production would send it. ``known``: drift profiles of earlier
     regimes the version was also trained for (kept in its baseline, ``known_features``)."""
     registry = project.registry
-    say(render.line_registering(registry.tracking_uri))
+    say(narration.line_registering(registry.tracking_uri))
     with timings.step("baseline"):  # what monitoring compares against (profile, importance)
         quality = project.settings.self_healing.data_quality
         repair_statistics = Repairer.from_config(quality).fit(new_contract).statistics()
@@ -338,7 +338,7 @@ def _stage_register(
             reason=reason,
             raw=stage.raw,
         )
-    say(render.line_registered(registry.model_name, candidate.version, registry.tracking_uri))
+    say(narration.line_registered(registry.model_name, candidate.version, registry.tracking_uri))
     return candidate
 
 
@@ -374,7 +374,7 @@ def _gate_and_deploy(
             rows = gate_data[gate_data[target].notna()]
             prepared = model_frame(rows, contract)
             prepared[target] = rows[target].to_numpy()
-            say(render.line_gate_rows(len(rows)))
+            say(narration.line_gate_rows(len(rows)))
         else:
             rows = prepared = result.holdout
         candidate_metrics, candidate_correct = scored(result.model, prepared, target)
@@ -411,17 +411,17 @@ def _gate_and_deploy(
             details=decision.to_dict(),
             model_version=candidate.version,
         )
-    say(render.line_gate(candidate.version, decision.summary()))
+    say(narration.line_gate(candidate.version, decision.summary()))
     before = champion.version if champion else None
     if decision.passed:
         with timings.step("deploy"):
             _deploy(project, candidate.version, before)
-        say(render.line_deployed(candidate.version))
+        say(narration.line_deployed(candidate.version))
         after: int | None = candidate.version
     else:
         reason = "; ".join(decision.reasons)
         _keep_champion(project, candidate.version, before, decision, reason)
-        say(render.line_rejected(candidate.version, reason, before))
+        say(narration.line_rejected(candidate.version, reason, before))
         after = before
     return RunResult(
         deployed=decision.passed,

@@ -63,8 +63,8 @@ class ChampionSnapshot:
         registry — which also fills the serving cache for the next pass."""
         import json
 
-        from mlmedic.serving.model import ModelLoadError, cache_path
-        from mlmedic.serving.source import ModelSource
+        from mlmedic.model.local import ModelLoadError, cache_path
+        from mlmedic.model.source import ModelSource
 
         source = ModelSource(
             registry.state_dir,

@@ -198,7 +198,7 @@ class Registry:
     def load_model(self, version: int) -> Any:
         """The scikit-learn model of a version (from this project's registry only), loaded with
         skops and the types mlmedic recorded for it; pickle only when the project opted in."""
-        from mlmedic.serving.model import load_local
+        from mlmedic.model.local import load_local
 
         with tempfile.TemporaryDirectory() as folder:
             exported = self.export(version, Path(folder) / "version")

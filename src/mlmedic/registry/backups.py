@@ -41,7 +41,7 @@ class BackupStore:
 
     def loading_plan(self, version: int, model_dir: Path) -> tuple[str, list[str]]:
         """(serialization format, trusted types) for a downloaded version, or RegistryError."""
-        from mlmedic.serving.model import model_file
+        from mlmedic.model.local import model_file
 
         name = self.connection.model_name
         flavor = sklearn_flavor(model_dir)
@@ -69,7 +69,7 @@ class BackupStore:
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
-        from mlmedic.serving.model import file_digest, model_file
+        from mlmedic.model.local import file_digest, model_file
 
         name = self.connection.model_name
         info = self.versions.info(version)

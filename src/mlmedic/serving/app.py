@@ -41,11 +41,11 @@ from mlmedic.errors import ApiError, MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.labels import label_key
 from mlmedic.logstore import FeedbackLog, PredictionLog
+from mlmedic.model.local import LoadedModel, ModelLoadError
+from mlmedic.model.source import ModelSource
 from mlmedic.serving.metrics import Metrics
-from mlmedic.serving.model import LoadedModel, ModelLoadError
 from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT, label_for
 from mlmedic.serving.openapi import plain as _plain
-from mlmedic.serving.source import ModelSource
 
 log = logging.getLogger("mlmedic.serving")
 _DRAIN_LIMIT = 16 * 1024 * 1024

@@ -657,7 +657,7 @@ class Supervisor:
                 self._restart(incident)
                 return "restart", "no rollback: " + "; ".join(incident.evidence[-1:])
         if method == "clear_cache" and self.healing_enabled:
-            from mlmedic.serving.model import clear_cache
+            from mlmedic.model.local import clear_cache
 
             removed = clear_cache(self.state_dir)
             self._restart_all()

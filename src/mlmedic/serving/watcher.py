@@ -24,9 +24,9 @@ from pathlib import Path
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import compact
+from mlmedic.model.local import cache_path
 from mlmedic.project import Project
 from mlmedic.registry import CHAMPION
-from mlmedic.serving.model import cache_path
 
 log = logging.getLogger("mlmedic.watcher")
 COMPACT_EVERY = 300.0  # seconds between compactions of the prediction log

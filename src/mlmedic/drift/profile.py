@@ -1,41 +1,12 @@
-"""Drift: a reference profile per model version, and per-feature statistics of a batch against it.
-
-The profile (fitted on a version's training data) holds, per numeric feature, the counts in
-quantile bins of the reference, its moments and range, and a fixed-size reservoir sample; per
-categorical feature, the counts of each category. Profiles with the same bin edges merge by
-adding counts, so a large reference can be profiled partition by partition.
-
-A batch is compared feature by feature, the way the field does it (Evidently's defaults): below
-``large_sample`` rows, a test of significance (KS for numbers, chi-square for categories,
-p < 0.05); from ``large_sample`` rows on, an effect size with a threshold (normalised Wasserstein
-0.1 for numbers, Jensen-Shannon distance 0.1 for categories) — bare p-values flag every tiny
-shift on large samples. PSI is reported beside them. Below ``min_samples`` rows the answer is
-"insufficient data", not drift.
-
-The dataset drift score weighs each drifted feature by its size and by its importance to the
-model: ``score = sum(w_i * s_i over drifted features) / sum(w_i)``, capped at 1, where ``w_i`` is
-the feature's permutation importance (equal weights when the version stored none) and ``s_i``
-its severity — its effect size over its (calibrated) threshold, at least 1 for a drifted feature
-and at most ``SEVERITY_CAP`` (3). The batch drifts when the score exceeds ``drift_threshold``
-(0.5): *half of what the model relies on drifted just past its thresholds*, or a sixth of it
-three times as far. Two strongly drifted features of eight with equal weights score 0.75, not
-the 0.25 a share of features would give; drift in features the model ignores scores nothing.
-
-Examples:
-    >>> import numpy as np, pandas as pd
-    >>> rng = np.random.default_rng(0)
-    >>> reference = pd.DataFrame({"x": rng.normal(size=5000)})
-    >>> profile = ReferenceProfile().fit(reference, {"x": "numeric"})
-    >>> report = compare(profile, pd.DataFrame({"x": rng.normal(1.0, size=5000)}))
-    >>> report.features[0].drifted, report.score
-    (True, 1.0)
-"""
+"""Reference profiles: mergeable per-feature summaries of a version's reference data (quantile
+bins, moments, a reservoir sample; category counts), fitted like an estimator, merged across
+partitions, and calibrated on windows of the reference itself."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +16,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from mlmedic.data.contract import category_keys
-from mlmedic.parallel import pmap
 
 PROFILE_FORMAT = 1
 CURRENT_SAMPLE = 100_000
-SEVERITY_CAP = 3.0  # a feature drifted further than this many thresholds counts as this many
-_EPSILON = 1e-4  # smoothing of empty bins, as PSI implementations do
 
 
 @dataclass
@@ -103,7 +71,7 @@ class ReferenceProfile:
         self.edges_: dict[str, list[float]] = {}
         for name, kind in kinds.items():
             if kind == "numeric":
-                values = _finite(frame[name])
+                values = finite(frame[name])
                 quantiles = (
                     np.quantile(values, np.linspace(0, 1, self.bins + 1)[1:-1])
                     if len(values)
@@ -128,7 +96,7 @@ class ReferenceProfile:
         for name, kind in self.kinds_.items():
             column = frame[name]
             if kind == "numeric":
-                values = _finite(column)
+                values = finite(column)
                 edges = np.asarray(self.edges_[name])
                 counts = np.bincount(
                     np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1
@@ -248,7 +216,7 @@ class ReferenceProfile:
             for start in starts:
                 window = frame[name].iloc[start : start + window_rows]
                 if kind == "numeric":
-                    effect = _wasserstein_norm(self.numeric_[name], _finite(window), rng)
+                    effect = _wasserstein_norm(self.numeric_[name], finite(window), rng)
                 else:
                     effect = _jensen_shannon(self.categorical_[name], window)
                 if effect is not None and math.isfinite(effect):
@@ -329,241 +297,9 @@ def _jensen_shannon(reference: CategoricalProfile, column: pd.Series) -> float |
     return float(jensenshannon(expected / expected.sum(), observed / observed.sum()))
 
 
-def _finite(column: pd.Series) -> np.ndarray:
+def finite(column: pd.Series) -> np.ndarray:
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
     return values[np.isfinite(values)]
 
 
 # ---------------------------------------------------------------------- statistics
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two count (or share) vectors over the same bins."""
-    p = np.asarray(expected, dtype=float)
-    q = np.asarray(actual, dtype=float)
-    p = np.maximum(p / p.sum(), _EPSILON)
-    q = np.maximum(q / q.sum(), _EPSILON)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-@dataclass
-class FeatureDrift:
-    """One feature's verdict and the numbers behind it."""
-
-    name: str
-    kind: str
-    n_reference: int
-    n_current: int
-    test: str
-    statistic: float | None
-    threshold: float
-    drifted: bool | None  # None: insufficient data
-    psi: float | None = None
-    jensen_shannon: float | None = None
-    wasserstein_norm: float | None = None
-    p_value: float | None = None
-    weight: float = 1.0
-    severity: float | None = None  # effect size / threshold (None: not tested)
-
-
-@dataclass
-class DriftReport:
-    """Per-feature results and the dataset's drift score."""
-
-    features: list[FeatureDrift]
-    score: float | None
-    threshold: float
-    drift: bool
-    weighted: bool
-    n_current: int
-    insufficient: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def drifted_features(self) -> list[str]:
-        return [f.name for f in self.features if f.drifted]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        if self.insufficient or self.score is None:
-            return f"insufficient data ({self.n_current} rows)"
-        weighting = "importance-weighted " if self.weighted else ""
-        return (
-            f"{weighting}drift score {self.score:.2f} ({len(self.drifted_features)} of "
-            f"{len([f for f in self.features if f.drifted is not None])} features drifted) "
-            f"{'>' if self.drift else '<='} {self.threshold}"
-        )
-
-
-def compare(
-    profile: ReferenceProfile,
-    batch: pd.DataFrame | ReferenceProfile,
-    *,
-    threshold: float = 0.5,
-    min_samples: int = 100,
-    large_sample: int = 1000,
-    numeric_threshold: float = 0.1,
-    categorical_threshold: float = 0.1,
-    p_value: float = 0.05,
-    weights: dict[str, float] | None = None,
-) -> DriftReport:
-    """Compare ``batch`` with the reference profile, feature by feature. ``batch`` is the
-    window's rows, or the window's profile (``profile.partition`` of each part, merged: what a
-    Dask cluster computes for a window too big for one process)."""
-
-    def column(name: str, kind: str) -> Any:
-        if isinstance(batch, ReferenceProfile):
-            return batch.numeric_[name] if kind == "numeric" else batch.categorical_[name]
-        return batch[name]
-
-    def one(item: tuple[str, str]) -> FeatureDrift:
-        name, kind = item
-        if kind == "numeric":
-            result = _numeric(
-                name,
-                profile.numeric_[name],
-                column(name, kind),
-                min_samples,
-                large_sample,
-                numeric_threshold,
-                p_value,
-            )
-        else:
-            result = _categorical(
-                name,
-                profile.categorical_[name],
-                column(name, kind),
-                min_samples,
-                large_sample,
-                categorical_threshold,
-                p_value,
-            )
-        result.weight = max(0.0, float(weights.get(name, 0.0))) if weights else 1.0
-        base = numeric_threshold if kind == "numeric" else categorical_threshold
-        limit = profile.threshold(name, base, result.n_current)
-        effect = result.wasserstein_norm if kind == "numeric" else result.jensen_shannon
-        if profile.thresholds_.get(name) is not None and result.drifted:
-            # beyond what windows of the reference itself show, or not drift at all
-            if effect is not None and effect <= limit:
-                result.drifted = False
-            if result.test in ("wasserstein_norm", "jensen_shannon"):
-                result.threshold = limit
-        if result.drifted is not None:
-            size = (effect or 0.0) / limit if limit > 0 else SEVERITY_CAP
-            result.severity = float(max(1.0, size) if result.drifted else size)
-        return result
-
-    if isinstance(batch, ReferenceProfile):
-        names, rows = set(batch.kinds_), batch.rows()
-        present = [(n, k) for n, k in profile.kinds_.items() if n in names]
-        results = [one(item) for item in present]  # counts only: no data to spread
-    else:
-        rows = len(batch)
-        present = [(n, k) for n, k in profile.kinds_.items() if n in batch.columns]
-        results = pmap(one, present, rows=rows)  # columns on two threads for large batches
-    tested = [r for r in results if r.drifted is not None]
-    weighted = bool(weights) and sum(r.weight for r in tested) > 0
-    if not tested:
-        return DriftReport(results, None, threshold, False, weighted, rows, insufficient=True)
-    if not weighted:
-        for r in results:
-            r.weight = 1.0
-    score = _score(tested)
-    return DriftReport(results, score, threshold, score > threshold, weighted, rows)
-
-
-def _score(tested: list[FeatureDrift]) -> float:
-    """The weighted, magnitude-aware drift score of the tested features (module docstring)."""
-    total = sum(r.weight for r in tested)
-    moved = sum(r.weight * min(SEVERITY_CAP, r.severity or 1.0) for r in tested if r.drifted)
-    return float(min(1.0, moved / total)) if total > 0 else 0.0
-
-
-def _numeric(
-    name: str,
-    reference: NumericProfile,
-    column: pd.Series | NumericProfile,
-    min_samples: int,
-    large_sample: int,
-    threshold: float,
-    alpha: float,
-) -> FeatureDrift:
-    """One numeric feature: from the window's values, or from its profile (merged from
-    partitions: the bin counts are exact, the distance and KS use its reservoir sample)."""
-    if isinstance(column, NumericProfile):
-        n = column.n
-        current = np.asarray(column.counts)
-        subset = ks_values = np.asarray(column.sample)
-    else:
-        values = _finite(column)
-        n = len(values)
-        edges = np.asarray(reference.edges)
-        current = np.bincount(
-            np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1
-        )
-        # Wasserstein from samples: the reference's reservoir (all of it when it is small)
-        # against at most CURRENT_SAMPLE current values. Bin-based estimates overstate heavy
-        # tails badly.
-        subset = ks_values = values
-        if n > CURRENT_SAMPLE:
-            subset = values[np.random.default_rng(0).integers(0, n, CURRENT_SAMPLE)]
-    base = FeatureDrift(name, "numeric", reference.n, n, "", None, threshold, None)
-    if n < min_samples or reference.n == 0:
-        base.test = "insufficient data"
-        return base
-    expected = np.asarray(reference.counts, dtype=float)
-    base.psi = psi(expected, current)
-    base.jensen_shannon = float(jensenshannon(expected / expected.sum(), current / current.sum()))
-    scale = reference.std if reference.std > 0 else 1.0
-    distance = stats.wasserstein_distance(reference.sample, subset)
-    base.wasserstein_norm = float(distance / scale)
-    if n < large_sample:
-        test = stats.ks_2samp(reference.sample, ks_values)
-        base.test, base.statistic, base.p_value = "ks", float(test.statistic), float(test.pvalue)
-        base.threshold = alpha
-        base.drifted = bool(test.pvalue < alpha)
-    else:
-        base.test, base.statistic = "wasserstein_norm", base.wasserstein_norm
-        base.drifted = bool(base.wasserstein_norm > threshold)
-    return base
-
-
-def _categorical(
-    name: str,
-    reference: CategoricalProfile,
-    column: pd.Series | CategoricalProfile,
-    min_samples: int,
-    large_sample: int,
-    threshold: float,
-    alpha: float,
-) -> FeatureDrift:
-    if isinstance(column, CategoricalProfile):
-        n, current_counts = column.n, dict(column.counts)
-    else:
-        keys = category_keys(column.dropna())
-        n = len(keys)
-        current_counts = {str(k): int(v) for k, v in keys.value_counts().items()}
-    base = FeatureDrift(name, "categorical", reference.n, n, "", None, threshold, None)
-    if n < min_samples or reference.n == 0:
-        base.test = "insufficient data"
-        return base
-    categories = sorted(set(reference.counts) | set(current_counts))
-    expected = np.array([reference.counts.get(c, 0) for c in categories], dtype=float)
-    observed = np.array([current_counts.get(c, 0) for c in categories], dtype=float)
-    base.psi = psi(expected, observed)
-    base.jensen_shannon = float(jensenshannon(expected / expected.sum(), observed / observed.sum()))
-    if n < large_sample:
-        shares = np.maximum(expected / expected.sum(), _EPSILON)
-        shares = shares / shares.sum()
-        test = stats.chisquare(observed, shares * n)
-        base.test, base.statistic, base.p_value = (
-            "chi_square",
-            float(test.statistic),
-            float(test.pvalue),
-        )
-        base.threshold = alpha
-        base.drifted = bool(test.pvalue < alpha)
-    else:
-        base.test, base.statistic = "jensen_shannon", base.jensen_shannon
-        base.drifted = bool(base.jensen_shannon > threshold)
-    return base

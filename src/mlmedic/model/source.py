@@ -19,7 +19,7 @@ from typing import Any
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, EventStore, Outcome
-from mlmedic.serving.model import CACHE_DIR, LoadedModel, ModelLoadError, cache_path, load_local
+from mlmedic.model.local import CACHE_DIR, LoadedModel, ModelLoadError, cache_path, load_local
 
 log = logging.getLogger("mlmedic.serving")
 _SERVABLE = ("champion", "retired")

@@ -1,0 +1,135 @@
+"""What an event is: its kind and outcome (enums: a typo is an error, not a new kind), the
+record itself, the span that times an action, and which kinds the seed's JSON logs hold."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mlmedic.clock import to_iso
+
+
+class EventKind(StrEnum):
+    """What an event is about."""
+
+    DATA_CHECK = "data_check"
+    DATA_FIX = "data_fix"
+    BACKUP = "backup"
+    TRAIN = "train"
+    REGISTER = "register"
+    GATE = "gate"
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+    ALIAS = "alias"
+    DRIFT_CHECK = "drift_check"
+    PERFORMANCE_CHECK = "performance_check"
+    RETRAIN = "retrain"
+    ALERT = "alert"
+    RECOVERY = "recovery"
+    MONITOR = "monitor"
+    COMPONENT = "component"  # a part of mlmedic itself degraded or healed (event store, ...)
+
+
+class Outcome(StrEnum):
+    """How it ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    SKIPPED = "skipped"
+    WARNING = "warning"
+
+
+# The seed's JSON logs: file name -> the event kinds it holds.
+EXPORT_FILES: dict[str, tuple[EventKind, ...]] = {
+    "data_fix_log.json": (EventKind.DATA_FIX,),
+    "recovery_log.json": (EventKind.RECOVERY,),
+    "rollback_log.json": (EventKind.ROLLBACK,),
+    "retraining_log.json": (EventKind.RETRAIN,),
+    "monitoring_log.json": (EventKind.MONITOR, EventKind.DRIFT_CHECK, EventKind.PERFORMANCE_CHECK),
+    "alert_log.json": (EventKind.ALERT,),
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded action."""
+
+    id: int
+    kind: str
+    action: str
+    outcome: str
+    started_at: float
+    ended_at: float
+    duration_s: float
+    model_version: str | None
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with ISO-8601 times beside the epoch seconds."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "action": self.action,
+            "outcome": self.outcome,
+            "timestamp": to_iso(self.started_at),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s,
+            "model_version": self.model_version,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+def from_row(row: tuple[Any, ...]) -> Event:
+    (event_id, kind, action, outcome, started, ended, duration, version, message, details) = row
+    return Event(
+        event_id,
+        kind,
+        action,
+        outcome,
+        started,
+        ended,
+        duration,
+        version,
+        message,
+        json.loads(details),
+    )
+
+
+class EventSpan:
+    """An action being timed by ``EventStore.span``; set ``outcome``/``message``/``details``."""
+
+    def __init__(self, kind: str, action: str, model_version: str | None) -> None:
+        self.kind = kind
+        self.action = action
+        self.model_version = model_version
+        self.outcome: str = Outcome.SUCCESS
+        self.message = ""
+        self.details: dict[str, Any] = {}
+        self.event: Event | None = None
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: a metric that is undefined (ROC AUC
+    on one class) is recorded as missing, never as invalid JSON or a failed write.
+
+    >>> finite({"auc": float("nan"), "rows": [1.0, float("inf")]})
+    {'auc': None, 'rows': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            return finite(value.item())  # numpy scalars
+        except (TypeError, ValueError):
+            return value
+    return value
