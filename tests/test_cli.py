@@ -425,7 +425,7 @@ def test_long_work_shows_progress_on_a_terminal_and_nothing_extra_when_piped(
     piped = runner.invoke(app, [*args, "-C", str(tmp_path)])
     assert piped.exit_code == 1 and "reading and checking" not in piped.output
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "out", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(cli.console, "out", Console(file=screen, force_terminal=True, width=100))
     shown = runner.invoke(app, [*args, "-C", str(tmp_path)])
     assert shown.exit_code == 1
     assert f"reading and checking {files['batch']}" in screen.getvalue()  # the live status line

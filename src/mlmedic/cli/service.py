@@ -1,0 +1,150 @@
+"""Stage 6: ``serve``, ``recover``, ``feedback``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mlmedic.cli import console
+from mlmedic.cli.common import (
+    ProjectDir,
+    app,
+)
+from mlmedic.cli.common import (
+    open_project as _open,
+)
+from mlmedic.cli.common import (
+    plain as _plain,
+)
+from mlmedic.errors import DataFileError, RegistryError
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port (default 8000; 0: any free).", min=0, max=65535),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (1-64).", min=1, max=64)
+    ] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Stage 6: serve the champion under a supervisor that health-checks and recovers it.
+
+    /predict, /feedback and /metrics require a bearer token when MLMEDIC_API_TOKEN is set;
+    /admin/* require MLMEDIC_ADMIN_TOKEN. /health and /ready stay open for probes.
+    """
+    from mlmedic.serving.app import is_loopback
+    from mlmedic.serving.supervisor import Supervisor
+
+    project = _open(project_dir)
+    settings = project.settings.self_healing
+    bind = host or settings.serving.host
+    if not is_loopback(bind) and not os.environ.get("MLMEDIC_API_TOKEN"):
+        console.err.print(
+            f"[yellow]warning:[/] binding {bind} makes /predict, /feedback and /metrics "
+            "reachable from other machines without credentials; set MLMEDIC_API_TOKEN",
+            soft_wrap=True,
+        )
+    if project.registry.read_pointer() is None and project.registry.champion() is None:
+        raise RegistryError(
+            f"model '{project.registry.model_name}' has no champion to serve yet: "
+            "run 'mlmedic run DATA --target COLUMN' first"
+        )
+    project.close()
+    supervisor = Supervisor(
+        project.root,
+        serving=settings.serving,
+        recovery=settings.service_recovery,
+        host=host,
+        port=port,
+        workers=workers,
+        notifications=settings.notifications,
+        healing_enabled=settings.self_healing.enabled,
+        retention_days=settings.logging.retention_days,
+        events_target=project.events_target,
+    )
+
+    def announce(running: Supervisor) -> None:
+        console.out.print(
+            f"serving {project.root.name} at http://{running.host}:{running.port} "
+            f"({running.workers} worker(s)); Ctrl-C to stop",
+            soft_wrap=True,
+        )
+
+    supervisor.run_forever(on_ready=announce)
+
+
+@app.command()
+def recover(
+    url: Annotated[
+        str, typer.Option("--url", help="Base URL (http or https) of the service to check.")
+    ],
+    command: Annotated[
+        str, typer.Option("--command", help="Shell command that restarts the service.")
+    ],
+    path: Annotated[str, typer.Option("--path", help="Health path to probe.")] = "/health",
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """One-shot check of a service mlmedic does not supervise; restart it if it is unhealthy."""
+    from mlmedic.serving.recover import check_url, recover_once
+
+    check_url(url)
+    project = _open(project_dir)
+    result = recover_once(
+        url,
+        command,
+        path=path,
+        attempts=project.settings.self_healing.service_recovery.max_recovery_attempts,
+        delay_seconds=project.settings.self_healing.service_recovery.recovery_delay_seconds,
+        alert_on_failure=project.settings.self_healing.service_recovery.alert_on_failure,
+        events=project.events,
+        say=_plain(console.err),
+    )
+    console.out.print(result.message, soft_wrap=True)
+    if not result.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def feedback(
+    labels: Annotated[
+        str, typer.Argument(help="A table with request_id and label (a file or URL).")
+    ],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Record true labels for served predictions, by request id."""
+    from mlmedic.labels import label_key
+    from mlmedic.logstore import FeedbackLog
+
+    project = _open(project_dir)
+    from mlmedic.data.io import read_table
+
+    frame = read_table(labels)
+    missing = [c for c in ("request_id", "label") if c not in frame.columns]
+    if missing:
+        raise DataFileError(labels, f"missing column(s) {', '.join(missing)}")
+    rows, unusable = [], 0
+    for request_id, value in zip(frame["request_id"], frame["label"], strict=True):
+        key = label_key(value)
+        if key is None or request_id is None or str(request_id).strip() == "":
+            unusable += 1
+            continue
+        rows.append({"request_id": str(request_id), "label": key})
+    if not rows:
+        raise DataFileError(labels, "no row has both a request_id and a label")
+    written = FeedbackLog(project.log_location("feedback")).write(rows)
+    console.out.print(
+        f"recorded {written:,} label(s)"
+        + (f"; {unusable:,} row(s) without a request id or a label left out" if unusable else "")
+    )
