@@ -51,12 +51,7 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     from mlmedic.data.repair import Repairer
     from mlmedic.registry import TRUSTED_TYPES_TAG
     from mlmedic.registry.backups import sklearn_flavor
-    from mlmedic.registry.versions import (
-        CONTRACT_ARTIFACT,
-        DRIFT_PROFILE_ARTIFACT,
-        REPAIR_ARTIFACT,
-    )
-    from mlmedic.training import TrainResult, evaluate, model_features, model_frame
+    from mlmedic.training import TrainResult
 
     settings = project.settings.self_healing
     registry = project.registry
@@ -91,6 +86,65 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         outlier_threshold_iqr=settings.data_quality.outlier_threshold_iqr,
         source=str(reference),
     ).fit(frame)
+    wanted, holdout, metrics = _score(model, frame, contract, version, reference)
+    result = TrainResult(
+        model=model,
+        metrics=metrics,
+        features=wanted,
+        holdout=holdout,
+        train_rows=0,
+        trainer=f"adopted ({type(model).__name__})",
+        seconds=0.0,
+    )
+    profile = drift_reference(
+        frame,
+        contract,
+        result,
+        window_rows=settings.drift_detection.reference_window_rows,
+    )
+    statistics = Repairer.from_config(settings.data_quality).fit(contract).statistics()
+
+    _store(registry, info, contract, statistics, profile, metrics)
+    registry.version_store.set_tag(version, ADOPTED_TAG, str(reference))
+    registry.version_store.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
+    champion = registry.champion()
+    is_champion = champion is not None and champion.version == version
+    if not is_champion:
+        registry.version_store.tag(version, "candidate", "adopted")
+    project.events.record(
+        EventKind.REGISTER,
+        "adopt",
+        Outcome.SUCCESS,
+        message=f"adopted {name} v{version} with {reference} as its baseline "
+        f"(accuracy {metrics.get('accuracy', float('nan')):.3f} on it; trusting "
+        f"{len(trusted)} skops type(s))",
+        details={
+            "reference": str(reference),
+            "metrics": metrics,
+            "trusted_types": trusted,
+            "run_id": info.run_id,
+            "adopted_at": time.time(),
+        },
+        model_version=version,
+    )
+    return Adopted(
+        version=version,
+        trusted_types=trusted,
+        metrics=metrics,
+        features=wanted,
+        reference=str(reference),
+        champion=is_champion,
+    )
+
+
+def _score(
+    model: Any, frame: Any, contract: Any, version: int, reference: str
+) -> tuple[list[str], Any, dict[str, float]]:
+    """(the model's features, the holdout it is scored on, its metrics there): the reference
+    must give exactly the features the model takes, and labelled rows enough to score it."""
+    from mlmedic.training import evaluate, model_features, model_frame
+
+    target = contract.target
     features = model_features(contract)
     wanted = [str(c) for c in getattr(model, "feature_names_in_", features)]
     if set(wanted) != set(features):
@@ -113,22 +167,23 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         raise UsageError(
             f"v{version} cannot score {reference}: {type(exc).__name__}: {str(exc)[:200]}"
         ) from None
-    result = TrainResult(
-        model=model,
-        metrics=metrics,
-        features=wanted,
-        holdout=holdout,
-        train_rows=0,
-        trainer=f"adopted ({type(model).__name__})",
-        seconds=0.0,
+    return wanted, holdout, metrics
+
+
+def _store(
+    registry: Any,
+    info: Any,
+    contract: Any,
+    statistics: dict[str, Any],
+    profile: dict[str, Any],
+    metrics: dict[str, float],
+) -> None:
+    """The baseline stored with the version's own run (its figures never overwritten)."""
+    from mlmedic.registry.versions import (
+        CONTRACT_ARTIFACT,
+        DRIFT_PROFILE_ARTIFACT,
+        REPAIR_ARTIFACT,
     )
-    profile = drift_reference(
-        frame,
-        contract,
-        result,
-        window_rows=settings.drift_detection.reference_window_rows,
-    )
-    statistics = Repairer.from_config(settings.data_quality).fit(contract).statistics()
 
     client = registry.connection.client
     run_id = info.run_id
@@ -143,36 +198,6 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
                 client.log_metric(run_id, key, value)
 
     registry.connection.call("store the baseline", store)
-    registry.version_store.set_tag(version, ADOPTED_TAG, str(reference))
-    registry.version_store.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
-    champion = registry.champion()
-    is_champion = champion is not None and champion.version == version
-    if not is_champion:
-        registry.version_store.tag(version, "candidate", "adopted")
-    project.events.record(
-        EventKind.REGISTER,
-        "adopt",
-        Outcome.SUCCESS,
-        message=f"adopted {name} v{version} with {reference} as its baseline "
-        f"(accuracy {metrics.get('accuracy', float('nan')):.3f} on it; trusting "
-        f"{len(trusted)} skops type(s))",
-        details={
-            "reference": str(reference),
-            "metrics": metrics,
-            "trusted_types": trusted,
-            "run_id": run_id,
-            "adopted_at": time.time(),
-        },
-        model_version=version,
-    )
-    return Adopted(
-        version=version,
-        trusted_types=trusted,
-        metrics=metrics,
-        features=wanted,
-        reference=str(reference),
-        champion=is_champion,
-    )
 
 
 def _load(

@@ -172,9 +172,7 @@ def replay(
     """Replay ``history`` through the loop (see the module docstring); ``recipes``: also each
     retraining recipe alone, retrained every window, and the oracle (three trainings more per
     window)."""
-    from mlmedic.baselines import NEVER, Baselines
-    from mlmedic.monitor import Monitor
-    from mlmedic.pipeline import run_pipeline
+    from mlmedic.baselines import NEVER
     from mlmedic.project import Project
 
     if policy not in ("impact", "drift"):
@@ -187,40 +185,19 @@ def replay(
     windows, reference_frame = prepare(
         history, target, reference, time_column, every_seconds, window_rows
     )
-    notes = []
-    if not any(w.rows[target].notna().any() for w in windows):
-        notes.append(
-            "the history has no labels: every decision rests on the label-free estimate, and "
-            "no accuracy can be scored"
-        )
-        say(notes[-1])
+    notes = _notes(windows, target, say)
     with _throwaway(settings_from, policy) as root:
         clock = SimulatedClock(start=windows[0].start)
         project = Project(
             root, clock=clock, tracking_uri=f"sqlite:///{root / '.mlmedic' / 'mlflow.db'}"
         )
         try:
-            say(f"training the first model on {len(reference_frame):,} reference rows ...")
-            first = run_pipeline(project, reference_frame, target=target)
-            if first.candidate is None or not first.deployed:
-                raise UsageError("the first model did not pass the gate; nothing to replay")
-            monitor = Monitor(project, reference_data=reference_frame)
-            monitor.mlflow_reports = False  # a throwaway registry: no history to keep
-            first_snapshot = monitor.snapshot()
+            monitor, first_snapshot, others = _start(
+                project, reference_frame, target, baselines=baselines, recipes=recipes, say=say
+            )
             contract = first_snapshot.contract
             validation = first_snapshot.baseline.get("validation_accuracy")
             validation_rows = int(first_snapshot.baseline.get("validation_rows") or 0)
-            others = (
-                Baselines(
-                    first_snapshot.model,
-                    reference_frame,
-                    contract,
-                    project.settings,
-                    recipes=recipes,
-                )
-                if baselines
-                else None
-            )
             labels = _Arrivals(target, label_delay_seconds)
             outcomes: list[WindowOutcome] = []
             passes_started = time.perf_counter()
@@ -272,6 +249,49 @@ def replay(
         },
         notes=notes,
     )
+
+
+def _notes(windows: list[Window], target: str, say: Say) -> list[str]:
+    """What the replay must say about its history before anything else (told at once)."""
+    notes = []
+    if not any(w.rows[target].notna().any() for w in windows):
+        notes.append(
+            "the history has no labels: every decision rests on the label-free estimate, and "
+            "no accuracy can be scored"
+        )
+    for note in notes:
+        say(note)
+    return notes
+
+
+def _start(
+    project: Any,
+    reference: pd.DataFrame,
+    target: str,
+    *,
+    baselines: bool,
+    recipes: bool,
+    say: Say,
+) -> tuple[Any, Any, Any]:
+    """The first model trained on ``reference`` into the throwaway project, the monitor that
+    replays the windows, the snapshot of that first model, and the baselines (or None)."""
+    from mlmedic.baselines import Baselines
+    from mlmedic.monitor import Monitor
+    from mlmedic.pipeline import run_pipeline
+
+    say(f"training the first model on {len(reference):,} reference rows ...")
+    first = run_pipeline(project, reference, target=target)
+    if first.candidate is None or not first.deployed:
+        raise UsageError("the first model did not pass the gate; nothing to replay")
+    monitor = Monitor(project, reference_data=reference)
+    monitor.mlflow_reports = False  # a throwaway registry: no history to keep
+    snapshot = monitor.snapshot()
+    others = (
+        Baselines(snapshot.model, reference, snapshot.contract, project.settings, recipes=recipes)
+        if baselines
+        else None
+    )
+    return monitor, snapshot, others
 
 
 class _Arrivals:

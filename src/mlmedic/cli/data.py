@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -15,19 +15,10 @@ from mlmedic.cli.common import (
     Reference,
     Target,
     app,
+    open_project,
+    print_json,
+    progress,
 )
-from mlmedic.cli.common import (
-    open_project as _open,
-)
-from mlmedic.cli.common import (
-    print_json as _print_json,
-)
-from mlmedic.cli.common import (
-    progress as _progress,
-)
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
@@ -55,11 +46,11 @@ def check_data(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
-    project = _open(project_dir)
+    project = open_project(project_dir)
     from mlmedic.data.stage import check_file
     from mlmedic.render import print_report
 
-    with _progress(console.err if as_json else console.out, f"reading and checking {data}"):
+    with progress(console.err if as_json else console.out, f"reading and checking {data}"):
         result = check_file(
             data,
             reference=reference,
@@ -70,7 +61,7 @@ def check_data(
             save_contract=save_contract,
         )
     if as_json:
-        _print_json({"data": data, **result.first_report.to_dict()})
+        print_json({"data": data, **result.first_report.to_dict()})
     else:
         print_report(console.out, result.first_report)
     if not result.passed:
@@ -99,11 +90,11 @@ def fix_data(
     Writes OUTPUT, OUTPUT's .quarantine file and .audit.json beside it; DATA is never modified.
     Exit 0 only if the repaired data passes every check.
     """
-    project = _open(project_dir)
+    project = open_project(project_dir)
     from mlmedic.data.stage import fix_file
     from mlmedic.render import print_repair, print_report
 
-    with _progress(console.err if as_json else console.out, f"reading and repairing {data}"):
+    with progress(console.err if as_json else console.out, f"reading and repairing {data}"):
         result, paths = fix_file(
             data,
             output,
@@ -114,7 +105,7 @@ def fix_data(
             events=project.events,
         )
     if as_json:
-        _print_json(
+        print_json(
             {
                 "data": data,
                 "passed": result.passed,

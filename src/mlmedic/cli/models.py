@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,22 +16,11 @@ from mlmedic.cli.common import (
     Reference,
     Target,
     app,
+    open_project,
+    plain,
+    print_json,
+    progress,
 )
-from mlmedic.cli.common import (
-    open_project as _open,
-)
-from mlmedic.cli.common import (
-    plain as _plain,
-)
-from mlmedic.cli.common import (
-    print_json as _print_json,
-)
-from mlmedic.cli.common import (
-    progress as _progress,
-)
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
@@ -53,8 +42,8 @@ def run(
     """
     from mlmedic.pipeline import run_pipeline
 
-    project = _open(project_dir)
-    with _progress(console.err if as_json else console.out, f"reading {data}") as say:
+    project = open_project(project_dir)
+    with progress(console.err if as_json else console.out, f"reading {data}") as say:
         result = run_pipeline(  # with --json the narration goes to stderr
             project,
             data,
@@ -66,7 +55,7 @@ def run(
         )
     if as_json:
         stage = result.data
-        _print_json(
+        print_json(
             {
                 "data": data,
                 "deployed": result.deployed,
@@ -99,7 +88,7 @@ def rollback(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Move the champion back to the previous version (or to --to VERSION)."""
-    project = _open(project_dir)
+    project = open_project(project_dir)
     registry = project.registry
     done = registry.rollback(to, reason="manual rollback (mlmedic rollback)")
     console.out.print(
@@ -124,13 +113,13 @@ def models(
     """The registered versions: status, aliases and holdout metrics."""
     import dataclasses
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     if not os.environ.get("MLFLOW_TRACKING_URI") and not (project.state_dir / "mlflow.db").exists():
         from mlmedic.registry import default_model_name
 
         name = project.settings.self_healing.model_training.model_name
         if as_json:
-            _print_json({"model": name or default_model_name(project.root), "versions": []})
+            print_json({"model": name or default_model_name(project.root), "versions": []})
             return
         console.out.print(
             f"no versions of '{name or default_model_name(project.root)}' yet; run 'mlmedic run'"
@@ -138,7 +127,7 @@ def models(
         return  # read-only: never create a registry (or an event store) just to say so
     versions = project.registry.versions()
     if as_json:
-        _print_json(
+        print_json(
             {
                 "model": project.registry.model_name,
                 "versions": [dataclasses.asdict(info) for info in versions],
@@ -173,10 +162,10 @@ def adopt(
     served and monitored (its skops types are shown and trusted)."""
     from mlmedic.adopt import adopt as adopt_version
 
-    project = _open(project_dir)
-    with _progress(console.out, f"adopting v{version}: reading {reference}"):
+    project = open_project(project_dir)
+    with progress(console.out, f"adopting v{version}: reading {reference}"):
         done = adopt_version(project, version, reference, target=target)
-    say = _plain(console.out)
+    say = plain(console.out)
     say(
         f"adopted v{done.version}: baseline from {done.reference} "
         f"({len(done.features)} features); metrics on the reference: "

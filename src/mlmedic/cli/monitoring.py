@@ -9,26 +9,55 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mlmedic.cli import console
-from mlmedic.cli.common import (
-    ProjectDir,
-    app,
-)
-from mlmedic.cli.common import (
-    open_project as _open,
-)
-from mlmedic.cli.common import (
-    plain as _plain,
-)
-from mlmedic.cli.common import (
-    print_json as _print_json,
-)
-from mlmedic.cli.common import (
-    progress as _progress,
-)
+from mlmedic.cli.common import ProjectDir, app, open_project, plain, print_json, progress
 from mlmedic.errors import UsageError
 
 if TYPE_CHECKING:
-    pass
+    from mlmedic.project import Project
+
+
+def _monitor_options(
+    batch: str | None,
+    every: str | None,
+    once: bool,
+    as_json: bool,
+    time_column: str | None,
+    dask: str | None,
+) -> float | None:
+    """The options of ``monitor`` checked together: the interval of ``--every`` (seconds), or
+    ``UsageError`` for a combination that cannot be used."""
+    from mlmedic.clock import parse_duration
+
+    if sum(x is not None for x in (batch, every)) + once > 1:
+        raise UsageError(
+            "--batch, --every and --once: choose one (a file, a schedule, or one pass now)"
+        )
+    try:
+        seconds = parse_duration(every) if every else None
+    except ValueError as exc:
+        raise UsageError(f"--every: {exc}") from None
+    if seconds is not None and seconds <= 0:
+        raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
+    if as_json and every is not None:
+        raise UsageError("--json prints one pass: use it with --batch or --once, not --every")
+    if time_column is not None and batch is None:
+        raise UsageError("--time-column dates the rows of a --batch; use it with --batch")
+    if dask is not None and batch is not None:
+        raise UsageError("--dask profiles the prediction log; --batch reads one file here")
+    return seconds
+
+
+def _production_folder(project: Project, say: Callable[[str], None]) -> str | None:
+    """The design's drop folder of production data (``monitoring.production_data_path``), when
+    it exists: what ``mlmedic monitor`` with no option passes over once."""
+    production = project.settings.self_healing.monitoring.production_data_path
+    if not production:
+        return None
+    folder = Path(production) if Path(production).is_absolute() else project.root / production
+    if not folder.exists():
+        return None
+    say(f"one pass over monitoring.production_data_path: {folder}")
+    return str(folder)
 
 
 @app.command()
@@ -78,28 +107,12 @@ def monitor(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
-    from mlmedic.clock import parse_duration
     from mlmedic.monitor import Monitor
 
-    if sum(x is not None for x in (batch, every)) + once > 1:
-        raise UsageError(
-            "--batch, --every and --once: choose one (a file, a schedule, or one pass now)"
-        )
-    try:
-        seconds = parse_duration(every) if every else None
-    except ValueError as exc:
-        raise UsageError(f"--every: {exc}") from None
-    if seconds is not None and seconds <= 0:
-        raise UsageError(f"--every: '{every}' is not a positive interval; use e.g. 30m, 6h")
-    if as_json and every is not None:
-        raise UsageError("--json prints one pass: use it with --batch or --once, not --every")
-    if time_column is not None and batch is None:
-        raise UsageError("--time-column dates the rows of a --batch; use it with --batch")
-    project = _open(project_dir)
-    if dask is not None and batch is not None:
-        raise UsageError("--dask profiles the prediction log; --batch reads one file here")
+    seconds = _monitor_options(batch, every, once, as_json, time_column, dask)
+    project = open_project(project_dir)
     screen = console.err if as_json else console.out  # with --json the narration goes to stderr
-    sink = [_plain(screen)]
+    sink = [plain(screen)]
 
     def say(line: str) -> None:
         sink[0](line)
@@ -107,23 +120,19 @@ def monitor(
     runner = Monitor(project, reference_data=reference, say=say, dask_scheduler=dask)
 
     def one_pass(start: str, work: Callable[[], Any]) -> Any:
-        with _progress(screen, start) as narrate:
+        with progress(screen, start) as narrate:
             sink[0] = narrate
             try:
                 return work()
             finally:
-                sink[0] = _plain(screen)
+                sink[0] = plain(screen)
 
     def report(result: Any) -> None:  # what was done is narrated as it happens
         if as_json:
-            _print_json({"pass": True, **result.to_dict()})
+            print_json({"pass": True, **result.to_dict()})
 
-    production = project.settings.self_healing.monitoring.production_data_path
-    if batch is None and every is None and not once and production:
-        folder = Path(production) if Path(production).is_absolute() else project.root / production
-        if folder.exists():  # the design's drop folder of production data: one pass over it
-            batch = str(folder)
-            say(f"one pass over monitoring.production_data_path: {folder}")
+    if batch is None and every is None and not once:
+        batch = _production_folder(project, say)
     if batch is not None:
         report(
             one_pass(f"reading {batch}", lambda: runner.run_batch(batch, time_column=time_column))
@@ -134,7 +143,7 @@ def monitor(
         if not runner.claim_pass(interval):
             say("another monitor has this interval's pass; nothing to do")
             if as_json:
-                _print_json({"pass": False, "why": "another monitor has this interval's pass"})
+                print_json({"pass": False, "why": "another monitor has this interval's pass"})
             return
         last = project.events.last("monitor")
         since_last = last.details.get("until") if last else None
@@ -215,7 +224,7 @@ def replay(
         raise UsageError(f"{history}: no such file or folder")
     settings_from = project_dir.resolve() if project_dir.resolve().is_dir() else None
     to_stdout = json_out is not None and str(json_out) == "-"
-    with _progress(console.err if to_stdout else console.out, f"replaying {history}") as narrate:
+    with progress(console.err if to_stdout else console.out, f"replaying {history}") as narrate:
         result = run_replay(
             history,
             target=target,
@@ -231,7 +240,7 @@ def replay(
     from mlmedic.render import print_replay
 
     if to_stdout:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         print_replay(console.out, result)
     if json_out is not None and not to_stdout:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from mlmedic.cli import console
-from mlmedic.cli.common import (
-    ProjectDir,
-    app,
-)
-from mlmedic.cli.common import (
-    open_project as _open,
-)
-from mlmedic.cli.common import (
-    print_json as _print_json,
-)
+from mlmedic.cli.common import ProjectDir, app, open_project, print_json
 from mlmedic.errors import ProjectError, UsageError
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
@@ -63,7 +51,7 @@ def dashboard(
         raise UsageError(f"--window/--since: {exc}") from None
     if window_days is not None and window_days <= 0:
         raise UsageError(f"--window: '{window}' is not a positive window; use e.g. 7d")
-    project = _open(project_dir)
+    project = open_project(project_dir)
     empty_dir = None
     if project.has_events:
         store = project.events
@@ -138,7 +126,7 @@ def logs(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
-    project = _open(project_dir)
+    project = open_project(project_dir)
     from mlmedic.clock import parse_time
     from mlmedic.events import EventKind
     from mlmedic.render import print_events
@@ -158,7 +146,7 @@ def logs(
         if export is not None:
             raise ProjectError(f"{project.root}: no events recorded yet; nothing to export")
         if as_json:
-            _print_json({"events": []})
+            print_json({"events": []})
             return
         console.out.print("no events")
         return
@@ -178,7 +166,7 @@ def logs(
         return
     events = project.events.query(kind=kind, since=start, limit=limit, newest_first=True)
     if as_json:
-        _print_json({"events": [event.to_dict() for event in reversed(events)]})
+        print_json({"events": [event.to_dict() for event in reversed(events)]})
         return
     if not events:
         console.out.print("no events")

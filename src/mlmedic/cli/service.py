@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from mlmedic.cli import console
-from mlmedic.cli.common import (
-    ProjectDir,
-    app,
-)
-from mlmedic.cli.common import (
-    open_project as _open,
-)
-from mlmedic.cli.common import (
-    plain as _plain,
-)
+from mlmedic.cli.common import ProjectDir, app, open_project, plain
 from mlmedic.errors import DataFileError, RegistryError
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
@@ -47,7 +35,7 @@ def serve(
     from mlmedic.serving.app import is_loopback
     from mlmedic.serving.supervisor import Supervisor
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     settings = project.settings.self_healing
     bind = host or settings.serving.host
     if not is_loopback(bind) and not os.environ.get("MLMEDIC_API_TOKEN"):
@@ -100,7 +88,7 @@ def recover(
     from mlmedic.serving.recover import check_url, recover_once
 
     check_url(url)
-    project = _open(project_dir)
+    project = open_project(project_dir)
     result = recover_once(
         url,
         command,
@@ -109,7 +97,7 @@ def recover(
         delay_seconds=project.settings.self_healing.service_recovery.recovery_delay_seconds,
         alert_on_failure=project.settings.self_healing.service_recovery.alert_on_failure,
         events=project.events,
-        say=_plain(console.err),
+        say=plain(console.err),
     )
     console.out.print(result.message, soft_wrap=True)
     if not result.healthy:
@@ -127,7 +115,7 @@ def feedback(
     from mlmedic.labels import label_key
     from mlmedic.logstore import FeedbackLog
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     from mlmedic.data.io import read_table
 
     frame = read_table(labels)
