@@ -14,7 +14,8 @@ from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.model.local import ModelLoadError
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
-from mlmedic.serving.app import ServerState, _Pending, build
+from mlmedic.serving.app import ServerState, build
+from mlmedic.serving.state import Pending as _Pending
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,133 @@
+"""What a request may carry: its body read within the size limit and parsed strictly (no NaN or
+Infinity tokens, no nesting too deep), its records checked against the served version's
+features and types, and the request ids this server issues and accepts back."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from fastapi import Request
+
+from mlmedic.errors import ApiError
+from mlmedic.model.local import LoadedModel
+from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
+
+DRAIN_LIMIT = 16 * 1024 * 1024
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+async def json_body(request: Request, limit: int) -> Any:
+    """The request's JSON body, refused with 413 past ``limit`` bytes (drained first, so the
+    client reads the answer instead of a reset)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_LIMIT:  # read it, so the client gets the 413, not a reset
+            async for _ in request.stream():
+                pass
+        raise ApiError(413, f"request body of {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body over the limit of {limit} bytes")
+    return parse_json(body)
+
+
+# ---------------------------------------------------------------------- validation
+def records_of(body: Any, limit: int) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and "records" in body:
+        records = body["records"]
+        if not isinstance(records, list):
+            raise ApiError(422, "'records' must be a list of objects")
+        if len(body) > 1:
+            other = sorted(k for k in body if k != "records")[0]
+            raise ApiError(422, f"unknown field '{other}' beside 'records'")
+    elif isinstance(body, dict):
+        records = [body]
+    elif isinstance(body, list):
+        records = body
+    else:
+        raise ApiError(422, 'expected a JSON object, or {"records": [...]}')
+    if not records:
+        raise ApiError(422, "no records to predict")
+    if len(records) > limit:
+        raise ApiError(413, f"{len(records)} records in one request; the limit is {limit}")
+    return records
+
+
+def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[Any]]:
+    """Records as feature columns (plain lists), or ``ApiError(422)`` naming the first bad field.
+
+    Pure Python on purpose: a DataFrame per request would cost more than the model call; the
+    batcher builds one frame per batch.
+    """
+    features = model.features
+    expected = set(features)
+    numeric = model.numeric
+    columns: dict[str, list[Any]] = {name: [] for name in features}
+    for position, record in enumerate(records):
+        where = f"records[{position}]"
+        if not isinstance(record, dict):
+            raise ApiError(422, f"{where}: expected an object of feature values")
+        if record.keys() != expected:
+            unknown = sorted(set(record) - expected)
+            if unknown:
+                raise ApiError(422, f"{where}: unknown field '{unknown[0]}'")
+            missing = [name for name in features if name not in record]
+            raise ApiError(422, f"{where}: missing field '{missing[0]}'")
+        for name in features:
+            value = record[name]
+            if value is None:
+                if name not in model.nullable:
+                    raise ApiError(
+                        422,
+                        f"{where}.{name}: missing value (null), and the model's data contract "
+                        "has no missing values in this column",
+                    )
+                if name in numeric:
+                    value = float("nan")
+            elif name in numeric:
+                value = _number(value, name in model.integer, f"{where}.{name}")
+            elif not isinstance(value, str):
+                raise ApiError(
+                    422, f"{where}.{name}: expected a string, got {type(value).__name__}"
+                )
+            columns[name].append(value)
+    return columns
+
+
+def _number(value: Any, integer: bool, where: str) -> float:
+    """A JSON number as a finite float64, or ``ApiError(422)`` saying why not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(422, f"{where}: expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > NUMBER_LIMIT_INT:
+        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ApiError(422, f"{where}: expected a finite number, got {value!r}")
+    if abs(number) > NUMBER_LIMIT:
+        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
+    if integer and not number.is_integer():
+        raise ApiError(422, f"{where}: expected an integer, got {value!r}")
+    return number
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(422, f"request body has {name}: only finite numbers are accepted")
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """The request body as JSON; ``ApiError(422)`` for anything that is not plain, finite JSON
+    (NaN and Infinity tokens, numbers too long to read, nesting too deep to parse)."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except ApiError:
+        raise
+    except RecursionError:
+        raise ApiError(422, "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "request body is not valid JSON") from None

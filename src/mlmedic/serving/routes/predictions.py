@@ -1,0 +1,54 @@
+"""``POST /predict``: validated records into the micro-batcher, answered with labels and
+probabilities, logged under their request id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from mlmedic.errors import ApiError
+from mlmedic.serving.auth import authorise_api
+from mlmedic.serving.openapi import plain
+from mlmedic.serving.requests import REQUEST_ID, json_body, records_of, validate_records
+from mlmedic.serving.state import Pending, state_of
+
+router = APIRouter()
+
+
+@router.post("/predict")
+async def predict(request: Request) -> JSONResponse:
+    state = state_of(request)
+    authorise_api(request, state.api_token)
+    started = time.perf_counter()
+    model = state.model
+    if model is None:
+        raise ApiError(503, "no model is loaded yet")
+    records = records_of(
+        await json_body(request, state.config.max_body_bytes), state.config.max_records_per_request
+    )
+    columns = validate_records(records, model)
+    assert state.queue is not None
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    state.queue.put_nowait(Pending(columns, len(records), future))
+    labels, probabilities, used = await future
+    request_id = request.headers.get("x-request-id") or ""
+    if not REQUEST_ID.fullmatch(request_id):
+        request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
+    predictions = [plain(label) for label in labels]
+    state.predictions.append(columns, predictions, probabilities, used.version, request_id)
+    state.metrics.predicted(predictions, time.perf_counter() - started)
+    return JSONResponse(
+        {
+            "request_id": request_id,
+            "model_version": used.version,
+            "predictions": predictions,
+            "probabilities": np.round(probabilities, 6).tolist(),
+            "classes": [plain(c) for c in used.classes],
+        }
+    )
