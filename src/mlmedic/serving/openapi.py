@@ -193,6 +193,13 @@ def component_schemas(
             },
             "required": ["recorded"],
         },
+        **_status_schemas(classes),
+    }
+
+
+def _status_schemas(classes: Sequence[Any]) -> dict[str, Any]:
+    """The schemas of the answers about the service: errors, readiness, the model, reloads."""
+    return {
         "Error": {
             "type": "object",
             "properties": {"detail": {"type": "string"}},
@@ -299,6 +306,16 @@ def paths(*, api_token: bool, max_body_bytes: int, version: int | None) -> dict[
                 **security,
             }
         },
+        **_service_paths(guarded, security, no_model),
+    }
+
+
+def _service_paths(
+    guarded: dict[str, Any], security: dict[str, Any], no_model: dict[str, Any]
+) -> dict[str, Any]:
+    """The operations about the service itself: probes, the model, the dashboard, metrics,
+    the admin reload."""
+    return {
         "/health": {
             "get": {
                 "summary": "Liveness",
