@@ -112,6 +112,18 @@ def test_category_keys_unify_number_spellings() -> None:
     assert category_keys(pd.Series([True, False])).tolist() == ["True", "False"]
 
 
+def test_labels_and_categories_are_keyed_by_one_rule() -> None:
+    """The contract's categories and the model's labels agree on every spelling, booleans too
+    (a boolean target's ``True`` is neither ``"1"`` nor a missing label)."""
+    from mlmedic.labels import label_key
+
+    values = [True, False, np.bool_(True), "True", 1, 1.0, "1", np.int64(1), "2.50", " a "]
+    assert category_keys(pd.Series(values, dtype=object)).tolist() == [
+        label_key(v) for v in values
+    ]
+    assert [label_key(v) for v in (True, 1, "True")] == ["True", "1", "True"]
+
+
 def test_allowed_count_is_zero_for_a_clean_reference() -> None:
     assert allowed_count(10_000, 0.0) == 0
     assert 100 < allowed_count(10_000, 0.01) < 140

@@ -17,13 +17,20 @@ from typing import Any
 
 
 def label_key(value: Any) -> str | None:
-    """A canonical text for a label value (None for missing values and non-scalars)."""
-    if value is None or isinstance(value, dict | list | tuple | set | bool):
+    """The one canonical text of a label or category value, for comparing values however they
+    were read: numbers by value (``1``, ``1.0`` and ``"1"`` are ``"1"``), booleans as themselves
+    (``True`` and ``"True"`` are ``"True"``, never ``"1"``), other text stripped; None for a
+    missing, non-finite or non-scalar value (it names no class and no category).
+
+    >>> [label_key(v) for v in (1, 1.0, " 1 ", True, "True", 2.5, None, float("nan"))]
+    ['1', '1', '1', 'True', 'True', '2.5', None, None]
+    """
+    if value is None or isinstance(value, dict | list | tuple | set):
         return None
     if hasattr(value, "item") and not isinstance(value, str):
         value = value.item()  # numpy scalars
-        if isinstance(value, bool):
-            return None
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -37,7 +44,7 @@ def label_key(value: Any) -> str | None:
         except ValueError:
             return text or None
         return label_key(number) if math.isfinite(number) else text
-    return None
+    return str(value).strip() or None  # other scalars (dates, decimals) by their text
 
 
 def match_labels(values: Iterable[Any], classes: Sequence[Any]) -> tuple[list[Any], list[Any]]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.errors import ContractError
+from mlmedic.labels import label_key
 
 Kind = Literal["numeric", "categorical", "datetime", "text"]
 CONTRACT_FORMAT = 1
@@ -83,20 +84,19 @@ def allowed_count(n_rows: int, rate: float) -> int:
 
 
 def category_keys(series: pd.Series) -> pd.Series:
-    """Comparable string keys for category values: 1, 1.0 and '1' all become '1'."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype(object).map(str)
-    return series.map(_key, na_action="ignore")
+    """Comparable string keys for category values, by the one rule of ``labels.label_key``:
+    1, 1.0 and '1' all become '1'; True stays 'True'; missing values stay missing. Blank text,
+    which names no label, is a category of its own here (``""``), as the reference saw it.
+
+    >>> category_keys(pd.Series([1, "1.0", True, " a ", ""])).tolist()
+    ['1', '1', 'True', 'a', '']
+    """
+    return series.map(_category_key, na_action="ignore")
 
 
-def _key(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value).strip()
+def _category_key(value: Any) -> str | None:
+    key = label_key(value)
+    return "" if key is None and isinstance(value, str) else key
 
 
 def to_numeric(series: pd.Series) -> pd.Series:
