@@ -118,9 +118,7 @@ def test_labels_and_categories_are_keyed_by_one_rule() -> None:
     from mlmedic.labels import label_key
 
     values = [True, False, np.bool_(True), "True", 1, 1.0, "1", np.int64(1), "2.50", " a "]
-    assert category_keys(pd.Series(values, dtype=object)).tolist() == [
-        label_key(v) for v in values
-    ]
+    assert category_keys(pd.Series(values, dtype=object)).tolist() == [label_key(v) for v in values]
     assert [label_key(v) for v in (True, 1, "True")] == ["True", "1", "True"]
 
 

@@ -118,3 +118,15 @@ def test_four_writers_under_a_flapping_lock_lose_nothing(tmp_path: Path) -> None
     ResilientEventStore(path).flush()
     stored = [a for k, a in _actions(path) if k == "data_fix"]
     assert len(stored) == 800 and len(set(stored)) == 800
+
+
+def test_the_resilient_store_is_an_event_store_made_by_its_own_constructor(tmp_path: Path) -> None:
+    """Every field ``EventStore.__init__`` sets is set on the resilient store by that same
+    constructor (no hand-built copy to drift), and nothing is opened until first use."""
+    path = tmp_path / "events.db"
+    resilient = ResilientEventStore(path)
+    assert resilient._conn is None and not path.exists()
+    with EventStore(tmp_path / "plain.db") as plain:
+        assert set(vars(plain)) <= set(vars(resilient))
+    resilient.record("component", "started")
+    assert _actions(path) == [("component", "started")]

@@ -2,11 +2,16 @@
 
 Each error says what is wrong and what to do, in one line, and carries the context it is about
 (the file, the column, the key path). The CLI prints ``str(error)`` and exits with ``exit_code``;
-the HTTP app (later) answers with ``status_code``.
+the HTTP app (``serving.app``) answers with ``status_code``, which each class carries.
 
     MedicError                   every class carries its exit code (CLI) and HTTP status (API)
     ├── UsageError               a command's options or arguments cannot be used as given
-    ├── ApiError                 a client's request is wrong (its status: 401, 403, 413, 422, ...)
+    ├── ApiError                 a client's request cannot be answered (400)
+    │   ├── Unauthorized         no bearer token (401)
+    │   ├── Forbidden            a wrong token, or an endpoint switched off (403)
+    │   ├── PayloadTooLarge      a body or record count over the limit (413)
+    │   ├── InvalidRequest       a field, value or label that is not what the API takes (422)
+    │   └── NotReady             no model loaded yet (503)
     ├── ModelLoadError           a model version cannot be loaded or fails its canary (exit 3, 503)
     ├── ConfigError              a config file is unreadable, has an unknown key or a wrong type
     ├── ProjectError             the project directory is unusable, or a file would be overwritten
@@ -46,11 +51,7 @@ class UsageError(MedicError):
 
 
 class ApiError(MedicError):
-    """A client mistake, answered with its status code and a one-line detail."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status
+    """A client mistake, answered with its class's status code and a one-line detail."""
 
     @property
     def status(self) -> int:
@@ -59,6 +60,36 @@ class ApiError(MedicError):
     @property
     def detail(self) -> str:
         return self.message
+
+
+class Unauthorized(ApiError):
+    """No bearer token where the endpoint needs one."""
+
+    status_code = 401
+
+
+class Forbidden(ApiError):
+    """A wrong token, or an endpoint that is switched off."""
+
+    status_code = 403
+
+
+class PayloadTooLarge(ApiError):
+    """A body, or a number of records, over the configured limit."""
+
+    status_code = 413
+
+
+class InvalidRequest(ApiError):
+    """A body that is not the request it should be (a field, a value, a label)."""
+
+    status_code = 422
+
+
+class NotReady(ApiError):
+    """The server cannot answer yet (no model loaded): try again later."""
+
+    status_code = 503
 
 
 class ModelLoadError(MedicError):

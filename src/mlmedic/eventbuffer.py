@@ -95,22 +95,13 @@ class ResilientEventStore(EventStore):
         buffer_limit_bytes: int = BUFFER_LIMIT_BYTES,
         buffer_path: Path | None = None,
     ) -> None:
-        # no super().__init__: the connection is opened on first use, and failing to open it
-        # is a state to buffer through, not an error
-        from mlmedic.clock import SystemClock
-
-        self._locate(target)
+        # opened on first use: a store that cannot open yet is a state to buffer through
+        super().__init__(target, clock=clock, timeout_s=timeout_s, open_now=False)
         if buffer_path is None:
             if self.path is None:
                 raise ValueError("a Postgres event store needs a local buffer_path")
             buffer_path = self.path.with_name(self.path.name + ".buffer.jsonl")
-        self.clock = clock or SystemClock()
-        self.timeout_s = timeout_s
-        self.on_wait = None
         self.retry_seconds = retry_seconds
-        self._lock = threading.Lock()
-        self._pinned = threading.local()
-        self._conn: sa.Engine | None = None
         self._inode: int | None = None
         self._write_lock = threading.Lock()
         self.buffer = EventBuffer(buffer_path, limit_bytes=buffer_limit_bytes)

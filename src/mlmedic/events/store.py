@@ -48,7 +48,10 @@ class EventStore:
         clock: Clock | None = None,
         timeout_s: float = 30.0,
         on_wait: Callable[[str], None] | None = None,
+        open_now: bool = True,
     ):
+        """``open_now=False`` opens the store on first use instead (for a store that may be
+        away when it is made, as ``ResilientEventStore``'s)."""
         self._locate(target)
         self.clock: Clock = clock or SystemClock()
         self.timeout_s = timeout_s
@@ -56,7 +59,8 @@ class EventStore:
         self._lock = threading.Lock()
         self._pinned = threading.local()  # a connection ``reading`` holds for this thread
         self._conn: sa.Engine | None = None
-        self._conn = self._open()
+        if open_now:
+            self._conn = self._open()
 
     def _locate(self, target: str | Path) -> None:
         self.url = events_url(target)

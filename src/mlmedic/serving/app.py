@@ -86,7 +86,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.exception_handler(MedicError)
     async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
-        """Every error of mlmedic's tree answers with the status its class (or instance) carries."""
+        """Every error of mlmedic's tree answers with the status its class carries."""
         state.metrics.failed(exc.status_code, request.url.path)
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 

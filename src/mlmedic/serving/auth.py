@@ -9,7 +9,7 @@ import ipaddress
 
 from fastapi import Request
 
-from mlmedic.errors import ApiError
+from mlmedic.errors import Forbidden, Unauthorized
 
 
 def authorise_api(request: Request, token: str | None) -> None:
@@ -31,13 +31,13 @@ def is_loopback(host: str) -> bool:
 def authorise_admin(request: Request, token: str | None) -> None:
     """``/admin/*``: disabled unless ``MLMEDIC_ADMIN_TOKEN`` is set."""
     if not token:
-        raise ApiError(403, "admin endpoints are disabled: set MLMEDIC_ADMIN_TOKEN")
+        raise Forbidden("admin endpoints are disabled: set MLMEDIC_ADMIN_TOKEN")
     check_bearer(request, token, "MLMEDIC_ADMIN_TOKEN")
 
 
 def check_bearer(request: Request, token: str, variable: str) -> None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
-        raise ApiError(401, f"missing bearer token (this endpoint requires {variable})")
+        raise Unauthorized(f"missing bearer token (this endpoint requires {variable})")
     if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-        raise ApiError(403, "wrong token")
+        raise Forbidden("wrong token")

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import Request
 
-from mlmedic.errors import ApiError
+from mlmedic.errors import ApiError, InvalidRequest, PayloadTooLarge
 from mlmedic.model.local import LoadedModel
 from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
 
@@ -28,12 +28,12 @@ async def json_body(request: Request, limit: int) -> Any:
         if int(declared) <= DRAIN_LIMIT:  # read it, so the client gets the 413, not a reset
             async for _ in request.stream():
                 pass
-        raise ApiError(413, f"request body of {declared} bytes; the limit is {limit}")
+        raise PayloadTooLarge(f"request body of {declared} bytes; the limit is {limit}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, f"request body over the limit of {limit} bytes")
+            raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
     return parse_json(body)
 
 
@@ -42,20 +42,20 @@ def records_of(body: Any, limit: int) -> list[dict[str, Any]]:
     if isinstance(body, dict) and "records" in body:
         records = body["records"]
         if not isinstance(records, list):
-            raise ApiError(422, "'records' must be a list of objects")
+            raise InvalidRequest("'records' must be a list of objects")
         if len(body) > 1:
             other = sorted(k for k in body if k != "records")[0]
-            raise ApiError(422, f"unknown field '{other}' beside 'records'")
+            raise InvalidRequest(f"unknown field '{other}' beside 'records'")
     elif isinstance(body, dict):
         records = [body]
     elif isinstance(body, list):
         records = body
     else:
-        raise ApiError(422, 'expected a JSON object, or {"records": [...]}')
+        raise InvalidRequest('expected a JSON object, or {"records": [...]}')
     if not records:
-        raise ApiError(422, "no records to predict")
+        raise InvalidRequest("no records to predict")
     if len(records) > limit:
-        raise ApiError(413, f"{len(records)} records in one request; the limit is {limit}")
+        raise PayloadTooLarge(f"{len(records)} records in one request; the limit is {limit}")
     return records
 
 
@@ -72,19 +72,18 @@ def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[A
     for position, record in enumerate(records):
         where = f"records[{position}]"
         if not isinstance(record, dict):
-            raise ApiError(422, f"{where}: expected an object of feature values")
+            raise InvalidRequest(f"{where}: expected an object of feature values")
         if record.keys() != expected:
             unknown = sorted(set(record) - expected)
             if unknown:
-                raise ApiError(422, f"{where}: unknown field '{unknown[0]}'")
+                raise InvalidRequest(f"{where}: unknown field '{unknown[0]}'")
             missing = [name for name in features if name not in record]
-            raise ApiError(422, f"{where}: missing field '{missing[0]}'")
+            raise InvalidRequest(f"{where}: missing field '{missing[0]}'")
         for name in features:
             value = record[name]
             if value is None:
                 if name not in model.nullable:
-                    raise ApiError(
-                        422,
+                    raise InvalidRequest(
                         f"{where}.{name}: missing value (null), and the model's data contract "
                         "has no missing values in this column",
                     )
@@ -93,8 +92,8 @@ def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[A
             elif name in numeric:
                 value = _number(value, name in model.integer, f"{where}.{name}")
             elif not isinstance(value, str):
-                raise ApiError(
-                    422, f"{where}.{name}: expected a string, got {type(value).__name__}"
+                raise InvalidRequest(
+                    f"{where}.{name}: expected a string, got {type(value).__name__}"
                 )
             columns[name].append(value)
     return columns
@@ -103,21 +102,21 @@ def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[A
 def _number(value: Any, integer: bool, where: str) -> float:
     """A JSON number as a finite float64, or ``ApiError(422)`` saying why not."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ApiError(422, f"{where}: expected a number, got {type(value).__name__}")
+        raise InvalidRequest(f"{where}: expected a number, got {type(value).__name__}")
     if isinstance(value, int) and abs(value) > NUMBER_LIMIT_INT:
-        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
+        raise InvalidRequest(f"{where}: number out of range (the limit is 1e300)")
     number = float(value)
     if not math.isfinite(number):
-        raise ApiError(422, f"{where}: expected a finite number, got {value!r}")
+        raise InvalidRequest(f"{where}: expected a finite number, got {value!r}")
     if abs(number) > NUMBER_LIMIT:
-        raise ApiError(422, f"{where}: number out of range (the limit is 1e300)")
+        raise InvalidRequest(f"{where}: number out of range (the limit is 1e300)")
     if integer and not number.is_integer():
-        raise ApiError(422, f"{where}: expected an integer, got {value!r}")
+        raise InvalidRequest(f"{where}: expected an integer, got {value!r}")
     return number
 
 
 def _reject_constant(name: str) -> Any:
-    raise ApiError(422, f"request body has {name}: only finite numbers are accepted")
+    raise InvalidRequest(f"request body has {name}: only finite numbers are accepted")
 
 
 def parse_json(body: bytes | bytearray) -> Any:
@@ -128,6 +127,6 @@ def parse_json(body: bytes | bytearray) -> Any:
     except ApiError:
         raise
     except RecursionError:
-        raise ApiError(422, "request body is nested too deeply") from None
+        raise InvalidRequest("request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(422, "request body is not valid JSON") from None
+        raise InvalidRequest("request body is not valid JSON") from None

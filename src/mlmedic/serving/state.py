@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlmedic.config import ServingConfig
-from mlmedic.errors import ApiError
+from mlmedic.errors import InvalidRequest, NotReady
 from mlmedic.events import EventKind, EventStore, Outcome
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.model.local import LoadedModel, ModelLoadError
@@ -240,7 +240,7 @@ class ServerState:
             if model is None:
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(ApiError(503, "no model is loaded yet"))
+                        item.future.set_exception(NotReady("no model is loaded yet"))
                 continue
             self.metrics.batch(rows)
             mark = self.on_model_call
@@ -282,8 +282,7 @@ class ServerState:
                 )
             except Exception as exc:
                 item.future.set_exception(
-                    ApiError(
-                        422,
+                    InvalidRequest(
                         f"v{model.version} cannot score these records: "
                         f"{type(exc).__name__}: {str(exc)[:200]}",
                     )

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import ApiError
+from mlmedic.errors import InvalidRequest, NotReady
 from mlmedic.labels import label_key
 from mlmedic.serving.auth import authorise_api
 from mlmedic.serving.openapi import label_for, plain
@@ -26,29 +26,28 @@ async def feedback(request: Request) -> JSONResponse:
     body = await json_body(request, state.config.max_body_bytes)
     items = body.get("labels") if isinstance(body, dict) and "labels" in body else [body]
     if not isinstance(items, list) or not items:
-        raise ApiError(422, 'expected {"request_id": ..., "label": ...} or {"labels": [...]}')
+        raise InvalidRequest('expected {"request_id": ..., "label": ...} or {"labels": [...]}')
     if isinstance(body, dict) and "labels" in body and len(body) > 1:
         other = sorted(k for k in body if k != "labels")[0]
-        raise ApiError(422, f"unknown field '{other}' beside 'labels'")
+        raise InvalidRequest(f"unknown field '{other}' beside 'labels'")
     model = state.model
     if model is None:
-        raise ApiError(503, "no model is loaded yet")
+        raise NotReady("no model is loaded yet")
     rows: list[dict[str, str]] = []
     for position, item in enumerate(items):
         where = f"labels[{position}]"
         if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
-            raise ApiError(422, f"{where}: needs 'request_id' and 'label'")
+            raise InvalidRequest(f"{where}: needs 'request_id' and 'label'")
         if len(item) > 2:
             other = sorted(k for k in item if k not in ("request_id", "label"))[0]
-            raise ApiError(422, f"{where}: unknown field '{other}'")
+            raise InvalidRequest(f"{where}: unknown field '{other}'")
         request_id = item["request_id"]
         if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-            raise ApiError(422, f"{where}.request_id: not a request id this server issues")
+            raise InvalidRequest(f"{where}.request_id: not a request id this server issues")
         label = label_for(item["label"], model.classes)
         if label is None:
             known = ", ".join(repr(plain(c)) for c in model.classes)
-            raise ApiError(
-                422,
+            raise InvalidRequest(
                 f"{where}.label: {item['label']!r} is not one of v{model.version}'s classes "
                 f"({known}), as its value or its text",
             )

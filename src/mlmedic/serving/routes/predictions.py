@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import ApiError
+from mlmedic.errors import NotReady
 from mlmedic.serving.auth import authorise_api
 from mlmedic.serving.openapi import plain
 from mlmedic.serving.requests import REQUEST_ID, json_body, records_of, validate_records
@@ -28,7 +28,7 @@ async def predict(request: Request) -> JSONResponse:
     started = time.perf_counter()
     model = state.model
     if model is None:
-        raise ApiError(503, "no model is loaded yet")
+        raise NotReady("no model is loaded yet")
     records = records_of(
         await json_body(request, state.config.max_body_bytes), state.config.max_records_per_request
     )

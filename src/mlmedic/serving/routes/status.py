@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import ApiError
+from mlmedic.errors import NotReady
 from mlmedic.model.local import ModelLoadError
 from mlmedic.serving.openapi import plain
 from mlmedic.serving.state import state_of
@@ -48,7 +48,7 @@ async def model_info(request: Request) -> JSONResponse:
     state = state_of(request)
     model = state.model
     if model is None:
-        raise ApiError(503, "no model is loaded yet")
+        raise NotReady("no model is loaded yet")
     return JSONResponse(
         {
             "name": state.source.model_name,
