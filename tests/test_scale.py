@@ -145,6 +145,11 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
     )
     assert code == 0, err
     assert f"in {mlflow_on_postgres}" in out and "v1 is now champion" in out
+    from mlmedic.registry.connection import Connection
+
+    # the quick alias read over MLflow's REST API: a set alias, and one not set (an error code)
+    quick = Connection(mlflow_on_postgres, tmp_path / "state", MODEL)
+    assert (quick.quick_alias("champion"), quick.quick_alias("previous")) == (1, None)
 
     ports = [free_port(), free_port()]
     logs = [(host / "serve.log").open("ab") for host in hosts]

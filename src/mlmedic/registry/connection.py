@@ -22,6 +22,8 @@ from typing import Any
 from mlmedic.errors import RegistryError, RegistryUnavailableError
 
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
+# MLflow's stores answer an alias that is not set with INVALID_PARAMETER_VALUE, not "not found"
+ALIAS_MISSING_CODES = NOT_FOUND_CODES | {"INVALID_PARAMETER_VALUE"}
 # codes that mean "the registry cannot answer now", not "you asked for something wrong"
 UNAVAILABLE_CODES = frozenset(
     {"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"}
@@ -110,6 +112,17 @@ def error_code(exc: BaseException) -> str:
     return str(getattr(exc, "error_code", "") or "")
 
 
+def _rest_error_code(answer: urllib.error.HTTPError) -> str:
+    """The ``error_code`` of an MLflow REST error answer ('' when the body is not one)."""
+    import json
+
+    try:
+        body = json.loads(answer.read())
+    except (OSError, ValueError):
+        return ""
+    return str(body.get("error_code", "")) if isinstance(body, dict) else ""
+
+
 def is_not_found(exc: BaseException) -> bool:
     """True when MLflow says the thing asked for does not exist."""
     return error_code(exc) in NOT_FOUND_CODES
@@ -168,10 +181,6 @@ class Connection:
         self._client: Any = None
         # run once, right after the first connection (the registry syncs an offline rollback)
         self.on_connect: Any = None
-
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
 
     @property
     def client(self) -> Any:
@@ -289,8 +298,7 @@ class Connection:
                 with urllib.request.urlopen(url, timeout=timeout) as answer:
                     return int(json.loads(answer.read())["model_version"]["version"])
             except urllib.error.HTTPError as exc:
-                body = exc.read().decode("utf-8", "replace")
-                if exc.code in (400, 404) and ("NOT_EXIST" in body or "INVALID_PARAMETER" in body):
+                if exc.code in (400, 404) and _rest_error_code(exc) in ALIAS_MISSING_CODES:
                     return None
                 raise LookupError(f"HTTP {exc.code} reading the alias") from exc
             except (OSError, ValueError, KeyError, TypeError) as exc:

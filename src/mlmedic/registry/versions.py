@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
 from mlmedic.events import EventKind, EventStore, Outcome
-from mlmedic.registry.connection import NOT_FOUND_CODES, Connection, error_code, is_not_found
+from mlmedic.registry.connection import (
+    ALIAS_MISSING_CODES,
+    Connection,
+    error_code,
+    is_not_found,
+)
 
 if TYPE_CHECKING:  # training imports scikit-learn: a watcher that only reads aliases never needs it
     from mlmedic.training import TrainResult
@@ -35,8 +40,6 @@ CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
 DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
 MONITORING_RUN_TAG = "mlmedic.monitoring_run"
-# MLflow's stores answer an alias that is not set with INVALID_PARAMETER_VALUE, not "not found"
-_ALIAS_MISSING = NOT_FOUND_CODES | {"INVALID_PARAMETER_VALUE"}
 
 
 @dataclass
@@ -145,10 +148,10 @@ class Versions:
                 client.get_model_version_by_alias,
                 self.model_name,
                 alias,
-                missing=_ALIAS_MISSING,
+                missing=ALIAS_MISSING_CODES,
             )
         except MlflowException as exc:
-            if error_code(exc) in _ALIAS_MISSING:
+            if error_code(exc) in ALIAS_MISSING_CODES:
                 return None
             raise
         return self._info(found)
