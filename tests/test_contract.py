@@ -124,7 +124,9 @@ def test_labels_and_categories_are_keyed_by_one_rule() -> None:
 
 def test_allowed_count_is_zero_for_a_clean_reference() -> None:
     assert allowed_count(10_000, 0.0) == 0
-    assert 100 < allowed_count(10_000, 0.01) < 140
+    # three binomial standard deviations above the expected count, rounded down
+    assert allowed_count(10_000, 0.01) == 129  # 100 + 3 * 9.95
+    assert allowed_count(400, 0.25) == 125  # 100 + 3 * 8.66
 
 
 def test_integer_columns_get_integer_fences() -> None:
@@ -132,3 +134,13 @@ def test_integer_columns_get_integer_fences() -> None:
     assert spec.integer
     assert spec.lower_fence == float(int(spec.lower_fence))
     assert spec.upper_fence == float(int(spec.upper_fence))
+
+
+def test_a_contract_saved_with_the_retired_keys_still_loads(tmp_path: Path) -> None:
+    """Contracts saved before #20 carry frequencies and a date range nothing read: they load."""
+    frame = pd.DataFrame({"c": ["a", "b"] * 50, "t": [0, 1] * 50})
+    saved = DataContract(target="t").fit(frame).to_dict()
+    for column in saved["columns"]:
+        column.update(frequencies={"a": 0.5}, earliest=None, latest=None)
+    loaded = DataContract.from_dict(saved)
+    assert loaded.columns_["c"].categories == ["a", "b"]

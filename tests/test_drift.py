@@ -125,6 +125,19 @@ def test_the_score_weighs_drift_by_its_size() -> None:
     assert barely.score == pytest.approx(sum(severities) / 8) and not barely.drift
 
 
+def test_a_batch_drifts_only_when_its_score_exceeds_the_threshold() -> None:
+    """``drift_threshold`` is a limit the score must pass: a score exactly at it is no drift."""
+    rng = np.random.default_rng(17)
+    reference = pd.DataFrame({f"f{i}": rng.normal(0, 1, 20_000) for i in range(8)})
+    strong = reference.copy()
+    strong[["f0", "f1"]] = rng.normal(0.73, 1, (20_000, 2))
+    profile = _profile(reference)
+    score = compare(profile, strong).score
+    assert score is not None
+    assert not compare(profile, strong, threshold=score).drift
+    assert compare(profile, strong, threshold=np.nextafter(score, 0.0)).drift
+
+
 def test_importance_weights_are_stated_and_used() -> None:
     """#19 item 5: drift counts by the model's reliance on the feature; drift in a feature the
     model ignores scores nothing, however large."""

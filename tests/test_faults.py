@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
+from mlmedic.events import Event, EventStore
 from mlmedic.faults import corrupt_file, registry_model_file
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
@@ -127,7 +127,9 @@ def test_a_locked_event_store_never_stops_supervision(served_project: Path) -> N
             assert _until(lambda: worker_pids(process.pid, served_project) not in ([], [worker]))
             assert wait_ready(url, 30)
             assert _post(url + "/predict", RECORD) == 200
-            time.sleep(2.0)  # several health checks with the store still locked
+            # the incident is recorded while the store is still locked: to the buffer
+            buffer = store.with_name("events.db.buffer.jsonl")
+            assert _until(lambda: buffer.exists() and '"recovery"' in buffer.read_text(), 30)
             assert process.poll() is None, "the supervisor exited"
             assert _post(url + "/predict", RECORD) == 200
         finally:
@@ -203,9 +205,12 @@ def test_no_loadable_champion_falls_back_to_a_version_that_loads(
         assert _post(url + "/predict", RECORD) == 200
         assert _until(lambda: events.last("rollback") is not None, 60)
         assert _until(lambda: _get_json(url + "/model")["fallback"] is None, 30)
-        time.sleep(1.0)
-        alerts = [e for e in events.query(kind="alert") if e.action == "model-fallback"]
-        assert len(alerts) == 1
+
+        def alerts() -> list[Event]:
+            return [e for e in events.query(kind="alert") if e.action == "model-fallback"]
+
+        assert _until(lambda: len(alerts()) >= 1, 30)
+        assert len(alerts()) == 1
         swaps = [e for e in events.query(kind="deploy") if e.action == "hot-swap"]
         assert len(swaps) <= 2  # not one per 0.25 s retry
     finally:
@@ -345,7 +350,7 @@ def test_only_the_dead_worker_is_replaced_and_by_the_warm_standby(served_project
     try:
         assert wait_ready(url, 90)
         assert _until(lambda: len(worker_pids(process.pid, served_project)) == 2 and standby())
-        time.sleep(1.0)  # the standby has loaded its model
+        assert _until(lambda: json.loads(state.read_text()).get("standby_ready"), 60)
         spare = standby()
         victim, survivor = worker_pids(process.pid, served_project)
         os.kill(victim, signal.SIGKILL)

@@ -123,3 +123,37 @@ def test_the_f1_floor_follows_the_positive_class_prevalence() -> None:
     ]
     off = ModelValidationConfig(f1_scaled_by_prevalence=False)
     assert not decide(first, None, off, prevalence=0.2).passed
+
+
+def test_every_gate_boundary_is_where_the_docs_put_it() -> None:
+    """Each comparison at its exact boundary (values exact in binary, so no rounding decides):
+    a floor met exactly passes; a drop of exactly the allowance is refused; a candidate equal to
+    the champion is no drop at all even with no allowance; and on production rows an equal
+    candidate does not beat the champion."""
+    floors = ModelValidationConfig(min_accuracy_threshold=0.75, min_f1_threshold=0.5)
+    assert decide({"accuracy": 0.75, "f1": 0.5}, None, floors).passed
+    assert not decide({"accuracy": 0.75, "f1": 0.4999}, None, floors).passed
+    assert not decide({"accuracy": 0.7499, "f1": 0.5}, None, floors).passed
+
+    allowance = ModelValidationConfig(
+        min_accuracy_threshold=0.5, min_f1_threshold=0.5, performance_degradation_threshold=0.25
+    )
+    at = decide({"accuracy": 0.5, "f1": 0.75}, {"accuracy": 0.75}, allowance, champion_version=2)
+    assert not at.passed and at.keys == ["model_validation.performance_degradation_threshold"]
+    under = decide({"accuracy": 0.5, "f1": 0.75}, {"accuracy": 0.7499}, allowance)
+    assert under.passed
+
+    none_allowed = ModelValidationConfig(
+        min_accuracy_threshold=0.5, min_f1_threshold=0.5, performance_degradation_threshold=0.0
+    )
+    assert decide({"accuracy": 0.75, "f1": 0.75}, {"accuracy": 0.75}, none_allowed).passed
+
+    must_beat = ModelValidationConfig(retrain_must_beat_champion=True)
+    equal = decide(
+        {"accuracy": 0.875, "f1": 0.875}, {"accuracy": 0.875}, must_beat, production_rows=True
+    )
+    assert equal.keys == ["model_validation.retrain_must_beat_champion"]
+    better = decide(
+        {"accuracy": 0.9, "f1": 0.9}, {"accuracy": 0.875}, must_beat, production_rows=True
+    )
+    assert better.passed

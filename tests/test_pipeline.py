@@ -67,6 +67,24 @@ def test_good_model_deploys_then_bad_candidate_is_refused(project: Project) -> N
     } <= kinds
 
 
+def test_a_candidate_that_passes_the_floors_but_loses_to_the_champion_is_refused(
+    project: Project,
+) -> None:
+    """The run's gate compares with the champion on the same rows: a candidate above every
+    floor, but worse than the champion beyond the allowance, is refused and v1 kept."""
+    first = run_pipeline(project, make_churn(2500, seed=1), target=TARGET)
+    assert first.deployed
+    weak = run_pipeline(
+        project, make_churn(2500, seed=2), target=TARGET, trainer="trainers:shallow"
+    )
+    decision = weak.decision
+    assert decision is not None and decision.reasons and not weak.deployed
+    assert decision.candidate["accuracy"] >= 0.70 and decision.candidate["f1"] >= 0.41
+    assert decision.keys == ["model_validation.performance_degradation_threshold"]
+    assert decision.champion is not None and decision.champion["accuracy"] > 0.85
+    assert project.registry.champion().version == 1  # type: ignore[union-attr]
+
+
 def test_real_data_deploys_and_label_noise_is_refused(tmp_path: Path, project: Project) -> None:
     """scikit-learn's bundled copy of the UCI breast-cancer data: data we did not generate."""
     frame = load_breast_cancer(as_frame=True).frame

@@ -133,7 +133,9 @@ def test_a_claim_goes_to_exactly_one_of_many_processes_until_it_expires(
             won = list(pool.map(claim, stores))
         assert won.count(True) == 1
         assert not stores[0].claim("monitor-pass:m", seconds=3600.0)
-        clock.advance(3601.0)  # expired: the next interval's pass is claimed once again
+        clock.advance(3599.0)
+        assert not stores[0].claim("monitor-pass:m", seconds=3600.0)  # a second before expiry
+        clock.advance(1.0)  # expired, to the second: the next pass is claimed once again
         with ThreadPoolExecutor(len(stores)) as pool:
             again = list(pool.map(claim, stores))
         assert again.count(True) == 1

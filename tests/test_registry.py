@@ -63,9 +63,12 @@ def test_promote_moves_aliases_and_records_each_move(project: Project, trained) 
 
 def test_rollback_walks_back_through_the_champion_history(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
     registry = project.registry
-    versions = [_register(project, trained) for _ in range(3)]
+    # four versions: with three, "the latest before" and "the first" of the history coincide
+    versions = [_register(project, trained) for _ in range(4)]
     for version in versions:
         registry.promote(version, "passed")
+    assert registry.rollback()[:2] == (4, 3)
+    assert registry.alias(PREVIOUS).version == 2  # type: ignore[union-attr]
     assert registry.rollback()[:2] == (3, 2)
     assert registry.alias(PREVIOUS).version == 1  # type: ignore[union-attr]
     assert registry.rollback()[:2] == (2, 1)
@@ -74,10 +77,11 @@ def test_rollback_walks_back_through_the_champion_history(project: Project, trai
         registry.rollback()
     assert registry.champion().version == 1  # type: ignore[union-attr]
     assert registry.rollback(to=3)[:2] == (1, 3)
+    assert registry.alias(PREVIOUS).version == 4  # type: ignore[union-attr]  # 3 came after 4
     [first, *_] = project.events.query(kind="rollback")
     assert first.details == {
-        "from_version": 3,
-        "to_version": 2,
+        "from_version": 4,
+        "to_version": 3,
         "reason": "manual rollback",
         "by": "person",
     }

@@ -8,12 +8,13 @@ timeline and baselines (``replay_page``).
 
 from __future__ import annotations
 
-import html
 import itertools
 from collections.abc import Sequence
 from typing import Any
 
 from mlmedic.dashboard import Dashboard, Figure, Point, when
+from mlmedic.htmlstyle import CSS
+from mlmedic.htmlstyle import escape as _e
 
 WIDTH, HEIGHT, PAD = 880, 180, 36
 COLOURS = {
@@ -23,28 +24,6 @@ COLOURS = {
     "recovery": "#c0392b",
     "deploy": "#27ae60",
 }
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#1d232a;
-background:#f6f7f9}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
-.sub{color:#5b6570;margin-bottom:18px}
-.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
-.tile{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:12px 14px}
-.tile .t{color:#5b6570;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.tile .v{font-size:30px;font-weight:650;margin:2px 0}
-.tile .d{font-size:13px}.tile .w{color:#7a848f;font-size:12px;margin-top:6px}
-.box{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:12px 14px;margin-top:12px}
-table{border-collapse:collapse}td,th{padding:3px 10px 3px 0;text-align:left;vertical-align:top}
-.ok{color:#1e8449}.warn{color:#b9770e}.bad{color:#c0392b}.muted{color:#7a848f}
-svg text{font:11px system-ui,sans-serif;fill:#5b6570}
-.legend span{display:inline-block;margin-right:14px}
-.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def tiles(figures: Sequence[Figure]) -> str:
@@ -393,46 +372,4 @@ def replay_page(result: Any) -> str:
             action_strip("retrains and rollbacks", actions, start, end),
             "</body></html>",
         ]
-    )
-
-
-def pass_page(report: dict[str, Any], *, title: str) -> str:
-    """One monitoring pass (``MonitorResult.to_dict()``) as a self-contained page: the decision,
-    the drift score against its threshold, each feature's test, statistic and verdict, and the
-    performance (measured, or estimated with its interval)."""
-    drift = report.get("drift") or {}
-    decision = report.get("decision") or {}
-    performance = report.get("performance") or {}
-    rows = []
-    for f in drift.get("features", []):
-        verdict = {True: '<b class="bad">drifted</b>', False: '<span class="ok">stable</span>'}
-        said = verdict.get(f.get("drifted"), '<span class="muted">too few rows</span>')
-        statistic = f.get("statistic")
-        rows.append(
-            f"<tr><td>{_e(f['name'])}</td><td>{_e(f.get('test', ''))}</td>"
-            f"<td>{'-' if statistic is None else f'{float(statistic):.4f}'}</td>"
-            f"<td>{float(f.get('threshold', 0.0)):.4f}</td>"
-            f"<td>{said}</td></tr>"
-        )
-    score = drift.get("score")
-    figures = "".join(
-        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
-        for k, v in performance.items()
-        if isinstance(v, str | int | float | bool) or v is None
-    )
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
-        f'<div class="sub">{_e(report.get("rows", 0))} rows · decision: '
-        f"{_e(decision.get('summary', decision.get('action', '')))}"
-        + (f" · {_e(report['action'])}" if report.get("action") else "")
-        + "</div>"
-        f'<div class="box"><h2>Drift</h2><p>score '
-        f"{'-' if score is None else f'{float(score):.3f}'} against the threshold "
-        f"{float(drift.get('threshold', 0.0)):.3f}: "
-        f"{'<b class=bad>drift</b>' if drift.get('drift') else '<span class=ok>no drift</span>'}"
-        f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th><th>threshold</th>"
-        f"<th></th></tr>{''.join(rows)}</table></div>"
-        f'<div class="box"><h2>Performance</h2><table>{figures or "<tr><td>none</td></tr>"}'
-        "</table></div></body></html>"
     )

@@ -23,8 +23,8 @@ one class; a label the model has never seen is counted and left out, never a cra
 Examples:
     >>> import numpy as np
     >>> calibration = Calibration.fit(np.array([0.9, 0.8, 0.6, 0.95]), np.array([1, 1, 0, 1]))
-    >>> round(calibration.expected_accuracy(np.array([0.9, 0.95])), 2)
-    1.0
+    >>> [round(float(p), 2) for p in calibration.apply(np.array([0.6, 0.95]))]
+    [0.0, 1.0]
 """
 
 from __future__ import annotations
@@ -60,9 +60,6 @@ class Calibration:
 
     def apply(self, confidence: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(confidence, dtype=float), self.thresholds, self.values)
-
-    def expected_accuracy(self, confidence: np.ndarray) -> float:
-        return float(np.mean(self.apply(confidence))) if len(confidence) else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

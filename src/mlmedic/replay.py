@@ -58,7 +58,6 @@ class WindowOutcome:
     start: str
     end: str
     rows: int
-    labels_arrived: int
     drift_score: float | None
     drifted_features: list[str]
     performance: str
@@ -220,7 +219,7 @@ def replay(
                     features = window.rows.drop(columns=[target])
                     result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
                 measured = _accuracy(snapshot.model, window.rows, contract)
-                outcomes.append(_outcome(window, result, snapshot.version, measured, fresh, scores))
+                outcomes.append(_outcome(window, result, snapshot.version, measured, scores))
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
                     known, seen = labels.known(clock.now())
@@ -328,7 +327,6 @@ def _outcome(
     result: Any,
     version: int,
     measured: tuple[float | None, float | None],
-    fresh: pd.DataFrame,
     scores: dict[str, float | None],
 ) -> WindowOutcome:
     """One window of the replay: the pass's result, and what each strategy scored on it."""
@@ -340,7 +338,6 @@ def _outcome(
         start=to_iso(window.start),
         end=to_iso(window.end),
         rows=len(window.rows),
-        labels_arrived=len(fresh),
         drift_score=drift.score if drift else None,
         drifted_features=drift.drifted_features if drift else [],
         performance=result.performance.summary() if result.performance else "",

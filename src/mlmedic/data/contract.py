@@ -29,6 +29,9 @@ from mlmedic.labels import label_key
 
 Kind = Literal["numeric", "categorical", "datetime", "text"]
 CONTRACT_FORMAT = 1
+# keys contracts saved before #20 carry and nothing reads (category and code frequencies, a
+# date column's range): accepted on load and dropped
+_RETIRED = frozenset({"frequencies", "earliest", "latest"})
 UNSEEN = "__unseen__"
 TEXT_MISSING = "__missing__"
 MIN_CONTRACT_ROWS = 10  # fewer rows say nothing about ranges, categories or missing rates
@@ -58,11 +61,8 @@ class ColumnSpec:
     outlier_rate: float = 0.0
     # categorical / text
     categories: list[str] = field(default_factory=list)
-    frequencies: dict[str, float] = field(default_factory=dict)
     mode: Any = None
-    # datetime (ISO strings)
-    earliest: str | None = None
-    latest: str | None = None
+    # datetime (ISO string)
     median_time: str | None = None
 
     @property
@@ -247,7 +247,6 @@ class DataContract:
             self._fit_numeric(spec, to_numeric(series))
         elif kind == "datetime":
             times = to_datetime(series).dropna()
-            spec.earliest, spec.latest = times.min().isoformat(), times.max().isoformat()
             spec.median_time = times.sort_values().iloc[len(times) // 2].isoformat()
         else:
             keys = category_keys(series.dropna())
@@ -255,8 +254,6 @@ class DataContract:
             spec.mode = _plain(series.dropna()[keys == counts.index[0]].iloc[0])
             if kind == "categorical":
                 spec.categories = sorted(counts.index.tolist())
-                total = float(counts.sum())
-                spec.frequencies = {str(k): float(v) / total for k, v in counts.items()}
         return spec
 
     def _fit_numeric(self, spec: ColumnSpec, values: pd.Series) -> None:
@@ -274,9 +271,6 @@ class DataContract:
             levels = np.unique(finite)
             if len(levels) <= CODE_LEVELS:
                 spec.codes = True
-                spec.frequencies = {
-                    str(int(level)): float(np.mean(finite == level)) for level in levels
-                }
         q1, q3 = spec.quantiles["0.25"], spec.quantiles["0.75"]
         iqr = q3 - q1
         if iqr > 0:
@@ -331,7 +325,10 @@ class DataContract:
                     f"(expected {CONTRACT_FORMAT})"
                 )
             contract = cls(**data["params"])
-            contract.columns_ = {c["name"]: ColumnSpec(**c) for c in data["columns"]}
+            contract.columns_ = {
+                c["name"]: ColumnSpec(**{k: v for k, v in c.items() if k not in _RETIRED})
+                for c in data["columns"]
+            }
             contract.n_rows_ = int(data["n_rows"])
             contract.duplicate_rate_ = float(data["duplicate_rate"])
         except (KeyError, TypeError) as exc:

@@ -8,11 +8,12 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlmedic.clock import to_iso
 from mlmedic.errors import MedicError
 from mlmedic.events import finite
+from mlmedic.htmlstyle import CSS, escape
 from mlmedic.project import Project
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ def log_to_mlflow(
     """The pass in the champion's MLflow monitoring run (``monitor vN``), so the MLflow UI
     shows drift history beside the model. A registry that cannot be reached costs the pass
     nothing but this line: the report is also in ``monitoring.reports_dir``."""
-    from mlmedic.page import pass_page
-
     report = {"time": to_iso(now), "model_version": version, "source": source}
     report.update(result.to_dict())
     metrics: dict[str, float] = {"rows": float(result.rows)}
@@ -87,3 +86,45 @@ def write_reports(
             )
         except OSError as exc:
             say(f"cannot write the pass report into {target}: {exc}")
+
+
+def pass_page(report: dict[str, Any], *, title: str) -> str:
+    """One monitoring pass (``MonitorResult.to_dict()``) as a self-contained page: the decision,
+    the drift score against its threshold, each feature's test, statistic and verdict, and the
+    performance (measured, or estimated with its interval)."""
+    drift = report.get("drift") or {}
+    decision = report.get("decision") or {}
+    performance = report.get("performance") or {}
+    rows = []
+    for f in drift.get("features", []):
+        verdict = {True: '<b class="bad">drifted</b>', False: '<span class="ok">stable</span>'}
+        said = verdict.get(f.get("drifted"), '<span class="muted">too few rows</span>')
+        statistic = f.get("statistic")
+        rows.append(
+            f"<tr><td>{escape(f['name'])}</td><td>{escape(f.get('test', ''))}</td>"
+            f"<td>{'-' if statistic is None else f'{float(statistic):.4f}'}</td>"
+            f"<td>{float(f.get('threshold', 0.0)):.4f}</td>"
+            f"<td>{said}</td></tr>"
+        )
+    score = drift.get("score")
+    figures = "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
+        for k, v in performance.items()
+        if isinstance(v, str | int | float | bool) or v is None
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
+        f'<div class="sub">{escape(report.get("rows", 0))} rows · decision: '
+        f"{escape(decision.get('summary', decision.get('action', '')))}"
+        + (f" · {escape(report['action'])}" if report.get("action") else "")
+        + "</div>"
+        f'<div class="box"><h2>Drift</h2><p>score '
+        f"{'-' if score is None else f'{float(score):.3f}'} against the threshold "
+        f"{float(drift.get('threshold', 0.0)):.3f}: "
+        f"{'<b class=bad>drift</b>' if drift.get('drift') else '<span class=ok>no drift</span>'}"
+        f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th><th>threshold</th>"
+        f"<th></th></tr>{''.join(rows)}</table></div>"
+        f'<div class="box"><h2>Performance</h2><table>{figures or "<tr><td>none</td></tr>"}'
+        "</table></div></body></html>"
+    )

@@ -128,6 +128,7 @@ class Incidents(Diagnosis):
                 next_probe = self.clock.now() + interval
                 continue
             self._fork_standby()
+            self._publish_when_standby_ready()
             if self.clock.now() >= next_probe:
                 self._check_watcher()
                 self.events.flush()

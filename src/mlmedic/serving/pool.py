@@ -32,6 +32,8 @@ from mlmedic.serving.metrics import forget_worker
 log = logging.getLogger("mlmedic.supervisor")
 
 MAX_SLOTS = 128
+# the last slot: the pid of a standby that has loaded its model and waits to be handed a place
+STANDBY_SLOT = MAX_SLOTS - 1
 
 _NO_PROCESS = (ProcessLookupError, ChildProcessError)
 _STANDBY_BACKOFF_CAP = 30.0  # a standby that keeps dying is re-forked at most this rarely
@@ -87,6 +89,7 @@ class WorkerPool:
     _healthy_since: float | None
     _standby_failures: int
     _next_standby: float
+    _standby_ready: bool  # as last published
     _fallback_seen: tuple[int, int] | None
 
     # ------------------------------------------------------------------ events
@@ -102,14 +105,25 @@ class WorkerPool:
             "port": self.port,
             "workers": {str(pid): index for pid, index in self.children.items()},
             "standby": self.standby[0] if self.standby else None,
+            "standby_ready": self._standby_is_ready(),
             "watcher": self.watcher.pid if self.watcher else None,
             "updated_at": self.clock.now(),
         }
+        self._standby_ready = bool(state["standby_ready"])
         path = self.state_dir / "supervisor.json"
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         with suppress(OSError):
             temporary.write_text(json.dumps(state), encoding="utf-8")
             temporary.replace(path)
+
+    def _standby_is_ready(self) -> bool:
+        """Whether the standby has loaded its model (it says so in ``STANDBY_SLOT``)."""
+        return self.standby is not None and self.marks.get(STANDBY_SLOT) == self.standby[0]
+
+    def _publish_when_standby_ready(self) -> None:
+        """Say in ``supervisor.json`` the moment the standby is ready to take a place."""
+        if self._standby_is_ready() != self._standby_ready:
+            self._publish()
 
     def _note_unclean_exit(self) -> None:
         """A ``supervisor.json`` left by a supervisor that is gone: it was killed, not stopped.
@@ -392,6 +406,7 @@ def _run_worker(
     gc.collect()
     gc.freeze()
     if index is None:
+        marks.set(STANDBY_SLOT, os.getpid())  # loaded: ready to take a place
         raw = os.read(start_fd, 4)
         os.close(start_fd)
         if len(raw) != 4:

@@ -113,4 +113,5 @@ class Supervisor(Incidents):
         self._healthy_since: float | None = None
         self._standby_failures = 0
         self._next_standby = 0.0
+        self._standby_ready = False
         self._fallback_seen: tuple[int, int] | None = None

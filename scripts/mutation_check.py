@@ -1,0 +1,246 @@
+"""Does the suite catch a slip in each decision the healer rests on?
+
+Each mutant below changes one comparison, boundary, index or order in ``src/mlmedic`` — the kind
+of slip a tired edit makes — and names the tests that own that decision. The script applies one
+mutant at a time, runs its tests, and restores the file (always, even on Ctrl-C). A mutant the
+tests do not fail on *survived*: the decision is not really tested.
+
+    python scripts/mutation_check.py            # every mutant; exit 1 if any survived
+    python scripts/mutation_check.py --list     # what is mutated, and which tests own it
+    python scripts/mutation_check.py -k gate    # only mutants whose name contains "gate"
+
+It checks that each mutant's text is found exactly once, so a refactor that moves a decision
+fails here loudly instead of silently testing nothing. Targeted (a decision and its owning
+tests) rather than exhaustive: ``mutmut`` over the whole tree takes hours on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "mlmedic"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # under src/mlmedic
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: files or node ids, with -k when given
+
+
+MUTANTS = [
+    # the gate (stage 3): floors, the allowed drop, "beats the champion"
+    Mutant(
+        "gate: an accuracy exactly at the floor fails",
+        "gate.py",
+        "if not accuracy >= config.min_accuracy_threshold:",
+        "if not accuracy > config.min_accuracy_threshold:",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "gate: a drop of exactly the allowance passes",
+        "gate.py",
+        "gap >= config.performance_degradation_threshold and gap > 0",
+        "gap > config.performance_degradation_threshold and gap > 0",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "gate: an equal candidate is a drop when none is allowed",
+        "gate.py",
+        "gap >= config.performance_degradation_threshold and gap > 0",
+        "gap >= config.performance_degradation_threshold and gap >= 0",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "gate: an equal candidate beats the champion",
+        "gate.py",
+        "else accuracy > champion_accuracy",
+        "else accuracy >= champion_accuracy",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "gate: a drop needs no significance",
+        "gate.py",
+        "if significant and gap >= config.performance_degradation_threshold",
+        "if gap >= config.performance_degradation_threshold",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "gate: the F1 floor is not scaled by prevalence",
+        "gate.py",
+        "return floor * (2 * prevalence / (1 + prevalence)) / (2 / 3)",
+        "return floor * (2 * prevalence / (1 + prevalence))",
+        ("tests/test_gate.py",),
+    ),
+    Mutant(
+        "run: the gate is not shown the champion",
+        "pipeline.py",
+        "            champion_metrics,\n            settings.model_validation,",
+        "            None,\n            settings.model_validation,",
+        ("tests/test_pipeline.py", "-k", "loses_to_the_champion or bad_candidate"),
+    ),
+    # the cooldown and the policy
+    Mutant(
+        "cooldown: a retrain exactly at the end of the cooldown waits",
+        "policy.py",
+        "        if now < allowed_at:",
+        "        if now <= allowed_at:",
+        ("tests/test_policy.py",),
+    ),
+    Mutant(
+        "policy: a drop needs no minimum size",
+        "policy.py",
+        "test.significant and test.size >= validation.performance_degradation_threshold",
+        "test.significant and test.size > validation.performance_degradation_threshold",
+        ("tests/test_policy.py",),
+    ),
+    Mutant(
+        "policy: a heal that hurts is not rolled back on probation",
+        "policy.py",
+        "    if probation:\n        decision.action",
+        "    if not probation:\n        decision.action",
+        ("tests/test_policy.py",),
+    ),
+    # drift
+    Mutant(
+        "drift: a feature's severity is not capped",
+        "drift/statistics.py",
+        "r.weight * min(SEVERITY_CAP, r.severity or 1.0)",
+        "r.weight * (r.severity or 1.0)",
+        ("tests/test_drift.py",),
+    ),
+    Mutant(
+        "drift: a batch at exactly the threshold drifts",
+        "drift/statistics.py",
+        "return DriftReport(results, score, threshold, score > threshold, weighted, rows)",
+        "return DriftReport(results, score, threshold, score >= threshold, weighted, rows)",
+        ("tests/test_drift.py",),
+    ),
+    # rollback order
+    Mutant(
+        "rollback: previous is the oldest champion, not the latest before",
+        "registry/aliases.py",
+        "return before_target[-1] if before_target else None",
+        "return before_target[0] if before_target else None",
+        ("tests/test_registry.py", "-k", "walks_back"),
+    ),
+    # the data contract
+    Mutant(
+        "contract: rare hits allowed at 2 sigma, not 3",
+        "data/contract.py",
+        "math.floor(expected + 3.0 * math.sqrt(",
+        "math.floor(expected + 2.0 * math.sqrt(",
+        ("tests/test_contract.py",),
+    ),
+    # one label rule
+    Mutant(
+        "labels: a boolean label is keyed as a number",
+        "labels.py",
+        "    if isinstance(value, bool):\n        return str(value)",
+        "    if isinstance(value, bool):\n        return str(int(value))",
+        ("tests/test_contract.py",),
+    ),
+    # retraining recipes and their evidence
+    Mutant(
+        "recipes: the current regime starts after its first row",
+        "monitor/recipes.py",
+        "return np.flatnonzero(origin >= start)",
+        "return np.flatnonzero(origin > start)",
+        ("tests/test_recipes.py",),
+    ),
+    Mutant(
+        "recipes: a quarter held out, not a fifth",
+        "monitor/recipes.py",
+        "held = max(minimum, len(positions) // 5)",
+        "held = max(minimum, len(positions) // 4)",
+        ("tests/test_recipes.py",),
+    ),
+    Mutant(
+        "candidates: a recipe that dropped the reference wins without evidence",
+        "candidates.py",
+        "return best if versus.better else kept",
+        "return best",
+        ("tests/test_recipes.py",),
+    ),
+    Mutant(
+        "evidence: the paired test counts the wrong side",
+        "evidence.py",
+        'p_a = float(stats.binomtest(a_only, discordant, 0.5, alternative="greater").pvalue)',
+        'p_a = float(stats.binomtest(b_only, discordant, 0.5, alternative="greater").pvalue)',
+        ("tests/test_evidence.py",),
+    ),
+    # the supervisor
+    Mutant(
+        "supervisor: a dead worker's incident restarts every worker",
+        "serving/incidents.py",
+        "            dead_index=index,\n",
+        "            dead_index=None,\n",
+        ("tests/test_faults.py", "-k", "only_the_dead_worker"),
+    ),
+    # claims (one monitor at a time, across processes and hosts)
+    Mutant(
+        "claims: a claim is still held at the instant it expires",
+        "events/claims.py",
+        "WHERE mlmedic_claims.expires_at <= :now",
+        "WHERE mlmedic_claims.expires_at < :now",
+        ("tests/test_postgres.py", "-k", "claim_goes_to_exactly_one"),
+    ),
+]
+
+
+def run(mutant: Mutant) -> tuple[bool, float, str]:
+    """Apply, test, restore: (killed, seconds, the last line pytest printed)."""
+    path = SRC / mutant.path
+    original = path.read_text()
+    if original.count(mutant.old) != 1:
+        raise SystemExit(
+            f"{mutant.name}: expected the text once in {mutant.path}, found it "
+            f"{original.count(mutant.old)} times; the decision moved: update this script"
+        )
+    started = time.monotonic()
+    try:
+        path.write_text(original.replace(mutant.old, mutant.new))
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        path.write_text(original)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode != 0, time.monotonic() - started, lines[-1] if lines else ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", default="", help="only mutants whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    options = parser.parse_args()
+    chosen = [m for m in MUTANTS if options.k.lower() in m.name.lower()]
+    if options.list:
+        for mutant in chosen:
+            print(f"{mutant.name}\n    {mutant.path}; {' '.join(mutant.tests)}")
+        return 0
+    survived = []
+    for mutant in chosen:
+        killed, seconds, last = run(mutant)
+        print(f"{'killed  ' if killed else 'SURVIVED'} {seconds:5.1f}s  {mutant.name}", flush=True)
+        if not killed:
+            survived.append(mutant.name)
+            print(f"          tests: {' '.join(mutant.tests)} -> {last}")
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} mutants killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The arrows of the house run one way: the model layer never imports what sits above it.
+
+Read from the source (every import, lazy ones inside functions too), so a new arrow that runs
+up fails here before it is a habit (#20: ``registry`` once imported ``serving.model``)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlmedic"
+
+# what people and processes see: the service, the command line, the views
+ABOVE = ("serving", "cli", "render", "page", "dashboard", "demo")
+# the model layer: data, models and their versions, events, drift, the gate, the loop
+BELOW = (
+    "adopt", "baseline", "baselines", "candidates", "data", "drift", "eventbuffer", "events",
+    "evidence", "gate", "labels", "logstore", "model", "monitor", "narration", "performance",
+    "pipeline", "policy", "registry", "replay", "training", "windows",
+)  # fmt: skip
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("mlmedic.")}
+
+
+def _modules(part: str) -> list[Path]:
+    folder = PACKAGE / part
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [PACKAGE / f"{part}.py"]
+
+
+@pytest.mark.parametrize("part", BELOW)
+def test_the_model_layer_never_imports_the_layers_above_it(part: str) -> None:
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in _modules(part)
+        for name in sorted(_imports(path))
+        if _part(name) in ABOVE
+    ]
+    assert wrong == []
+
+
+def test_every_module_is_placed_in_a_layer() -> None:
+    """A new module must be put above or below, so the rule above covers it."""
+    top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir()}
+    shared = {"__init__", "__main__", "__pycache__", "errors", "clock", "config", "project"}
+    shared |= {"lock", "notify", "parallel", "faults", "datasets", "htmlstyle"}
+    assert top - shared - set(ABOVE) - set(BELOW) == set()
+
+
+def test_the_check_sees_a_lazy_import_that_runs_up(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from mlmedic.serving.model import load_local\n")
+    assert {_part(n) for n in _imports(module)} == {"serving"}
