@@ -120,13 +120,17 @@ def test_four_writers_under_a_flapping_lock_lose_nothing(tmp_path: Path) -> None
     assert len(stored) == 800 and len(set(stored)) == 800
 
 
-def test_the_resilient_store_is_an_event_store_made_by_its_own_constructor(tmp_path: Path) -> None:
-    """Every field ``EventStore.__init__`` sets is set on the resilient store by that same
-    constructor (no hand-built copy to drift), and nothing is opened until first use."""
+def test_the_resilient_store_wraps_an_event_store_and_opens_it_on_first_use(
+    tmp_path: Path,
+) -> None:
+    """Composition: the resilient store holds a plain ``EventStore`` (nothing of it rebuilt by
+    hand), opens it on first use, and records and reads through it."""
     path = tmp_path / "events.db"
     resilient = ResilientEventStore(path)
-    assert resilient._conn is None and not path.exists()
-    with EventStore(tmp_path / "plain.db") as plain:
-        assert set(vars(plain)) <= set(vars(resilient))
-    resilient.record("component", "started")
+    assert isinstance(resilient.store, EventStore) and not isinstance(resilient, EventStore)
+    assert not resilient.store.opened and not path.exists()
+    with resilient.span("component", "started") as span:
+        span.details["by"] = "test"
     assert _actions(path) == [("component", "started")]
+    assert resilient.last("component").details == {"by": "test"}  # type: ignore[union-attr]
+    resilient.close()

@@ -168,9 +168,10 @@ def test_an_sqlite_without_returning_still_gets_the_ids(
     in one transaction, with their ids."""
     with EventStore(tmp_path / "events.db") as store:
         monkeypatch.setattr(store.conn.dialect, "insert_returning", False)
-        ids = store._insert(
+        ids = store.insert(
             [
-                store._row("alert", "a", "warning", "m", {"i": i}, None, None, None)[0] + ("{}",)
+                store.make_row("alert", "a", "warning", "m", {"i": i}, None, None, None)[0]
+                + ("{}",)
                 for i in range(3)
             ]
         )

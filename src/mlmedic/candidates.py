@@ -23,7 +23,7 @@ import pandas as pd
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import TrainingError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.evidence import paired
 from mlmedic.training import TrainResult, scored, train
 
@@ -76,7 +76,7 @@ def train_candidates(
     *,
     trainer: str | None,
     retries: int,
-    events: EventStore,
+    events: EventLog,
     say: Callable[[str], None],
     merged: list[tuple[Any, Any]] | None = None,
 ) -> list[Candidate]:

@@ -28,17 +28,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlmedic.clock import Clock
 from mlmedic.errors import EventStoreError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import Event, EventKind, EventSpan, EventStore, Outcome
 from mlmedic.events import original_error as _orig
+from mlmedic.events.kinds import timed
 
 log = logging.getLogger("mlmedic.events")
 
@@ -82,8 +82,9 @@ class EventBuffer:
             return False
 
 
-class ResilientEventStore(EventStore):
-    """``EventStore`` whose writes never raise: see the module docstring."""
+class ResilientEventStore:
+    """An ``EventStore``, wrapped: its writes never raise (see the module docstring); reads go
+    to the wrapped store once it follows a deleted or replaced file."""
 
     def __init__(
         self,
@@ -96,11 +97,11 @@ class ResilientEventStore(EventStore):
         buffer_path: Path | None = None,
     ) -> None:
         # opened on first use: a store that cannot open yet is a state to buffer through
-        super().__init__(target, clock=clock, timeout_s=timeout_s, open_now=False)
+        self.store = EventStore(target, clock=clock, timeout_s=timeout_s, open_now=False)
         if buffer_path is None:
-            if self.path is None:
+            if self.store.path is None:
                 raise ValueError("a Postgres event store needs a local buffer_path")
-            buffer_path = self.path.with_name(self.path.name + ".buffer.jsonl")
+            buffer_path = self.store.path.with_name(self.store.path.name + ".buffer.jsonl")
         self.retry_seconds = retry_seconds
         self._inode: int | None = None
         self._write_lock = threading.Lock()
@@ -111,6 +112,40 @@ class ResilientEventStore(EventStore):
         self.buffered = 0
         self._next_try = 0.0
         self._notes: list[tuple[str, str, dict[str, Any]]] = []
+
+    # ------------------------------------------------------------------ what it wraps
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.store.clock = clock
+
+    @property
+    def where(self) -> str:
+        return self.store.where
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    @property
+    def sqlite(self) -> bool:
+        return self.store.sqlite
+
+    @property
+    def path(self) -> Path | None:
+        return self.store.path
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> ResilientEventStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ state
     @property
@@ -131,69 +166,127 @@ class ResilientEventStore(EventStore):
 
     def detach(self) -> None:
         """Close the connection (before a fork: SQLite connections must not cross one)."""
-        self.close()
+        self.store.close()
         self._inode = None
 
-    # ------------------------------------------------------------------ connection
-    @property
-    def conn(self) -> sa.Engine:
-        """The engine; on SQLite, reopened when the file was deleted or replaced under it."""
-        if self.path is None:
-            if self._conn is None:
-                self._conn = self._open()
-            return self._conn
+    # ------------------------------------------------------------------ reading
+    def _opened(self) -> EventStore:
+        """The wrapped store, open; on SQLite, reopened when its file was deleted or replaced
+        under it (a fresh store is started, and a note says so)."""
+        path = self.store.path
+        if path is None:
+            self.store.open()
+            return self.store
         try:
-            inode: int | None = self.path.stat().st_ino
+            inode: int | None = path.stat().st_ino
         except OSError:
             inode = None
-        if self._conn is not None and inode != self._inode:
-            self._conn.dispose()
-            self._conn = None
+        if self.store.opened and inode != self._inode:
+            self.store.close()
             self._notes.append(
                 (
                     "event-store recreated",
-                    f"{self.path} was deleted or replaced while in use; a new store was started",
-                    {"path": str(self.path)},
+                    f"{path} was deleted or replaced while in use; a new store was started",
+                    {"path": str(path)},
                 )
             )
-        if self._conn is None:
+        if not self.store.opened:
             if inode is None:
-                _set_aside_stale_journal(self.path)
-            self._conn = self._open()
-            self._inode = self.path.stat().st_ino
-        return self._conn
+                _set_aside_stale_journal(path)
+            self.store.open()
+            self._inode = path.stat().st_ino
+        return self.store
+
+    def query(self, **filters: Any) -> list[Event]:
+        return self._opened().query(**filters)
+
+    def last(self, kind: str, *, outcome: str | None = None) -> Event | None:
+        return self._opened().last(kind, outcome=outcome)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return self._opened().counts()
+
+    def count(self, kind: str | None = None) -> int:
+        return self._opened().count(kind)
+
+    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._opened().select(sql, params)
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        return self._opened().reading()
+
+    def schema_version(self) -> int:
+        return self._opened().schema_version()
+
+    def claim(self, name: str, *, seconds: float, holder: str | None = None) -> bool:
+        return self._opened().claim(name, seconds=seconds, holder=holder)
+
+    def hold(
+        self,
+        name: str,
+        what: str,
+        *,
+        wait_seconds: float = 600.0,
+        say: Callable[[str], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        return self._opened().hold(name, what, wait_seconds=wait_seconds, say=say)
+
+    def export(self, directory: str | Path, **options: Any) -> dict[str, int]:
+        return self._opened().export(directory, **options)
 
     def _quarantine(self, exc: BaseException) -> bool:
         """Move a corrupt store aside (once, whichever process sees it first); True if moved."""
-        if self.path is None:
+        path = self.store.path
+        if path is None:
             return False  # a database server repairs itself; nothing to move aside
         with self.buffer.locked():
-            if not _is_corrupt_file(self.path):
+            if not _is_corrupt_file(path):
                 return False  # already replaced by another process, or not corrupt after all
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+            target = path.with_name(f"{path.name}.corrupt-{stamp}-{os.getpid()}")
             for suffix in ("", "-wal", "-shm"):
-                source = Path(str(self.path) + suffix)
+                source = Path(str(path) + suffix)
                 if source.exists():
                     source.replace(Path(str(target) + suffix))
-        if self._conn is not None:
-            self._conn.dispose()
-        self._conn = None
+        self.store.close()
         self._notes.append(
             (
                 "event-store quarantined",
-                f"{self.path} was corrupt ({exc}); moved aside to {target.name} and a new "
-                "store started",
-                {"path": str(self.path), "moved_to": str(target), "error": str(exc)},
+                f"{path} was corrupt ({exc}); moved aside to {target.name} and a new store started",
+                {"path": str(path), "moved_to": str(target), "error": str(exc)},
             )
         )
         return True
 
     # ------------------------------------------------------------------ writing
+    def record(
+        self,
+        kind: str,
+        action: str,
+        outcome: str = Outcome.SUCCESS,
+        *,
+        message: str = "",
+        details: Mapping[str, Any] | None = None,
+        model_version: str | int | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> Event:
+        """As ``EventStore.record``, but a store that cannot take the event now gets it later,
+        from the buffer (the event's id is then 0). An event that is not one (an unknown kind)
+        still raises."""
+        row, payload = self.store.make_row(
+            kind, action, outcome, message, details, model_version, started_at, ended_at
+        )
+        return Event(self._store((*row, payload)), *row, details=json.loads(payload))
+
+    def span(
+        self, kind: str, action: str, *, model_version: str | int | None = None
+    ) -> contextlib.AbstractContextManager[EventSpan]:
+        """As ``EventStore.span``, recorded through this store's ``record``."""
+        return timed(self.record, self.clock, kind, action, model_version)
+
     def _store(self, row: tuple[Any, ...]) -> int:
-        """Write the row, or buffer it when the store cannot take it now (id 0). Never raises
-        for the store's sake (an event that is not an event, such as an unknown kind, still
-        does, in ``record``)."""
+        """Write the row, or buffer it when the store cannot take it now (id 0)."""
         with self._write_lock:
             if time.monotonic() >= self._next_try:
                 try:
@@ -222,7 +315,7 @@ class ResilientEventStore(EventStore):
     def prune(self, before: float) -> int:
         """As ``EventStore.prune``, but a store that cannot answer now is pruned next time."""
         try:
-            return super().prune(before)
+            return self._opened().prune(before)
         except (EventStoreError, SQLAlchemyError, sqlite3.Error, OSError):
             return 0
 
@@ -232,7 +325,7 @@ class ResilientEventStore(EventStore):
             try:
                 if self.buffer.pending():
                     self._drain()
-                ids = self._insert(rows) if rows else []
+                ids = self._opened().insert(rows) if rows else []
                 break
             except (SQLAlchemyError, sqlite3.DatabaseError, EventStoreError) as exc:
                 if attempt or not _corrupt(exc) or not self._quarantine(exc):
@@ -257,7 +350,7 @@ class ResilientEventStore(EventStore):
                 rows.append(tuple(entry["row"]))
                 causes.append(entry.get("cause", ""))
                 first = rows[0][4] if first is None else first
-            self._insert(rows)
+            self._opened().insert(rows)
             handle.truncate(0)
         self._notes.append(
             (
@@ -302,12 +395,12 @@ class ResilientEventStore(EventStore):
             return
         rows = []
         for action, message, details in self._notes:
-            row, payload = self._row(
+            row, payload = self.store.make_row(
                 EventKind.COMPONENT, action, Outcome.WARNING, message, details, None, None, None
             )
             rows.append((*row, payload))
         try:
-            self._insert(rows)
+            self._opened().insert(rows)
         except (SQLAlchemyError, sqlite3.Error, EventStoreError, OSError) as exc:
             log.warning("event store: notes deferred: %s", exc)
             return

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Literal, Protocol
 
 from mlmedic.config import NotificationsConfig
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 
 Topic = Literal["drift", "rollback", "recovery", "failure"]
 
@@ -43,7 +43,7 @@ class MemoryNotifier:
 class Notifier:
     """Sends one message per call to every configured channel that wants its topic."""
 
-    def __init__(self, config: NotificationsConfig, events: EventStore, *, project: str) -> None:
+    def __init__(self, config: NotificationsConfig, events: EventLog, *, project: str) -> None:
         self.config = config
         self.events = events
         self.project = project

@@ -15,7 +15,7 @@ from pathlib import Path
 from mlmedic.clock import Clock, SimulatedClock, SystemClock
 from mlmedic.config import Settings, load_settings
 from mlmedic.errors import ProjectError
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog, EventStore
 from mlmedic.registry import Registry, default_model_name
 
 STATE_DIR = ".mlmedic"
@@ -82,7 +82,7 @@ class Project:
         return not isinstance(self.events_target, Path) or self.events_path.exists()
 
     @cached_property
-    def events(self) -> EventStore:
+    def events(self) -> EventLog:
         target = self.events_target
         if self.service:
             from mlmedic.eventbuffer import ResilientEventStore

@@ -27,7 +27,7 @@ from mlmedic.dashboard import figures as fig
 from mlmedic.dashboard.figures import serving_state
 from mlmedic.dashboard.model import DAY, WINDOWS, Dashboard, Figure, HealthPart, Point, query, when
 from mlmedic.dashboard.timelines import timelines as _timelines
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 
 __all__ = [
     "DAY",
@@ -43,7 +43,7 @@ __all__ = [
 
 
 def build(
-    store: EventStore,
+    store: EventLog,
     *,
     now: float,
     project: str = "",
@@ -72,7 +72,7 @@ def build(
 
 
 def _build(
-    store: EventStore,
+    store: EventLog,
     *,
     now: float,
     project: str,

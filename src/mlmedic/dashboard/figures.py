@@ -22,10 +22,10 @@ from mlmedic.dashboard.model import (
     ratio,
     seconds,
 )
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 
 
-def outcomes(store: EventStore, kind: str, since: float, action: str | None = None) -> dict:
+def outcomes(store: EventLog, kind: str, since: float, action: str | None = None) -> dict:
     """Events of ``kind`` (and ``action``) since ``since``, counted by outcome."""
     sql = "SELECT outcome, COUNT(*) FROM events WHERE kind = ? AND started_at >= ?"
     params: tuple[Any, ...] = (kind, since)
@@ -35,7 +35,7 @@ def outcomes(store: EventStore, kind: str, since: float, action: str | None = No
     return {outcome: int(n) for outcome, n in query(store, sql + " GROUP BY outcome", params)}
 
 
-def auto_fix(store: EventStore, since: float, days: float) -> Figure:
+def auto_fix(store: EventLog, since: float, days: float) -> Figure:
     rows = outcomes(store, "data_fix", since)
     total = sum(rows.values())
     passed = int(rows.get("success", 0))
@@ -51,7 +51,7 @@ def auto_fix(store: EventStore, since: float, days: float) -> Figure:
     )
 
 
-def rollbacks(store: EventStore, since: float, days: float) -> Figure:
+def rollbacks(store: EventLog, since: float, days: float) -> Figure:
     rows = query(
         store,
         "SELECT action, json_extract(details, '$.by'), json_extract(details, '$.reason'), "
@@ -83,7 +83,7 @@ def rollbacks(store: EventStore, since: float, days: float) -> Figure:
     )
 
 
-def retrains(store: EventStore, since: float, days: float) -> Figure:
+def retrains(store: EventLog, since: float, days: float) -> Figure:
     rows = outcomes(store, "retrain", since)
     deployed, refused = int(rows.get("success", 0)), int(rows.get("failure", 0))
     total = sum(rows.values())
@@ -99,7 +99,7 @@ def retrains(store: EventStore, since: float, days: float) -> Figure:
 
 
 def recoveries(
-    store: EventStore, since: float, days: float
+    store: EventLog, since: float, days: float
 ) -> tuple[Figure, Figure, int, list[float]]:
     rows = outcomes(store, "recovery", since, action="service")
     recovered = int(rows.get("success", 0))
@@ -138,7 +138,7 @@ def recoveries(
     return recoveries, mttr, failed, durations
 
 
-def last_pass(store: EventStore) -> dict[str, Any] | None:
+def last_pass(store: EventLog) -> dict[str, Any] | None:
     rows = query(
         store,
         "SELECT started_at, json_extract(details, '$.rows'), json_extract(details, '$.action'), "
@@ -189,7 +189,7 @@ def last_pass(store: EventStore) -> dict[str, Any] | None:
     return found
 
 
-def champion(store: EventStore, state_dir: Path | None) -> dict[str, Any] | None:
+def champion(store: EventLog, state_dir: Path | None) -> dict[str, Any] | None:
     """The champion from the local record (no MLflow): version, since when, its metrics."""
     if state_dir is None:
         return None
@@ -237,7 +237,7 @@ def policy_numbers(
 
 
 def health_parts(
-    store: EventStore,
+    store: EventLog,
     *,
     now: float,
     serving: dict[str, Any] | None,

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlmedic.clock import to_iso
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 
 DAY = 86_400.0
 WINDOWS = {"auto_fix": 30.0, "rollbacks": 7.0, "retrains": 30.0, "recoveries": 30.0}
@@ -75,7 +75,7 @@ class Dashboard:
         return asdict(self)
 
 
-def query(store: EventStore, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def query(store: EventLog, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return store.select(sql, params)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from mlmedic.dashboard.model import Dashboard, Point, flag, num, query
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 
 
-def timelines(store: EventStore, board: Dashboard, start: float, now: float) -> None:
+def timelines(store: EventLog, board: Dashboard, start: float, now: float) -> None:
     for at, score, threshold, version in query(
         store,
         "SELECT started_at, json_extract(details, '$.score'), json_extract(details, '$.threshold'),"

@@ -20,7 +20,7 @@ from mlmedic.data.contract import DataContract
 from mlmedic.data.io import check_writable, is_url, read_table, table_format, write_table
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer, RepairResult
 from mlmedic.errors import ProjectError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 
 
 @dataclass
@@ -90,7 +90,7 @@ def heal_data(
     contract: DataContract,
     *,
     config: DataQualityConfig | None = None,
-    events: EventStore | None = None,
+    events: EventLog | None = None,
     source: str = "",
 ) -> DataStageResult:
     """Check ``batch``; if a check fails and auto-fix is on, repair and check again.
@@ -159,7 +159,7 @@ def _summary(repair: RepairResult) -> str:
 
 
 def _checked(
-    batch: pd.DataFrame, contract: DataContract, events: EventStore | None, details: dict
+    batch: pd.DataFrame, contract: DataContract, events: EventLog | None, details: dict
 ) -> CheckReport:
     report = run_checks(batch, contract)
     if events is not None:
@@ -167,7 +167,7 @@ def _checked(
     return report
 
 
-def _checked_event(report: CheckReport, events: EventStore, details: dict) -> None:
+def _checked_event(report: CheckReport, events: EventLog, details: dict) -> None:
     events.record(
         EventKind.DATA_CHECK,
         "check",
@@ -203,7 +203,7 @@ def check_file(
     contract: str | Path | None = None,
     target: str | None = None,
     config: DataQualityConfig | None = None,
-    events: EventStore | None = None,
+    events: EventLog | None = None,
     save_contract: str | Path | None = None,
 ) -> DataStageResult:
     """Read ``source`` and run the checks only (no repair); optionally save the contract used."""
@@ -242,7 +242,7 @@ def fix_file(
     contract: str | Path | None = None,
     target: str | None = None,
     config: DataQualityConfig | None = None,
-    events: EventStore | None = None,
+    events: EventLog | None = None,
 ) -> tuple[DataStageResult, FixOutputs]:
     """Read ``source``, run stage 1 with repair forced on, write the repaired data, the quarantine
     and the audit beside ``out``. ``source`` is never written to."""

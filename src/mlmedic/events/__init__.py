@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 from mlmedic.events.kinds import EXPORT_FILES, Event, EventKind, EventSpan, Outcome, finite
+from mlmedic.events.log import EventLog
 from mlmedic.events.sql import SCHEMA_VERSION, events_url, original_error, shown_url
 from mlmedic.events.store import EventStore
 
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Event",
     "EventKind",
+    "EventLog",
     "EventSpan",
     "EventStore",
     "Outcome",

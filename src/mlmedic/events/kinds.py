@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mlmedic.clock import to_iso
+from mlmedic.clock import Clock, to_iso
 
 
 class EventKind(StrEnum):
@@ -112,6 +114,37 @@ class EventSpan:
         self.message = ""
         self.details: dict[str, Any] = {}
         self.event: Event | None = None
+
+
+@contextmanager
+def timed(
+    record: Callable[..., Event],
+    clock: Clock,
+    kind: str,
+    action: str,
+    model_version: str | int | None = None,
+) -> Iterator[EventSpan]:
+    """Time an action and ``record`` it when the block ends; an exception records a failure
+    (``EventStore.span``, and the resilient store's, through its own ``record``)."""
+    version = None if model_version is None else str(model_version)
+    span = EventSpan(kind, action, version)
+    started = clock.now()
+    try:
+        yield span
+    except BaseException as exc:
+        span.outcome = Outcome.FAILURE
+        span.message = span.message or f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        span.event = record(
+            span.kind,
+            span.action,
+            span.outcome,
+            message=span.message,
+            details=span.details,
+            model_version=span.model_version,
+            started_at=started,
+        )
 
 
 def finite(value: Any) -> Any:

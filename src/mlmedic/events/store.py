@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlmedic.clock import Clock, SystemClock
 from mlmedic.errors import EventStoreError
 from mlmedic.events import claims, export
-from mlmedic.events.kinds import Event, EventKind, EventSpan, Outcome, finite, from_row
+from mlmedic.events.kinds import Event, EventKind, EventSpan, Outcome, finite, from_row, timed
 from mlmedic.events.sql import (
     COLUMNS,
     DETAIL,
@@ -116,6 +116,15 @@ class EventStore:
             self._conn = self._open()
         return self._conn
 
+    @property
+    def opened(self) -> bool:
+        """Whether the store is open now (one made with ``open_now=False`` opens on first use)."""
+        return self._conn is not None
+
+    def open(self) -> None:
+        """Open the store now if it is not (``EventStoreError`` when it cannot be)."""
+        _ = self.conn
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -146,7 +155,7 @@ class EventStore:
         ended_at: float | None = None,
     ) -> Event:
         """Append one event and return it; times default to now (an instant event)."""
-        row, payload = self._row(
+        row, payload = self.make_row(
             kind, action, outcome, message, details, model_version, started_at, ended_at
         )
         return Event(self._store((*row, payload)), *row, details=json.loads(payload))
@@ -155,14 +164,14 @@ class EventStore:
         """Write one row; its id (``EventStoreError`` if the store cannot take it)."""
         event_id: int
         try:
-            [event_id] = self._insert([row])
+            [event_id] = self.insert([row])
         except (SQLAlchemyError, sqlite3.Error) as exc:
             raise EventStoreError(
                 f"{self.where}: cannot write an event to the event store ({reason(exc)})"
             ) from exc
         return event_id
 
-    def _row(
+    def make_row(
         self,
         kind: str,
         action: str,
@@ -182,7 +191,7 @@ class EventStore:
         row = (kind, action, outcome, started, ended, max(0.0, ended - started), version, message)
         return row, payload
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
+    def insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert rows (the columns of ``COLUMNS``) in one transaction; their ids. While another
         process holds SQLite's write lock, wait up to ``timeout_s``, saying so once
         (``on_wait``)."""
@@ -223,30 +232,11 @@ class EventStore:
             conn.commit()
         return ids
 
-    @contextmanager
     def span(
         self, kind: str, action: str, *, model_version: str | int | None = None
-    ) -> Iterator[EventSpan]:
+    ) -> contextlib.AbstractContextManager[EventSpan]:
         """Time an action and record it when the block ends; an exception records a failure."""
-        version = None if model_version is None else str(model_version)
-        span = EventSpan(kind, action, version)
-        started = self.clock.now()
-        try:
-            yield span
-        except BaseException as exc:
-            span.outcome = Outcome.FAILURE
-            span.message = span.message or f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            span.event = self.record(
-                span.kind,
-                span.action,
-                span.outcome,
-                message=span.message,
-                details=span.details,
-                model_version=span.model_version,
-                started_at=started,
-            )
+        return timed(self.record, self.clock, kind, action, model_version)
 
     def query(
         self,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.errors import MedicError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.model.local import CACHE_DIR, LoadedModel, ModelLoadError, cache_path, load_local
 
 log = logging.getLogger("mlmedic.serving")
@@ -33,7 +33,7 @@ class ModelSource:
         state_dir: Path,
         *,
         model_name: str,
-        events: EventStore,
+        events: EventLog,
         tracking_uri: str | None = None,
         allow_pickle: bool = False,
         registry: Any = None,

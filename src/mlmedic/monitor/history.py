@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.monitor import labelled
 from mlmedic.policy import Decision, RetrainHistory
 
 
-def retrain_history(events: EventStore, state_dir: Path, *, arriving: int = 0) -> RetrainHistory:
+def retrain_history(events: EventLog, state_dir: Path, *, arriving: int = 0) -> RetrainHistory:
     """The ``RetrainHistory`` now; ``arriving``: labelled rows this pass brings (not kept yet)."""
     deployed = events.last(EventKind.RETRAIN, outcome=Outcome.SUCCESS)
     last = events.last(EventKind.RETRAIN)
@@ -33,7 +33,7 @@ def retrain_history(events: EventStore, state_dir: Path, *, arriving: int = 0) -
     )
 
 
-def refused_in_a_row(events: EventStore) -> int:
+def refused_in_a_row(events: EventLog) -> int:
     """How many retrains were refused (or failed) since the last one that deployed."""
     count = 0
     for event in events.query(kind=EventKind.RETRAIN, newest_first=True, limit=50):
@@ -44,7 +44,7 @@ def refused_in_a_row(events: EventStore) -> int:
 
 
 def expected_accuracy(
-    events: EventStore, version: int, baseline: dict[str, Any], *, min_rows: int
+    events: EventLog, version: int, baseline: dict[str, Any], *, min_rows: int
 ) -> tuple[float | None, int]:
     """(the accuracy a window is tested against, the rows it rests on). A retrained version's
     validation was measured on a small holdout of the newest rows, on which it was also chosen
@@ -69,7 +69,7 @@ def expected_accuracy(
 
 
 def on_probation(
-    events: EventStore, version: int, *, min_rows: int, now: float, cooldown: float
+    events: EventLog, version: int, *, min_rows: int, now: float, cooldown: float
 ) -> bool:
     """Whether ``version`` is a retrained champion on probation: deployed by a retrain, and
     still inside the cooldown its deployment started — or not yet measured on ``min_rows``
@@ -86,7 +86,7 @@ def on_probation(
     return True
 
 
-def recent_errors(events: EventStore) -> list[float]:
+def recent_errors(events: EventLog) -> list[float]:
     """The label-free estimate's errors on the newest labelled windows, newest first."""
     from mlmedic.performance import RECENT_ERRORS
 

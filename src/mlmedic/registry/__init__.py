@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 from mlmedic.registry.aliases import Aliases, Rollback
 from mlmedic.registry.backups import BackupStore
 from mlmedic.registry.connection import Connection, is_local_store
@@ -82,7 +82,7 @@ class Registry:
     def __init__(
         self,
         state_dir: Path,
-        events: EventStore,
+        events: EventLog,
         *,
         model_name: str,
         tracking_uri: str | None = None,

@@ -13,7 +13,7 @@ import logging
 from typing import Any, NamedTuple
 
 from mlmedic.errors import RegistryError, RegistryUnavailableError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.registry import pointer
 from mlmedic.registry.backups import BackupStore
 from mlmedic.registry.versions import CHAMPION, PREVIOUS, VersionInfo, Versions
@@ -30,7 +30,7 @@ class Rollback(NamedTuple):
 class Aliases:
     """Moves ``champion`` and ``previous`` of one model, recording each move."""
 
-    def __init__(self, versions: Versions, backups: BackupStore, events: EventStore) -> None:
+    def __init__(self, versions: Versions, backups: BackupStore, events: EventLog) -> None:
         self.versions = versions
         self.backups = backups
         self.events = events

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.registry.connection import (
     ALIAS_MISSING_CODES,
     Connection,
@@ -67,7 +67,7 @@ def effective_status(tagged: str, aliases: list[str]) -> str:
 class Versions:
     """Reads and tags the versions of ``connection.model_name``."""
 
-    def __init__(self, connection: Connection, events: EventStore) -> None:
+    def __init__(self, connection: Connection, events: EventLog) -> None:
         self.connection = connection
         self.events = events
 

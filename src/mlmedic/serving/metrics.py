@@ -24,7 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from mlmedic.errors import EventStoreError
-from mlmedic.events import EventStore
+from mlmedic.events import EventLog
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _EVENT_KINDS = ("data_fix", "rollback", "retrain", "recovery", "deploy", "alert")
@@ -37,7 +37,7 @@ class _EventCounts:
 
     def __init__(
         self,
-        events: EventStore,
+        events: EventLog,
         log_status: dict[str, Any] | None,
         board: Any = None,
     ) -> None:
@@ -147,7 +147,7 @@ class Metrics:
 
     def render(
         self,
-        events: EventStore,
+        events: EventLog,
         log_status: dict[str, Any] | None = None,
         board: Any = None,
     ) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlmedic.errors import UsageError
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 
 COMMAND_TIMEOUT = 300.0
 
@@ -76,7 +76,7 @@ def recover_once(
     *,
     path: str = "/health",
     attempts: int = 3,
-    events: EventStore | None = None,
+    events: EventLog | None = None,
     wait_seconds: float = 30.0,
     command_timeout: float = COMMAND_TIMEOUT,
     say: Callable[[str], None] | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlmedic.config import ServingConfig
 from mlmedic.errors import InvalidRequest, NotReady
-from mlmedic.events import EventKind, EventStore, Outcome
+from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.model.local import LoadedModel, ModelLoadError
 from mlmedic.model.source import ModelSource
@@ -48,7 +48,7 @@ class ServerState:
 
     source: ModelSource
     config: ServingConfig
-    events: EventStore
+    events: EventLog
     predictions: PredictionLog
     feedback: FeedbackLog
     metrics: Metrics
