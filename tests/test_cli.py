@@ -195,6 +195,7 @@ def _subprocess(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
     version = _subprocess("--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("mlmedic ")
@@ -351,6 +352,7 @@ def test_help_and_version_import_no_heavy_library() -> None:
     assert done.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_every_reporting_command_speaks_json_for_scripts(
     tmp_path: Path,
     files: dict[str, Path],
@@ -425,7 +427,7 @@ def test_long_work_shows_progress_on_a_terminal_and_nothing_extra_when_piped(
     piped = runner.invoke(app, [*args, "-C", str(tmp_path)])
     assert piped.exit_code == 1 and "reading and checking" not in piped.output
     screen = io.StringIO()
-    monkeypatch.setattr(cli.console, "out", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(cli.console, "out", Console(file=screen, force_terminal=True, width=400))
     shown = runner.invoke(app, [*args, "-C", str(tmp_path)])
     assert shown.exit_code == 1
     assert f"reading and checking {files['batch']}" in screen.getvalue()  # the live status line

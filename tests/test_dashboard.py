@@ -195,6 +195,7 @@ def test_a_corrupt_or_locked_store_is_one_line_exit_3(
     assert code == 3 and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_the_html_file_in_a_real_browser(store: EventStore, tmp_path: Path) -> None:
     from browser import distinct_pixels, load
 

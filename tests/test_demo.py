@@ -5,6 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# servers, supervisors and commands in their own processes: not in the fast tier
+pytestmark = pytest.mark.slow
+
 
 def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"

@@ -80,6 +80,7 @@ def test_below_min_samples_is_insufficient_data_not_drift() -> None:
     assert "insufficient data" in report.summary()
 
 
+@pytest.mark.slow
 def test_same_distribution_raises_no_drift_over_100_seeded_trials() -> None:
     false_features = false_batches = 0
     for seed in range(100):

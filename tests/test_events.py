@@ -136,6 +136,7 @@ store.close()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_four_processes_writing_at_once_lose_nothing(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest

@@ -23,6 +23,9 @@ from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
 
+# servers, supervisors and commands in their own processes: not in the fast tier
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "mlmedic"]
 RECORD = {
     k: (v.item() if hasattr(v, "item") else v)

@@ -69,6 +69,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, train_isolated):  # type: i
         yield test_client
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

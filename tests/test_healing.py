@@ -49,6 +49,7 @@ def test_labels_read_as_floats_meet_an_integer_model_and_unknown_labels_are_repo
     assert "labels the model does not know" in result.summary()
 
 
+@pytest.mark.slow
 def test_monitor_a_parquet_batch_with_int_labels_after_training_on_float_labels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,6 +267,7 @@ def _stream(windows: int = 18, rows: int = 300, seed: int = 88) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,6 +46,7 @@ def watched(tmp_path: Path, watched_template: Path):  # type: ignore[no-untyped-
     project.close()
 
 
+@pytest.mark.slow
 def test_stable_batch_does_nothing_and_harm_retrains_once_per_cooldown(watched) -> None:  # type: ignore[no-untyped-def]
     project, clock = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")
@@ -108,6 +109,7 @@ def test_self_healing_off_alerts_but_never_acts_and_each_pass_is_a_report(watche
     assert list((project.root / "monitoring" / "metrics").glob("*.json"))  # the default
 
 
+@pytest.mark.slow
 def test_the_cooldown_holds_across_a_restart(watched) -> None:  # type: ignore[no-untyped-def]
     project, _ = watched
     monitor = Monitor(project, reference_data=project.root / "reference.csv")
@@ -147,6 +149,7 @@ def _flipped_north(frame: pd.DataFrame, region: str = "north") -> pd.DataFrame:
     return out
 
 
+@pytest.mark.slow
 def test_an_accuracy_drop_rolls_back_to_a_better_previous(watched) -> None:  # type: ignore[no-untyped-def]
     project, _ = watched
     # v2 learns a concept in which the north region churns the other way round; it passes the
@@ -208,6 +211,7 @@ def _served(project: Project, batch: pd.DataFrame) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_window_of_the_prediction_log_with_feedback(
     watched,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
@@ -237,6 +241,7 @@ def test_a_window_of_the_prediction_log_with_feedback(
     assert measured.details["rows"] == 400
 
 
+@pytest.mark.slow
 def test_real_data_one_retrain_per_cooldown_and_a_drop_gets_an_action(tmp_path: Path) -> None:
     """scikit-learn's bundled UCI breast-cancer data, split in two: data we did not generate."""
     from sklearn.datasets import load_breast_cancer
@@ -322,6 +327,7 @@ def test_a_pass_reads_one_snapshot_of_the_champion_even_if_it_moves_mid_pass(wat
     assert project.events.count() == before
 
 
+@pytest.mark.slow
 def test_a_window_profiled_on_a_dask_cluster_gives_the_single_process_report(watched) -> None:  # type: ignore[no-untyped-def]
     """`monitor --dask`: the window is profiled part file by part file (each streamed in
     batches) on a real Dask cluster (two worker processes) and merged there. Same rows, same
@@ -395,6 +401,7 @@ def test_monitor_dask_with_an_unreachable_scheduler_is_one_clear_line(
     assert project.events.count("monitor") == 0
 
 
+@pytest.mark.slow
 def test_each_pass_is_in_an_mlflow_run_of_the_champion(watched) -> None:  # type: ignore[no-untyped-def]
     """The MLflow UI shows drift history beside the model: a `monitor v1` run, linked from the
     version, with drift score and accuracy per pass as metric history and each report as JSON

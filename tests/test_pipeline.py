@@ -29,6 +29,7 @@ def _shuffled(frame: pd.DataFrame, target: str, seed: int = 0) -> pd.DataFrame:
     return out
 
 
+@pytest.mark.slow
 def test_good_model_deploys_then_bad_candidate_is_refused(project: Project) -> None:
     lines: list[str] = []
     first = run_pipeline(project, make_churn(2500, seed=1), target=TARGET, say=lines.append)
@@ -67,6 +68,7 @@ def test_good_model_deploys_then_bad_candidate_is_refused(project: Project) -> N
     } <= kinds
 
 
+@pytest.mark.slow
 def test_a_candidate_that_passes_the_floors_but_loses_to_the_champion_is_refused(
     project: Project,
 ) -> None:
@@ -85,6 +87,7 @@ def test_a_candidate_that_passes_the_floors_but_loses_to_the_champion_is_refused
     assert project.registry.champion().version == 1  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_real_data_deploys_and_label_noise_is_refused(tmp_path: Path, project: Project) -> None:
     """scikit-learn's bundled copy of the UCI breast-cancer data: data we did not generate."""
     frame = load_breast_cancer(as_frame=True).frame
@@ -200,6 +203,7 @@ def test_rollback_without_previous_version(served: Path) -> None:
     assert missing.exit_code == 2 and "has no version 42" in missing.output
 
 
+@pytest.mark.slow
 def test_mlflow_models_serve_answers_labels_and_probabilities(served: Path) -> None:
     """A server mlmedic did not write: `mlflow models serve` of the champion, in its own
     process, answers labels, and probabilities when asked (`params.output`); JSON whole numbers
@@ -292,6 +296,7 @@ def test_mlflow_shows_each_run_as_an_mlflow_user_expects(served: Path) -> None:
     assert TARGET in used.dataset.schema
 
 
+@pytest.mark.slow
 def test_plain_mlflow_scores_the_csv_the_model_was_trained_from(tmp_path: Path) -> None:
     """Whole numbers read as float64 (``12.0``, a gap) are ``double`` in the signature, not
     ``long``: MLflow refused to score the training file itself ("Can not safely convert
@@ -343,6 +348,7 @@ def _rare(rows: int, seed: int, *, signal: float) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_a_reasonable_first_model_of_a_rare_class_deploys_and_a_refusal_names_its_key(
     project: Project,
 ) -> None:

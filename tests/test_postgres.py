@@ -28,6 +28,9 @@ from mlmedic.events import EventStore
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 
+# servers, supervisors and commands in their own processes: not in the fast tier
+pytestmark = pytest.mark.slow
+
 DAY = 86_400.0
 
 

@@ -45,6 +45,7 @@ def test_log_candidate_registers_a_version_with_its_baseline(project: Project, t
     assert event.model_version == "1"
 
 
+@pytest.mark.slow
 def test_promote_moves_aliases_and_records_each_move(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
     registry = project.registry
     first, second = _register(project, trained), _register(project, trained)
@@ -61,6 +62,7 @@ def test_promote_moves_aliases_and_records_each_move(project: Project, trained) 
     assert registry.champion_history() == [1, 2]
 
 
+@pytest.mark.slow
 def test_rollback_walks_back_through_the_champion_history(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
     registry = project.registry
     # four versions: with three, "the latest before" and "the first" of the history coincide
@@ -139,6 +141,7 @@ def test_versions_lists_status_and_aliases(project: Project, trained) -> None:  
     assert abs(registry.versions()[0].created_at - time.time()) < 600  # epoch seconds, now
 
 
+@pytest.mark.slow
 def test_rollback_works_while_the_tracking_server_is_unreachable(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
     local = project.registry
     first, second = _register(project, trained), _register(project, trained)
@@ -302,6 +305,7 @@ def test_mlflow_failures_are_classified_by_type_and_code_not_by_text() -> None:
     assert is_not_found(MlflowException("x", error_code=RESOURCE_DOES_NOT_EXIST))
 
 
+@pytest.mark.slow
 def test_the_quick_alias_read_agrees_with_mlflow_without_importing_it(
     project: Project, trained
 ) -> None:  # type: ignore[no-untyped-def]
@@ -321,6 +325,7 @@ def test_the_quick_alias_read_agrees_with_mlflow_without_importing_it(
         other.connection.quick_alias(CHAMPION)  # a store it cannot read this way: ask MLflow
 
 
+@pytest.mark.slow
 def test_a_new_local_registry_starts_from_a_migrated_copy_and_never_replaces_one(
     tmp_path, monkeypatch: pytest.MonkeyPatch, trained
 ) -> None:  # type: ignore[no-untyped-def]
@@ -360,6 +365,7 @@ def test_a_new_local_registry_starts_from_a_migrated_copy_and_never_replaces_one
     third.close()
 
 
+@pytest.mark.slow
 def test_a_version_registered_outside_mlmedic_is_refused_once_then_adopted(
     project: Project,
     trained,  # type: ignore[no-untyped-def]

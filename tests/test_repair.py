@@ -159,6 +159,7 @@ def _valid(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         }
 
 
+@pytest.mark.slow
 @_settings
 @given(_frames)
 def test_property_every_row_is_accounted_for(frame: pd.DataFrame) -> None:
@@ -171,6 +172,7 @@ def test_property_every_row_is_accounted_for(frame: pd.DataFrame) -> None:
     assert out == sorted(out)  # order kept
 
 
+@pytest.mark.slow
 @_settings
 @given(_frames)
 def test_property_repair_is_idempotent(frame: pd.DataFrame) -> None:

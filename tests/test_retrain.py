@@ -74,6 +74,7 @@ def loop(tmp_path: Path):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- 1: candidates, not a candidate
 
 
+@pytest.mark.slow
 def test_a_retrain_trains_one_candidate_per_recipe_and_keeps_the_best_on_the_newest_rows(
     loop,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -110,6 +111,7 @@ def test_a_retrain_trains_one_candidate_per_recipe_and_keeps_the_best_on_the_new
     }
 
 
+@pytest.mark.slow
 def test_a_recipe_that_cannot_train_is_skipped_and_recorded_and_the_others_go_on(
     loop,
     tmp_path: Path,
@@ -136,6 +138,7 @@ def test_a_recipe_that_cannot_train_is_skipped_and_recorded_and_the_others_go_on
     assert trained == ["newest", "reference_plus_newest"]
 
 
+@pytest.mark.slow
 def test_the_recipes_are_configurable_and_bound_the_cost(loop) -> None:  # type: ignore[no-untyped-def]
     config = {"model_training": {"retrain_recipes": ["reference_plus_newest"]}}
     project, clock, monitor = loop(config)
@@ -149,6 +152,7 @@ def test_the_recipes_are_configurable_and_bound_the_cost(loop) -> None:  # type:
 # ---------------------------------------------------------------- 2: the reference it will see
 
 
+@pytest.mark.slow
 def test_after_a_heal_the_alarm_clears_in_the_new_regime_and_stays_quiet_in_the_old(
     loop,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -179,6 +183,7 @@ def test_after_a_heal_the_alarm_clears_in_the_new_regime_and_stays_quiet_in_the_
 # ---------------------------------------------------------------- 4: a refusal backs off
 
 
+@pytest.mark.slow
 def test_a_refused_retrain_backs_off_instead_of_spending_the_cooldown(loop) -> None:  # type: ignore[no-untyped-def]
     """Labels gone noisy (nothing to learn): the retrain is refused; six hours and enough new
     labelled rows later the next attempt runs — the 24 h cooldown is for deployments."""
@@ -200,6 +205,7 @@ def test_a_refused_retrain_backs_off_instead_of_spending_the_cooldown(loop) -> N
 # ---------------------------------------------------------------- 9: a heal that hurts
 
 
+@pytest.mark.slow
 def test_a_heal_that_hurts_is_rolled_back_while_on_probation(loop) -> None:  # type: ignore[no-untyped-def]
     """The retrain learned that labels flip where x1 > 1.1; the next window has no flip and few
     rows out there: the new champion is worse than v1 on the same rows by less than the minimum
@@ -228,6 +234,7 @@ def test_a_heal_that_hurts_is_rolled_back_while_on_probation(loop) -> None:  # t
 # ---------------------------------------------------------------- 7: intervals that hold
 
 
+@pytest.mark.slow
 def test_the_label_free_interval_holds_its_coverage_after_a_shift() -> None:
     """Replayed with every window's labels arriving with it: each window's estimate is made
     before its labels are used; after an abrupt covariate shift the 95 % intervals still hold
@@ -268,6 +275,7 @@ def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     return done.value.code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_a_backfill_from_the_cli_decides_as_replay_does_in_data_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

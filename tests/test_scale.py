@@ -26,6 +26,9 @@ from mlmedic.events import EventStore
 from mlmedic.logstore import read_predictions
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready
 
+# servers, supervisors and commands in their own processes: not in the fast tier
+pytestmark = pytest.mark.slow
+
 MODEL = "churn"
 
 

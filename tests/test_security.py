@@ -60,6 +60,7 @@ def _record() -> dict[str, object]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
+@pytest.mark.slow
 def test_a_pickled_champion_is_refused_and_its_code_never_runs(
     project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +181,7 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *
     return done.value.code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_hanging_restart_command_is_killed_with_its_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     started = time.monotonic()

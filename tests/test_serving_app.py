@@ -42,6 +42,7 @@ def client(served_project: Path, monkeypatch: pytest.MonkeyPatch):  # type: igno
         yield test_client
 
 
+@pytest.mark.slow
 def test_health_ready_and_model(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "alive"}
     ready = client.get("/ready")

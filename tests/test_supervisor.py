@@ -23,6 +23,9 @@ from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, worker_pids
 
+# servers, supervisors and commands in their own processes: not in the fast tier
+pytestmark = pytest.mark.slow
+
 RECORD = {
     k: (v.item() if hasattr(v, "item") else v)
     for k, v in make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].items()
