@@ -3,6 +3,7 @@ copies caught by hash, API token, safe request ids, http(s)-only recover, killed
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import RegistryError
+from mlmedic.errors import ConfigError, RegistryError
 from mlmedic.model.local import cache_path
 from mlmedic.model.source import ModelSource
 from mlmedic.pipeline import run_pipeline
@@ -119,21 +120,54 @@ def test_a_corrupt_cached_copy_is_caught_by_its_hash_and_replaced(project: Proje
     assert repair is not None and "sha256" in repair.message
 
 
-def test_api_token_guards_predict_feedback_and_metrics(
+GUARDED_GETS = ("/model", "/openapi.json", "/docs", "/redoc", "/dashboard", "/metrics")
+
+
+def test_api_token_guards_every_path_but_the_probes(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """#21 item 5: with MLMEDIC_API_TOKEN set, only /health and /ready answer without it — the
+    model's features and classes (/model, the OpenAPI document and its pages) included."""
     monkeypatch.setenv("MLMEDIC_API_TOKEN", "tok")
+    monkeypatch.setenv("MLMEDIC_METRICS_TOKEN", "scrape")
+    right, wrong = {"authorization": "Bearer tok"}, {"authorization": "Bearer nope"}
     with TestClient(build(project.root)) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/ready").status_code == 200
+        for path in GUARDED_GETS:
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "MLMEDIC_API_TOKEN" in refused.json()["detail"]
+            assert client.get(path, headers=wrong).status_code == 403, path
+            assert client.get(path, headers=right).status_code == 200, path
         assert client.post("/predict", json=_record()).status_code == 401
-        assert client.get("/metrics").status_code == 401
         assert client.post("/feedback", json={"request_id": "a", "label": 1}).status_code == 401
-        wrong = {"authorization": "Bearer nope"}
         assert client.post("/predict", json=_record(), headers=wrong).status_code == 403
-        right = {"authorization": "Bearer tok"}
         assert client.post("/predict", json=_record(), headers=right).status_code == 200
-        assert client.get("/metrics", headers=right).status_code == 200
+        scraper = {"authorization": "Bearer scrape"}  # the metrics token opens /metrics only
+        assert client.get("/metrics", headers=scraper).status_code == 200
+        assert client.get("/model", headers=scraper).status_code == 403
+        assert client.post("/predict", json=_record(), headers=scraper).status_code == 403
+        document = client.get("/openapi.json", headers=right).json()
+        operations = document["paths"]
+        assert "security" not in operations["/health"]["get"]
+        assert operations["/model"]["get"]["security"] == [{"bearer": []}]
+        assert "401" in operations["/model"]["get"]["responses"]
+        metrics = client.get("/metrics", headers=right).text
+        assert 'status="401"' in metrics and 'status="403"' in metrics  # refusals are counted
+
+
+def test_the_open_paths_are_a_setting(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLMEDIC_API_TOKEN", "tok")
+    config = project.root / "self_healing_config.json"
+    config.write_text(json.dumps({"serving": {"open_paths": ["/health", "/ready", "/model"]}}))
+    with TestClient(build(project.root)) as client:
+        assert client.get("/model").status_code == 200
+        assert client.get("/dashboard").status_code == 401
+    config.write_text(json.dumps({"serving": {"open_paths": ["/admin/reload"]}}))
+    with pytest.raises(ConfigError, match="open_paths"):
+        build(project.root)
 
 
 def test_request_ids_are_kept_only_from_a_safe_charset(project: Project) -> None:

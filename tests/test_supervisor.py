@@ -447,3 +447,30 @@ def test_recovery_replays_on_the_simulated_clock_and_the_backoff_resets(
     supervisor._reset_backoff_when_healthy()
     assert supervisor._backoff == 5.0
     supervisor.events.close()
+
+
+def test_the_api_token_guards_every_path_of_a_real_server_but_the_probes(
+    two_versions: Path,
+) -> None:
+    """#21 item 5, over real HTTP: the model's features and classes are not readable without
+    the token (/model, /openapi.json, /docs, /redoc); the probes stay open."""
+    port = free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLMEDIC_API_TOKEN="tok3n")
+    output = (two_versions / f"serve-{port}.log").open("ab")
+    process = start_server(two_versions, port, output, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url)  # /ready is open
+        assert _get(url + "/health")[0] == 200
+        for path in ("/model", "/openapi.json", "/docs", "/redoc", "/dashboard", "/metrics"):
+            request = urllib.request.Request(url + path)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 401, path
+            refused.value.close()
+            request.add_header("Authorization", "Bearer tok3n")
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                assert answer.status == 200, path
+    finally:
+        stop_server(process)
+        output.close()

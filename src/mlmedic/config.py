@@ -147,9 +147,20 @@ class ServingConfig(_Section):
     crash_loop_window_seconds: float = Field(300.0, ge=0.0)
     healthy_reset_seconds: float = Field(600.0, gt=0.0)
     warm_standby: bool = True
+    # with MLMEDIC_API_TOKEN set, the paths answered without it (the probes of a load balancer
+    # or the kubelet); every other path needs the token (the admin paths need their own)
+    open_paths: list[str] = Field(default_factory=lambda: ["/health", "/ready"])
     # where predictions/ and feedback/ live: null is .mlmedic/ in the project; an fsspec URL
     # (a shared directory, s3://bucket/prefix) is shared by every replica and the monitor
     prediction_log_url: str | None = None
+
+    @field_validator("open_paths")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/") or path.startswith("/admin/"):
+                raise ValueError(f"{path!r}: an open path starts with / and is not an admin path")
+        return paths
 
 
 class MonitoringPaths(_Section):

@@ -29,8 +29,8 @@ def serve(
 ) -> None:
     """Stage 6: serve the champion under a supervisor that health-checks and recovers it.
 
-    /predict, /feedback and /metrics require a bearer token when MLMEDIC_API_TOKEN is set;
-    /admin/* require MLMEDIC_ADMIN_TOKEN. /health and /ready stay open for probes.
+    With MLMEDIC_API_TOKEN set, every path but the probes /health and /ready
+    (serving.open_paths) requires it as a bearer token; /admin/* require MLMEDIC_ADMIN_TOKEN.
     """
     from mlmedic.serving.app import is_loopback
     from mlmedic.serving.supervisor import Supervisor

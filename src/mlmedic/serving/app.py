@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from mlmedic.errors import ApiError, MedicError
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.model.source import ModelSource
-from mlmedic.serving.auth import is_loopback
+from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.requests import validate_records
 from mlmedic.serving.routes import ROUTERS
@@ -77,12 +77,15 @@ def create_app(state: ServerState) -> FastAPI:
                 model=model,
                 max_records=state.config.max_records_per_request,
                 max_body_bytes=state.config.max_body_bytes,
-                api_token=bool(state.api_token),
+                guarded=lambda path: bool(tokens.for_path(path)[0]),
             )
             described["key"] = key
         return dict(described["doc"])
 
     app.openapi = openapi  # type: ignore[method-assign]
+    tokens = Tokens(state.api_token, state.metrics_token, frozenset(state.config.open_paths))
+    if tokens.guarding:
+        app.add_middleware(TokenGuard, tokens=tokens, on_refused=state.metrics.failed)
 
     @app.exception_handler(MedicError)
     async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
@@ -143,6 +146,7 @@ def build(
         metrics=Metrics(),
         admin_token=os.environ.get("MLMEDIC_ADMIN_TOKEN") or None,
         api_token=os.environ.get("MLMEDIC_API_TOKEN") or None,
+        metrics_token=os.environ.get("MLMEDIC_METRICS_TOKEN") or None,
         poll_registry=poll_registry,
         on_model_call=on_model_call,
         settings=project.settings,

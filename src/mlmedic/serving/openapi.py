@@ -16,7 +16,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mlmedic.labels import label_key
@@ -244,17 +244,9 @@ def _status_schemas(classes: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def paths(*, api_token: bool, max_body_bytes: int, version: int | None) -> dict[str, Any]:
-    """The documented operations (status codes, bodies, security) of every endpoint."""
-    guarded: dict[str, Any] = (
-        {
-            "401": _error("No bearer token (MLMEDIC_API_TOKEN is set on the server)."),
-            "403": _error("Wrong bearer token."),
-        }
-        if api_token
-        else {}
-    )
-    security: dict[str, Any] = {"security": [{"bearer": []}]} if api_token else {}
+def paths(*, max_body_bytes: int, version: int | None) -> dict[str, Any]:
+    """The documented operations (status codes, bodies) of every endpoint; ``guard`` adds who
+    may call them."""
     served = f"v{version}" if version is not None else "no version yet"
     too_large = _error(f"More records than allowed, or a body over {max_body_bytes} bytes.")
     no_model = _error("No model is loaded yet.")
@@ -280,12 +272,10 @@ def paths(*, api_token: bool, max_body_bytes: int, version: int | None) -> dict[
                 },
                 "responses": {
                     "200": _json(_ref("PredictResponse"), "Predictions, one per record."),
-                    **guarded,
                     "413": too_large,
                     "422": _error("A record the model cannot take; the detail names the field."),
                     "503": no_model,
                 },
-                **security,
             }
         },
         "/feedback": {
@@ -298,21 +288,17 @@ def paths(*, api_token: bool, max_body_bytes: int, version: int | None) -> dict[
                 },
                 "responses": {
                     "200": _json(_ref("FeedbackResponse"), "Labels recorded."),
-                    **guarded,
                     "413": too_large,
                     "422": _error("A label that is not one of the model's classes, or a bad id."),
                     "503": no_model,
                 },
-                **security,
             }
         },
-        **_service_paths(guarded, security, no_model),
+        **_service_paths(no_model),
     }
 
 
-def _service_paths(
-    guarded: dict[str, Any], security: dict[str, Any], no_model: dict[str, Any]
-) -> dict[str, Any]:
+def _service_paths(no_model: dict[str, Any]) -> dict[str, Any]:
     """The operations about the service itself: probes, the model, the dashboard, metrics,
     the admin reload."""
     return {
@@ -358,9 +344,7 @@ def _service_paths(
                         "description": "The page.",
                         "content": {"text/html": {"schema": {"type": "string"}}},
                     },
-                    **guarded,
                 },
-                **security,
             }
         },
         "/metrics": {
@@ -372,9 +356,7 @@ def _service_paths(
                         "description": "The Prometheus text format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **guarded,
                 },
-                **security,
             }
         },
         "/admin/reload": {
@@ -392,6 +374,25 @@ def _service_paths(
     }
 
 
+def guard(operations: dict[str, Any], guarded: Callable[[str], bool] | None) -> dict[str, Any]:
+    """Each operation of a path that needs the API token (``guarded(path)``) says so: bearer
+    security, and its 401 and 403. The admin paths carry their own."""
+    if guarded is None:
+        return operations
+    for path, methods in operations.items():
+        if path.startswith("/admin/") or not guarded(path):
+            continue
+        for operation in methods.values():
+            operation["security"] = [{"bearer": []}]
+            operation["responses"].update(
+                {
+                    "401": _error("No bearer token (MLMEDIC_API_TOKEN is set on the server)."),
+                    "403": _error("Wrong bearer token."),
+                }
+            )
+    return operations
+
+
 def document(
     *,
     title: str,
@@ -399,7 +400,7 @@ def document(
     model: Any | None,
     max_records: int,
     max_body_bytes: int,
-    api_token: bool,
+    guarded: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for a server holding ``model`` (a ``LoadedModel``, or
     None before one is loaded: records are then described as any object)."""
@@ -428,7 +429,7 @@ def document(
             + (f" (v{version}: features and classes below are that version's)." if version else ".")
             + " The schema is rebuilt when the served version changes.",
         },
-        "paths": paths(api_token=api_token, max_body_bytes=max_body_bytes, version=version),
+        "paths": guard(paths(max_body_bytes=max_body_bytes, version=version), guarded),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -54,6 +54,7 @@ class ServerState:
     metrics: Metrics
     admin_token: str | None
     api_token: str | None = None
+    metrics_token: str | None = None  # also opens /metrics (a scraper's token)
     poll_registry: bool = False
     model: LoadedModel | None = None
     queue: asyncio.Queue[Pending] | None = None
