@@ -474,3 +474,29 @@ def test_the_api_token_guards_every_path_of_a_real_server_but_the_probes(
     finally:
         stop_server(process)
         output.close()
+
+
+def test_a_client_that_leaves_is_counted_not_logged_as_an_error(server) -> None:  # type: ignore[no-untyped-def]
+    """#21 item 8: a client that sends half a body and hangs up is a debug line and a count in
+    mlmedic_client_disconnects_total, never an 'unhandled error' traceback."""
+    import socket
+
+    url, process = server
+    port = int(url.rsplit(":", 1)[1])
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 5000\r\n\r\n" + b'{"records": [' + b" " * 100
+            )
+    pattern = re.compile(r'mlmedic_client_disconnects_total\{endpoint="/predict"\} (\d+)')
+
+    def counted() -> int:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as answer:
+            found = pattern.search(answer.read().decode())
+        return int(float(found.group(1))) if found else 0
+
+    assert _wait_for(lambda: counted() >= 3, 30)
+    assert _post(url + "/predict", RECORD)[0] == 200
+    logs = [p for p in Path(process.args[-1]).glob("serve-*.log")]
+    assert logs and not any("unhandled error" in p.read_text() for p in logs)

@@ -28,7 +28,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from mlmedic.errors import ApiError, MedicError
 from mlmedic.logstore import FeedbackLog, PredictionLog
@@ -98,6 +99,14 @@ def create_app(state: ServerState) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, _: ClientDisconnect) -> Response:
+        """A client that leaves mid-request is not an error of the server: a debug line and a
+        count (``mlmedic_client_disconnects_total``); the answer goes nowhere."""
+        log.debug("client left before the answer: %s %s", request.method, request.url.path)
+        state.metrics.client_left(request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

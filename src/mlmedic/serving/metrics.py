@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -29,6 +30,16 @@ from mlmedic.events import EventLog
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _EVENT_KINDS = ("data_fix", "rollback", "retrain", "recovery", "deploy", "alert")
 _ENDPOINTS = ("/predict", "/feedback", "/metrics", "/ready", "/health", "/model", "/admin/reload")
+
+
+def share_between_workers(directory: Path) -> None:
+    """Make every worker forked from now on count into ``directory``, so their counts add up.
+    prometheus_client picks in-memory or file-backed values when it is first imported, which in
+    the supervisor happens before the directory is known: pick again now."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
 
 
 class _EventCounts:
@@ -117,6 +128,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=target,
         )
+        self.client_gone = Counter(
+            "mlmedic_client_disconnects",
+            "Requests whose client left before the answer (not an error of the server)",
+            ["endpoint"],
+            registry=target,
+        )
         self.swaps = Counter(
             "mlmedic_model_swaps", "Hot swaps by outcome", ["outcome"], registry=target
         )
@@ -135,6 +152,9 @@ class Metrics:
 
     def failed(self, status: int, endpoint: str) -> None:
         self.requests.labels(endpoint if endpoint in _ENDPOINTS else "other", str(status)).inc()
+
+    def client_left(self, endpoint: str) -> None:
+        self.client_gone.labels(endpoint if endpoint in _ENDPOINTS else "other").inc()
 
     def batch(self, rows: int) -> None:
         self.batch_rows.observe(rows)

@@ -27,7 +27,7 @@ from mlmedic.config import ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
 from mlmedic.notify import Notifier
-from mlmedic.serving.metrics import forget_worker
+from mlmedic.serving.metrics import forget_worker, share_between_workers
 
 log = logging.getLogger("mlmedic.supervisor")
 
@@ -155,7 +155,7 @@ class WorkerPool:
         prometheus = self.state_dir / "prometheus"
         shutil.rmtree(prometheus, ignore_errors=True)
         prometheus.mkdir(parents=True, exist_ok=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus)
+        share_between_workers(prometheus)
         import uvicorn  # noqa: F401
 
         import mlmedic.serving.app  # noqa: F401  (imported once, shared by every fork)
