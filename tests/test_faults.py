@@ -370,3 +370,39 @@ def test_only_the_dead_worker_is_replaced_and_by_the_warm_standby(served_project
     finally:
         stop_server(process)
         log.close()
+
+
+def test_a_stopped_worker_is_caught_in_seconds_and_replaced_by_the_standby(
+    served_project: Path,
+) -> None:
+    """#21 item 1: `kill -STOP` (as a deadlock would) — its heartbeat stops, the supervisor
+    kills it within serving.hang_seconds (2 s) instead of waiting for the 60 s probe, the warm
+    standby takes its place, and the incident says the worker hung."""
+    config = json.loads((served_project / "self_healing_config.json").read_text())
+    config["service_recovery"]["health_check_interval_seconds"] = 60  # the probe cannot help
+    (served_project / "self_healing_config.json").write_text(json.dumps(config))
+    process, url, log, _ = _serve(served_project)
+    state = served_project / ".mlmedic" / "supervisor.json"
+    try:
+        assert _until(lambda: json.loads(state.read_text()).get("standby_ready"), 60)
+        spare = json.loads(state.read_text())["standby"]
+        [victim] = worker_pids(process.pid, served_project)
+        os.kill(victim, signal.SIGSTOP)
+        stopped = time.monotonic()
+        assert _until(lambda: worker_pids(process.pid, served_project) == [spare], 30)
+        replaced = time.monotonic() - stopped
+        assert _post(url + "/predict", RECORD) == 200
+        assert not _alive(victim) and process.poll() is None
+        print(f"stopped worker replaced {replaced:.2f} s after SIGSTOP")
+
+        def incident() -> Event | None:
+            found = [e for e in EventStore(served_project / ".mlmedic" / "events.db").query()]
+            hung = [e for e in found if e.kind == "recovery" and "hung" in e.message]
+            return hung[0] if hung else None
+
+        assert _until(lambda: incident() is not None, 30)
+        event = incident()
+        assert event is not None and "event loop has not answered" in event.message
+    finally:
+        stop_server(process)
+        log.close()

@@ -430,3 +430,31 @@ def test_the_openapi_document_is_typed_from_the_served_model(client: TestClient)
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text
     assert client.get("/redoc").status_code == 200
+
+
+def test_a_model_call_that_does_not_return_answers_503_with_retry_after(
+    served_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 item 1: a client waiting on a stuck model call gets a fast 503 with Retry-After
+    (``serving.hang_seconds``), not a hang; the supervisor replaces the worker."""
+    import threading
+
+    release = threading.Event()
+    app = build(served_project, poll_registry=False)
+    with TestClient(app) as client:
+        state: ServerState = app.state.mlmedic
+        state.config = state.config.model_copy(update={"hang_seconds": 0.3})
+        model = state.model
+        assert model is not None
+        real = model.predict_columns
+
+        def stuck(parts):  # type: ignore[no-untyped-def]
+            release.wait(10)
+            return real(parts)
+
+        monkeypatch.setattr(model, "predict_columns", stuck)
+        monkeypatch.setattr(model, "fast", None)  # off the inline path: into the thread pool
+        answer = client.post("/predict", json=_record())
+        release.set()
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "serving.hang_seconds" in answer.json()["detail"]

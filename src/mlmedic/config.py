@@ -147,6 +147,10 @@ class ServingConfig(_Section):
     crash_loop_window_seconds: float = Field(300.0, ge=0.0)
     healthy_reset_seconds: float = Field(600.0, gt=0.0)
     warm_standby: bool = True
+    # a worker whose event loop stops beating, or whose model call runs, this long is hung: its
+    # waiting requests get 503 with Retry-After and the supervisor replaces it from the standby
+    # (raise it for a model whose one call on max_records_per_request rows takes longer)
+    hang_seconds: float = Field(2.0, gt=0.0)
     # with MLMEDIC_API_TOKEN set, the paths answered without it (the probes of a load balancer
     # or the kubelet); every other path needs the token (the admin paths need their own)
     open_paths: list[str] = Field(default_factory=lambda: ["/health", "/ready"])

@@ -87,9 +87,11 @@ class InvalidRequest(ApiError):
 
 
 class NotReady(ApiError):
-    """The server cannot answer yet (no model loaded): try again later."""
+    """The server cannot answer now (no model loaded yet, or a model call that does not return):
+    try again later (``Retry-After``)."""
 
     status_code = 503
+    retry_after = 1
 
 
 class ModelLoadError(MedicError):

@@ -38,7 +38,7 @@ from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.requests import validate_records
 from mlmedic.serving.routes import ROUTERS
-from mlmedic.serving.state import ServerState
+from mlmedic.serving.state import ServerState, beating
 
 log = logging.getLogger("mlmedic.serving")
 
@@ -51,6 +51,7 @@ def create_app(state: ServerState) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.queue = asyncio.Queue()
         batcher = asyncio.create_task(state.batcher())
+        beats = asyncio.create_task(beating(state.on_beat)) if state.on_beat else None
         watcher = threading.Thread(target=state.watch, name="champion-watch", daemon=True)
         watcher.start()
         try:
@@ -58,6 +59,8 @@ def create_app(state: ServerState) -> FastAPI:
         finally:
             state.stopping.set()
             batcher.cancel()
+            if beats is not None:
+                beats.cancel()
             state.predictions.close()
 
     app = FastAPI(title="mlmedic", docs_url="/docs", redoc_url="/redoc", lifespan=lifespan)
@@ -92,7 +95,9 @@ def create_app(state: ServerState) -> FastAPI:
     async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
         """Every error of mlmedic's tree answers with the status its class carries."""
         state.metrics.failed(exc.status_code, request.url.path)
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        retry = getattr(exc, "retry_after", None)
+        headers = {"retry-after": str(retry)} if retry else None
+        return JSONResponse({"detail": exc.message}, exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -136,6 +141,7 @@ def build(
     *,
     poll_registry: bool = False,
     on_model_call: Callable[[int], None] | None = None,
+    on_beat: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The app for a project directory (what each server worker runs)."""
     from mlmedic.project import Project
@@ -158,6 +164,7 @@ def build(
         metrics_token=os.environ.get("MLMEDIC_METRICS_TOKEN") or None,
         poll_registry=poll_registry,
         on_model_call=on_model_call,
+        on_beat=on_beat,
         settings=project.settings,
     )
     state.load_initial()

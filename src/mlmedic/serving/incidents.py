@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import signal
+import time
+from contextlib import suppress
 from typing import Any
 
 from mlmedic.events import EventKind, Outcome
@@ -129,6 +131,7 @@ class Incidents(Diagnosis):
                 continue
             self._fork_standby()
             self._publish_when_standby_ready()
+            self._catch_hangs()
             if self.clock.now() >= next_probe:
                 self._check_watcher()
                 self.events.flush()
@@ -163,15 +166,39 @@ class Incidents(Diagnosis):
         self._next_prune = self.clock.now() + 86_400
         self.events.prune(self.clock.now() - self.retention_days * 86_400)
 
+    def _catch_hangs(self) -> None:
+        """Kill a worker that stopped beating or whose model call never returns (``serving.
+        hang_seconds``); the reaper then replaces it from the standby, as any dead worker. Not
+        while this loop itself was starved of CPU: then nobody's beats can be trusted."""
+        now = time.monotonic()
+        tick, self._last_tick = self._last_tick, now
+        limit = self.serving.hang_seconds
+        if not tick or now - tick > limit / 2:
+            return
+        for pid, index in list(self.children.items()):
+            if pid in self._hung:
+                continue
+            why = self.beats.hung(index, now, limit)
+            if why is None:
+                continue
+            log.warning("worker %s (pid %s) is hung: %s; replacing it", index, pid, why)
+            self._hung[pid] = why
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # a stopped process dies of SIGKILL too
+
     def _worker_died(self, pid: int, index: int, status: int) -> None:
         from mlmedic.serving.metrics import forget_worker
 
         forget_worker(pid)
+        hung = self._hung.pop(pid, None)
         incident = Incident(
-            cause=f"worker {index} (pid {pid}) exited: {_describe(status)}",
+            cause=f"worker {index} (pid {pid}) "
+            + (f"hung: {hung}; killed" if hung else f"exited: {_describe(status)}"),
             detected_at=self.clock.now(),
             dead_index=index,
         )
+        if hung:
+            incident.evidence.append(f"worker {index} hung: {hung}")
         version = self.marks.get(index)
         self.marks.set(index, 0)
         if version and os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASH_SIGNALS:

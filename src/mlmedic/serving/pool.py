@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,45 @@ class ModelCallMarks:
         return 0
 
 
+class Heartbeats:
+    """Shared memory (made before the forks) where each worker's event loop beats and says when
+    its model call in flight began (``time.monotonic()``, shared by every process of a host;
+    0: none). A worker whose loop stopped beating or whose model call never returns is hung."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self.memory = mmap.mmap(-1, 16 * slots)
+
+    def _set(self, index: int, field: int, value: float) -> None:
+        if 0 <= index < self.slots:
+            struct.pack_into("d", self.memory, 16 * index + 8 * field, value)
+
+    def _get(self, index: int, field: int) -> float:
+        if 0 <= index < self.slots:
+            return float(struct.unpack_from("d", self.memory, 16 * index + 8 * field)[0])
+        return 0.0
+
+    def beat(self, index: int) -> None:
+        self._set(index, 0, time.monotonic())
+
+    def calling(self, index: int, calling: bool) -> None:
+        self._set(index, 1, time.monotonic() if calling else 0.0)
+
+    def reset(self, index: int) -> None:
+        """A new worker in slot ``index``: nothing is known of it until it beats."""
+        self._set(index, 0, 0.0)
+        self._set(index, 1, 0.0)
+
+    def hung(self, index: int, now: float, limit: float) -> str | None:
+        """Why the worker in ``index`` is hung (None: it is not, or has not started beating)."""
+        beat, call = self._get(index, 0), self._get(index, 1)
+        if beat and now - beat > limit:
+            return f"its event loop has not answered for {now - beat:.1f} s"
+        if call and now - call > limit:
+            return f"a model call has been running for {now - call:.1f} s"
+        return None
+
+
 class WorkerPool:
     """Forks, replaces and stops the API workers and the standby on one socket."""
 
@@ -78,6 +118,7 @@ class WorkerPool:
     watcher: subprocess.Popen[bytes] | None
     sock: socket.socket | None
     marks: ModelCallMarks
+    beats: Heartbeats
     events: ResilientEventStore
     notifier: Notifier
     healing_enabled: bool
@@ -90,6 +131,8 @@ class WorkerPool:
     _standby_failures: int
     _next_standby: float
     _standby_ready: bool  # as last published
+    _hung: dict[int, str]  # pid -> why it was killed as hung
+    _last_tick: float  # when the supervisor last looked for hung workers (monotonic)
     _fallback_seen: tuple[int, int] | None
 
     # ------------------------------------------------------------------ events
@@ -221,7 +264,7 @@ class WorkerPool:
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
                 if write_fd >= 0:
                     os.close(write_fd)
-                _run_worker(self.project_dir, self.sock, index, self.marks, read_fd)
+                _run_worker(self.project_dir, self.sock, index, self.marks, self.beats, read_fd)
             except BaseException:
                 logging.getLogger("mlmedic.serving").exception("worker %s crashed", index)
                 code = 1
@@ -232,6 +275,7 @@ class WorkerPool:
         return pid, (write_fd if write_fd >= 0 else None)
 
     def _fork(self, index: int) -> int:
+        self.beats.reset(index)
         pid, _ = self._spawn(index)
         self.children[pid] = index
         self._publish()
@@ -273,6 +317,7 @@ class WorkerPool:
         try:
             if done:
                 raise OSError("the standby had exited")
+            self.beats.reset(index)
             os.write(fd, struct.pack("i", index))
         except OSError:
             with suppress(OSError):
@@ -371,6 +416,7 @@ def _run_worker(
     sock: socket.socket,
     index: int | None,
     marks: ModelCallMarks,
+    beats: Heartbeats,
     start_fd: int,
 ) -> None:
     """A forked worker: build the app and serve on the shared socket until told to stop.
@@ -389,10 +435,14 @@ def _run_worker(
 
     def mark(version: int) -> None:
         marks.set(slot["index"], version)
+        beats.calling(slot["index"], bool(version))
+
+    def beat() -> None:
+        beats.beat(slot["index"])
 
     if index is not None:
         os.environ["MLMEDIC_WORKER_INDEX"] = str(index)
-    app = build(project_dir, on_model_call=mark)
+    app = build(project_dir, on_model_call=mark, on_beat=beat)
     # Everything loaded so far (libraries, the model) lives for the whole process: keep it out
     # of the garbage collector's full collections, whose pauses would otherwise show in the p99.
     config = uvicorn.Config(

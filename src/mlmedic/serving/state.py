@@ -61,6 +61,7 @@ class ServerState:
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     on_model_call: Callable[[int], None] | None = None
+    on_beat: Callable[[], None] | None = None  # the event loop is alive (the supervisor watches)
     log_failing: bool = False
     settings: Any = None  # the project's Settings (the dashboard's floors and intervals)
     # a swap target that failed: version -> (attempts, first failure time, next try, last error)
@@ -290,6 +291,17 @@ class ServerState:
                 )
             else:
                 item.future.set_result((labels, probabilities, model))
+
+
+BEAT_SECONDS = 0.25
+
+
+async def beating(beat: Callable[[], None]) -> None:
+    """Say every ``BEAT_SECONDS`` that this worker's event loop runs (``serving.hang_seconds``
+    without a beat and the supervisor replaces the worker)."""
+    while True:
+        beat()
+        await asyncio.sleep(BEAT_SECONDS)
 
 
 def state_of(request: Any) -> ServerState:

@@ -42,7 +42,7 @@ from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.notify import Notifier
 from mlmedic.serving.diagnosis import Incident
 from mlmedic.serving.incidents import BACKOFF_START, Incidents, probe
-from mlmedic.serving.pool import ModelCallMarks
+from mlmedic.serving.pool import Heartbeats, ModelCallMarks
 
 __all__ = ["Incident", "Supervisor", "probe"]
 
@@ -93,6 +93,9 @@ class Supervisor(Incidents):
         self.watcher: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.marks = ModelCallMarks()  # MAX_SLOTS > the 64 workers serve allows, + standby
+        self.beats = Heartbeats()
+        self._hung: dict[int, str] = {}  # pid -> why it was killed as hung
+        self._last_tick = 0.0
         target = events_target or self.state_dir / "events.db"
         self.events = ResilientEventStore(
             target,

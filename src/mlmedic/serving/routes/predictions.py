@@ -34,7 +34,17 @@ async def predict(request: Request) -> JSONResponse:
     assert state.queue is not None
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     state.queue.put_nowait(Pending(columns, len(records), future))
-    labels, probabilities, used = await future
+    try:
+        # a model call that does not return must not hang the client: the worker answers 503
+        # (Retry-After) and the supervisor, seeing the call in flight, replaces the worker
+        labels, probabilities, used = await asyncio.wait_for(
+            asyncio.shield(future), state.config.hang_seconds
+        )
+    except TimeoutError:
+        raise NotReady(
+            f"the model call did not return within {state.config.hang_seconds:g} s "
+            "(serving.hang_seconds); this worker is being replaced"
+        ) from None
     request_id = request.headers.get("x-request-id") or ""
     if not REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
