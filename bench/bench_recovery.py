@@ -1,10 +1,13 @@
 """Benchmark: time to recovery after kill -9, and failed requests across champion swaps under load.
 
-    python bench/bench_recovery.py [--kills 20] [--swaps 5]
+    python bench/bench_recovery.py [--kills 20] [--stops 5] [--swaps 5]
 
 1. `mlmedic serve` runs a 20-feature model; its API worker is killed with SIGKILL `--kills` times.
    For each kill: the time from the kill to the first HTTP 200 from /ready (polled every 5 ms),
    and the supervisor's own incident record (detected -> recovered). Prints median and p95.
+   Each kill waits until the supervisor reports its standby ready (`standby_ready` in
+   supervisor.json), and the standby's warm-up is reported. Then `--stops` workers are stopped
+   with SIGSTOP (a hang): the time until the heartbeat watch has replaced them.
 2. Four client threads send one-row requests continuously while the champion is moved
    `--swaps` times between two versions; counts failed requests and the versions served.
 
@@ -48,18 +51,51 @@ def ready(url: str) -> bool:
         return False
 
 
-def kills(supervisor: int, root: Path, url: str, count: int) -> list[float]:
-    """kill -9 the worker ``count`` times; seconds from each kill to /ready = 200."""
-    times = []
+def supervisor_state(root: Path) -> dict:
+    try:
+        return dict(json.loads((root / ".mlmedic" / "supervisor.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def until(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("the server did not get there in time")
+        time.sleep(0.005)
+
+
+def kills(
+    supervisor: int, root: Path, url: str, count: int, *, standby: bool, stop: bool = False
+) -> tuple[list[float], list[float]]:
+    """Kill the worker ``count`` times (``stop``: SIGSTOP it, as a deadlock would, and let the
+    supervisor's heartbeat watch catch it); seconds from each to /ready = 200, and, with the
+    standby on, each new standby's warm-up (forked -> ready, as the supervisor reports it). The
+    next kill waits until the standby says it is ready: the design is measured, not a sleep."""
+    times, warmups = [], []
     for _ in range(count):
+        if standby:
+            until(lambda: supervisor_state(root).get("standby_ready"))
         [worker] = worker_pids(supervisor, root)
+        spare = supervisor_state(root).get("standby")
         started = time.monotonic()
-        os.kill(worker, signal.SIGKILL)
-        while worker_pids(supervisor, root) in ([worker], []) or not ready(url):
-            time.sleep(0.002)
+        os.kill(worker, signal.SIGSTOP if stop else signal.SIGKILL)
+        until(lambda w=worker: w not in worker_pids(supervisor, root) and ready(url))
         times.append(time.monotonic() - started)
-        time.sleep(1.5)  # let the standby be forked and load before the next kill
-    return times
+        if standby:
+            replaced = time.monotonic()
+            until(lambda s=spare: supervisor_state(root).get("standby") not in (None, s))
+            forked = time.monotonic()
+            until(lambda: bool(supervisor_state(root).get("standby_ready")))
+            warmups.append(time.monotonic() - max(forked, replaced))
+    return times, warmups
+
+
+def recorded(root: Path) -> int:
+    """Service incidents the supervisor has recorded so far."""
+    events = EventStore(root / ".mlmedic" / "events.db").query(kind="recovery")
+    return sum(e.action == "service" for e in events)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -71,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--swaps", type=int, default=5)
+    parser.add_argument("--stops", type=int, default=5)
     parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -93,13 +130,16 @@ def main() -> None:
         )
         server, url = serve(root, folder / "serve.log")
         try:
-            time.sleep(1.0)
-            kill_to_ready = kills(server.pid, root, url, args.kills)
-            time.sleep(0.5)
+            kill_to_ready, warmups = kills(server.pid, root, url, args.kills, standby=standby)
+            stopped: list[float] = []
+            if standby:
+                stopped, _ = kills(server.pid, root, url, args.stops, standby=True, stop=True)
+            expected = args.kills * (2 if standby else 1) + len(stopped)
+            until(lambda n=expected: recorded(root) >= n, 60)
             incidents = [
                 e.details["mttr_seconds"]
                 for e in EventStore(root / ".mlmedic" / "events.db").query(kind="recovery")
-                if e.action == "service"
+                if e.action == "service" and "hung" not in e.message
             ][-args.kills :]
         finally:
             if not standby:
@@ -114,6 +154,17 @@ def main() -> None:
             f"  the supervisor's incident records (detected -> ready): median "
             f"{statistics.median(incidents):.3f} s, p95 {percentile(incidents, 0.95):.3f} s"
         )
+        if warmups:
+            print(
+                f"  the next standby's warm-up (forked -> ready): median "
+                f"{statistics.median(warmups):.3f} s, max {max(warmups):.3f} s"
+            )
+        if stopped:
+            print(
+                f"kill -STOP x {len(stopped)} (a hung worker; serving.hang_seconds 2), warm "
+                f"standby; from the stop to /ready = 200: median {statistics.median(stopped):.3f}"
+                f" s, max {max(stopped):.3f} s"
+            )
     try:
         failures: list[str] = []
         served: dict[int, int] = {}

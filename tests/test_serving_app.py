@@ -458,3 +458,37 @@ def test_a_model_call_that_does_not_return_answers_503_with_retry_after(
         release.set()
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert "serving.hang_seconds" in answer.json()["detail"]
+
+
+def test_a_record_the_model_cannot_score_fails_alone(
+    served_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 item 7: in a request of three records, the one the model raises on gets its own
+    error with its index; the other two get their predictions, and only they are logged."""
+    app = build(served_project, poll_registry=False)
+    with TestClient(app) as client:
+        state: ServerState = app.state.mlmedic
+        model = state.model
+        assert model is not None
+        real = model.predict_columns
+
+        def picky(parts):  # type: ignore[no-untyped-def]
+            if any(80 in part["age"] for part in parts):
+                raise ValueError("cannot score age 80")
+            return real(parts)
+
+        monkeypatch.setattr(model, "predict_columns", picky)
+        answer = client.post(
+            "/predict", json={"records": [_record(), _record(age=80), _record(age=40)]}
+        )
+        body = answer.json()
+        assert answer.status_code == 200, body
+        assert body["predictions"][1] is None and body["probabilities"][1] is None
+        assert body["predictions"][0] is not None and body["predictions"][2] is not None
+        assert len(body["probabilities"][0]) == len(body["classes"])
+        assert [e["index"] for e in body["errors"]] == [1]
+        assert "cannot score age 80" in body["errors"][0]["detail"]
+        alone = client.post("/predict", json={"records": [_record(age=80)]})
+        assert alone.status_code == 422  # nothing to answer: the request is refused
+        clean = client.post("/predict", json={"records": [_record(), _record(age=40)]}).json()
+        assert clean["errors"] == []

@@ -145,17 +145,39 @@ def component_schemas(
             "properties": {
                 "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
                 "model_version": {"type": "integer", "minimum": 1},
-                "predictions": {"type": "array", "items": _class_schema(classes)},
+                "predictions": {
+                    "description": "One per record; null for a record listed in errors.",
+                    "type": "array",
+                    "items": {"anyOf": [_class_schema(classes), {"type": "null"}]},
+                },
                 "probabilities": {
                     "type": "array",
                     "items": {
-                        "type": "array",
-                        "items": {"type": "number", "minimum": 0, "maximum": 1},
-                        "minItems": len(classes),
-                        "maxItems": len(classes),
+                        "anyOf": [
+                            {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0, "maximum": 1},
+                                "minItems": len(classes),
+                                "maxItems": len(classes),
+                            },
+                            {"type": "null"},
+                        ]
                     },
                 },
                 "classes": {"type": "array", "items": _class_schema(classes)},
+                "errors": {
+                    "description": "The records the model could not score (the others are "
+                    "answered); a request whose every record fails is a 422 instead.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "detail": {"type": "string"},
+                        },
+                        "required": ["index", "detail"],
+                    },
+                },
             },
             "required": [
                 "request_id",
@@ -163,6 +185,7 @@ def component_schemas(
                 "predictions",
                 "probabilities",
                 "classes",
+                "errors",
             ],
         },
         "Label": label_schema(classes),

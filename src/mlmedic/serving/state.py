@@ -40,6 +40,7 @@ class Pending:
     columns: dict[str, list[Any]]
     rows: int
     future: asyncio.Future[tuple[np.ndarray, np.ndarray, LoadedModel]]
+    failed: dict[int, str] = field(default_factory=dict)  # record index -> why it has no answer
 
 
 @dataclass
@@ -274,6 +275,10 @@ class ServerState:
                 start = stop
 
     async def _one_by_one(self, batch: list[Pending], model: LoadedModel) -> None:
+        """A batch the model failed on, scored request by request; a request it still fails on,
+        record by record: a record the model cannot score gets its own error (its index in the
+        request) and the others their predictions. Only a request whose every record fails is
+        refused (422)."""
         loop = asyncio.get_running_loop()
         for item in batch:
             if item.future.done():
@@ -283,14 +288,45 @@ class ServerState:
                     None, model.predict_columns, [item.columns]
                 )
             except Exception as exc:
-                item.future.set_exception(
-                    InvalidRequest(
-                        f"v{model.version} cannot score these records: "
-                        f"{type(exc).__name__}: {str(exc)[:200]}",
-                    )
-                )
+                if item.rows == 1:
+                    item.future.set_exception(_cannot_score(model, exc))
+                    continue
+                await self._record_by_record(item, model, loop)
             else:
                 item.future.set_result((labels, probabilities, model))
+
+    async def _record_by_record(
+        self, item: Pending, model: LoadedModel, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        labels: list[Any] = []
+        probabilities: list[Any] = []
+        failed: dict[int, str] = {}
+        for index in range(item.rows):
+            record = {name: [values[index]] for name, values in item.columns.items()}
+            try:
+                label, probability = await loop.run_in_executor(
+                    None, model.predict_columns, [record]
+                )
+            except Exception as exc:
+                failed[index] = _cannot_score(model, exc).detail
+                labels.append(None)
+                probabilities.append(None)
+            else:
+                labels.append(label[0])
+                probabilities.append(probability[0])
+        if len(failed) == item.rows:
+            item.future.set_exception(InvalidRequest(failed[0]))
+            return
+        item.failed = failed
+        item.future.set_result(
+            (np.asarray(labels, dtype=object), np.asarray(probabilities, dtype=object), model)
+        )
+
+
+def _cannot_score(model: LoadedModel, exc: Exception) -> InvalidRequest:
+    return InvalidRequest(
+        f"v{model.version} cannot score these records: {type(exc).__name__}: {str(exc)[:200]}"
+    )
 
 
 BEAT_SECONDS = 0.25

@@ -33,7 +33,8 @@ async def predict(request: Request) -> JSONResponse:
     columns = validate_records(records, model)
     assert state.queue is not None
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    state.queue.put_nowait(Pending(columns, len(records), future))
+    pending = Pending(columns, len(records), future)
+    state.queue.put_nowait(pending)
     try:
         # a model call that does not return must not hang the client: the worker answers 503
         # (Retry-After) and the supervisor, seeing the call in flight, replaces the worker
@@ -48,15 +49,30 @@ async def predict(request: Request) -> JSONResponse:
     request_id = request.headers.get("x-request-id") or ""
     if not REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
-    predictions = [plain(label) for label in labels]
-    state.predictions.append(columns, predictions, probabilities, used.version, request_id)
-    state.metrics.predicted(predictions, time.perf_counter() - started)
+    failed = pending.failed
+    predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
+    shown = [
+        None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()
+        for i, p in enumerate(probabilities)
+    ]
+    if failed:  # the log keeps what was answered
+        kept = [i for i in range(len(records)) if i not in failed]
+        columns = {name: [values[i] for i in kept] for name, values in columns.items()}
+        logged = np.asarray([probabilities[i] for i in kept], dtype=float)
+        state.predictions.append(
+            columns, [predictions[i] for i in kept], logged, used.version, request_id
+        )
+    else:
+        state.predictions.append(columns, predictions, probabilities, used.version, request_id)
+    answered = [p for p in predictions if p is not None]
+    state.metrics.predicted(answered, time.perf_counter() - started)
     return JSONResponse(
         {
             "request_id": request_id,
             "model_version": used.version,
             "predictions": predictions,
-            "probabilities": np.round(probabilities, 6).tolist(),
+            "probabilities": shown,
             "classes": [plain(c) for c in used.classes],
+            "errors": [{"index": i, "detail": detail} for i, detail in sorted(failed.items())],
         }
     )
