@@ -442,3 +442,33 @@ def result_types(model) -> list[str]:  # type: ignore[no-untyped-def]
     import skops.io
 
     return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+@pytest.mark.slow
+def test_the_fallback_never_serves_a_version_someone_rolled_back_from(
+    project: Project, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """#21 item 4: v1, v2, v3 served in turn; a person rolls back v3 -> v2. With the registry
+    away and v2 unloadable, the fallback is v1 (the champion before), never v3 — although v3 is
+    the newest local copy."""
+    from mlmedic.errors import RegistryUnavailableError
+    from mlmedic.model.source import ModelSource
+
+    registry = project.registry
+    versions = [_register(project, trained) for _ in range(3)]
+    for version in versions:
+        registry.promote(version, "passed")
+        registry.backup(version)
+    assert registry.rollback(by="person")[:2] == (3, 2)
+    source = ModelSource(
+        project.state_dir, model_name=registry.model_name, events=project.events, registry=registry
+    )
+
+    def away() -> None:
+        raise RegistryUnavailableError("the tracking server cannot be reached")
+
+    monkeypatch.setattr(registry, "versions", away)
+    assert source.fallback_candidates(exclude=2) == [1]
+    monkeypatch.undo()
+    registry.promote(3, "a person promotes v3 again")  # then it is a champion like any other
+    assert source.fallback_candidates(exclude=2)[0] == 3

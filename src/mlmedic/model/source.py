@@ -98,26 +98,51 @@ class ModelSource:
         return None if found is None else int(found.version)
 
     def fallback_candidates(self, *, exclude: int | None) -> list[int]:
-        """Versions to serve when the champion cannot be: local copies (which were all champion
-        once), then the registry's versions that passed the gate; newest first."""
+        """Versions to serve when the champion cannot be, in order: the earlier champions, the
+        most recent first (as the event store remembers them serving); then any other local copy
+        and the registry's servable versions, newest first. Never a version someone rolled back
+        from (until it is made champion again), nor one the gate rejected."""
+        served, rolled_back = self._served_history()
         local: set[int] = set()
         for folder in (self.state_dir / CACHE_DIR, self.backup_dir):
             if folder.exists():
                 for entry in folder.iterdir():
                     if (entry / "manifest.json").exists() and entry.name[1:].isdigit():
                         local.add(int(entry.name[1:]))
-        found = sorted(local - {exclude}, reverse=True)
         try:
             versions = self.registry.versions()
         except MedicError:
             versions = []
         bad = {v.version for v in versions if v.status not in _SERVABLE}
-        found = [v for v in found if v not in bad]
-        found += sorted(
-            (v.version for v in versions if v.status in _SERVABLE and v.version not in found),
-            reverse=True,
-        )
-        return [v for v in found if v != exclude]
+        order: list[int] = []
+        for version in [
+            *reversed(served),
+            *sorted(local, reverse=True),
+            *sorted((v.version for v in versions if v.status in _SERVABLE), reverse=True),
+        ]:
+            if version not in order:
+                order.append(version)
+        skip = bad | rolled_back | {exclude}
+        return [v for v in order if v not in skip]
+
+    def _served_history(self) -> tuple[list[int], set[int]]:
+        """The versions that were champion, in the order they served, and those rolled back from
+        since they last were (from the event store; nothing when it cannot be read)."""
+        served: list[int] = []
+        rolled_back: set[int] = set()
+        try:
+            events = self.events.query(kind=(EventKind.ALIAS, EventKind.ROLLBACK))
+        except MedicError:
+            return served, rolled_back
+        for event in events:
+            details = event.details
+            if event.kind == EventKind.ROLLBACK and event.outcome == Outcome.SUCCESS:
+                if isinstance(details.get("from_version"), int):
+                    rolled_back.add(int(details["from_version"]))
+            elif details.get("alias") == "champion" and isinstance(details.get("to"), int):
+                served.append(int(details["to"]))
+                rolled_back.discard(int(details["to"]))
+        return served, rolled_back
 
     def load_champion(self) -> LoadedModel:
         """The champion, or (when no copy of it loads) the newest version that does."""
