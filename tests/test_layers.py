@@ -65,3 +65,18 @@ def test_the_check_sees_a_lazy_import_that_runs_up(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from mlmedic.serving.model import load_local\n")
     assert {_part(n) for n in _imports(module)} == {"serving"}
+
+
+def test_every_room_is_small() -> None:
+    """#20: no module over 500 lines, no function over 100 — the next change finds its room."""
+    big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) > 500:
+            big.append(f"{path.relative_to(PACKAGE)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 100:
+                    big.append(f"{path.relative_to(PACKAGE)}: {node.name} is {length} lines")
+    assert big == []

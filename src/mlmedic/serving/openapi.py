@@ -105,6 +105,59 @@ def _class_schema(classes: Sequence[Any]) -> dict[str, Any]:
     return {"enum": [plain(c) for c in classes]}
 
 
+def _predict_response(classes: Sequence[Any]) -> dict[str, Any]:
+    """What ``POST /predict`` answers: a prediction per record, or an error for a record the
+    model could not score."""
+    return {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+            "model_version": {"type": "integer", "minimum": 1},
+            "predictions": {
+                "description": "One per record; null for a record listed in errors.",
+                "type": "array",
+                "items": {"anyOf": [_class_schema(classes), {"type": "null"}]},
+            },
+            "probabilities": {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {
+                            "type": "array",
+                            "items": {"type": "number", "minimum": 0, "maximum": 1},
+                            "minItems": len(classes),
+                            "maxItems": len(classes),
+                        },
+                        {"type": "null"},
+                    ]
+                },
+            },
+            "classes": {"type": "array", "items": _class_schema(classes)},
+            "errors": {
+                "description": "The records the model could not score (the others are "
+                "answered); a request whose every record fails is a 422 instead.",
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer", "minimum": 0},
+                        "detail": {"type": "string"},
+                    },
+                    "required": ["index", "detail"],
+                },
+            },
+        },
+        "required": [
+            "request_id",
+            "model_version",
+            "predictions",
+            "probabilities",
+            "classes",
+            "errors",
+        ],
+    }
+
+
 def component_schemas(
     *,
     features: Sequence[str],
@@ -140,54 +193,7 @@ def component_schemas(
                 },
             ],
         },
-        "PredictResponse": {
-            "type": "object",
-            "properties": {
-                "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN},
-                "model_version": {"type": "integer", "minimum": 1},
-                "predictions": {
-                    "description": "One per record; null for a record listed in errors.",
-                    "type": "array",
-                    "items": {"anyOf": [_class_schema(classes), {"type": "null"}]},
-                },
-                "probabilities": {
-                    "type": "array",
-                    "items": {
-                        "anyOf": [
-                            {
-                                "type": "array",
-                                "items": {"type": "number", "minimum": 0, "maximum": 1},
-                                "minItems": len(classes),
-                                "maxItems": len(classes),
-                            },
-                            {"type": "null"},
-                        ]
-                    },
-                },
-                "classes": {"type": "array", "items": _class_schema(classes)},
-                "errors": {
-                    "description": "The records the model could not score (the others are "
-                    "answered); a request whose every record fails is a 422 instead.",
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "index": {"type": "integer", "minimum": 0},
-                            "detail": {"type": "string"},
-                        },
-                        "required": ["index", "detail"],
-                    },
-                },
-            },
-            "required": [
-                "request_id",
-                "model_version",
-                "predictions",
-                "probabilities",
-                "classes",
-                "errors",
-            ],
-        },
+        "PredictResponse": _predict_response(classes),
         "Label": label_schema(classes),
         "FeedbackRequest": {
             "description": "One label, or {'labels': [...]}.",
