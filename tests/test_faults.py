@@ -406,3 +406,57 @@ def test_a_stopped_worker_is_caught_in_seconds_and_replaced_by_the_standby(
     finally:
         stop_server(process)
         log.close()
+
+
+def test_a_full_disk_is_a_degraded_mode_not_a_death(template: Path, tmp_path: Path) -> None:
+    """#21 item 2: the project on a 64 MB tmpfs, filled to the last byte, then a worker killed:
+    the supervisor replaces it and keeps serving; its events that could not be written are
+    counted, and once space is freed the store says how many; no temporary file is left."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    process = None
+    log = (tmp_path / "serve.log").open("ab")  # the log off the full disk, to read it after
+    try:
+        root = disk / "served"
+        shutil.copytree(template, root)
+        port = free_port()
+        env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+        process = start_server(root, port, log, env=env)
+        url = f"http://127.0.0.1:{port}"
+        state = root / ".mlmedic" / "supervisor.json"
+        assert wait_ready(url, 90), (tmp_path / "serve.log").read_text()[-2000:]
+        assert _until(lambda: json.loads(state.read_text()).get("standby_ready"), 60)
+        with (disk / "filler").open("wb") as filler, pytest.raises(OSError):
+            while True:  # every byte left
+                filler.write(b"\0" * (1 << 20))
+                filler.flush()
+        [victim] = worker_pids(process.pid, root)
+        os.kill(victim, signal.SIGKILL)
+        assert _until(lambda: victim not in worker_pids(process.pid, root), 30)
+        assert _until(lambda: _post(url + "/predict", RECORD) == 200, 30)
+        for _ in range(20):
+            assert _post(url + "/predict", RECORD) == 200
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+        (disk / "filler").unlink()  # space again: what waited is written, with its count
+
+        def noted() -> bool:
+            events = EventStore(root / ".mlmedic" / "events.db").query(kind="component")
+            return any(e.action == "event-store restored" for e in events)
+
+        assert _until(noted, 60), (tmp_path / "serve.log").read_text()[-3000:]
+        assert process.poll() is None
+        assert not list((root / ".mlmedic").glob("supervisor.*.tmp"))
+    finally:
+        if process is not None:
+            stop_server(process)
+        log.close()
+        subprocess.run(["umount", "-l", str(disk)], check=False)

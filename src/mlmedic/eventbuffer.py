@@ -65,14 +65,29 @@ class EventBuffer:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def append(self, row: tuple[Any, ...], cause: str) -> bool:
-        """Buffer one event; False (nothing written) when the buffer is full."""
+        """Buffer one event; False (nothing written) when the buffer is full, or when the disk
+        refuses the line (full, read-only, failing): the caller counts it as dropped, and a
+        half-written line is cut off again."""
         line = json.dumps({"row": list(row), "cause": cause}, default=str) + "\n"
-        with self.locked() as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() + len(line) > self.limit_bytes:
-                return False
-            handle.write(line)
-            handle.flush()
+        try:
+            with self.locked() as handle:
+                end = handle.seek(0, os.SEEK_END)
+                if end + len(line) > self.limit_bytes:
+                    return False
+                try:
+                    handle.write(line)
+                    handle.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        handle.truncate(end)
+                    raise
+        except OSError as exc:
+            log.warning(
+                "event buffer %s: cannot write (%s); the event is counted as dropped",
+                self.path,
+                exc,
+            )
+            return False
         return True
 
     def pending(self) -> bool:

@@ -129,13 +129,13 @@ class Incidents(Diagnosis):
                     self._worker_died(pid, index, status)
                 next_probe = self.clock.now() + interval
                 continue
-            self._fork_standby()
-            self._publish_when_standby_ready()
+            self._bookkeeping(self._fork_standby)
+            self._bookkeeping(self._publish_when_standby_ready)
             self._catch_hangs()
             if self.clock.now() >= next_probe:
-                self._check_watcher()
+                self._bookkeeping(self._check_watcher)
                 self.events.flush()
-                self._prune()
+                self._bookkeeping(self._prune)
                 ok, why, body = self.healthy()
                 if not ok and not self._stopping:
                     # a probe that a dying worker had accepted fails with a reset: that worker
@@ -150,6 +150,19 @@ class Incidents(Diagnosis):
                     self._check_fallback(body)
                 next_probe = self.clock.now() + interval
             self._reset_backoff_when_healthy()
+
+    def _bookkeeping(self, step: Any) -> None:
+        """A step of the supervisor's own upkeep (the standby, its state file, the watcher,
+        pruning) that the machine refuses — a full or failing disk, no memory to fork — is
+        logged and tried again on the next turn: it never stops supervision."""
+        try:
+            step()
+        except OSError as exc:
+            now = self.clock.now()
+            if now >= getattr(self, "_quiet_until", 0.0):
+                name = getattr(step, "__name__", "upkeep")
+                log.warning("supervisor upkeep failed (%s): %s; serving goes on", name, exc)
+                self._quiet_until = now + 30.0
 
     def _reset_backoff_when_healthy(self) -> None:
         """After ``healthy_reset_seconds`` of health, the next outage starts from the first

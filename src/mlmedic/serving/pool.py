@@ -155,9 +155,13 @@ class WorkerPool:
         self._standby_ready = bool(state["standby_ready"])
         path = self.state_dir / "supervisor.json"
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        with suppress(OSError):
+        try:
             temporary.write_text(json.dumps(state), encoding="utf-8")
             temporary.replace(path)
+        except OSError as exc:  # a full or failing disk: the state waits for the next change
+            log.warning("cannot write %s: %s", path, exc)
+            with suppress(OSError):
+                temporary.unlink()
 
     def _standby_is_ready(self) -> bool:
         """Whether the standby has loaded its model (it says so in ``STANDBY_SLOT``)."""
