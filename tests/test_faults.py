@@ -460,3 +460,75 @@ def test_a_full_disk_is_a_degraded_mode_not_a_death(template: Path, tmp_path: Pa
             stop_server(process)
         log.close()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_under_socket_activation_a_supervisor_restart_refuses_no_connection(
+    served_project: Path,
+) -> None:
+    """#21 item 10: the port held by a process manager (LISTEN_FDS, as systemd passes it): kill
+    -9 the supervisor and start it again — connections wait in the backlog meanwhile, and none is
+    refused."""
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    log = (served_project / "activated.log").open("ab")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    script = 'exec 3<&"$2"; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -m mlmedic serve -C "$1"'
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["sh", "-c", script, sys.executable, str(served_project), str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        request = urllib.request.Request(
+            url + "/predict",
+            data=json.dumps(RECORD).encode(),
+            headers={"content-type": "application/json"},
+        )
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    outcomes.append(str(answer.status))
+            except urllib.error.URLError as exc:
+                refused = isinstance(exc.reason, ConnectionRefusedError)
+                outcomes.append("refused" if refused else type(exc.reason).__name__)
+            except (ConnectionError, OSError) as exc:
+                outcomes.append("refused" if isinstance(exc, ConnectionRefusedError) else "other")
+
+    first = start()
+    second = None
+    thread = threading.Thread(target=client, daemon=True)
+    try:
+        assert wait_ready(url, 90), (served_project / "activated.log").read_text()[-2000:]
+        thread.start()
+        assert _until(lambda: outcomes.count("200") >= 20, 30)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        served_before = outcomes.count("200")
+        second = start()
+        assert _until(lambda: outcomes.count("200") >= served_before + 20, 90)
+    finally:
+        stop.set()
+        thread.join(timeout=70)
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                stop_server(process)
+        log.close()
+        listener.close()
+    assert "refused" not in outcomes, sorted(set(outcomes))

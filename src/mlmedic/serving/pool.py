@@ -6,11 +6,9 @@ and ``supervisor.json`` saying who serves now. Children die with the supervisor.
 from __future__ import annotations
 
 import ctypes
-import errno
 import gc
 import json
 import logging
-import mmap
 import os
 import shutil
 import signal
@@ -18,7 +16,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -28,74 +25,14 @@ from mlmedic.config import ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
 from mlmedic.notify import Notifier
+from mlmedic.serving.marks import STANDBY_SLOT, Heartbeats, ModelCallMarks
 from mlmedic.serving.metrics import forget_worker, share_between_workers
+from mlmedic.serving.sockets import inherited_socket, listen
 
 log = logging.getLogger("mlmedic.supervisor")
 
-MAX_SLOTS = 128
-# the last slot: the pid of a standby that has loaded its model and waits to be handed a place
-STANDBY_SLOT = MAX_SLOTS - 1
-
 _NO_PROCESS = (ProcessLookupError, ChildProcessError)
 _STANDBY_BACKOFF_CAP = 30.0  # a standby that keeps dying is re-forked at most this rarely
-
-
-class ModelCallMarks:
-    """Shared memory (made before the forks) where each worker says which version it is calling.
-
-    A worker that dies of a crash signal while its mark is set died in model code."""
-
-    def __init__(self, slots: int = MAX_SLOTS) -> None:
-        self.slots = slots
-        self.memory = mmap.mmap(-1, 8 * slots)
-
-    def set(self, index: int, version: int) -> None:
-        if 0 <= index < self.slots:
-            struct.pack_into("q", self.memory, 8 * index, version)
-
-    def get(self, index: int) -> int:
-        if 0 <= index < self.slots:
-            return int(struct.unpack_from("q", self.memory, 8 * index)[0])
-        return 0
-
-
-class Heartbeats:
-    """Shared memory (made before the forks) where each worker's event loop beats and says when
-    its model call in flight began (``time.monotonic()``, shared by every process of a host;
-    0: none). A worker whose loop stopped beating or whose model call never returns is hung."""
-
-    def __init__(self, slots: int = MAX_SLOTS) -> None:
-        self.slots = slots
-        self.memory = mmap.mmap(-1, 16 * slots)
-
-    def _set(self, index: int, field: int, value: float) -> None:
-        if 0 <= index < self.slots:
-            struct.pack_into("d", self.memory, 16 * index + 8 * field, value)
-
-    def _get(self, index: int, field: int) -> float:
-        if 0 <= index < self.slots:
-            return float(struct.unpack_from("d", self.memory, 16 * index + 8 * field)[0])
-        return 0.0
-
-    def beat(self, index: int) -> None:
-        self._set(index, 0, time.monotonic())
-
-    def calling(self, index: int, calling: bool) -> None:
-        self._set(index, 1, time.monotonic() if calling else 0.0)
-
-    def reset(self, index: int) -> None:
-        """A new worker in slot ``index``: nothing is known of it until it beats."""
-        self._set(index, 0, 0.0)
-        self._set(index, 1, 0.0)
-
-    def hung(self, index: int, now: float, limit: float) -> str | None:
-        """Why the worker in ``index`` is hung (None: it is not, or has not started beating)."""
-        beat, call = self._get(index, 0), self._get(index, 1)
-        if beat and now - beat > limit:
-            return f"its event loop has not answered for {now - beat:.1f} s"
-        if call and now - call > limit:
-            return f"a model call has been running for {now - call:.1f} s"
-        return None
 
 
 class WorkerPool:
@@ -207,21 +144,11 @@ class WorkerPool:
 
         import mlmedic.serving.app  # noqa: F401  (imported once, shared by every fork)
 
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            from mlmedic.errors import ProjectError
-
-            if exc.errno == errno.EADDRINUSE:
-                raise ProjectError(
-                    f"{self.host}:{self.port} is already in use; pick --port"
-                ) from exc
-            raise ProjectError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        sock.listen(2048)
+        sock = inherited_socket()
+        if sock is None:
+            sock = listen(self.host, self.port)
+        else:  # socket activation: the manager holds the port across our restarts
+            self.host, self.port = sock.getsockname()[:2]
         sock.set_inheritable(True)
         self.sock = sock
         self.port = sock.getsockname()[1]

@@ -42,7 +42,7 @@ from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.notify import Notifier
 from mlmedic.serving.diagnosis import Incident
 from mlmedic.serving.incidents import BACKOFF_START, Incidents, probe
-from mlmedic.serving.pool import Heartbeats, ModelCallMarks
+from mlmedic.serving.marks import Heartbeats, ModelCallMarks
 
 __all__ = ["Incident", "Supervisor", "probe"]
 

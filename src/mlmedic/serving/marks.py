@@ -1,0 +1,72 @@
+"""What the workers tell the supervisor through shared memory made before the forks: which
+version each is calling (``ModelCallMarks``: a worker that dies of a crash signal with its mark
+set died in model code), and that each is alive (``Heartbeats``: its event loop's beat, and when
+its model call in flight began)."""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+MAX_SLOTS = 128
+# the last slot: the pid of a standby that has loaded its model and waits to be handed a place
+STANDBY_SLOT = MAX_SLOTS - 1
+
+
+class ModelCallMarks:
+    """Shared memory (made before the forks) where each worker says which version it is calling.
+
+    A worker that dies of a crash signal while its mark is set died in model code."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self.memory = mmap.mmap(-1, 8 * slots)
+
+    def set(self, index: int, version: int) -> None:
+        if 0 <= index < self.slots:
+            struct.pack_into("q", self.memory, 8 * index, version)
+
+    def get(self, index: int) -> int:
+        if 0 <= index < self.slots:
+            return int(struct.unpack_from("q", self.memory, 8 * index)[0])
+        return 0
+
+
+class Heartbeats:
+    """Shared memory (made before the forks) where each worker's event loop beats and says when
+    its model call in flight began (``time.monotonic()``, shared by every process of a host;
+    0: none). A worker whose loop stopped beating or whose model call never returns is hung."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self.memory = mmap.mmap(-1, 16 * slots)
+
+    def _set(self, index: int, field: int, value: float) -> None:
+        if 0 <= index < self.slots:
+            struct.pack_into("d", self.memory, 16 * index + 8 * field, value)
+
+    def _get(self, index: int, field: int) -> float:
+        if 0 <= index < self.slots:
+            return float(struct.unpack_from("d", self.memory, 16 * index + 8 * field)[0])
+        return 0.0
+
+    def beat(self, index: int) -> None:
+        self._set(index, 0, time.monotonic())
+
+    def calling(self, index: int, calling: bool) -> None:
+        self._set(index, 1, time.monotonic() if calling else 0.0)
+
+    def reset(self, index: int) -> None:
+        """A new worker in slot ``index``: nothing is known of it until it beats."""
+        self._set(index, 0, 0.0)
+        self._set(index, 1, 0.0)
+
+    def hung(self, index: int, now: float, limit: float) -> str | None:
+        """Why the worker in ``index`` is hung (None: it is not, or has not started beating)."""
+        beat, call = self._get(index, 0), self._get(index, 1)
+        if beat and now - beat > limit:
+            return f"its event loop has not answered for {now - beat:.1f} s"
+        if call and now - call > limit:
+            return f"a model call has been running for {now - call:.1f} s"
+        return None
