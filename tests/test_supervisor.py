@@ -500,3 +500,54 @@ def test_a_client_that_leaves_is_counted_not_logged_as_an_error(server) -> None:
     assert _post(url + "/predict", RECORD)[0] == 200
     logs = [p for p in Path(process.args[-1]).glob("serve-*.log")]
     assert logs and not any("unhandled error" in p.read_text() for p in logs)
+
+
+def test_an_input_that_crashes_the_champion_twice_rolls_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 item 3: v2 passes the gate and the canary but kills its worker with SIGSEGV on one
+    input. The first crash replaces the worker; the second, within crash_loop_window_seconds of
+    v2's deploy, is a crash loop: one rollback to v1, its evidence naming the input's
+    fingerprint."""
+    from mlmedic.faults import write_crashing_trainer
+
+    trainer = write_crashing_trainer(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "shop"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1500, seed=43), target=TARGET).deployed
+    crashing = run_pipeline(project, make_churn(1500, seed=44), target=TARGET, trainer=trainer)
+    assert crashing.deployed and crashing.champion_after == 2
+    project.close()
+    port = free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
+    log = (root / "serve.log").open("ab")
+    process = start_server(root, port, log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    events = EventStore(root / ".mlmedic" / "events.db")
+    poison = dict(RECORD, age=999)
+    try:
+        _wait_ready(url, timeout=120)
+        assert _post(url + "/predict", RECORD)[0] == 200
+        for crash in range(2):
+            with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+                _post(url + "/predict", poison)
+            if crash == 0:  # the first crash: the worker is replaced, v2 still serves
+                assert _wait_for(lambda: len(events.query(kind="recovery")) >= 1, 60)
+                _wait_ready(url)
+                assert _get(url + "/model")[1]["version"] == 2
+                assert events.last("rollback") is None
+        assert _wait_for(lambda: events.last("rollback") is not None, 90)
+        _wait_ready(url)
+        assert _wait_for(lambda: _get(url + "/model")[1].get("version") == 1, 30)
+        assert _post(url + "/predict", poison)[0] == 200  # v1 scores it
+    finally:
+        stop_server(process)
+        log.close()
+    rollback = events.last("rollback")
+    assert rollback is not None and rollback.details["from_version"] == 2
+    assert rollback.details["to_version"] == 1
+    recoveries = [e for e in events.query(kind="recovery") if e.action == "service"]
+    evidence = " ".join(" ".join(e.details.get("evidence", [])) for e in recoveries)
+    assert "inside a v2 model call, on the input with fingerprint" in evidence

@@ -39,6 +39,46 @@ def train(frame, target):
 '''
 
 
+# A trainer whose model kills its process with SIGSEGV when any row's ``age`` is 999 (as a native
+# library crashing on an input would): it passes the gate and the canary, and crashes in serving.
+CRASHING_TRAINER = '''
+import os
+import signal
+
+from mlmedic.training import default_trainer
+
+
+class Crashing:
+    """Scores well, and crashes its process on age 999 (the canary never sends it)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def _check(self, X):
+        if "age" in X and (X["age"] == 999).any():
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    def predict(self, X):
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X):
+        self._check(X)
+        return self.inner.predict_proba(X)
+
+
+def train(frame, target):
+    return Crashing(default_trainer(frame, target))
+'''
+
+
+def write_crashing_trainer(folder: Path) -> str:
+    """Write ``crashing_trainer.py`` into ``folder``; returns the trainer's name."""
+    (Path(folder) / "crashing_trainer.py").write_text(CRASHING_TRAINER, encoding="utf-8")
+    return "crashing_trainer:train"
+
+
 def write_fragile_trainer(folder: Path) -> str:
     """Write ``fragile_trainer.py`` into ``folder``; returns the trainer's name."""
     (Path(folder) / "fragile_trainer.py").write_text(FRAGILE_TRAINER, encoding="utf-8")

@@ -140,7 +140,7 @@ def build(
     project_dir: str | Path,
     *,
     poll_registry: bool = False,
-    on_model_call: Callable[[int], None] | None = None,
+    on_model_call: Callable[..., None] | None = None,
     on_beat: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The app for a project directory (what each server worker runs)."""

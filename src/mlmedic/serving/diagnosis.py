@@ -31,6 +31,7 @@ class Incident:
     dead_index: int | None = None  # the worker that died, when one did
     model_crash: int | None = None  # the version a worker died in (crash signal, in a model call)
     rolled_back: bool = False
+    crash_loop: bool = False  # the version crashed a worker twice within the window
     evidence: list[str] = field(default_factory=list)
 
 

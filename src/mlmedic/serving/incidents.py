@@ -212,11 +212,26 @@ class Incidents(Diagnosis):
         )
         if hung:
             incident.evidence.append(f"worker {index} hung: {hung}")
-        version = self.marks.get(index)
+        version, fingerprint = self.marks.get(index), self.marks.fingerprint(index)
         self.marks.set(index, 0)
         if version and os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASH_SIGNALS:
             incident.model_crash = version
+            incident.evidence.append(
+                f"worker {index} died of {_describe(status)} inside a v{version} model call, "
+                f"on the input with fingerprint {fingerprint:08x}"
+            )
+            incident.crash_loop = self._crashed_again(version)
         self._recover(incident)
+
+    def _crashed_again(self, version: int) -> bool:
+        """Whether ``version`` crashed a worker before, within ``serving.crash_loop_window_
+        seconds``: twice is a crash loop, and the incident starts with a rollback on evidence
+        (which also needs the version to be champion no longer than that window)."""
+        now = self.clock.now()
+        window = self.serving.crash_loop_window_seconds
+        times = [t for t in self._crashes.get(version, []) if now - t <= window]
+        self._crashes[version] = [*times, now]
+        return len(times) >= 1
 
     def _recover(self, incident: Incident) -> None:
         """Apply the recovery methods until the service is ready again; record the incident."""
@@ -231,6 +246,8 @@ class Incidents(Diagnosis):
             )
         self._healthy_since = None
         methods = list(self.recovery.recovery_methods) or ["restart"]
+        if incident.crash_loop and self.healing_enabled:
+            methods = ["rollback", *[m for m in methods if m != "rollback"]]
         alerted = False
         while not self._stopping:
             method = methods[min(incident.attempts, len(methods) - 1)]

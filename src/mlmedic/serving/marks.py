@@ -8,6 +8,7 @@ from __future__ import annotations
 import mmap
 import struct
 import time
+import zlib
 
 MAX_SLOTS = 128
 # the last slot: the pid of a standby that has loaded its model and waits to be handed a place
@@ -15,22 +16,36 @@ STANDBY_SLOT = MAX_SLOTS - 1
 
 
 class ModelCallMarks:
-    """Shared memory (made before the forks) where each worker says which version it is calling.
+    """Shared memory (made before the forks) where each worker says which version it is calling,
+    and a fingerprint of the input of that call.
 
-    A worker that dies of a crash signal while its mark is set died in model code."""
+    A worker that dies of a crash signal while its mark is set died in model code, on that input."""
 
     def __init__(self, slots: int = MAX_SLOTS) -> None:
         self.slots = slots
-        self.memory = mmap.mmap(-1, 8 * slots)
+        self.memory = mmap.mmap(-1, 16 * slots)
 
-    def set(self, index: int, version: int) -> None:
+    def set(self, index: int, version: int, fingerprint: int = 0) -> None:
         if 0 <= index < self.slots:
-            struct.pack_into("q", self.memory, 8 * index, version)
+            struct.pack_into("qQ", self.memory, 16 * index, version, fingerprint)
 
     def get(self, index: int) -> int:
         if 0 <= index < self.slots:
-            return int(struct.unpack_from("q", self.memory, 8 * index)[0])
+            return int(struct.unpack_from("q", self.memory, 16 * index)[0])
         return 0
+
+    def fingerprint(self, index: int) -> int:
+        """The fingerprint of the input the worker in ``index`` was scoring (0: none)."""
+        if 0 <= index < self.slots:
+            return int(struct.unpack_from("Q", self.memory, 16 * index + 8)[0])
+        return 0
+
+
+def fingerprint(parts: object) -> int:
+    """A fingerprint of a model call's input (CRC-32 of its text): enough to find the request
+    that crashed a model in the prediction log or a client's records, cheap enough for every
+    call."""
+    return zlib.crc32(repr(parts).encode("utf-8", "replace"))
 
 
 class Heartbeats:

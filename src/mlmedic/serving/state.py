@@ -61,7 +61,8 @@ class ServerState:
     queue: asyncio.Queue[Pending] | None = None
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
-    on_model_call: Callable[[int], None] | None = None
+    # (version, input) before a model call, (0) after: a crash in between is the model's
+    on_model_call: Callable[..., None] | None = None
     on_beat: Callable[[], None] | None = None  # the event loop is alive (the supervisor watches)
     log_failing: bool = False
     settings: Any = None  # the project's Settings (the dashboard's floors and intervals)
@@ -250,7 +251,7 @@ class ServerState:
             try:
                 parts = [item.columns for item in batch]
                 if mark is not None:
-                    mark(model.version)
+                    mark(model.version, parts)
                 fast = getattr(model, "fast", None) is not None
                 if rows <= _INLINE_ROWS and fast and self.queue.empty():
                     # a small batch on the fast path costs about a millisecond: with nothing else

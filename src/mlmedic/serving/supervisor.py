@@ -95,6 +95,7 @@ class Supervisor(Incidents):
         self.marks = ModelCallMarks()  # MAX_SLOTS > the 64 workers serve allows, + standby
         self.beats = Heartbeats()
         self._hung: dict[int, str] = {}  # pid -> why it was killed as hung
+        self._crashes: dict[int, list[float]] = {}  # version -> when it crashed a worker
         self._last_tick = 0.0
         target = events_target or self.state_dir / "events.db"
         self.events = ResilientEventStore(
