@@ -479,11 +479,12 @@ def test_under_socket_activation_a_supervisor_restart_refuses_no_connection(
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     log = (served_project / "activated.log").open("ab")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    # bash, not sh: dash redirects only single-digit file descriptors
     script = 'exec 3<&"$2"; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -m mlmedic serve -C "$1"'
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            ["sh", "-c", script, sys.executable, str(served_project), str(listener.fileno())],
+            ["bash", "-c", script, sys.executable, str(served_project), str(listener.fileno())],
             pass_fds=(listener.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -525,10 +526,13 @@ def test_under_socket_activation_a_supervisor_restart_refuses_no_connection(
         assert _until(lambda: outcomes.count("200") >= served_before + 20, 90)
     finally:
         stop.set()
-        thread.join(timeout=70)
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                stop_server(process)
-        log.close()
-        listener.close()
+        try:
+            if thread.ident is not None:
+                thread.join(timeout=70)
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    stop_server(process)
+        finally:
+            log.close()
+            listener.close()
     assert "refused" not in outcomes, sorted(set(outcomes))

@@ -51,10 +51,14 @@ async def predict(request: Request) -> JSONResponse:
         request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
     failed = pending.failed
     predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
-    shown = [
-        None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()
-        for i, p in enumerate(probabilities)
-    ]
+    shown = (
+        [
+            None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()
+            for i, p in enumerate(probabilities)
+        ]
+        if failed
+        else np.round(probabilities, 6).tolist()  # the common case, in one vectorised step
+    )
     if failed:  # the log keeps what was answered
         kept = [i for i in range(len(records)) if i not in failed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
