@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -369,25 +370,33 @@ def test_recover_restarts_an_unsupervised_service(tmp_path: Path) -> None:
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
 
 
+def _serving_a_bad_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trainer: str, *, seeds: tuple[int, int]
+) -> tuple[Path, subprocess.Popen[bytes], str, Any]:
+    """A project whose v1 is good and whose champion v2 was made by ``trainer`` (a module in
+    ``tmp_path``, on the servers' path too), served: (root, process, url, open log)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "shop"
+    root.mkdir()
+    project = Project(root)
+    assert run_pipeline(project, make_churn(1500, seed=seeds[0]), target=TARGET).deployed
+    bad = run_pipeline(project, make_churn(1500, seed=seeds[1]), target=TARGET, trainer=trainer)
+    assert bad.deployed and bad.champion_after == 2
+    project.close()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
+    log = (root / "serve.log").open("ab")
+    port = free_port()
+    return root, start_server(root, port, log, env=env), f"http://127.0.0.1:{port}", log
+
+
 def test_a_champion_that_cannot_serve_falls_back_and_is_rolled_back_on_evidence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The champion fails its canary: workers serve v1 at once (no outage), the supervisor
     confirms in a fresh process that v2 is at fault and v1 passes, and moves the champion."""
-    trainer = write_fragile_trainer(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    root = tmp_path / "shop"
-    root.mkdir()
-    project = Project(root)
-    assert run_pipeline(project, make_churn(1500, seed=41), target=TARGET).deployed
-    bad = run_pipeline(project, make_churn(1500, seed=42), target=TARGET, trainer=trainer)
-    assert bad.deployed and bad.champion_after == 2
-    project.close()
-    port = free_port()
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
-    log = (root / "serve.log").open("ab")
-    process = start_server(root, port, log, env=env)
-    url = f"http://127.0.0.1:{port}"
+    root, process, url, log = _serving_a_bad_champion(
+        tmp_path, monkeypatch, write_fragile_trainer(tmp_path), seeds=(41, 42)
+    )
     events = EventStore(root / ".mlmedic" / "events.db")
     try:
         _wait_ready(url, timeout=120)
@@ -511,20 +520,9 @@ def test_an_input_that_crashes_the_champion_twice_rolls_it_back(
     fingerprint."""
     from mlmedic.faults import write_crashing_trainer
 
-    trainer = write_crashing_trainer(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    root = tmp_path / "shop"
-    root.mkdir()
-    project = Project(root)
-    assert run_pipeline(project, make_churn(1500, seed=43), target=TARGET).deployed
-    crashing = run_pipeline(project, make_churn(1500, seed=44), target=TARGET, trainer=trainer)
-    assert crashing.deployed and crashing.champion_after == 2
-    project.close()
-    port = free_port()
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(tmp_path))
-    log = (root / "serve.log").open("ab")
-    process = start_server(root, port, log, env=env)
-    url = f"http://127.0.0.1:{port}"
+    root, process, url, log = _serving_a_bad_champion(
+        tmp_path, monkeypatch, write_crashing_trainer(tmp_path), seeds=(43, 44)
+    )
     events = EventStore(root / ".mlmedic" / "events.db")
     poison = dict(RECORD, age=999)
     try:

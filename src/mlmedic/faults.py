@@ -8,56 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# A trainer module (write it to a file on the path, name it as ``fragile_trainer:train``): its
-# model scores well on a holdout but raises on single rows — the kind only serving finds out.
-FRAGILE_TRAINER = '''
-from mlmedic.training import default_trainer
-
-
-class Fragile:
-    """Scores well on a holdout, breaks on single rows."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.classes_ = inner.classes_
-
-    def _check(self, X):
-        if len(X) == 1:
-            raise RuntimeError("this model breaks on single rows")
-
-    def predict(self, X):
-        self._check(X)
-        return self.inner.predict(X)
-
-    def predict_proba(self, X):
-        self._check(X)
-        return self.inner.predict_proba(X)
-
-
-def train(frame, target):
-    return Fragile(default_trainer(frame, target))
-'''
-
-
-# A trainer whose model kills its process with SIGSEGV when any row's ``age`` is 999 (as a native
-# library crashing on an input would): it passes the gate and the canary, and crashes in serving.
-CRASHING_TRAINER = '''
+# A trainer module for the tests (written to a file on the path, named ``<module>:train``): the
+# default model wrapped in a class whose ``_check`` breaks it on some inputs — the kind of fault
+# that passes the gate and only serving finds out.
+_WRAPPED_TRAINER = """
 import os
 import signal
 
 from mlmedic.training import default_trainer
 
 
-class Crashing:
-    """Scores well, and crashes its process on age 999 (the canary never sends it)."""
+class {name}:
+    \"\"\"{doc}\"\"\"
 
     def __init__(self, inner):
         self.inner = inner
         self.classes_ = inner.classes_
 
     def _check(self, X):
-        if "age" in X and (X["age"] == 999).any():
-            os.kill(os.getpid(), signal.SIGSEGV)
+{check}
 
     def predict(self, X):
         self._check(X)
@@ -69,8 +38,25 @@ class Crashing:
 
 
 def train(frame, target):
-    return Crashing(default_trainer(frame, target))
-'''
+    return {name}(default_trainer(frame, target))
+"""
+
+# scores well on a holdout, raises on single rows
+FRAGILE_TRAINER = _WRAPPED_TRAINER.format(
+    name="Fragile",
+    doc="Scores well on a holdout, breaks on single rows.",
+    check="""        if len(X) == 1:
+            raise RuntimeError("this model breaks on single rows")""",
+)
+
+# kills its process with SIGSEGV when any row's ``age`` is 999 (as a native library crashing on
+# an input would): it passes the gate and the canary, and crashes in serving
+CRASHING_TRAINER = _WRAPPED_TRAINER.format(
+    name="Crashing",
+    doc="Scores well, and crashes its process on age 999 (the canary never sends it).",
+    check="""        if "age" in X and (X["age"] == 999).any():
+            os.kill(os.getpid(), signal.SIGSEGV)""",
+)
 
 
 def write_crashing_trainer(folder: Path) -> str:
