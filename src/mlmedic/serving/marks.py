@@ -8,7 +8,6 @@ from __future__ import annotations
 import mmap
 import struct
 import time
-import zlib
 
 MAX_SLOTS = 128
 # the last slot: the pid of a standby that has loaded its model and waits to be handed a place
@@ -39,13 +38,6 @@ class ModelCallMarks:
         if 0 <= index < self.slots:
             return int(struct.unpack_from("Q", self.memory, 16 * index + 8)[0])
         return 0
-
-
-def fingerprint(parts: object) -> int:
-    """A fingerprint of a model call's input (CRC-32 of its text): enough to find the request
-    that crashed a model in the prediction log or a client's records, cheap enough for every
-    call."""
-    return zlib.crc32(repr(parts).encode("utf-8", "replace"))
 
 
 class Heartbeats:

@@ -25,7 +25,7 @@ from mlmedic.config import ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
 from mlmedic.notify import Notifier
-from mlmedic.serving.marks import STANDBY_SLOT, Heartbeats, ModelCallMarks, fingerprint
+from mlmedic.serving.marks import STANDBY_SLOT, Heartbeats, ModelCallMarks
 from mlmedic.serving.metrics import forget_worker, share_between_workers
 from mlmedic.serving.sockets import inherited_socket, listen
 
@@ -365,8 +365,8 @@ def _run_worker(
     limits = threadpool_limits(limits=1)
     slot = {"index": -1 if index is None else index}
 
-    def mark(version: int, parts: object = None) -> None:
-        marks.set(slot["index"], version, fingerprint(parts) if version else 0)
+    def mark(version: int, fingerprint: int = 0) -> None:
+        marks.set(slot["index"], version, fingerprint if version else 0)
         beats.calling(slot["index"], bool(version))
 
     def beat() -> None:

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ class Pending:
     columns: dict[str, list[Any]]
     rows: int
     future: asyncio.Future[tuple[np.ndarray, np.ndarray, LoadedModel]]
+    fingerprint: int = 0  # of the request's body (``requests.json_body``)
     failed: dict[int, str] = field(default_factory=dict)  # record index -> why it has no answer
 
 
@@ -61,7 +63,8 @@ class ServerState:
     queue: asyncio.Queue[Pending] | None = None
     swap_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
-    # (version, input) before a model call, (0) after: a crash in between is the model's
+    # (version, input fingerprint) before a model call, (0) after: a crash in between is the
+    # model's
     on_model_call: Callable[..., None] | None = None
     on_beat: Callable[[], None] | None = None  # the event loop is alive (the supervisor watches)
     log_failing: bool = False
@@ -251,7 +254,7 @@ class ServerState:
             try:
                 parts = [item.columns for item in batch]
                 if mark is not None:
-                    mark(model.version, parts)
+                    mark(model.version, batch_fingerprint(batch))
                 fast = getattr(model, "fast", None) is not None
                 if rows <= _INLINE_ROWS and fast and self.queue.empty():
                     # a small batch on the fast path costs about a millisecond: with nothing else
@@ -328,6 +331,14 @@ def _cannot_score(model: LoadedModel, exc: Exception) -> InvalidRequest:
     return InvalidRequest(
         f"v{model.version} cannot score these records: {type(exc).__name__}: {str(exc)[:200]}"
     )
+
+
+def batch_fingerprint(batch: list[Pending]) -> int:
+    """The fingerprint of one model call's input: its request's body fingerprint when the call
+    holds one request (the usual case of a crash worth naming), else a fingerprint of theirs."""
+    if len(batch) == 1:
+        return batch[0].fingerprint
+    return zlib.crc32(b"".join(item.fingerprint.to_bytes(4, "little") for item in batch))
 
 
 BEAT_SECONDS = 0.25

@@ -33,7 +33,7 @@ async def predict(request: Request) -> JSONResponse:
     columns = validate_records(records, model)
     assert state.queue is not None
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    pending = Pending(columns, len(records), future)
+    pending = Pending(columns, len(records), future, request.state.fingerprint)
     state.queue.put_nowait(pending)
     try:
         # a model call that does not return must not hang the client: the worker answers 503
