@@ -432,3 +432,23 @@ def test_long_work_shows_progress_on_a_terminal_and_nothing_extra_when_piped(
     assert shown.exit_code == 1
     assert f"reading and checking {files['batch']}" in screen.getvalue()  # the live status line
     assert "(0 s)" in screen.getvalue()  # with the time since the step began
+
+
+@pytest.mark.slow
+def test_a_deleted_event_store_gets_its_history_back_from_mlflow_at_the_next_command(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """#21: events.db deleted under a project: the next command that opens the registry
+    restores the champions from MLflow and says so on stderr and in one event."""
+    first = _subprocess("run", files["reference"], "-t", TARGET, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / ".mlmedic" / "events.db").unlink()
+    models = _subprocess("models", cwd=tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert "was recreated: restored from MLflow 1 alias moves" in models.stderr
+    logs = _subprocess("logs", "--json", cwd=tmp_path)
+    events = json.loads(logs.stdout)["events"]
+    kinds = [(e["kind"], e["details"].get("restored")) for e in events]
+    assert kinds == [("alias", True), ("component", None)], kinds
+    again = _subprocess("models", cwd=tmp_path)  # once: the store knows v1 now
+    assert "recreated" not in again.stderr

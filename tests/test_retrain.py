@@ -412,3 +412,42 @@ def test_a_recipe_with_too_few_rows_is_skipped_and_the_others_trained(tmp_path: 
     assert "too few rows" in (found[0].error or "")
     assert [e.action for e in skipped] == ["train:newest"]
     assert choose(found, target="y", confidence=0.95).recipe == "reference_plus_newest"
+
+
+# ---------------------------------------------------------------- #21 item 6: a lost store
+
+
+@pytest.mark.slow
+def test_a_recreated_event_store_gets_the_cooldown_and_the_history_back_from_mlflow(loop) -> None:  # type: ignore[no-untyped-def]
+    """events.db deleted after a heal: the next pass finds the cooldown, the champions' order
+    and the monitoring passes again in MLflow, says so in one event, and the drift that follows
+    waits for the cooldown instead of retraining at once."""
+    project, clock, monitor = loop({"model_training": {"retrain_recipes": ["newest"]}})
+    clock.advance(6 * HOUR)
+    healed = monitor.run_batch(world(3000, 2, flip_above=1.1))
+    assert "deployed" in healed.acted, healed.acted
+    project.close()
+    project.events_path.unlink()
+    again = Project(project.root, clock=clock)
+    try:
+        clock.advance(6 * HOUR)
+        drifted = Monitor(again, reference_data=world(3000, 1)).run_batch(
+            world(3000, 3, shift=2.5).drop(columns="y")
+        )
+        assert drifted.decision.data_drift
+        assert drifted.decision.action != "retrain", drifted.decision.summary()
+        assert "cooldown active" in drifted.decision.waiting
+        note = again.events.last("component")
+        assert note is not None and "was recreated" in note.message, note
+        assert note.details["counts"] == {
+            "alias moves": 3,  # champion v1, champion v2, previous v1
+            "rollbacks": 0,
+            "retrains": 1,
+            "monitoring passes": 1,
+        }
+        assert note.details["cooldown_from"] == START + 6 * HOUR
+        assert again.registry.champion_history() == [1, 2]
+        restored = [e for e in again.events.query(kind="monitor") if e.details.get("restored")]
+        assert [e.started_at for e in restored] == [START + 6 * HOUR]
+    finally:
+        again.close()

@@ -7,6 +7,7 @@ state.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from functools import cached_property
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from mlmedic.clock import Clock, SimulatedClock, SystemClock
 from mlmedic.config import Settings, load_settings
-from mlmedic.errors import ProjectError
+from mlmedic.errors import MedicError, ProjectError
 from mlmedic.events import EventLog, EventStore
 from mlmedic.registry import Registry, default_model_name
 
@@ -93,6 +94,23 @@ class Project:
 
     @cached_property
     def registry(self) -> Registry:
+        registry = self._open_registry()
+        if not self.service:  # serving never waits on MLflow for this: the next command does it
+            self._restore_history(registry)
+        return registry
+
+    def _restore_history(self, registry: Registry) -> None:
+        """A recreated event store gets its history back from MLflow (``registry.restore``);
+        a registry or store that cannot say costs nothing but a warning, and is tried again by
+        the next command."""
+        from mlmedic.registry.restore import restore_history
+
+        try:
+            restore_history(self.events, registry, say=self.on_wait)
+        except MedicError as exc:
+            logging.getLogger("mlmedic.events").warning("history not restored: %s", exc)
+
+    def _open_registry(self) -> Registry:
         training = self.settings.self_healing.model_training
         return Registry(
             self.state_dir,

@@ -12,6 +12,7 @@ raised into the monitoring pass.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,6 +145,7 @@ class Actions:
                 message=f"recipe {recipe} skipped: {why}",
                 details={"recipe": recipe, "error": why},
             )
+        started = events.clock.now()
         with events.span(EventKind.RETRAIN, "retrain", model_version=snapshot.version) as span:
             reasons = "; ".join(decision.reasons)
             details: dict[str, object] = {
@@ -186,4 +188,21 @@ class Actions:
                 "candidates": [c.to_dict() for c in run.candidates],
                 "gate": run.decision.to_dict() if run.decision is not None else None,
             }
+        if run.candidate is not None:
+            self._tag_retrain(run.candidate, started, run.deployed, span.details["rows_needed"])
         return self._told(span.message)
+
+    def _tag_retrain(self, version: int, started: float, deployed: bool, rows: object) -> None:
+        """The retrain on the version it made, so that a recreated event store finds its
+        cooldown and back-off again (``registry.restore``)."""
+        from mlmedic.errors import MedicError
+        from mlmedic.registry.versions import RETRAIN_TAG
+
+        ended = self.project.events.clock.now()
+        record = {"started_at": started, "ended_at": ended, "deployed": deployed}
+        try:
+            self.project.registry.set_tags(
+                version, {RETRAIN_TAG: json.dumps({**record, "rows_needed": rows})}
+            )
+        except MedicError as exc:  # the event holds it; only a lost store would miss it
+            self.say(f"the retrain was not tagged on v{version}: {exc}")

@@ -38,6 +38,8 @@ def log_to_mlflow(
     if performance is not None and performance.rows:
         name = "estimated_accuracy" if performance.estimated else "accuracy"
         metrics[name] = float(performance.accuracy)
+        if not performance.estimated:
+            metrics["measured_rows"] = float(performance.rows)
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     title = f"{project.registry.model_name} v{version}: monitoring pass {to_iso(now)}"
     try:

@@ -40,6 +40,11 @@ CONTRACT_ARTIFACT = "baseline/contract.json"
 REPAIR_ARTIFACT = "baseline/repair_statistics.json"
 DRIFT_PROFILE_ARTIFACT = "baseline/drift_profile.json"
 MONITORING_RUN_TAG = "mlmedic.monitoring_run"
+# when the status tag was last written, and when the version last became champion (seconds, in
+# the event store's time): what a recreated event store restores its history from
+STATUS_AT_TAG = "mlmedic.status_at"
+DEPLOYED_AT_TAG = "mlmedic.deployed_at"
+RETRAIN_TAG = "mlmedic.retrain"  # a monitor's retrain that made this candidate (JSON)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class VersionInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     created_at: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def effective_status(tagged: str, aliases: list[str]) -> str:
@@ -112,6 +118,7 @@ class Versions:
             metrics=metrics,
             reason=tags.get(REASON_TAG, ""),
             created_at=float(found.creation_timestamp or 0) / 1000.0,
+            tags=tags,
         )
 
     def all(self) -> list[VersionInfo]:
@@ -168,7 +175,11 @@ class Versions:
         )
 
     def tag(self, version: int, status: str, reason: str = "") -> None:
+        now = f"{self.events.clock.now():.3f}"
         self.set_tag(version, STATUS_TAG, status)
+        self.set_tag(version, STATUS_AT_TAG, now)
+        if status == CHAMPION:
+            self.set_tag(version, DEPLOYED_AT_TAG, now)
         if reason:
             self.set_tag(version, REASON_TAG, reason)
 
