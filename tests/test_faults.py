@@ -158,6 +158,60 @@ def test_a_locked_event_store_never_stops_supervision(served_project: Path) -> N
         log.close()
 
 
+def test_no_prediction_row_is_lost_while_the_event_store_is_locked(served_project: Path) -> None:
+    """#21 item 9: eight clients for eight seconds, two workers, events.db locked for the
+    first six: every answered request's row is in the prediction log, once."""
+    import concurrent.futures
+    import urllib.request
+
+    from mlmedic.logstore import read_predictions
+
+    port = free_port()
+    log = (served_project / "serve-locked.log").open("ab")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    process = start_server(served_project, port, log, workers=2, env=env)
+    url = f"http://127.0.0.1:{port}"
+    store = served_project / ".mlmedic" / "events.db"
+    body = json.dumps(RECORD).encode()
+
+    def client(until: float) -> list[str]:
+        answered = []
+        while time.monotonic() < until:
+            request = urllib.request.Request(
+                url + "/predict", data=body, headers={"content-type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answered.append(json.loads(answer.read())["request_id"])
+        return answered
+
+    try:
+        assert wait_ready(url, 90)
+        assert _until(lambda: len(worker_pids(process.pid, served_project)) == 2)
+        blocker = sqlite3.connect(store, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            until = time.monotonic() + 8.0
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                futures = [pool.submit(client, until) for _ in range(8)]
+                time.sleep(6.0)  # the lock is the fault under test: held for a fixed span
+                blocker.execute("COMMIT")
+                answered = [rid for f in futures for rid in f.result()]
+        finally:
+            blocker.close()
+        assert len(answered) > 100 and process.poll() is None
+        folder = served_project / ".mlmedic" / "predictions"
+
+        def logged() -> list[str]:
+            return list(read_predictions(folder)["request_id"])
+
+        assert _until(lambda: len(logged()) >= len(answered), 30), (len(logged()), len(answered))
+        rows = logged()
+        assert sorted(rows) == sorted(answered)  # each answered row once, none missing
+    finally:
+        stop_server(process)
+        log.close()
+
+
 def test_kill_minus_nine_of_the_supervisor_takes_its_children_along(served_project: Path) -> None:
     process, _url, log, port = _serve(served_project)
     state = json.loads((served_project / ".mlmedic" / "supervisor.json").read_text())
