@@ -3,6 +3,7 @@
     python bench/chaos.py                 # every fault; the table goes to stdout
     python bench/chaos.py --kills 50 --lock-seconds 45 --markdown docs/reliability-table.md
     python bench/chaos.py --only kill-worker,lock-event-store
+    python bench/chaos.py --hog 4          # the same with four busy loops beside it (loaded host)
 
 For each fault it prints: failed requests / total while the fault was in force, time to healthy
 (the fault's effect gone: ready again, and the state consistent), whether the incident was
@@ -240,6 +241,28 @@ def kill_worker(bench: Bench, count: int) -> Outcome:
     out.recorded = incidents() - before == count
     out.note = f"kill -> ready median {statistics.median(times):.3f} s, max {max(times):.3f} s"
     return out
+
+
+def stop_worker(bench: Bench, count: int) -> Outcome:
+    """A worker that stops answering (SIGSTOP, as a deadlock would): its heartbeat stops and the
+    supervisor replaces it from the standby within ``serving.hang_seconds``."""
+    out = Outcome(f"kill -STOP a worker (a hang) x{count}")
+
+    def hung() -> int:
+        return len([e for e in bench.events("recovery") if "hung" in e.message])
+
+    before = hung()
+    times, _ = kills(bench.server.pid, bench.root, bench.url, count, standby=True, stop=True)
+    out.healed_s = statistics.median(times)
+    _until(lambda: hung() >= before + count, 30)
+    out.recorded = hung() - before == count
+    out.note = f"stop -> answering median {statistics.median(times):.3f} s, max {max(times):.3f} s"
+    return out
+
+
+def _hog(stop: Any) -> None:  # a busy loop on one core until told to stop
+    while not stop.is_set():
+        sum(range(10_000))
 
 
 def kill_supervisor(bench: Bench) -> Outcome:
@@ -537,6 +560,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--only", default="", help="comma-separated fault names")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--hog", type=int, default=0, help="busy-loop processes beside the suite (a loaded host)"
+    )
     args = parser.parse_args()
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -558,6 +584,7 @@ def main() -> None:
     bench = Bench(root, args.clients)
     faults: dict[str, Callable[[], Outcome]] = {
         "kill-worker": lambda: kill_worker(bench, args.kills),
+        "stop-worker": lambda: stop_worker(bench, max(1, args.kills // 10)),
         "kill-supervisor": lambda: kill_supervisor(bench),
         "corrupt-cache": lambda: corrupt_cache(bench),
         "corrupt-backup": lambda: corrupt_backup(bench),
@@ -572,6 +599,12 @@ def main() -> None:
     }
     chosen = [n for n in args.only.split(",") if n] or list(faults)
     results: list[Outcome] = []
+    import multiprocessing
+
+    halt = multiprocessing.Event()
+    hogs = [multiprocessing.Process(target=_hog, args=(halt,)) for _ in range(args.hog)]
+    for hog in hogs:
+        hog.start()
     try:
         time.sleep(1.0)
         for name in chosen:
@@ -592,6 +625,7 @@ def main() -> None:
             results.append(outcome)
             print(_row(outcome), flush=True)
     finally:
+        halt.set()
         bench.close()
     table = _table(results)
     print()

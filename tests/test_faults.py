@@ -279,6 +279,44 @@ def test_no_loadable_champion_falls_back_to_a_version_that_loads(
     project.close()
 
 
+def test_the_fallback_never_serves_what_a_person_rolled_back_from(
+    tmp_path: Path,
+    train_isolated,  # type: ignore[no-untyped-def]
+) -> None:
+    """#21 item 4, as the issue met it: v1, v2, v3 served in turn; a person runs `mlmedic
+    rollback` (v3 -> v2); then v2's cache, backup and registry copy are corrupt and the registry
+    is away. The server falls back to v1, the champion before — never to v3, the newest copy."""
+    root = train_isolated(tmp_path / "served", 51, 52, 53)
+    back = _cli("rollback", "-C", str(root))
+    assert back.returncode == 0 and "champion v3 -> v2" in back.stdout, back.stdout + back.stderr
+    state = root / ".mlmedic"
+    project = Project(root)
+    v2_run, backups = project.registry.info(2).run_id, project.registry.backup_dir
+    project.close()
+    assert v2_run is not None
+    for copy in (state / "serving-cache" / "v2", backups / "v2"):
+        assert (copy / "model" / "model.skops").exists(), copy
+        corrupt_file(copy / "model" / "model.skops")
+    artifact = registry_model_file(state, v2_run)
+    assert artifact is not None
+    corrupt_file(artifact)
+    port = free_port()
+    away = f"http://127.0.0.1:{free_port()}"  # nothing listens: the registry is away
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_TRACKING_URI=away)
+    log = (root / "serve.log").open("ab")
+    process = start_server(root, port, log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_ready(url, 90), (root / "serve.log").read_text()[-2000:]
+        model = _get_json(url + "/model")
+        assert model["version"] == 1, model
+        assert model["fallback"] is not None
+        assert _post(url + "/predict", RECORD) == 200
+    finally:
+        stop_server(process)
+        log.close()
+
+
 def test_a_healthy_champion_is_never_rolled_back_by_the_supervisor(served_project: Path) -> None:
     """Right after a deploy, the diagnosis of a good champion finds no fault: no rollback."""
     from mlmedic.config import load_settings

@@ -549,3 +549,30 @@ def test_an_input_that_crashes_the_champion_twice_rolls_it_back(
     recoveries = [e for e in events.query(kind="recovery") if e.action == "service"]
     evidence = " ".join(" ".join(e.details.get("evidence", [])) for e in recoveries)
     assert "inside a v2 model call, on the input with fingerprint" in evidence
+
+
+def test_a_record_the_served_champion_cannot_score_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#21 item 7 through a real server: v2 raises on any batch holding age 777. In a request of
+    three records the middle one gets its own error with its index, the other two their
+    predictions from v2 — and v2 stays the champion."""
+    from mlmedic.faults import write_picky_trainer
+
+    root, process, url, log = _serving_a_bad_champion(
+        tmp_path, monkeypatch, write_picky_trainer(tmp_path), seeds=(45, 46)
+    )
+    try:
+        _wait_ready(url, timeout=120)
+        records = [RECORD, dict(RECORD, age=777), dict(RECORD, age=40)]
+        status, body = _post(url + "/predict", {"records": records})
+        assert status == 200, body
+        assert body["model_version"] == 2
+        assert body["predictions"][1] is None and None not in body["predictions"][::2]
+        assert [e["index"] for e in body["errors"]] == [1]
+        assert "cannot score age 777" in body["errors"][0]["detail"]
+        alone = _post(url + "/predict", {"records": [dict(RECORD, age=777)]})
+        assert alone[0] == 422  # nothing to answer: refused, not a 5xx
+    finally:
+        stop_server(process)
+        log.close()

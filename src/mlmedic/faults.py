@@ -58,6 +58,21 @@ CRASHING_TRAINER = _WRAPPED_TRAINER.format(
             os.kill(os.getpid(), signal.SIGSEGV)""",
 )
 
+# raises on a record whose ``age`` is 777 (as a model with a gap in what it can score would):
+# the other records of a request must still get their predictions
+PICKY_TRAINER = _WRAPPED_TRAINER.format(
+    name="Picky",
+    doc="Scores well, and raises on any request holding age 777.",
+    check="""        if "age" in X and (X["age"] == 777).any():
+            raise ValueError("this model cannot score age 777")""",
+)
+
+
+def write_picky_trainer(folder: Path) -> str:
+    """Write ``picky_trainer.py`` into ``folder``; returns the trainer's name."""
+    (Path(folder) / "picky_trainer.py").write_text(PICKY_TRAINER, encoding="utf-8")
+    return "picky_trainer:train"
+
 
 def write_crashing_trainer(folder: Path) -> str:
     """Write ``crashing_trainer.py`` into ``folder``; returns the trainer's name."""
