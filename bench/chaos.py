@@ -357,7 +357,10 @@ def corrupt_everything(bench: Bench) -> Outcome:
     started = time.monotonic()
     _drop_workers(bench)
     out.healed_s = bench.settle(120) and time.monotonic() - started
-    out.recorded = any(e.action == "model-fallback" for e in bench.events("alert", since))
+    # the alert is written once the rollback it reports is done: wait for it, with a deadline
+    out.recorded = _until(
+        lambda: any(e.action == "model-fallback" for e in bench.events("alert", since)), 60
+    )
     return out
 
 

@@ -27,6 +27,7 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-features=AutofillServerCommunication",  # its own request on a page with a form
     "--enable-logging=stderr",
     "--v=0",
 ]
@@ -111,15 +112,18 @@ def _own_requests(binary: str, folder: Path) -> set[str]:
     return set(trap.hosts)
 
 
-def load(url: str, folder: Path, *, trap_requests: bool = True) -> Loaded:
+def load(url: str, folder: Path, *, trap_requests: bool = True, settle_ms: int = 0) -> Loaded:
     """Load ``url`` in headless Chromium: its DOM, its console messages, a screenshot, and the
     hosts of the requests that tried to leave the machine (through the trap proxy), less those
-    Chromium makes on its own for a blank page."""
+    Chromium makes on its own for a blank page. ``settle_ms``: virtual time the page's scripts
+    get after loading (for a page that renders what it fetches)."""
     binary = chromium()
     own = _own_requests(binary, folder) if trap_requests else set()
     trap = RequestTrap() if trap_requests else None
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=folder))
     flags = [*FLAGS, f"--user-data-dir={profile}"]
+    if settle_ms:
+        flags.append(f"--virtual-time-budget={settle_ms}")
     if trap is not None:
         flags.append(f"--proxy-server=http://127.0.0.1:{trap.port}")
     try:

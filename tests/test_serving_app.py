@@ -492,3 +492,57 @@ def test_a_record_the_model_cannot_score_fails_alone(
         assert alone.status_code == 422  # nothing to answer: the request is refused
         clean = client.post("/predict", json={"records": [_record(), _record(age=40)]}).json()
         assert clean["errors"] == []
+
+
+# ----------------------------------------------------------------------------- the hang watch
+def test_on_a_starved_host_only_a_stopped_worker_is_taken_for_hung() -> None:
+    """#21 item 11: two workers whose beats are 3 s old (the limit is 2 s). On a quiet host
+    both are hung. When the supervisor's own ticks came 2 s apart (a CPU hog), a late beat is
+    a scheduling delay, so only the worker the kernel reports stopped is killed."""
+    import signal
+    import subprocess
+    import time
+    from types import SimpleNamespace
+
+    from mlmedic.serving.incidents import Incidents
+    from mlmedic.serving.marks import Heartbeats
+
+    def check(tick_gap: float) -> set[str]:
+        running = subprocess.Popen(["sleep", "30"])
+        stopped = subprocess.Popen(["sleep", "30"])
+        stopped.send_signal(signal.SIGSTOP)
+        assert _wait(lambda: Path(f"/proc/{stopped.pid}/stat").read_text().split(") ")[1][0] == "T")
+        beats = Heartbeats(4)
+        now = time.monotonic()
+        for index in (0, 1):
+            beats._set(index, 0, now - 3.0)
+        watch = SimpleNamespace(
+            serving=SimpleNamespace(hang_seconds=2.0),
+            beats=beats,
+            children={running.pid: 0, stopped.pid: 1},
+            _hung={},
+            _last_tick=now - tick_gap,
+            _tick_gaps=[],
+        )
+        names = {running.pid: "running", stopped.pid: "stopped"}
+        try:
+            Incidents._catch_hangs(watch)  # type: ignore[arg-type]
+            return {names[pid] for pid in watch._hung}
+        finally:
+            for process in (running, stopped):
+                process.kill()
+                process.wait()
+
+    assert check(0.25) == {"running", "stopped"}
+    assert check(2.0) == {"stopped"}
+
+
+def _wait(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False

@@ -63,7 +63,7 @@ def create_app(state: ServerState) -> FastAPI:
                 beats.cancel()
             state.predictions.close()
 
-    app = FastAPI(title="mlmedic", docs_url="/docs", redoc_url="/redoc", lifespan=lifespan)
+    app = FastAPI(title="mlmedic", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.mlmedic = state
     described: dict[str, Any] = {}
 
@@ -82,6 +82,7 @@ def create_app(state: ServerState) -> FastAPI:
                 max_records=state.config.max_records_per_request,
                 max_body_bytes=state.config.max_body_bytes,
                 guarded=lambda path: bool(tokens.for_path(path)[0]),
+                model_name=state.source.model_name,
             )
             described["key"] = key
         return dict(described["doc"])

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from mlmedic.events import EventKind, Outcome
@@ -181,19 +182,30 @@ class Incidents(Diagnosis):
 
     def _catch_hangs(self) -> None:
         """Kill a worker that stopped beating or whose model call never returns (``serving.
-        hang_seconds``); the reaper then replaces it from the standby, as any dead worker. Not
-        while this loop itself was starved of CPU: then nobody's beats can be trusted."""
+        hang_seconds``); the reaper then replaces it from the standby, as any dead worker.
+
+        On a starved host every process waits for the CPU, this loop too: a worker's beat may
+        be late because the worker was not scheduled, not because it hangs. So the limit grows
+        to twice the longest gap between this loop's own ticks in the last 10 s — except for a
+        worker the kernel reports stopped (state ``T``): that is no scheduling delay."""
         now = time.monotonic()
         tick, self._last_tick = self._last_tick, now
-        limit = self.serving.hang_seconds
-        if not tick or now - tick > limit / 2:
+        if not tick:
             return
+        self._tick_gaps = [(at, gap) for at, gap in self._tick_gaps if now - at < 10.0]
+        self._tick_gaps.append((now, now - tick))
+        limit = self.serving.hang_seconds
+        starved = max(limit, 2.0 * max(gap for _, gap in self._tick_gaps))
         for pid, index in list(self.children.items()):
             if pid in self._hung:
                 continue
             why = self.beats.hung(index, now, limit)
             if why is None:
                 continue
+            if starved > limit and not _stopped(pid):
+                why = self.beats.hung(index, now, starved)
+                if why is None:
+                    continue
             log.warning("worker %s (pid %s) is hung: %s; replacing it", index, pid, why)
             self._hung[pid] = why
             with suppress(ProcessLookupError):
@@ -353,3 +365,12 @@ class Incidents(Diagnosis):
         self._stop_children()
         for index in range(self.workers):
             self._fork(index)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the kernel reports ``pid`` stopped by a signal (``/proc``; False where unknown)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("T")

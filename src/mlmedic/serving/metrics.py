@@ -29,7 +29,25 @@ from mlmedic.events import EventLog
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _EVENT_KINDS = ("data_fix", "rollback", "retrain", "recovery", "deploy", "alert")
-_ENDPOINTS = ("/predict", "/feedback", "/metrics", "/ready", "/health", "/model", "/admin/reload")
+_ENDPOINTS = (
+    "/predict",
+    "/invocations",
+    "/v2/infer",
+    "/feedback",
+    "/metrics",
+    "/ready",
+    "/health",
+    "/model",
+    "/admin/reload",
+)
+
+
+def endpoint_of(path: str) -> str:
+    """The ``endpoint`` label of a request path: one of ``_ENDPOINTS`` (every Open Inference
+    Protocol ``.../infer`` path is ``/v2/infer``), else ``other`` — a bounded set of labels."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "/v2/infer"
+    return path if path in _ENDPOINTS else "other"
 
 
 def share_between_workers(directory: Path) -> None:
@@ -144,17 +162,17 @@ class Metrics:
             multiprocess_mode="livemax",  # a dead worker's last version does not count
         )
 
-    def predicted(self, labels: list[Any], seconds: float) -> None:
-        self.requests.labels("/predict", "200").inc()
+    def predicted(self, labels: list[Any], seconds: float, endpoint: str = "/predict") -> None:
+        self.requests.labels(endpoint, "200").inc()
         self.latency.observe(seconds)
         for label in labels:
             self.predictions.labels(str(label)).inc()
 
     def failed(self, status: int, endpoint: str) -> None:
-        self.requests.labels(endpoint if endpoint in _ENDPOINTS else "other", str(status)).inc()
+        self.requests.labels(endpoint_of(endpoint), str(status)).inc()
 
     def client_left(self, endpoint: str) -> None:
-        self.client_gone.labels(endpoint if endpoint in _ENDPOINTS else "other").inc()
+        self.client_gone.labels(endpoint_of(endpoint)).inc()
 
     def batch(self, rows: int) -> None:
         self.batch_rows.observe(rows)

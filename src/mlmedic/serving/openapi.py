@@ -430,9 +430,13 @@ def document(
     max_records: int,
     max_body_bytes: int,
     guarded: Callable[[str], bool] | None = None,
+    model_name: str = "",
 ) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for a server holding ``model`` (a ``LoadedModel``, or
-    None before one is loaded: records are then described as any object)."""
+    None before one is loaded: records are then described as any object): mlmedic's own API,
+    MLflow's scoring protocol and the Open Inference Protocol v2."""
+    from mlmedic.serving.openapi_protocols import mlflow_paths, v2_paths
+
     if model is not None:
         schemas = component_schemas(
             features=model.features,
@@ -458,7 +462,14 @@ def document(
             + (f" (v{version}: features and classes below are that version's)." if version else ".")
             + " The schema is rebuilt when the served version changes.",
         },
-        "paths": guard(paths(max_body_bytes=max_body_bytes, version=version), guarded),
+        "paths": guard(
+            {
+                **paths(max_body_bytes=max_body_bytes, version=version),
+                **mlflow_paths(max_records=max_records, max_body_bytes=max_body_bytes),
+                **v2_paths(name=model_name, version=version, max_records=max_records),
+            },
+            guarded,
+        ),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

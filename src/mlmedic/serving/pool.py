@@ -71,6 +71,7 @@ class WorkerPool:
     _hung: dict[int, str]  # pid -> why it was killed as hung
     _crashes: dict[int, list[float]]  # version -> when it crashed a worker (crash signal)
     _last_tick: float  # when the supervisor last looked for hung workers (monotonic)
+    _tick_gaps: list[tuple[float, float]]  # (when, seconds since the tick before), last 10 s
     _fallback_seen: tuple[int, int] | None
 
     # ------------------------------------------------------------------ events

@@ -24,6 +24,11 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 async def json_body(request: Request, limit: int) -> Any:
     """The request's JSON body, refused with 413 past ``limit`` bytes (drained first, so the
     client reads the answer instead of a reset)."""
+    return parse_json(await raw_body(request, limit))
+
+
+async def raw_body(request: Request, limit: int) -> bytearray:
+    """The request's body as sent, within ``limit`` bytes (413 past it); its fingerprint kept."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         if int(declared) <= DRAIN_LIMIT:  # read it, so the client gets the 413, not a reset
@@ -38,7 +43,7 @@ async def json_body(request: Request, limit: int) -> Any:
     # the body's fingerprint (CRC-32 of the bytes the client sent): named in the evidence when
     # a model crashes on this input, and computable by the client
     request.state.fingerprint = zlib.crc32(body)
-    return parse_json(body)
+    return body
 
 
 # ---------------------------------------------------------------------- validation

@@ -97,6 +97,7 @@ class Supervisor(Incidents):
         self._hung: dict[int, str] = {}  # pid -> why it was killed as hung
         self._crashes: dict[int, list[float]] = {}  # version -> when it crashed a worker
         self._last_tick = 0.0
+        self._tick_gaps: list[tuple[float, float]] = []
         target = events_target or self.state_dir / "events.db"
         self.events = ResilientEventStore(
             target,

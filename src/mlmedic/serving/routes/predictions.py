@@ -1,11 +1,14 @@
 """``POST /predict``: validated records into the micro-batcher, answered with labels and
-probabilities, logged under their request id."""
+probabilities, logged under their request id. ``score`` is what every protocol shares (this
+one, MLflow's ``/invocations`` and the Open Inference Protocol's ``infer``): validation, the
+micro-batcher, the hang limit, the prediction log, request ids and the metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,20 +23,32 @@ from mlmedic.serving.state import Pending, state_of
 router = APIRouter()
 
 
-@router.post("/predict")
-async def predict(request: Request) -> JSONResponse:
+@dataclass
+class Scored:
+    """One request's answer, whatever protocol it came by."""
+
+    request_id: str
+    version: int
+    labels: list[Any]  # plain values; None for a record that failed
+    probabilities: np.ndarray  # one row per record, one column per class
+    classes: list[Any]
+    failed: dict[int, str]  # record index -> why it has no answer
+
+
+async def score(
+    request: Request, records: list[Any], endpoint: str, *, request_id: str | None = None
+) -> Scored:
+    """Score ``records`` (JSON-like objects of feature values) through the shared path; the
+    request id is ``request_id``, else the ``x-request-id`` header, else a new one."""
     state = state_of(request)
     started = time.perf_counter()
     model = state.model
     if model is None:
         raise NotReady("no model is loaded yet")
-    records = records_of(
-        await json_body(request, state.config.max_body_bytes), state.config.max_records_per_request
-    )
     columns = validate_records(records, model)
     assert state.queue is not None
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    pending = Pending(columns, len(records), future, request.state.fingerprint)
+    pending = Pending(columns, len(records), future, getattr(request.state, "fingerprint", 0))
     state.queue.put_nowait(pending)
     try:
         # a model call that does not return must not hang the client: the worker answers 503
@@ -46,19 +61,11 @@ async def predict(request: Request) -> JSONResponse:
             f"the model call did not return within {state.config.hang_seconds:g} s "
             "(serving.hang_seconds); this worker is being replaced"
         ) from None
-    request_id = request.headers.get("x-request-id") or ""
+    request_id = request_id or request.headers.get("x-request-id") or ""
     if not REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
     failed = pending.failed
     predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
-    shown = (
-        [
-            None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()
-            for i, p in enumerate(probabilities)
-        ]
-        if failed
-        else np.round(probabilities, 6).tolist()  # the common case, in one vectorised step
-    )
     if failed:  # the log keeps what was answered
         kept = [i for i in range(len(records)) if i not in failed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
@@ -69,14 +76,36 @@ async def predict(request: Request) -> JSONResponse:
     else:
         state.predictions.append(columns, predictions, probabilities, used.version, request_id)
     answered = [p for p in predictions if p is not None]
-    state.metrics.predicted(answered, time.perf_counter() - started)
+    state.metrics.predicted(answered, time.perf_counter() - started, endpoint)
+    classes = [plain(c) for c in used.classes]
+    return Scored(request_id, used.version, predictions, probabilities, classes, failed)
+
+
+@router.post("/predict")
+async def predict(request: Request) -> JSONResponse:
+    state = state_of(request)
+    if state.model is None:
+        raise NotReady("no model is loaded yet")
+    records = records_of(
+        await json_body(request, state.config.max_body_bytes), state.config.max_records_per_request
+    )
+    done = await score(request, records, "/predict")
+    failed = done.failed
+    shown = (
+        [
+            None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()
+            for i, p in enumerate(done.probabilities)
+        ]
+        if failed
+        else np.round(done.probabilities, 6).tolist()  # the common case, in one vectorised step
+    )
     return JSONResponse(
         {
-            "request_id": request_id,
-            "model_version": used.version,
-            "predictions": predictions,
+            "request_id": done.request_id,
+            "model_version": done.version,
+            "predictions": done.labels,
             "probabilities": shown,
-            "classes": [plain(c) for c in used.classes],
+            "classes": done.classes,
             "errors": [{"index": i, "detail": detail} for i, detail in sorted(failed.items())],
         }
     )
