@@ -54,6 +54,14 @@ def test_the_kit_has_what_a_cluster_needs() -> None:
     [container] = _containers(serve)
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    # #22: a pinned tag pulled only when missing, and the pod says where its metrics are
+    for path in MANIFESTS:
+        for pod in _containers(yaml.safe_load(path.read_text())):
+            assert not pod["image"].endswith(":latest") and pod["imagePullPolicy"] == "IfNotPresent"
+    annotations = serve["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
 
 
 def test_the_commands_the_images_run_are_real(monkeypatch: pytest.MonkeyPatch) -> None:

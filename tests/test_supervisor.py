@@ -622,14 +622,14 @@ def test_every_metric_the_grafana_dashboard_queries_is_served_by_two_workers(
     )
     assert monitored.returncode == 0, monitored.stdout + monitored.stderr
     two_versions = root
-    shipped = Path(__file__).resolve().parents[1] / "examples" / "grafana" / "mlmedic.json"
-    board = json.loads(shipped.read_text())
-    names = {
-        name
-        for panel in board["panels"]
-        for target in panel["targets"]
-        for name in re.findall(r"\b(mlmedic_\w+)", target["expr"])
-    }
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    board = json.loads((repo / "examples" / "grafana" / "mlmedic.json").read_text())
+    rules = yaml.safe_load((repo / "deploy" / "prometheus" / "rules.yml").read_text())
+    expressions = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    expressions += [r["expr"] for group in rules["groups"] for r in group["rules"]]
+    names = {name for expr in expressions for name in re.findall(r"\b(mlmedic_\w+)", expr)}
     port = free_port()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
     output = (two_versions / f"serve-{port}.log").open("ab")

@@ -17,6 +17,8 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -191,6 +193,30 @@ class LoggingConfig(_Section):
     retention_days: int = Field(90, ge=1)
 
 
+_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_secrets(value: str) -> str:
+    """``value`` with each ``${NAME}`` replaced by the environment variable ``NAME`` (a
+    ``ValueError`` naming it when it is not set): secrets stay out of the config file."""
+
+    def one(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name not in os.environ:
+            raise ValueError(f"the environment variable {name} (named as ${{{name}}}) is not set")
+        return os.environ[name]
+
+    return _SECRET.sub(one, value)
+
+
+class WebhookConfig(_Section):
+    """One webhook (mlmedic addition): where, in which shape, with which headers."""
+
+    url: str
+    format: Literal["json", "slack", "alertmanager"] = "json"
+    headers: dict[str, str] = Field(default_factory=dict)  # values may name ${ENV_VARS}
+
+
 class NotificationsConfig(_Section):
     enabled: bool = False
     email_alerts: bool = False
@@ -198,9 +224,16 @@ class NotificationsConfig(_Section):
     alert_on_drift: bool = True
     alert_on_rollback: bool = True
     alert_on_recovery: bool = True
-    # e-mail (mlmedic additions): used when email_alerts is true
+    # mlmedic additions: more webhooks, retries, and e-mail (used when email_alerts is true)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    retries: int = Field(3, ge=0, le=10)  # more attempts for a failure that may pass
+    retry_backoff_seconds: float = Field(0.5, ge=0.0, le=60.0)  # doubled after each attempt
     smtp_host: str | None = None
     smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_username: str | None = None  # may name ${ENV_VARS}
+    smtp_password: str | None = None  # write ${SMTP_PASSWORD}, not the password
+    smtp_ca_file: str | None = None  # CA bundle for the server's certificate (default: system)
     email_from: str = "mlmedic@localhost"
     email_to: list[str] = Field(default_factory=list)
 
@@ -208,6 +241,15 @@ class NotificationsConfig(_Section):
     def _email_needs_a_server(self) -> NotificationsConfig:
         if self.email_alerts and (not self.smtp_host or not self.email_to):
             raise ValueError("email_alerts needs smtp_host and at least one address in email_to")
+        if self.smtp_password and not self.smtp_username:
+            raise ValueError("smtp_password needs smtp_username")
+        if self.enabled:  # a secret that is not there is an error now, not a lost alert later
+            named = [self.slack_webhook, self.smtp_username, self.smtp_password]
+            named += [w.url for w in self.webhooks]
+            named += [v for w in self.webhooks for v in w.headers.values()]
+            for value in named:
+                if value:
+                    expand_secrets(value)
         return self
 
 
