@@ -48,4 +48,8 @@ def test_mlmedic_demo_runs_as_a_command_and_cleans_up(tmp_path: Path) -> None:
     page = Path("mlmedic-demo-dashboard.html").resolve()
     assert f"the same dashboard as a page: {page}" in text.replace("\n", "")
     assert 'id="tile-rollbacks"' in page.read_text()
+    import re
+
+    ages = re.findall(r"last pass (-?[\d.]+)", page.read_text())  # #22: nothing dated ahead
+    assert ages and all(not age.startswith("-") for age in ages), ages
     assert "logs/" not in text  # no announcement of files inside the removed project

@@ -297,7 +297,6 @@ def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
             "--window-rows",
             "300",
             "--json",
-            "-",
             "--html",
             str(tmp_path / "impact.html"),
         ],

@@ -430,3 +430,43 @@ def test_each_pass_is_in_an_mlflow_run_of_the_champion(watched) -> None:  # type
     assert report["model_version"] == 1 and report["drift"]["drift"] is True
     page = sorted(folder.glob("*.html"))[-1].read_text()
     assert "<script" not in page and "drifted" in page and "monitoring pass" in page
+
+
+def test_the_pass_page_shows_each_test_as_what_it_is() -> None:
+    """#22 item 8 (part): a KS statistic beside its p-value, the p-value against alpha, a
+    chi-square the same way, a distance against its threshold, importance, readable numbers."""
+    from mlmedic.monitor.reports import pass_page
+
+    features = [
+        {
+            "name": "age",
+            "test": "ks",
+            "statistic": 0.2565,
+            "p_value": 3.2e-9,
+            "threshold": 0.05,
+            "drifted": True,
+            "weight": 0.42,
+        },
+        {
+            "name": "region",
+            "test": "chi_square",
+            "statistic": 219.5,
+            "p_value": 0.2,
+            "threshold": 0.05,
+            "drifted": False,
+            "weight": 0.1,
+        },
+        {
+            "name": "usage",
+            "test": "wasserstein_norm",
+            "statistic": 0.031,
+            "threshold": 0.1,
+            "drifted": False,
+            "weight": 0.05,
+        },
+    ]
+    page = pass_page({"rows": 10, "drift": {"features": features, "score": 0.6}}, title="t")
+    assert "D = 0.257" in page and "p = 3.20e-09" in page and "p &lt; 0.05" in page
+    assert "χ² = 219.5" in page and "p = 0.2" in page
+    assert "distance 0.031" in page and "distance &gt; 0.1" in page
+    assert "42 %" in page and "0.2565" not in page

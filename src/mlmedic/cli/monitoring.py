@@ -193,12 +193,14 @@ def replay(
         int,
         typer.Option("--window-rows", help="Rows per window when there is no time column.", min=1),
     ] = 1000,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the timeline and summary as one JSON document."),
+    ] = False,
     json_out: Annotated[
         Path | None,
         typer.Option(
-            "--json",
-            help="Write the timeline and summary as JSON here ('-': on stdout, and nothing else).",
-            dir_okay=False,
+            "--out", help="Also write the timeline and summary as JSON here.", dir_okay=False
         ),
     ] = None,
     html_out: Annotated[
@@ -223,7 +225,7 @@ def replay(
     if not history.exists():
         raise UsageError(f"{history}: no such file or folder")
     settings_from = project_dir.resolve() if project_dir.resolve().is_dir() else None
-    to_stdout = json_out is not None and str(json_out) == "-"
+    to_stdout = as_json
     with progress(console.err if to_stdout else console.out, f"replaying {history}") as narrate:
         result = run_replay(
             history,
@@ -243,14 +245,14 @@ def replay(
         print_json(result.to_dict())
     else:
         print_replay(console.out, result)
-    if json_out is not None and not to_stdout:
+    if json_out is not None:
         import json
 
         try:
             json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"--json {json_out}: cannot write it ({exc.strerror})") from None
-        console.out.print(f"wrote {json_out}", soft_wrap=True)
+            raise UsageError(f"--out {json_out}: cannot write it ({exc.strerror})") from None
+        (console.err if to_stdout else console.out).print(f"wrote {json_out}", soft_wrap=True)
     if html_out is not None:
         from mlmedic.page import replay_page
 

@@ -23,8 +23,8 @@ def dashboard(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
     every: Annotated[
-        float, typer.Option("--every", help="Seconds between refreshes with --watch.", min=0.5)
-    ] = 5.0,
+        str, typer.Option("--every", help="Interval between refreshes with --watch (5s, 1m).")
+    ] = "5s",
     window: Annotated[
         str | None,
         typer.Option("--window", help="One window for every figure (7d, 24h) instead of theirs."),
@@ -45,10 +45,13 @@ def dashboard(
     from mlmedic.events import EventStore
 
     try:
+        refresh = parse_duration(every)
         window_days = parse_duration(window) / 86_400 if window else None
         start = parse_time(since, now=time.time()) if since else None
     except ValueError as exc:
-        raise UsageError(f"--window/--since: {exc}") from None
+        raise UsageError(f"--every/--window/--since: {exc}") from None
+    if refresh < 0.5:
+        raise UsageError(f"--every: '{every}' is too short; at least 0.5s")
     if window_days is not None and window_days <= 0:
         raise UsageError(f"--window: '{window}' is not a positive window; use e.g. 7d")
     project = open_project(project_dir)
@@ -79,7 +82,7 @@ def dashboard(
 
             with Live(dashboard_view(board()), console=console.out, screen=False) as live:
                 while True:
-                    time.sleep(every)
+                    time.sleep(refresh)
                     live.update(dashboard_view(board()))
         current = board()
         if html_out is not None:

@@ -65,7 +65,8 @@ def serve(
 
     def announce(running: Supervisor) -> None:
         console.out.print(
-            f"serving {project.root.name} at http://{running.host}:{running.port} "
+            f"serving {project.registry.model_name} (project {project.root}) at "
+            f"http://{running.host}:{running.port} "
             f"({running.workers} worker(s)); Ctrl-C to stop",
             soft_wrap=True,
         )

@@ -101,11 +101,10 @@ def pass_page(report: dict[str, Any], *, title: str) -> str:
     for f in drift.get("features", []):
         verdict = {True: '<b class="bad">drifted</b>', False: '<span class="ok">stable</span>'}
         said = verdict.get(f.get("drifted"), '<span class="muted">too few rows</span>')
-        statistic = f.get("statistic")
+        weight = f.get("weight")
         rows.append(
-            f"<tr><td>{escape(f['name'])}</td><td>{escape(f.get('test', ''))}</td>"
-            f"<td>{'-' if statistic is None else f'{float(statistic):.4f}'}</td>"
-            f"<td>{float(f.get('threshold', 0.0)):.4f}</td>"
+            f"<tr><td>{escape(f['name'])}</td>{_test_cells(f)}"
+            f"<td>{'-' if weight is None else f'{100 * float(weight):.0f} %'}</td>"
             f"<td>{said}</td></tr>"
         )
     score = drift.get("score")
@@ -125,8 +124,41 @@ def pass_page(report: dict[str, Any], *, title: str) -> str:
         f"{'-' if score is None else f'{float(score):.3f}'} against the threshold "
         f"{float(drift.get('threshold', 0.0)):.3f}: "
         f"{'<b class=bad>drift</b>' if drift.get('drift') else '<span class=ok>no drift</span>'}"
-        f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th><th>threshold</th>"
-        f"<th></th></tr>{''.join(rows)}</table></div>"
+        f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th>"
+        f"<th>p-value or distance</th><th>drifted when</th><th>importance</th><th></th></tr>"
+        f"{''.join(rows)}</table></div>"
         f'<div class="box"><h2>Performance</h2><table>{figures or "<tr><td>none</td></tr>"}'
         "</table></div></body></html>"
+    )
+
+
+TESTS = {"ks": ("Kolmogorov-Smirnov", "D"), "chi_square": ("chi-square", "χ²")}
+
+
+def _number(value: Any) -> str:
+    """A figure people read: 3 significant digits, scientific below 0.001."""
+    number = float(value)
+    if number == 0 or 0.001 <= abs(number) < 10_000:
+        return f"{number:.3g}" if abs(number) < 1 else f"{number:,.3f}".rstrip("0").rstrip(".")
+    return f"{number:.2e}"
+
+
+def _test_cells(feature: dict[str, Any]) -> str:
+    """A test's statistic and p-value shown as what they are (the p-value against alpha), a
+    distance against its threshold."""
+    test, statistic = feature.get("test", ""), feature.get("statistic")
+    threshold = feature.get("threshold", 0.0)
+    if test in TESTS:
+        name, symbol = TESTS[test]
+        p_value = feature.get("p_value")
+        return (
+            f"<td>{escape(name)}</td><td>{symbol} = {_number(statistic)}</td>"
+            f"<td>p = {'-' if p_value is None else _number(p_value)}</td>"
+            f"<td>p &lt; {_number(threshold)}</td>"
+        )
+    if statistic is None:
+        return f"<td>{escape(test)}</td><td>-</td><td>-</td><td>-</td>"
+    return (
+        f"<td>{escape(test.replace('_', ' '))}</td><td>-</td>"
+        f"<td>distance {_number(statistic)}</td><td>distance &gt; {_number(threshold)}</td>"
     )

@@ -138,11 +138,18 @@ class Incidents(Diagnosis):
                 self.events.flush()
                 self._bookkeeping(self._prune)
                 ok, why, body = self.healthy()
+                self._last_tick = time.monotonic()  # the probe's own wait is no starvation
                 if not ok and not self._stopping:
-                    # a probe that a dying worker had accepted fails with a reset: that worker
-                    # is replaced alone, never the healthy ones with it
+                    # a probe that a dying worker had accepted fails with a reset, and one that
+                    # a hung worker had accepted times out: that worker is replaced alone (as a
+                    # hang, when the watch can tell), never the healthy ones with it
+                    hung = self._catch_hangs()
                     self.clock.sleep(0.05)
                     gone = self._reap()
+                    deadline = time.monotonic() + 2.0
+                    while hung and not gone and time.monotonic() < deadline:
+                        self.clock.sleep(0.02)
+                        gone = self._reap()
                     for pid, index, status in gone:
                         self._worker_died(pid, index, status)
                     if not gone:
@@ -180,7 +187,7 @@ class Incidents(Diagnosis):
         self._next_prune = self.clock.now() + 86_400
         self.events.prune(self.clock.now() - self.retention_days * 86_400)
 
-    def _catch_hangs(self) -> None:
+    def _catch_hangs(self) -> int:
         """Kill a worker that stopped beating or whose model call never returns (``serving.
         hang_seconds``); the reaper then replaces it from the standby, as any dead worker.
 
@@ -191,11 +198,12 @@ class Incidents(Diagnosis):
         now = time.monotonic()
         tick, self._last_tick = self._last_tick, now
         if not tick:
-            return
+            return 0
         self._tick_gaps = [(at, gap) for at, gap in self._tick_gaps if now - at < 10.0]
         self._tick_gaps.append((now, now - tick))
         limit = self.serving.hang_seconds
         starved = max(limit, 2.0 * max(gap for _, gap in self._tick_gaps))
+        killed = 0
         for pid, index in list(self.children.items()):
             if pid in self._hung:
                 continue
@@ -210,6 +218,8 @@ class Incidents(Diagnosis):
             self._hung[pid] = why
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)  # a stopped process dies of SIGKILL too
+            killed += 1
+        return killed
 
     def _worker_died(self, pid: int, index: int, status: int) -> None:
         from mlmedic.serving.metrics import forget_worker
