@@ -465,8 +465,36 @@ def test_the_pass_page_shows_each_test_as_what_it_is() -> None:
             "weight": 0.05,
         },
     ]
+    features[0]["histogram"] = {
+        "bins": ["< 30", "30 to 50", "≥ 50"],
+        "reference": [0.2, 0.5, 0.3],
+        "current": [0.1, 0.3, 0.6],
+    }
     page = pass_page({"rows": 10, "drift": {"features": features, "score": 0.6}}, title="t")
     assert "D = 0.257" in page and "p = 3.20e-09" in page and "p &lt; 0.05" in page
     assert "χ² = 219.5" in page and "p = 0.2" in page
     assert "distance 0.031" in page and "distance &gt; 0.1" in page
     assert "42 %" in page and "0.2565" not in page
+    assert page.count("<rect ") == 6  # a reference and a current bar per bin
+    assert "≥ 50: reference 30.0 %, this pass 60.0 %" in page
+
+
+@pytest.mark.slow
+def test_a_real_pass_page_in_a_real_browser(project: Project, tmp_path: Path) -> None:
+    """#22 item 8: a drifted pass of a real champion, its page in headless Chromium: one
+    self-contained file (nothing requested off the machine, no console error), a histogram per
+    tested feature, not blank."""
+    from browser import distinct_pixels, load
+    from mlmedic.monitor.reports import pass_page
+
+    assert run_pipeline(project, make_churn(1500, seed=61), target=TARGET).deployed
+    result = Monitor(project).run_batch(make_churn(1500, seed=62, drift=1.0).drop(columns=[TARGET]))
+    assert result.drift is not None
+    tested = [f for f in result.drift.features if f.histogram is not None]
+    assert tested and all(len(f.histogram["bins"]) == len(f.histogram["current"]) for f in tested)
+    target = tmp_path / "pass.html"
+    target.write_text(pass_page(result.to_dict(), title="a pass"), encoding="utf-8")
+    loaded = load(target.as_uri(), tmp_path)
+    assert loaded.console == [] and loaded.requests_off_machine == []
+    assert loaded.dom.count("<svg") == len(tested)
+    assert distinct_pixels(loaded.screenshot) > 20

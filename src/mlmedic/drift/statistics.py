@@ -4,6 +4,7 @@ them), and the dataset's drift score weighted by importance and severity."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class FeatureDrift:
     p_value: float | None = None
     weight: float = 1.0
     severity: float | None = None  # effect size / threshold (None: not tested)
+    # the two distributions side by side, for a person: {"bins", "reference", "current"} (shares)
+    histogram: dict[str, list[Any]] | None = None
 
 
 @dataclass
@@ -203,6 +206,7 @@ def _numeric(
         base.test = "insufficient data"
         return base
     expected = np.asarray(reference.counts, dtype=float)
+    base.histogram = _shares(_bin_labels(reference.edges), expected, current)
     base.psi = psi(expected, current)
     base.jensen_shannon = float(jensenshannon(expected / expected.sum(), current / current.sum()))
     scale = reference.std if reference.std > 0 else 1.0
@@ -241,6 +245,7 @@ def _categorical(
     categories = sorted(set(reference.counts) | set(current_counts))
     expected = np.array([reference.counts.get(c, 0) for c in categories], dtype=float)
     observed = np.array([current_counts.get(c, 0) for c in categories], dtype=float)
+    base.histogram = _category_shares(categories, expected, observed)
     base.psi = psi(expected, observed)
     base.jensen_shannon = float(jensenshannon(expected / expected.sum(), observed / observed.sum()))
     if n < large_sample:
@@ -258,3 +263,36 @@ def _categorical(
         base.test, base.statistic = "jensen_shannon", base.jensen_shannon
         base.drifted = bool(base.jensen_shannon > threshold)
     return base
+
+
+HISTOGRAM_CATEGORIES = 12  # the most frequent in either window; the rest are "other"
+
+
+def _bin_labels(edges: list[float]) -> list[str]:
+    cuts = [f"{e:.3g}" for e in edges]
+    if not cuts:
+        return ["all"]
+    inner = (f"{a} to {b}" for a, b in itertools.pairwise(cuts))
+    return [f"< {cuts[0]}", *inner, f"≥ {cuts[-1]}"]
+
+
+def _shares(labels: list[str], reference: np.ndarray, current: np.ndarray) -> dict[str, list[Any]]:
+    def norm(counts: np.ndarray) -> list[float]:
+        total = float(np.sum(counts))
+        return [round(float(c) / total, 4) if total else 0.0 for c in counts]
+
+    return {"bins": labels, "reference": norm(reference), "current": norm(current)}
+
+
+def _category_shares(
+    categories: list[str], reference: np.ndarray, current: np.ndarray
+) -> dict[str, list[Any]]:
+    order = np.argsort(-(reference / max(reference.sum(), 1) + current / max(current.sum(), 1)))
+    keep, rest = order[:HISTOGRAM_CATEGORIES], order[HISTOGRAM_CATEGORIES:]
+    labels = [categories[i] for i in keep] + (["other"] if len(rest) else [])
+    pick = [*keep, *([] if not len(rest) else [None])]
+
+    def take(counts: np.ndarray) -> np.ndarray:
+        return np.array([counts[rest].sum() if i is None else counts[i] for i in pick])
+
+    return _shares(labels, take(reference), take(current))

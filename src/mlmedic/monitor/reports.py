@@ -105,7 +105,7 @@ def pass_page(report: dict[str, Any], *, title: str) -> str:
         rows.append(
             f"<tr><td>{escape(f['name'])}</td>{_test_cells(f)}"
             f"<td>{'-' if weight is None else f'{100 * float(weight):.0f} %'}</td>"
-            f"<td>{said}</td></tr>"
+            f"<td>{said}</td><td>{_histogram(f.get('histogram'))}</td></tr>"
         )
     score = drift.get("score")
     figures = "".join(
@@ -125,7 +125,9 @@ def pass_page(report: dict[str, Any], *, title: str) -> str:
         f"{float(drift.get('threshold', 0.0)):.3f}: "
         f"{'<b class=bad>drift</b>' if drift.get('drift') else '<span class=ok>no drift</span>'}"
         f"</p><table><tr><th>feature</th><th>test</th><th>statistic</th>"
-        f"<th>p-value or distance</th><th>drifted when</th><th>importance</th><th></th></tr>"
+        f"<th>p-value or distance</th><th>drifted when</th><th>importance</th><th></th>"
+        f'<th>reference <span style="color:#9aa5b1">&#9632;</span> and this pass '
+        '<span style="color:#1f6feb">&#9632;</span></th></tr>'
         f"{''.join(rows)}</table></div>"
         f'<div class="box"><h2>Performance</h2><table>{figures or "<tr><td>none</td></tr>"}'
         "</table></div></body></html>"
@@ -161,4 +163,31 @@ def _test_cells(feature: dict[str, Any]) -> str:
     return (
         f"<td>{escape(test.replace('_', ' '))}</td><td>-</td>"
         f"<td>distance {_number(statistic)}</td><td>distance &gt; {_number(threshold)}</td>"
+    )
+
+
+def _histogram(histogram: dict[str, Any] | None, width: int = 168, height: int = 36) -> str:
+    """The reference's and this pass's shares per bin as a small inline SVG (grey and blue bar
+    pairs), each bin's label and both shares in its tooltip."""
+    if not histogram or not histogram.get("bins"):
+        return ""
+    bins = histogram["bins"]
+    reference, current = histogram["reference"], histogram["current"]
+    top = max([*reference, *current, 1e-9])
+    step = width / len(bins)
+    bar = max(step / 2 - 0.5, 0.5)
+    parts = []
+    for i, label in enumerate(bins):
+        for j, (share, colour) in enumerate(((reference[i], "#9aa5b1"), (current[i], "#1f6feb"))):
+            tall = height * float(share) / top
+            parts.append(
+                f'<rect x="{i * step + j * bar:.1f}" y="{height - tall:.1f}" width="{bar:.1f}" '
+                f'height="{tall:.1f}" fill="{colour}"><title>{escape(label)}: reference '
+                f"{100 * float(reference[i]):.1f} %, this pass {100 * float(current[i]):.1f} %"
+                "</title></rect>"
+            )
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        + "".join(parts)
+        + "</svg>"
     )
