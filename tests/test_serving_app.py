@@ -420,10 +420,13 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
 
 
 def test_the_fast_path_reproduces_the_pipeline(served_project: Path) -> None:
-    """Served predictions equal the registered pipeline's, unseen and missing values included."""
+    """Served predictions equal the registered pipeline's, unseen and missing values included —
+    through the booster's trees directly (#22: its own category encoder folded into the
+    lookups), not its ColumnTransformer."""
     app = build(served_project, poll_registry=False)
     model = app.state.mlmedic.model
     assert model is not None and model.fast is not None
+    assert model.fast.n_threads is not None  # the direct path
     rows = make_churn(300, seed=77).drop(columns=[TARGET, "signup_at"])
     rows.loc[:20, "region"] = "atlantis"
     rows.loc[21:40, "contract_type"] = None

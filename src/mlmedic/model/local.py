@@ -94,6 +94,12 @@ class _FastPath:
         self.booster = booster
         self.categories = categories
         self.numbers = numbers
+        self.unknown = -1.0  # the code of a category the encoder never saw
+        # the booster's own categorical encoding folded into the lookups (#22): its trees are
+        # then called directly, without its ColumnTransformer (a quarter of a loaded worker's
+        # time); None where that encoding is not the one this reads
+        self.n_threads: int | None = None
+        self._direct()
 
     @classmethod
     def compile(cls, model: Any) -> _FastPath | None:
@@ -140,15 +146,61 @@ class _FastPath:
         for column, lookup in self.categories:
             values = [v for part in parts for v in part[column]]
             blocks.append(
-                np.fromiter((lookup.get(v, -1.0) for v in values), np.float64, len(values))
+                np.fromiter((lookup.get(v, self.unknown) for v in values), np.float64, len(values))
             )
         for column in self.numbers:
             values = [v for part in parts for v in part[column]]
             blocks.append(np.asarray(values, dtype=np.float64))
         return np.column_stack(blocks)
 
+    def _direct(self) -> None:
+        """Fold the booster's internal category encoder (fitted codes -> its own, unknown and
+        missing -> NaN) into the lookups, when it is exactly the one sklearn builds for the
+        default pipeline: categorical columns first, then the numbers passed through. The
+        load-time comparison with the pipeline (``_agrees``) still decides whether it serves."""
+        try:
+            from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+            from sklearn.utils import check_array
+            from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+            inner = self.booster._preprocessor
+            encoder = inner.named_transformers_["encoder"]
+            numbers = inner.named_transformers_["numerical"]
+            mask = np.asarray(self.booster.is_categorical_, dtype=bool)
+            func = getattr(numbers, "func", None)  # None, or a check_array to float64
+            if not (
+                isinstance(encoder, OrdinalEncoder)
+                and isinstance(numbers, FunctionTransformer)
+                and getattr(func, "func", func) in (None, check_array)
+                and np.isnan(encoder.unknown_value)
+                and np.isnan(encoder.encoded_missing_value)
+                and len(encoder.categories_) == len(self.categories) == int(mask.sum())
+                and bool(mask[: len(self.categories)].all())
+            ):
+                return
+            composed = []
+            for (column, lookup), known in zip(self.categories, encoder.categories_, strict=True):
+                position = {float(code): float(i) for i, code in enumerate(known)}
+                table = {v: position.get(code, math.nan) for v, code in lookup.items()}
+                composed.append((column, table))
+            self.n_threads = _openmp_effective_n_threads()
+        except (AttributeError, KeyError, ImportError, TypeError, ValueError):
+            return
+        self.categories, self.unknown = composed, math.nan
+
     def predict_proba(self, parts: list[dict[str, list[Any]]]) -> np.ndarray:
-        return np.asarray(self.booster.predict_proba(self.matrix(parts)))
+        booster = self.booster
+        if self.n_threads is None:
+            return np.asarray(booster.predict_proba(self.matrix(parts)))
+        matrix = self.matrix(parts)
+        raw = np.zeros(
+            (matrix.shape[0], booster.n_trees_per_iteration_),
+            dtype=booster._baseline_prediction.dtype,
+            order="F",
+        )
+        raw += booster._baseline_prediction
+        booster._predict_iterations(matrix, booster._predictors, raw, False, self.n_threads)
+        return np.asarray(booster._loss.predict_proba(raw))
 
 
 def _missing(value: Any) -> bool:
