@@ -20,11 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_serve import serve, stop, wrk
-from bench_train import make_training
-
-from mlmedic.datasets import TARGET
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from bench_train import trained_project
 
 
 def main() -> None:
@@ -33,15 +29,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "p"
-        root.mkdir()
-        frame = make_training(20000, seed=1)
-        project = Project(root)
-        run_pipeline(project, frame, target=TARGET, say=lambda _: None)
-        name = project.registry.model_name
-        project.close()
-        row = frame.drop(columns=[TARGET, "signup_at"], errors="ignore").iloc[0].to_dict()
-        record = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        root, record, name = trained_project(Path(tmp))
         process, url = serve(root, root / "serve.log", workers=1)
         try:
             with urllib.request.urlopen(f"{url}/v2/models/{name}") as answer:

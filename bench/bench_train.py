@@ -31,6 +31,20 @@ from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 
 
+def trained_project(folder: Path, rows: int = 20_000) -> tuple[Path, dict[str, object], str]:
+    """A project in ``folder``/p whose v1 (the default pipeline) learned ``make_training(rows)``:
+    (its root, one record of features as plain values, the model's name)."""
+    root = folder / "p"
+    root.mkdir()
+    frame = make_training(rows, seed=1)
+    project = Project(root)
+    run_pipeline(project, frame, target=TARGET, say=lambda _: None)
+    name = project.registry.model_name
+    project.close()
+    row = frame.drop(columns=[TARGET, "signup_at"], errors="ignore").iloc[0].to_dict()
+    return root, {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, name
+
+
 def make_training(rows: int, seed: int) -> pd.DataFrame:
     """The churn table widened to 20 features with 11 extra numeric signals and noise."""
     frame = make_churn(rows, seed=seed)

@@ -23,11 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_serve import wrk
-from bench_train import make_training
+from bench_train import trained_project
 
-from mlmedic.datasets import TARGET
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
 from mlmedic.serving.app import build
 from mlmedic.serving.launch import free_port
 
@@ -40,14 +37,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=45)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "p"
-        root.mkdir()
-        frame = make_training(20000, seed=1)
-        project = Project(root)
-        run_pipeline(project, frame, target=TARGET, say=lambda _: None)
-        project.close()
-        row = frame.drop(columns=[TARGET, "signup_at"], errors="ignore").iloc[0].to_dict()
-        record = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        root, record, _ = trained_project(Path(tmp))
         port = free_port()
         config = uvicorn.Config(
             build(root), host="127.0.0.1", port=port, log_level="warning", access_log=False

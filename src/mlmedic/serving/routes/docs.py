@@ -26,34 +26,39 @@ POLICY = (
 )
 
 
+def _offline(page: HTMLResponse) -> HTMLResponse:
+    page.headers["content-security-policy"] = POLICY
+    return page
+
+
 def _title(request: Request) -> str:
     return str(request.app.title)
 
 
 @router.get("/docs", include_in_schema=False)
 async def swagger(request: Request) -> HTMLResponse:
-    page = get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title=f"{_title(request)} - Swagger UI",
-        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-        swagger_css_url="/docs/assets/swagger-ui.css",
-        swagger_favicon_url="/docs/assets/favicon.png",
+    return _offline(
+        get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{_title(request)} - Swagger UI",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
     )
-    page.headers["content-security-policy"] = POLICY
-    return page
 
 
 @router.get("/redoc", include_in_schema=False)
 async def redoc(request: Request) -> HTMLResponse:
-    page = get_redoc_html(
-        openapi_url="/openapi.json",
-        title=f"{_title(request)} - ReDoc",
-        redoc_js_url="/docs/assets/redoc.standalone.js",
-        redoc_favicon_url="/docs/assets/favicon.png",
-        with_google_fonts=False,
+    return _offline(
+        get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{_title(request)} - ReDoc",
+            redoc_js_url="/docs/assets/redoc.standalone.js",
+            redoc_favicon_url="/docs/assets/favicon.png",
+            with_google_fonts=False,
+        )
     )
-    page.headers["content-security-policy"] = POLICY
-    return page
 
 
 @router.get("/docs/assets/{name}", include_in_schema=False)
