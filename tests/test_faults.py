@@ -105,14 +105,14 @@ def served_project(template: Path, tmp_path: Path) -> Path:
     return root
 
 
-def _serve(root: Path, port: int | None = None):  # type: ignore[no-untyped-def]
+def _serve(root: Path, port: int | None = None, workers: int = 1):  # type: ignore[no-untyped-def]
     port = port or free_port()
     log = (root / f"serve-{port}.log").open("ab")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    process = start_server(root, port, log, env=env)
+    process = start_server(root, port, log, workers=workers, env=env)
     url = f"http://127.0.0.1:{port}"
     assert wait_ready(url, 90), (root / f"serve-{port}.log").read_text()[-2000:]
-    assert _until(lambda: len(worker_pids(process.pid, root)) == 1, 30)
+    assert _until(lambda: len(worker_pids(process.pid, root)) == workers, 30)
     return process, url, log, port
 
 
@@ -166,11 +166,7 @@ def test_no_prediction_row_is_lost_while_the_event_store_is_locked(served_projec
 
     from mlmedic.logstore import read_predictions
 
-    port = free_port()
-    log = (served_project / "serve-locked.log").open("ab")
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    process = start_server(served_project, port, log, workers=2, env=env)
-    url = f"http://127.0.0.1:{port}"
+    process, url, log, _ = _serve(served_project, workers=2)
     store = served_project / ".mlmedic" / "events.db"
     body = json.dumps(RECORD).encode()
 
@@ -185,8 +181,6 @@ def test_no_prediction_row_is_lost_while_the_event_store_is_locked(served_projec
         return answered
 
     try:
-        assert wait_ready(url, 90)
-        assert _until(lambda: len(worker_pids(process.pid, served_project)) == 2)
         blocker = sqlite3.connect(store, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:

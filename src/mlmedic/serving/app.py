@@ -36,7 +36,7 @@ from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.model.source import ModelSource
 from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.metrics import Metrics
-from mlmedic.serving.requests import validate_records
+from mlmedic.serving.requests import error_response, validate_records
 from mlmedic.serving.routes import ROUTERS
 from mlmedic.serving.state import ServerState, beating
 
@@ -96,9 +96,7 @@ def create_app(state: ServerState) -> FastAPI:
     async def _medic_error(request: Request, exc: MedicError) -> JSONResponse:
         """Every error of mlmedic's tree answers with the status its class carries."""
         state.metrics.failed(exc.status_code, request.url.path)
-        retry = getattr(exc, "retry_after", None)
-        headers = {"retry-after": str(retry)} if retry else None
-        return JSONResponse({"detail": exc.message}, exc.status_code, headers=headers)
+        return error_response(exc, {"detail": exc.message})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

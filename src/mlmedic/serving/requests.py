@@ -11,8 +11,9 @@ import zlib
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
-from mlmedic.errors import ApiError, InvalidRequest, PayloadTooLarge
+from mlmedic.errors import ApiError, InvalidRequest, MedicError, PayloadTooLarge
 from mlmedic.model.local import LoadedModel
 from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
 
@@ -44,6 +45,16 @@ async def raw_body(request: Request, limit: int) -> bytearray:
     # a model crashes on this input, and computable by the client
     request.state.fingerprint = zlib.crc32(body)
     return body
+
+
+def error_response(
+    exc: MedicError, body: dict[str, Any], status: int | None = None
+) -> JSONResponse:
+    """``body`` as the answer to ``exc``: its status (or ``status``), and ``Retry-After`` when
+    it says when to come back — one shape of headers for mlmedic's API and both protocols."""
+    retry = getattr(exc, "retry_after", None)
+    headers = {"retry-after": str(retry)} if retry else None
+    return JSONResponse(body, status or exc.status_code, headers=headers)
 
 
 # ---------------------------------------------------------------------- validation

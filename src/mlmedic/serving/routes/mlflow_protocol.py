@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mlmedic.errors import ApiError, InvalidRequest
-from mlmedic.serving.requests import parse_json, raw_body
+from mlmedic.serving.requests import error_response, parse_json, raw_body
 from mlmedic.serving.routes.predictions import score
 from mlmedic.serving.state import state_of
 
@@ -82,11 +82,9 @@ def _error(exc: ApiError) -> JSONResponse:
     """MLflow's error shape; a client's mistake is 400 (as MLflow answers), the rest keep
     their status (413, 503 with Retry-After, 401)."""
     status = 400 if exc.status_code == 422 else exc.status_code
-    retry = getattr(exc, "retry_after", None)
-    headers = {"retry-after": str(retry)} if retry else None
     code = "BAD_REQUEST" if status == 400 else "TEMPORARILY_UNAVAILABLE" if status == 503 else ""
     body = {"error_code": code or "INVALID_PARAMETER_VALUE", "message": exc.message}
-    return JSONResponse(body, status, headers=headers)
+    return error_response(exc, body, status)
 
 
 def _json_records(body: Any) -> tuple[list[Any], str]:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mlmedic.errors import ApiError, InvalidRequest, NotReady
-from mlmedic.serving.requests import REQUEST_ID, parse_json, raw_body
+from mlmedic.serving.requests import REQUEST_ID, error_response, parse_json, raw_body
 from mlmedic.serving.routes.predictions import score
 from mlmedic.serving.state import state_of
 
@@ -50,10 +50,7 @@ class NotServed(ApiError):
 
 
 def _error(exc: ApiError) -> JSONResponse:
-    status = 400 if exc.status_code == 422 else exc.status_code
-    retry = getattr(exc, "retry_after", None)
-    headers = {"retry-after": str(retry)} if retry else None
-    return JSONResponse({"error": exc.message}, status, headers=headers)
+    return error_response(exc, {"error": exc.message}, 400 if exc.status_code == 422 else None)
 
 
 def _served(request: Request, name: str, version: str | None) -> Any:
