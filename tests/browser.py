@@ -28,9 +28,25 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-features=AutofillServerCommunication",  # its own request on a page with a form
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--no-pings",
     "--enable-logging=stderr",
     "--v=0",
 ]
+# Chromium's own services: it calls them on its own schedule (sign-in, component updates),
+# so a blank page's run does not always see them. A page's assets never come from these.
+BROWSER_HOSTS = frozenset(
+    {
+        "accounts.google.com",
+        "clients2.google.com",
+        "clientservices.googleapis.com",
+        "content-autofill.googleapis.com",
+        "optimizationguide-pa.googleapis.com",
+        "safebrowsing.googleapis.com",
+        "update.googleapis.com",
+    }
+)
 
 
 def chromium() -> str:
@@ -144,7 +160,7 @@ def load(url: str, folder: Path, *, trap_requests: bool = True, settle_ms: int =
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert picture.returncode == 0 and shot.exists(), picture.stderr[-2000:]
     console = [line for line in (dom.stderr + picture.stderr).splitlines() if ":CONSOLE" in line]
-    off = sorted({h for h in (trap.hosts if trap else []) if h not in own})
+    off = sorted({h for h in (trap.hosts if trap else []) if h not in own | BROWSER_HOSTS})
     return Loaded(dom.stdout, console, shot, off)
 
 

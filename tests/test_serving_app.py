@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -419,6 +420,28 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     assert "hot swap to v5 failed, still serving v1" in event.message
 
 
+def test_the_fast_path_calls_the_trees_on_one_thread(
+    served_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process is the unit of parallelism (#22): its model call opens no OpenMP team.
+    With two threads, every tree's parallel region waited for a descheduled thread on a busy
+    2-core host and halved the throughput."""
+    model = build(served_project, poll_registry=False).state.mlmedic.model
+    assert model is not None and model.fast is not None and model.fast.direct
+    booster = model.fast.booster
+    seen: list[int] = []
+    call = booster._predict_iterations
+
+    def spy(*args: Any) -> Any:
+        seen.append(args[-1])
+        return call(*args)
+
+    monkeypatch.setattr(booster, "_predict_iterations", spy)
+    rows = make_churn(5, seed=3).drop(columns=[TARGET, "signup_at"])
+    model.predict_columns([{c: rows[c].tolist() for c in model.features}])
+    assert seen == [1]
+
+
 def test_the_fast_path_reproduces_the_pipeline(served_project: Path) -> None:
     """Served predictions equal the registered pipeline's, unseen and missing values included —
     through the booster's trees directly (#22: its own category encoder folded into the
@@ -426,7 +449,7 @@ def test_the_fast_path_reproduces_the_pipeline(served_project: Path) -> None:
     app = build(served_project, poll_registry=False)
     model = app.state.mlmedic.model
     assert model is not None and model.fast is not None
-    assert model.fast.n_threads is not None  # the direct path
+    assert model.fast.direct
     rows = make_churn(300, seed=77).drop(columns=[TARGET, "signup_at"])
     rows.loc[:20, "region"] = "atlantis"
     rows.loc[21:40, "contract_type"] = None
@@ -573,3 +596,63 @@ def _wait(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-d
             return True
         time.sleep(0.01)
     return False
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/predict", ("predict", {})),
+        ("/invocations", ("invocations", {})),
+        ("/v2/models/churn/infer", ("v2", {"name": "churn"})),
+        ("/v2/models/churn/versions/3/infer", ("v2", {"name": "churn", "version": "3"})),
+        ("/v2/models//infer", None),
+        ("/v2/models/churn/versions//infer", None),
+        ("/v2/models/churn/other/3/infer", None),
+        ("/v2/models/a/b/infer", None),
+        ("/v2/models/churn/ready", None),
+        ("/predict/", None),
+        ("/feedback", None),
+    ],
+)
+def test_the_scoring_lane_takes_exactly_the_scoring_paths(
+    path: str, expected: tuple[str, dict[str, str]] | None
+) -> None:
+    """#22 item 10: what the lane takes past FastAPI's router is what the routers declare for
+    a POST (a ``{name}`` segment is never empty and never holds a slash); the rest goes on."""
+    from mlmedic.serving.lane import ScoringLane
+
+    async def predict(_: Any) -> Any: ...
+    async def invocations(_: Any) -> Any: ...
+    async def v2(_: Any) -> Any: ...
+
+    names = {predict: "predict", invocations: "invocations", v2: "v2"}
+    lane = ScoringLane(
+        None,  # type: ignore[arg-type]
+        handlers={"/predict": predict, "/invocations": invocations},
+        v2_infer=v2,
+        errors={},
+    )
+    handler, params = lane.match(path)
+    assert (None if handler is None else (names[handler], params)) == expected
+
+
+def test_a_scoring_request_answers_the_same_through_the_lane_and_the_router(
+    served_project: Path,
+) -> None:
+    """The lane calls the routers' own handlers and the app's exception handlers: a request
+    the lane takes and the same request through FastAPI's router get the same answer."""
+    app = build(served_project, poll_registry=False)
+    record = make_churn(1, seed=5).drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
+    bad = dict(record, age="old")
+    with TestClient(app) as client:
+        laned = [client.post("/predict", json=body) for body in (record, bad, [])]
+        laned.append(client.post("/predict", content=b"{not json"))
+    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != "ScoringLane"]
+    app.middleware_stack = None
+    with TestClient(app) as client:
+        routed = [client.post("/predict", json=body) for body in (record, bad, [])]
+        routed.append(client.post("/predict", content=b"{not json"))
+    assert [r.status_code for r in laned] == [200, 422, 422, 422]
+    assert [r.status_code for r in routed] == [r.status_code for r in laned]
+    assert [r.json() for r in routed[1:]] == [r.json() for r in laned[1:]]
+    assert routed[0].json()["predictions"] == laned[0].json()["predictions"]

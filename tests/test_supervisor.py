@@ -817,3 +817,36 @@ def test_the_api_docs_render_with_no_network(  # type: ignore[no-untyped-def]
     assert page.requests_off_machine == [], page.requests_off_machine
     assert rendered in page.dom and "/predict" in page.dom, page.dom[:2000]
     assert "/invocations" in page.dom and "/v2/models/" in page.dom
+
+
+_OPENMP_THREADS = """
+import threading
+from mlmedic.serving.pool import one_thread_per_worker
+one_thread_per_worker()
+import sklearn.ensemble  # loads OpenMP after the limit, as a worker's build does
+from threadpoolctl import threadpool_info
+seen = {}
+def probe():
+    seen["n"] = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+thread = threading.Thread(target=probe)  # an executor's thread, not the one that set it
+thread.start()
+thread.join()
+print(seen["n"])
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "[1]"), ("2", "[2]")])
+def test_a_worker_runs_its_model_calls_on_one_openmp_thread(
+    given: str | None, expected: str
+) -> None:
+    """#22: OpenMP is loaded after a worker starts, so its thread count comes from the
+    environment the worker sets — for every thread, not only the one that set it — unless the
+    operator set ``OMP_NUM_THREADS``."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if given is not None:
+        env["OMP_NUM_THREADS"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", _OPENMP_THREADS], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected

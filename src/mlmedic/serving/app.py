@@ -12,7 +12,8 @@ leaves the old one serving.
 
 A worker's state is ``serving.state``; requests, their limits and authorisation are
 ``serving.requests`` and ``serving.auth``; the endpoints are routers, one per concern
-(``serving.routes``); this module assembles the app.
+(``serving.routes``); the scoring paths reach theirs through ``serving.lane``; this module
+assembles the app.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from mlmedic.errors import ApiError, MedicError
 from mlmedic.logstore import FeedbackLog, PredictionLog
 from mlmedic.model.source import ModelSource
 from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
+from mlmedic.serving.lane import ScoringLane
 from mlmedic.serving.metrics import Metrics
 from mlmedic.serving.requests import error_response, validate_records
-from mlmedic.serving.routes import ROUTERS
+from mlmedic.serving.routes import ROUTERS, mlflow_protocol, predictions, v2
 from mlmedic.serving.state import ServerState, beating
 
 log = logging.getLogger("mlmedic.serving")
@@ -89,6 +91,16 @@ def create_app(state: ServerState) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     tokens = Tokens(state.api_token, state.metrics_token, frozenset(state.config.open_paths))
+    # the scoring paths skip FastAPI's stack; added first, so it runs inside the token guard
+    app.add_middleware(
+        ScoringLane,
+        handlers={
+            "/predict": predictions.predict,
+            "/invocations": mlflow_protocol.invocations,
+        },
+        v2_infer=v2.infer,
+        errors=app.exception_handlers,
+    )
     if tokens.guarding:
         app.add_middleware(TokenGuard, tokens=tokens, on_refused=state.metrics.failed)
 

@@ -357,13 +357,10 @@ def _run_worker(
     A standby (``index`` None) builds the app and loads the model first, then waits on
     ``start_fd`` for the index of the worker it replaces."""
     import uvicorn
-    from threadpoolctl import threadpool_limits
 
     from mlmedic.serving.app import build
 
-    # Requests are batched by the worker; OpenMP threads inside one small model call only add
-    # contention with the other workers and the event loop.
-    limits = threadpool_limits(limits=1)
+    limits = one_thread_per_worker()
     slot = {"index": -1 if index is None else index}
 
     def mark(version: int, fingerprint: int = 0) -> None:
@@ -399,6 +396,20 @@ def _run_worker(
         app.state.mlmedic.catch_up()
     uvicorn.Server(config).run(sockets=[sock])
     limits.restore_original_limits()
+
+
+def one_thread_per_worker() -> Any:
+    """Requests are batched by the worker and the workers are the parallelism: OpenMP or BLAS
+    threads inside one small model call only wait for cores the other workers and the event
+    loop hold (#22: sklearn's trees, two OpenMP threads per call, halved a worker's throughput
+    on a busy 2-core host). OpenMP is not loaded yet when a worker starts (the supervisor never
+    imports a model library), so ``threadpoolctl`` cannot reach it and its limit would bind only
+    the calling thread anyway: ``OMP_NUM_THREADS`` sets it for every thread of the process, the
+    executor's included, unless the operator set it. Returns the BLAS limits to restore."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return threadpool_limits(limits=1)
 
 
 def _pid_alive(pid: int) -> bool:

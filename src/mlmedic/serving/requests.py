@@ -87,51 +87,76 @@ def validate_records(records: list[Any], model: LoadedModel) -> dict[str, list[A
     """
     features = model.features
     expected = set(features)
-    numeric = model.numeric
     columns: dict[str, list[Any]] = {name: [] for name in features}
     for position, record in enumerate(records):
-        where = f"records[{position}]"
         if not isinstance(record, dict):
-            raise InvalidRequest(f"{where}: expected an object of feature values")
+            raise InvalidRequest(f"records[{position}]: expected an object of feature values")
         if record.keys() != expected:
             unknown = sorted(set(record) - expected)
             if unknown:
-                raise InvalidRequest(f"{where}: unknown field '{unknown[0]}'")
+                raise InvalidRequest(f"records[{position}]: unknown field '{unknown[0]}'")
             missing = [name for name in features if name not in record]
-            raise InvalidRequest(f"{where}: missing field '{missing[0]}'")
+            raise InvalidRequest(f"records[{position}]: missing field '{missing[0]}'")
         for name in features:
-            value = record[name]
+            columns[name].append(record[name])
+    return validate_columns(columns, model, "records[{row}].{name}")
+
+
+def validate_columns(
+    columns: dict[str, list[Any]], model: LoadedModel, where: str
+) -> dict[str, list[Any]]:
+    """Columns of the model's features (plain lists of one length, as a protocol's tensors or
+    the records carry them) checked value by value and made what the model reads: finite floats
+    for numbers (NaN for a null the contract allows), strings for categories. ``where`` names a
+    value in an error (``{row}`` and ``{name}``). The lists are replaced, not changed."""
+    checked: dict[str, list[Any]] = {}
+    for name in model.features:
+        values = columns[name]
+        numeric = name in model.numeric
+        nullable = name in model.nullable
+        integer = name in model.integer
+        out: list[Any] = []
+        for row, value in enumerate(values):
             if value is None:
-                if name not in model.nullable:
+                if not nullable:
                     raise InvalidRequest(
-                        f"{where}.{name}: missing value (null), and the model's data contract "
-                        "has no missing values in this column",
+                        f"{where.format(row=row, name=name)}: missing value (null), and the "
+                        "model's data contract has no missing values in this column"
                     )
-                if name in numeric:
-                    value = float("nan")
-            elif name in numeric:
-                value = _number(value, name in model.integer, f"{where}.{name}")
-            elif not isinstance(value, str):
+                out.append(math.nan if numeric else None)
+            elif numeric:
+                try:
+                    out.append(_number(value, integer))
+                except _Refused as why:
+                    raise InvalidRequest(f"{where.format(row=row, name=name)}: {why}") from None
+            elif isinstance(value, str):
+                out.append(value)
+            else:
                 raise InvalidRequest(
-                    f"{where}.{name}: expected a string, got {type(value).__name__}"
+                    f"{where.format(row=row, name=name)}: expected a string, "
+                    f"got {type(value).__name__}"
                 )
-            columns[name].append(value)
-    return columns
+        checked[name] = out
+    return checked
 
 
-def _number(value: Any, integer: bool, where: str) -> float:
-    """A JSON number as a finite float64, or ``ApiError(422)`` saying why not."""
+class _Refused(Exception):
+    """Why a value is not a number the model takes (the caller says where)."""
+
+
+def _number(value: Any, integer: bool) -> float:
+    """A JSON number as a finite float64, or ``_Refused`` saying why not."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{where}: expected a number, got {type(value).__name__}")
+        raise _Refused(f"expected a number, got {type(value).__name__}")
     if isinstance(value, int) and abs(value) > NUMBER_LIMIT_INT:
-        raise InvalidRequest(f"{where}: number out of range (the limit is 1e300)")
+        raise _Refused("number out of range (the limit is 1e300)")
     number = float(value)
     if not math.isfinite(number):
-        raise InvalidRequest(f"{where}: expected a finite number, got {value!r}")
+        raise _Refused(f"expected a finite number, got {value!r}")
     if abs(number) > NUMBER_LIMIT:
-        raise InvalidRequest(f"{where}: number out of range (the limit is 1e300)")
+        raise _Refused("number out of range (the limit is 1e300)")
     if integer and not number.is_integer():
-        raise InvalidRequest(f"{where}: expected an integer, got {value!r}")
+        raise _Refused(f"expected an integer, got {value!r}")
     return number
 
 

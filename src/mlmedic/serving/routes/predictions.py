@@ -6,8 +6,8 @@ micro-batcher, the hang limit, the prediction log, request ids and the metrics."
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,13 @@ from fastapi.responses import JSONResponse
 
 from mlmedic.errors import NotReady
 from mlmedic.serving.openapi import plain
-from mlmedic.serving.requests import REQUEST_ID, json_body, records_of, validate_records
+from mlmedic.serving.requests import (
+    REQUEST_ID,
+    json_body,
+    records_of,
+    validate_columns,
+    validate_records,
+)
 from mlmedic.serving.state import Pending, state_of
 
 router = APIRouter()
@@ -36,38 +42,48 @@ class Scored:
 
 
 async def score(
-    request: Request, records: list[Any], endpoint: str, *, request_id: str | None = None
+    request: Request,
+    records: list[Any] | None,
+    endpoint: str,
+    *,
+    request_id: str | None = None,
+    columns: dict[str, list[Any]] | None = None,
 ) -> Scored:
-    """Score ``records`` (JSON-like objects of feature values) through the shared path; the
-    request id is ``request_id``, else the ``x-request-id`` header, else a new one."""
+    """Score ``records`` (JSON-like objects of feature values), or ``columns`` (one list per
+    feature, as a protocol's tensors carry them), through the shared path; the request id is
+    ``request_id``, else the ``x-request-id`` header, else a new one."""
     state = state_of(request)
     started = time.perf_counter()
     model = state.model
     if model is None:
         raise NotReady("no model is loaded yet")
-    columns = validate_records(records, model)
+    if records is not None:
+        columns = validate_records(records, model)
+    else:
+        assert columns is not None
+        columns = validate_columns(columns, model, "{name}[{row}]")
+    rows = len(columns[model.features[0]])
     assert state.queue is not None
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    pending = Pending(columns, len(records), future, getattr(request.state, "fingerprint", 0))
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    pending = Pending(columns, rows, future, getattr(request.state, "fingerprint", 0))
     state.queue.put_nowait(pending)
+    # a model call that does not return must not hang the client: the worker answers 503
+    # (Retry-After) and the supervisor, seeing the call in flight, replaces the worker. One
+    # timer on the shared future (the batcher skips a future already answered), not wait_for's
+    # task and shield per request
+    expiry = loop.call_later(state.config.hang_seconds, _expire, future, state.config.hang_seconds)
     try:
-        # a model call that does not return must not hang the client: the worker answers 503
-        # (Retry-After) and the supervisor, seeing the call in flight, replaces the worker
-        labels, probabilities, used = await asyncio.wait_for(
-            asyncio.shield(future), state.config.hang_seconds
-        )
-    except TimeoutError:
-        raise NotReady(
-            f"the model call did not return within {state.config.hang_seconds:g} s "
-            "(serving.hang_seconds); this worker is being replaced"
-        ) from None
+        labels, probabilities, used = await future
+    finally:
+        expiry.cancel()
     request_id = request_id or request.headers.get("x-request-id") or ""
     if not REQUEST_ID.fullmatch(request_id):
-        request_id = uuid.uuid4().hex  # only a bounded, safe charset is stored and echoed
+        request_id = secrets.token_hex(16)  # only a bounded, safe charset is stored and echoed
     failed = pending.failed
     predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
     if failed:  # the log keeps what was answered
-        kept = [i for i in range(len(records)) if i not in failed]
+        kept = [i for i in range(rows) if i not in failed]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
         logged = np.asarray([probabilities[i] for i in kept], dtype=float)
         state.predictions.append(
@@ -79,6 +95,16 @@ async def score(
     state.metrics.predicted(answered, time.perf_counter() - started, endpoint)
     classes = [plain(c) for c in used.classes]
     return Scored(request_id, used.version, predictions, probabilities, classes, failed)
+
+
+def _expire(future: asyncio.Future[Any], seconds: float) -> None:
+    if not future.done():
+        future.set_exception(
+            NotReady(
+                f"the model call did not return within {seconds:g} s "
+                "(serving.hang_seconds); this worker is being replaced"
+            )
+        )
 
 
 @router.post("/predict")

@@ -131,30 +131,31 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
 
 @router.post("/v2/models/{name}/infer")
 @router.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(request: Request, name: str, version: str | None = None) -> JSONResponse:
+async def infer(request: Request) -> JSONResponse:
+    """Read from the path itself (no parameters for FastAPI to solve): the scoring lane calls
+    this directly (``serving.lane``)."""
     state = state_of(request)
+    name, version = request.path_params["name"], request.path_params.get("version")
     try:
         model = _served(request, name, version)
         body = await raw_body(request, state.config.max_body_bytes)
         header, tensors = _split_binary(request, body)
         if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
             raise InvalidRequest("expected a JSON object with an 'inputs' list")
-        records = _records(header["inputs"], tensors, model.features)
-        if len(records) > state.config.max_records_per_request:
+        columns, rows = _columns(header["inputs"], tensors, model.features)
+        if rows > state.config.max_records_per_request:
             raise InvalidRequest(
-                f"{len(records)} rows in one request; the limit is "
-                f"{state.config.max_records_per_request}"
+                f"{rows} rows in one request; the limit is {state.config.max_records_per_request}"
             )
         wanted = _wanted(header.get("outputs"))
         given = header.get("id")
         request_id = given if isinstance(given, str) and REQUEST_ID.fullmatch(given) else None
-        done = await score(request, records, "/v2/infer", request_id=request_id)
+        done = await score(request, None, "/v2/infer", request_id=request_id, columns=columns)
     except ApiError as exc:
         return _error(exc)
     if done.failed:  # a tensor has no place for a missing answer: the request fails whole
         first = min(done.failed)
         return _error(InvalidRequest(f"row {first}: {done.failed[first]}"))
-    rows = len(records)
     outputs: list[dict[str, Any]] = []
     if "predict" in wanted:
         kind = _label_type(done.classes)
@@ -214,8 +215,10 @@ def _split_binary(request: Request, body: bytearray) -> tuple[Any, bytes]:
     return parse_json(body[: int(length)]), bytes(body[int(length) :])
 
 
-def _records(inputs: list[Any], binary: bytes, features: list[str]) -> list[dict[str, Any]]:
-    """One record per row from one tensor per feature."""
+def _columns(
+    inputs: list[Any], binary: bytes, features: list[str]
+) -> tuple[dict[str, list[Any]], int]:
+    """(one column per feature, the number of rows) from one tensor per feature."""
     columns: dict[str, list[Any]] = {}
     offset = 0
     for position, tensor in enumerate(inputs):
@@ -252,8 +255,7 @@ def _records(inputs: list[Any], binary: bytes, features: list[str]) -> list[dict
     rows = {len(values) for values in columns.values()}
     if len(rows) != 1 or 0 in rows:
         raise InvalidRequest("every input must have the same, non-zero number of rows")
-    count = rows.pop()
-    return [{name: columns[name][i] for name in features} for i in range(count)]
+    return columns, rows.pop()
 
 
 def _flat(data: Any, where: str) -> list[Any]:
