@@ -656,3 +656,75 @@ def test_a_scoring_request_answers_the_same_through_the_lane_and_the_router(
     assert [r.status_code for r in routed] == [r.status_code for r in laned]
     assert [r.json() for r in routed[1:]] == [r.json() for r in laned[1:]]
     assert routed[0].json()["predictions"] == laned[0].json()["predictions"]
+
+
+def _tensors(record: dict[str, object]) -> list[dict[str, object]]:
+    return [
+        {
+            "name": name,
+            "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            "shape": [1],
+            "data": [value],
+        }
+        for name, value in record.items()
+    ]
+
+
+def _v2_case(case: str) -> list[dict[str, object]]:
+    tensors = _tensors(_record())
+    first = tensors[0]
+    if case == "datatype a list":
+        first["datatype"] = ["FP64"]
+    elif case == "parameters a list":
+        first["parameters"] = [1]
+    elif case == "a tensor twice":
+        tensors.append(dict(first))
+    elif case == "negative rows":
+        first["shape"] = [-1]
+    elif case == "a shape of two columns":
+        first["shape"], first["data"] = [1, 2], [[1, 2]]
+    elif case == "rows that differ":
+        first["shape"], first["data"] = [2], [first["data"][0]] * 2  # type: ignore[index]
+    elif case == "an input missing":
+        tensors.pop()
+    elif case == "data not a list":
+        first["data"] = 3
+    elif case == "text for a number":
+        for tensor in tensors:
+            if tensor["name"] == "age":
+                tensor["datatype"], tensor["data"] = "BYTES", ["old"]
+    return tensors
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("datatype a list", "unknown datatype"),
+        ("parameters a list", "'parameters' must be an object"),
+        ("a tensor twice", "is given twice"),
+        ("negative rows", "1 values for shape [-1]"),
+        ("a shape of two columns", "shape must be [rows] or [rows, 1]"),
+        ("rows that differ", "the same, non-zero number of rows"),
+        ("an input missing", "missing input"),
+        ("data not a list", "'data' must be a list"),
+        ("text for a number", "age[0]: expected a number, got str"),
+    ],
+)
+def test_a_v2_request_the_model_cannot_take_is_a_400_naming_why(
+    served_project: Path, case: str, says: str
+) -> None:
+    """The Open Inference Protocol's errors: ``{"error": ...}`` with 400 for every malformed
+    tensor — never a 500, whatever JSON type a field holds."""
+    app = build(served_project, poll_registry=False)
+    name = app.state.mlmedic.source.model_name
+    with TestClient(app) as client:
+        good = client.post(f"/v2/models/{name}/infer", json={"inputs": _tensors(_record())})
+        nested = _tensors(_record())
+        for tensor in nested:
+            tensor["shape"], tensor["data"] = [1, 1], [tensor["data"]]
+        as_column = client.post(f"/v2/models/{name}/infer", json={"inputs": nested})
+        answer = client.post(f"/v2/models/{name}/infer", json={"inputs": _v2_case(case)})
+    assert good.status_code == 200 and as_column.status_code == 200
+    assert as_column.json()["outputs"] == good.json()["outputs"]
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]

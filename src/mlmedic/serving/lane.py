@@ -1,5 +1,5 @@
-"""The scoring lane: ``POST /predict``, ``/invocations`` and ``/v2/models/{name}[/versions/{v}]
-/infer`` go straight to their handlers (#22 item 10).
+"""The scoring lane: ``POST /predict``, ``/invocations`` and the v2 ``infer`` go straight to
+their handlers (#22 item 10).
 
 Between uvicorn and a route, FastAPI passes a request through five middlewares, a router that
 matches it against every route, and a dependency solver; at 8 connections that was a fifth of a
