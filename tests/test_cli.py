@@ -452,3 +452,23 @@ def test_a_deleted_event_store_gets_its_history_back_from_mlflow_at_the_next_com
     assert kinds == [("alias", True), ("component", None)], kinds
     again = _subprocess("models", cwd=tmp_path)  # once: the store knows v1 now
     assert "recreated" not in again.stderr
+
+
+@pytest.mark.slow
+def test_a_quantity_as_the_target_is_refused_at_once_with_one_line(tmp_path: Path) -> None:
+    """#23, bad input until regression is built: the issue's user waited 25 s for a stratified
+    split error naming no task. A numeric target of quantities is refused before any stage,
+    exit 2, one line saying classifiers only, nothing registered."""
+    from mlmedic.datasets import make_churn
+
+    data = tmp_path / "churn.csv"
+    make_churn(600, seed=4).to_csv(data, index=False)
+    done = _subprocess("run", data, "--target", "monthly_charges", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "holds quantities, not classes" in lines[0] and "classifiers only" in lines[0]
+    assert "monthly_charges" in lines[0]
+    models = tmp_path / ".mlmedic" / "mlartifacts" / "models"
+    assert not models.exists() or not any(models.iterdir())
+    assert not (tmp_path / ".mlmedic" / "champion.json").exists()

@@ -163,3 +163,32 @@ def test_untrainable_data(frame: pd.DataFrame, problem: str) -> None:
     contract = DataContract(target=TARGET).fit(frame)
     with pytest.raises(TrainingError, match=problem):
         train(frame, contract)
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ([0.5 + i for i in range(20)] * 3, False),  # 20 distinct with fractions: classes
+        ([0.5 + i for i in range(21)] * 3, True),  # 21: quantities
+        (list(range(50)) * 8, False),  # 50 whole numbers in 400 rows
+        (list(range(51)) * 8, True),  # 51 in 408 rows (over 50 and over a tenth)
+        (list(range(51)) * 20, False),  # 51 in 1,020 rows: under a tenth of the rows
+        (list(range(104)) * 9, True),  # 104 in 936 rows: over both
+        ([1.0, 2.0, 3.0] * 30, False),  # class codes read back as floats
+        ([True, False] * 40, False),
+        ([f"c{i}" for i in range(300)], False),  # text labels are always classes
+    ],
+)
+def test_a_target_of_quantities_is_told_from_class_labels(
+    values: list[object], refused: bool
+) -> None:
+    """The boundaries of ``check_task`` (#23: regression is refused, not mis-trained)."""
+    from mlmedic.errors import TrainingError
+    from mlmedic.training import check_task
+
+    labels = pd.Series(values)
+    if refused:
+        with pytest.raises(TrainingError, match="holds quantities, not classes"):
+            check_task(labels, "y", "data.csv")
+    else:
+        check_task(labels, "y", "data.csv")

@@ -35,7 +35,14 @@ from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.training import TrainResult, model_frame, positive_rate, scored, train
+from mlmedic.training import (
+    TrainResult,
+    check_task,
+    model_frame,
+    positive_rate,
+    scored,
+    train,
+)
 
 Say = Callable[[str], None]
 MAX_KNOWN_REGIMES = 3  # earlier regimes' drift profiles a version keeps
@@ -184,6 +191,7 @@ def _stage_data(
                 f"{source}: target column '{target}' not found "
                 f"(columns: {', '.join(map(str, frame.columns[:10]))})"
             )
+        check_task(frame[target], target, source)
         checked = resolve_contract(
             frame,
             reference=reference,

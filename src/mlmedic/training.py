@@ -167,6 +167,34 @@ def load_trainer(path: str | None) -> tuple[str, Trainer]:
     return path, function
 
 
+REGRESSION_FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
+REGRESSION_INTEGER = 50  # distinct whole numbers (and a tenth of the rows) that mean regression
+
+
+def check_task(labels: pd.Series, target: str, source: str) -> None:
+    """Refuse a target that holds quantities, not classes (#23, until regression is built): a
+    numeric target with fractions and more than 20 distinct values, or whole numbers with more
+    than 50 distinct values that are also over a tenth of the rows. Class labels coded as
+    numbers (0/1, 1.0/2.0/3.0, thirty classes) pass. Raised before any work is done."""
+    if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
+        return
+    values = labels.dropna()
+    distinct = int(values.nunique())
+    fractional = bool((values % 1 != 0).any()) if len(values) else False
+    many = (
+        distinct > REGRESSION_FRACTIONAL
+        if fractional
+        else distinct > max(REGRESSION_INTEGER, len(values) // 10)
+    )
+    if many:
+        raise TrainingError(
+            f"{source}: target column '{target}' holds quantities, not classes ({distinct:,} "
+            f"distinct {'numbers with fractions' if fractional else 'whole numbers'} in "
+            f"{len(values):,} rows): mlmedic trains and heals classifiers only so far; "
+            "regression is not supported yet"
+        )
+
+
 def _check_trainable(frame: pd.DataFrame, target: str, *, split: bool = True) -> None:
     if target not in frame.columns:
         raise TrainingError(f"target column '{target}' not found in the training data")
