@@ -472,3 +472,36 @@ def test_a_quantity_as_the_target_is_refused_at_once_with_one_line(tmp_path: Pat
     models = tmp_path / ".mlmedic" / "mlartifacts" / "models"
     assert not models.exists() or not any(models.iterdir())
     assert not (tmp_path / ".mlmedic" / "champion.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("trainer", "says"),
+    [
+        ("lightgbm", "LightGBM and XGBoost are not built-in trainers yet"),
+        ("xgboost", "LightGBM and XGBoost are not built-in trainers yet"),
+        ("no_such_package_here:train", "cannot import module"),
+    ],
+)
+def test_a_trainer_that_cannot_be_used_is_refused_before_any_work(
+    tmp_path: Path,
+    trainer: str,
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#23's bad input, until LightGBM and XGBoost are built in: one line, exit 2, before the
+    data stage (it used to come after it), nothing registered."""
+    from mlmedic.cli import main
+    from mlmedic.datasets import make_churn
+
+    data = tmp_path / "churn.csv"
+    make_churn(300, seed=4).to_csv(data, index=False)
+    args = ["mlmedic", "run", str(data), "-t", TARGET, "--trainer", trainer, "-C", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as done:
+        main()
+    captured = capsys.readouterr()
+    assert done.value.code == 2, captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and says in captured.err, captured.err
+    assert "[1] data" not in captured.out + captured.err
+    assert not (tmp_path / ".mlmedic" / "champion.json").exists()

@@ -35,14 +35,7 @@ from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.training import (
-    TrainResult,
-    check_task,
-    model_frame,
-    positive_rate,
-    scored,
-    train,
-)
+from mlmedic.training import TrainResult, check_task, model_frame, positive_rate, scored, train
 
 Say = Callable[[str], None]
 MAX_KNOWN_REGIMES = 3  # earlier regimes' drift profiles a version keeps

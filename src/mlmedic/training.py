@@ -151,6 +151,11 @@ def load_trainer(path: str | None) -> tuple[str, Trainer]:
     """Import ``package.module:function``; a clear ``TrainingError`` if it cannot be used."""
     path = path or DEFAULT_TRAINER
     module_name, _, attribute = path.partition(":")
+    if path in ("lightgbm", "xgboost"):
+        raise TrainingError(
+            f"trainer '{path}': LightGBM and XGBoost are not built-in trainers yet; give a "
+            "trainer of your own as package.module:function"
+        )
     if not module_name or not attribute:
         raise TrainingError(f"trainer '{path}': expected the form package.module:function")
     try:

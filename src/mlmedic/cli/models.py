@@ -41,8 +41,10 @@ def run(
     Exit 0 when the candidate is deployed, 1 when the gate rejects it (the champion stays).
     """
     from mlmedic.pipeline import run_pipeline
+    from mlmedic.training import load_trainer
 
     project = open_project(project_dir)
+    load_trainer(trainer or project.settings.self_healing.model_training.trainer)  # before work
     with progress(console.err if as_json else console.out, f"reading {data}") as say:
         result = run_pipeline(  # with --json the narration goes to stderr
             project,
