@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 
 from mlmedic.serving.launch import free_port, start_server, stop_server
+from served import get_json, post_json, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +46,6 @@ def _cli(*args: object) -> subprocess.CompletedProcess[str]:
         timeout=300,
         env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
     )
-
-
-def _call(url: str, payload: object) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +76,8 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _ready(url)
-        status, answer = _call(f"{url}/predict", {"records": records})
+        wait_ready(url)
+        status, answer = post_json(f"{url}/predict", {"records": records})
         assert status == 200, answer
         assert answer["classes"] == CLASSES
         assert all(label in CLASSES for label in answer["predictions"])
@@ -101,12 +88,11 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
 
         split = {"columns": list(rows.columns), "data": json.loads(rows.to_json(orient="values"))}
         payload = {"dataframe_split": split, "params": {"output": "probabilities"}}
-        status, mlflow = _call(f"{url}/invocations", payload)
+        status, mlflow = post_json(f"{url}/invocations", payload)
         assert status == 200, mlflow
         assert [sorted(p) for p in mlflow["predictions"]] == [CLASSES] * len(rows)
 
-        with urllib.request.urlopen(f"{url}/model", timeout=5) as reply:
-            name = json.loads(reply.read())["name"]
+        name = get_json(f"{url}/model")[1]["name"]
         tensors = [
             {
                 "name": column,
@@ -116,7 +102,7 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
             }
             for column in rows.columns
         ]
-        status, v2 = _call(f"{url}/v2/models/{name}/infer", {"inputs": tensors})
+        status, v2 = post_json(f"{url}/v2/models/{name}/infer", {"inputs": tensors})
         assert status == 200, v2
         outputs = {o["name"]: o for o in v2["outputs"]}
         assert outputs["predict"]["datatype"] == "BYTES"
@@ -126,9 +112,9 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
 
         truth = later["Origin"].head(6).tolist()
         feedback = [{"request_id": answer["request_id"], "label": label} for label in truth[:1]]
-        status, taken = _call(f"{url}/feedback", {"labels": feedback})
+        status, taken = post_json(f"{url}/feedback", {"labels": feedback})
         assert status == 200, taken
-        status, refused = _call(
+        status, refused = post_json(
             f"{url}/feedback", {"request_id": answer["request_id"], "label": "Mars"}
         )
         assert status == 422 and "Mars" in json.dumps(refused), refused
@@ -168,18 +154,3 @@ def test_a_three_class_table_is_monitored_and_replayed(project: Path) -> None:
     rows = len(pd.read_csv(project / "later.csv"))
     assert [w["rows"] for w in result["windows"]] == [45] * (rows // 45) + [rows % 45]
     assert all(w["accuracy"] is not None for w in result["windows"])
-
-
-def _ready(url: str, seconds: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} not ready within {seconds:g} s")

@@ -23,6 +23,9 @@ from mlmedic.faults import write_fragile_trainer
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, worker_pids
+from served import get_json as _get
+from served import post_json as _post
+from served import wait_ready as _wait_ready
 
 # servers, supervisors and commands in their own processes: not in the fast tier
 pytestmark = pytest.mark.slow
@@ -33,27 +36,6 @@ RECORD = {
 }
 
 
-def _get(url: str, timeout: float = 2.0) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-
-def _post(url: str, payload: object, timeout: float = 5.0) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-
 def _wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     """Poll ``condition`` until it holds or ``timeout`` passes; returns whether it held."""
     deadline = time.monotonic() + timeout
@@ -62,18 +44,6 @@ def _wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-unty
             return True
         time.sleep(0.05)
     return bool(condition())
-
-
-def _wait_ready(url: str, timeout: float = 60.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if _get(url + "/ready", timeout=1.0)[0] == 200:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"{url} not ready within {timeout}s")
 
 
 @pytest.fixture(scope="module")
