@@ -11,12 +11,7 @@ from typing import Any
 
 def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
     """(status, the JSON body) of a GET; an error status is returned, not raised."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+    return _answer(url, timeout)
 
 
 def post_json(url: str, payload: object, timeout: float = 5.0) -> tuple[int, Any]:
@@ -24,6 +19,10 @@ def post_json(url: str, payload: object, timeout: float = 5.0) -> tuple[int, Any
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
     )
+    return _answer(request, timeout)
+
+
+def _answer(request: str | urllib.request.Request, timeout: float) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
