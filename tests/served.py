@@ -1,4 +1,5 @@
-"""JSON over real HTTP to a server a test started: what the process-level tests share."""
+"""What the process-level tests share: JSON over real HTTP to a server a test started, and
+waiting for a condition with a deadline instead of sleeping."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -43,3 +45,14 @@ def wait_ready(url: str, timeout: float = 60.0) -> float:
             pass
         time.sleep(0.02)
     raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, step: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held (asked
+    once more at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())

@@ -10,20 +10,12 @@ from pathlib import Path
 
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventStore
+from served import wait_until
 
 
 def _actions(path: Path) -> list[tuple[str, str]]:
     with EventStore(path) as store:
         return [(e.kind, e.action) for e in store.query()]
-
-
-def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_locked_store_buffers_quickly_and_writes_later_in_order(tmp_path: Path) -> None:
@@ -43,7 +35,7 @@ def test_a_locked_store_buffers_quickly_and_writes_later_in_order(tmp_path: Path
     finally:
         blocker.execute("COMMIT")
         blocker.close()
-    assert _wait(store.flush)
+    assert wait_until(store.flush, 10)
     actions = _actions(path)
     assert actions[:2] == [("recovery", "during-lock-1"), ("recovery", "during-lock-2")]
     restored = [a for k, a in actions if k == "component"]
@@ -93,7 +85,7 @@ def _writer(path: str, count: int) -> None:
     store = ResilientEventStore(Path(path), timeout_s=0.05, retry_seconds=0.01)
     for number in range(count):
         store.record("data_fix", f"{os.getpid()}-{number}")
-    assert _wait(store.flush, 30)
+    assert wait_until(store.flush, 30)
 
 
 def test_four_writers_under_a_flapping_lock_lose_nothing(tmp_path: Path) -> None:

@@ -25,20 +25,12 @@ from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
 from mlmedic.logstore import read_predictions
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready
+from served import wait_until
 
 # servers, supervisors and commands in their own processes: not in the fast tier
 pytestmark = pytest.mark.slow
 
 MODEL = "churn"
-
-
-def _until(condition: Any, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +67,7 @@ def mlflow_on_postgres(
             return False
 
     try:
-        if not _until(healthy, 120):
+        if not wait_until(healthy, 120):
             pytest.fail("mlflow server did not start within 120 s")
         yield url
     finally:
@@ -197,21 +189,21 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
         deployed_at = time.monotonic()
         assert code == 0 and "v2 is now champion" in out, out + err
         # the replica on the other host swaps to the new champion on its own
-        assert _until(lambda: _model(urls[1]) == 2, 60), (hosts[1] / "serve.log").read_text()
+        assert wait_until(lambda: _model(urls[1]) == 2, 60), (hosts[1] / "serve.log").read_text()
         swap_seconds = time.monotonic() - deployed_at
         served = len(answers)
-        assert _until(lambda: len(answers) >= served + 20, 30)  # traffic on the new version too
+        assert wait_until(lambda: len(answers) >= served + 20, 30)  # traffic on the new version too
         stop.set()
         loader.join(timeout=30)
         assert answers and set(answers) == {200}, sorted(set(answers))
         assert swap_seconds <= config["serving"]["registry_poll_seconds"] + 30  # type: ignore[index]
         print(f"host b served v2 {swap_seconds:.1f} s after the deploy; {len(answers)} requests")
-        assert _until(lambda: _model(urls[0]) == 2, 60)
+        assert wait_until(lambda: _model(urls[0]) == 2, 60)
 
         # both replicas' rows, in their own part files, reach one monitor on host b
         log_url = f"file://{shared}/predictions"
         logged = 80 + len(answers)
-        assert _until(lambda: len(read_predictions(log_url)) == logged, 30)
+        assert wait_until(lambda: len(read_predictions(log_url)) == logged, 30)
         parts = {p.name.split("-")[-1] for p in shared.rglob("part-*.parquet")}
         assert len(parts) >= 2  # one writer pid per replica at least
         # the scheduler on host b makes the interval's pass over both replicas' rows; the one
@@ -224,8 +216,8 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
         # a person on host b rolls back: the replica on host a follows
         code, out, err = _main(monkeypatch, capsys, "rollback", "-C", str(hosts[1]))
         assert code == 0, out + err
-        assert _until(lambda: _model(urls[0]) == 1, 60), (hosts[0] / "serve.log").read_text()
-        assert _until(lambda: _model(urls[1]) == 1, 60)
+        assert wait_until(lambda: _model(urls[0]) == 1, 60), (hosts[0] / "serve.log").read_text()
+        assert wait_until(lambda: _model(urls[1]) == 1, 60)
     finally:
         for server in servers:
             stop_server(server)

@@ -17,6 +17,7 @@ from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.serving.app import ServerState, build
 from mlmedic.serving.state import Pending as _Pending
+from served import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -561,7 +562,8 @@ def test_on_a_starved_host_only_a_stopped_worker_is_taken_for_hung() -> None:
         running = subprocess.Popen(["sleep", "30"])
         stopped = subprocess.Popen(["sleep", "30"])
         stopped.send_signal(signal.SIGSTOP)
-        assert _wait(lambda: Path(f"/proc/{stopped.pid}/stat").read_text().split(") ")[1][0] == "T")
+        state = Path(f"/proc/{stopped.pid}/stat")
+        assert wait_until(lambda: state.read_text().split(") ")[1][0] == "T", 5)
         beats = Heartbeats(4)
         now = time.monotonic()
         for index in (0, 1):
@@ -585,17 +587,6 @@ def test_on_a_starved_host_only_a_stopped_worker_is_taken_for_hung() -> None:
 
     assert check(0.25) == {"running", "stopped"}
     assert check(2.0) == {"stopped"}
-
-
-def _wait(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from mlmedic.serving.launch import free_port, start_server, stop_server, worker_
 from served import get_json as _get
 from served import post_json as _post
 from served import wait_ready as _wait_ready
+from served import wait_until
 
 # servers, supervisors and commands in their own processes: not in the fast tier
 pytestmark = pytest.mark.slow
@@ -34,16 +35,6 @@ RECORD = {
     k: (v.item() if hasattr(v, "item") else v)
     for k, v in make_churn(1, seed=3).drop(columns=[TARGET, "signup_at"]).iloc[0].items()
 }
-
-
-def _wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    """Poll ``condition`` until it holds or ``timeout`` passes; returns whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +97,7 @@ def test_kill_minus_nine_is_recovered_with_one_event(server, two_versions: Path)
     _wait_ready(url, timeout=60)
     assert worker_pids(process.pid, two_versions) != [worker]
     store = EventStore(two_versions / ".mlmedic" / "events.db")
-    assert _wait_for(lambda: len(store.query(kind="recovery")) > before)
+    assert wait_until(lambda: len(store.query(kind="recovery")) > before)
     events = store.query(kind="recovery")
     assert len(events) == before + 1  # one incident, one event
     incident = events[-1]
@@ -138,7 +129,7 @@ def test_a_cached_model_failing_its_canary_is_reloaded_from_the_registry(
     def recent() -> list[str]:
         return [e.action for e in store.query(kind="recovery")[-2:]]
 
-    assert _wait_for(lambda: {"reload-model", "service"} <= set(recent()))
+    assert wait_until(lambda: {"reload-model", "service"} <= set(recent()))
     events = store.query(kind="recovery")
     actions = [e.action for e in events[-2:]]
     assert "reload-model" in actions and "service" in actions
@@ -166,16 +157,16 @@ def test_champion_swap_under_load_fails_no_request(server, two_versions: Path) -
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
         thread.start()
-    assert _wait_for(lambda: 2 in versions)  # load is flowing before the swap
+    assert wait_until(lambda: 2 in versions)  # load is flowing before the swap
     project = Project(two_versions)
     assert "(v2" in _get(url + "/openapi.json")[1]["info"]["description"]
     try:
         project.registry.rollback(reason="test swap")  # champion v2 -> v1
-        assert _wait_for(lambda: 1 in versions)
+        assert wait_until(lambda: 1 in versions)
         # the API's description follows the version served
         assert "(v1" in _get(url + "/openapi.json")[1]["info"]["description"]
         served = len(failures) + len(versions)
-        _wait_for(lambda: False, timeout=0.3)  # keep the load on a moment after the swap
+        wait_until(lambda: False, timeout=0.3)  # keep the load on a moment after the swap
         assert len(failures) + len(versions) >= served
     finally:
         stop.set()
@@ -498,7 +489,7 @@ def test_a_client_that_leaves_is_counted_not_logged_as_an_error(server) -> None:
             found = pattern.search(answer.read().decode())
         return int(float(found.group(1))) if found else 0
 
-    assert _wait_for(lambda: counted() >= 3, 30)
+    assert wait_until(lambda: counted() >= 3, 30)
     assert _post(url + "/predict", RECORD)[0] == 200
     logs = [p for p in Path(process.args[-1]).glob("serve-*.log")]
     assert logs and not any("unhandled error" in p.read_text() for p in logs)
@@ -525,13 +516,13 @@ def test_an_input_that_crashes_the_champion_twice_rolls_it_back(
             with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
                 _post(url + "/predict", poison)
             if crash == 0:  # the first crash: the worker is replaced, v2 still serves
-                assert _wait_for(lambda: len(events.query(kind="recovery")) >= 1, 60)
+                assert wait_until(lambda: len(events.query(kind="recovery")) >= 1, 60)
                 _wait_ready(url)
                 assert _get(url + "/model")[1]["version"] == 2
                 assert events.last("rollback") is None
-        assert _wait_for(lambda: events.last("rollback") is not None, 90)
+        assert wait_until(lambda: events.last("rollback") is not None, 90)
         _wait_ready(url)
-        assert _wait_for(lambda: _get(url + "/model")[1].get("version") == 1, 30)
+        assert wait_until(lambda: _get(url + "/model")[1].get("version") == 1, 30)
         assert _post(url + "/predict", poison)[0] == 200  # v1 scores it
     finally:
         stop_server(process)
@@ -607,7 +598,7 @@ def test_every_metric_the_grafana_dashboard_queries_is_served_by_two_workers(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
-        assert _wait_for(lambda: len(worker_pids(process.pid, two_versions)) == 2, 30)
+        assert wait_until(lambda: len(worker_pids(process.pid, two_versions)) == 2, 30)
         for _ in range(40):
             assert _post(url + "/predict", RECORD)[0] == 200
         counted = re.compile(r'^mlmedic_requests_total\{[^}]*"/predict"[^}]*\} (\S+)', re.M)
@@ -619,7 +610,7 @@ def test_every_metric_the_grafana_dashboard_queries_is_served_by_two_workers(
         def predictions(text: str) -> float:
             return sum(float(v) for v in counted.findall(text))
 
-        assert _wait_for(lambda: predictions(scrape()) >= 40, 30)
+        assert wait_until(lambda: predictions(scrape()) >= 40, 30)
         text = scrape()
         sampled = set(re.findall(r"^(mlmedic_\w+?)(?:\{| )", text, re.M))
         missing = sorted(n for n in names if n not in sampled)
@@ -692,7 +683,7 @@ def test_invocations_answer_as_mlflow_models_serve_does_for_the_same_version(
 
     try:
         _wait_ready(f"http://127.0.0.1:{ours_port}")
-        assert _wait_for(lambda: status(f"http://127.0.0.1:{theirs_port}/ping") == 200, 120), (
+        assert wait_until(lambda: status(f"http://127.0.0.1:{theirs_port}/ping") == 200, 120), (
             two_versions / f"mlflow-{theirs_port}.log"
         ).read_text()[-2000:]
         for kind, body in payloads:
