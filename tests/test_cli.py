@@ -455,20 +455,33 @@ def test_a_deleted_event_store_gets_its_history_back_from_mlflow_at_the_next_com
 
 
 @pytest.mark.slow
-def test_a_quantity_as_the_target_is_refused_at_once_with_one_line(tmp_path: Path) -> None:
-    """#23, bad input until regression is built: the issue's user waited 25 s for a stratified
-    split error naming no task. A numeric target of quantities is refused before any stage,
-    exit 2, one line saying classifiers only, nothing registered."""
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--target", "contract_type", "--task", "regression"], "these are class labels"),
+        (["--target", "broken_charges"], "values are not numbers (e.g. 'unknown')"),
+        (["--target", "constant"], "is constant (3 in every row)"),
+    ],
+)
+def test_a_target_nothing_can_be_learned_from_is_refused_at_once_with_one_line(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    """#23's bad input through the real CLI: ``--task regression`` on text labels, a numeric
+    target with text in it, a target of one value — before any stage, exit 2, one line naming
+    the problem, nothing registered."""
     from mlmedic.datasets import make_churn
 
+    frame = make_churn(600, seed=4)
+    frame["broken_charges"] = frame["monthly_charges"].astype(object)
+    frame.loc[frame.index[:12], "broken_charges"] = "unknown"
+    frame["constant"] = 3
     data = tmp_path / "churn.csv"
-    make_churn(600, seed=4).to_csv(data, index=False)
-    done = _subprocess("run", data, "--target", "monthly_charges", cwd=tmp_path)
+    frame.to_csv(data, index=False)
+    done = _subprocess("run", data, *args, cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "holds quantities, not classes" in lines[0] and "classifiers only" in lines[0]
-    assert "monthly_charges" in lines[0]
+    assert says in lines[0] and args[1] in lines[0], lines[0]
     models = tmp_path / ".mlmedic" / "mlartifacts" / "models"
     assert not models.exists() or not any(models.iterdir())
     assert not (tmp_path / ".mlmedic" / "champion.json").exists()

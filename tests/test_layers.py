@@ -18,7 +18,7 @@ ABOVE = ("serving", "cli", "render", "page", "dashboard", "demo")
 BELOW = (
     "adopt", "baseline", "baselines", "candidates", "data", "drift", "eventbuffer", "events",
     "evidence", "gate", "labels", "logstore", "model", "monitor", "narration", "performance",
-    "pipeline", "policy", "registry", "replay", "training", "windows",
+    "pipeline", "policy", "registry", "regression", "replay", "training", "verdict", "windows",
 )  # fmt: skip
 
 

@@ -182,13 +182,37 @@ def test_untrainable_data(frame: pd.DataFrame, problem: str) -> None:
 def test_a_target_of_quantities_is_told_from_class_labels(
     values: list[object], refused: bool
 ) -> None:
-    """The boundaries of ``check_task`` (#23: regression is refused, not mis-trained)."""
-    from mlmedic.errors import TrainingError
-    from mlmedic.training import check_task
+    """The boundaries of ``infer_task`` (#23): quantities are a regression, codes are classes;
+    moving a boundary or flipping a comparison fails a case here."""
+    from mlmedic.regression import infer_task
 
-    labels = pd.Series(values)
-    if refused:
-        with pytest.raises(TrainingError, match="holds quantities, not classes"):
-            check_task(labels, "y", "data.csv")
-    else:
-        check_task(labels, "y", "data.csv")
+    expected = "regression" if refused else "classification"
+    assert infer_task(pd.Series(values), "y", "data.csv", None) == expected
+    # --task overrides whatever the values say, for numbers
+    if not isinstance(values[0], str | bool):
+        assert infer_task(pd.Series(values), "y", "data.csv", "classification") == "classification"
+        assert infer_task(pd.Series(values), "y", "data.csv", "regression") == "regression"
+
+
+@pytest.mark.parametrize(
+    ("values", "task", "problem"),
+    [
+        ([3.5] * 40, None, "is constant (3.5 in every row)"),
+        ([None] * 3 + [7] * 37, "regression", "is constant (7 in every row that has one)"),
+        (["Europe", "Japan", "USA"] * 20, "regression", "these are class labels"),
+        ([f"{i}.5" for i in range(95)] + ["n/a"] * 5, None, "5 of 100 values are not numbers"),
+        ([f"{i}.5" for i in range(95)] + ["n/a"] * 5, "regression", "e.g. 'n/a'"),
+        ([1.5, 2.5], "ordinal", "--task must be classification or regression"),
+    ],
+)
+def test_a_target_nothing_can_be_learned_from_is_refused_with_one_line(
+    values: list[object], task: str | None, problem: str
+) -> None:
+    """#23's bad input: one value, a regression target with text, ``--task regression`` on
+    labels — each one ``TrainingError`` (exit 2) naming the problem."""
+    from mlmedic.errors import TrainingError
+    from mlmedic.regression import infer_task
+
+    with pytest.raises(TrainingError) as found:
+        infer_task(pd.Series(values, dtype=object), "y", "data.csv", task)
+    assert problem in str(found.value) and "\n" not in str(found.value)

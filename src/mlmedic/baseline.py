@@ -22,6 +22,7 @@ from mlmedic.data.contract import DataContract
 from mlmedic.drift import ReferenceProfile
 from mlmedic.labels import match_labels
 from mlmedic.performance import Calibration
+from mlmedic.regression import ErrorModel
 from mlmedic.training import TrainResult, model_features, model_frame
 
 
@@ -51,6 +52,12 @@ def drift_reference(
     window = window_rows or max(100, min(1000, len(data) // 10))
     feature_profile.calibrate(data, window)
     holdout = result.holdout
+    if result.naive is not None:
+        return {
+            "features": feature_profile.to_dict(),
+            **_regression_reference(result, contract.target),
+            "importance": permutation_importance_of(result, contract.target),
+        }
     probabilities = np.asarray(result.model.predict_proba(holdout[result.features]))
     predictions = pd.DataFrame({"probability": probabilities.max(axis=1)})
     prediction_profile = ReferenceProfile().fit(predictions, {"probability": "numeric"})
@@ -66,6 +73,29 @@ def drift_reference(
         "importance": permutation_importance_of(result, contract.target),
         "validation_accuracy": result.metrics.get("accuracy"),
         "validation_rows": len(holdout),
+    }
+
+
+def _regression_reference(result: TrainResult, target: str | None) -> dict[str, Any]:
+    """A regression's baseline: the profile of the predicted values (prediction drift, kept
+    under the name the prediction log gives them), the model of each row's absolute error (the
+    label-free estimate) and the validation error."""
+    holdout = result.holdout
+    predicted = np.asarray(result.model.predict(holdout[result.features]), dtype=float)
+    predictions = pd.DataFrame({"probability": predicted})
+    errors = ErrorModel.fit(holdout[result.features], predicted, holdout[target].to_numpy())
+    return {
+        "predictions": ReferenceProfile().fit(predictions, {"probability": "numeric"}).to_dict(),
+        "error_model": errors.to_dict(),
+        "validation_accuracy": None,
+        "validation_error": {
+            "mae": errors.mae,
+            "rmse": errors.rmse,
+            "spread": errors.spread,
+            "rows": errors.rows,
+        },
+        "validation_rows": len(holdout),
+        "task": "regression",
     }
 
 
@@ -86,7 +116,7 @@ def permutation_importance_of(
             holdout[target],
             n_repeats=2,
             random_state=0,
-            scoring="accuracy",
+            scoring="neg_mean_absolute_error" if result.naive is not None else "accuracy",
         )
     except (ValueError, TypeError):  # a model that cannot be scored this way: no weights
         return {}

@@ -14,6 +14,7 @@ single class, a trainer that takes no weights) is skipped with an event, and the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,8 @@ import pandas as pd
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import TrainingError
 from mlmedic.events import EventKind, EventLog, Outcome
-from mlmedic.evidence import paired
 from mlmedic.training import TrainResult, scored, train
+from mlmedic.verdict import versus
 
 
 @dataclass
@@ -56,6 +57,20 @@ class Candidate:
     @property
     def accuracy(self) -> float | None:
         return None if self.result is None else self.result.metrics.get("accuracy")
+
+    @property
+    def score(self) -> float | None:
+        """Higher is better: the accuracy, or a regression's MAE negated."""
+        if self.result is None:
+            return None
+        found = self.result.metrics
+        return -found["mae"] if "mae" in found else found.get("accuracy")
+
+    def headline(self) -> str:
+        found = self.result.metrics if self.result is not None else {}
+        if "mae" in found:
+            return f"MAE {found['mae']:.4g}"
+        return f"accuracy {found.get('accuracy', float('nan')):.3f}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,7 +132,7 @@ def train_candidates(
                 span.message = (
                     f"recipe {chosen.recipe}: trained on {len(frame):,} rows"
                     + (" weighted by recency" if weights is not None else "")
-                    + f", accuracy {candidate.accuracy:.3f} on the {len(holdout):,} newest rows"
+                    + f", {candidate.headline()} on the {len(holdout):,} newest rows"
                 )
             span.details = candidate.to_dict()
         say(f"  candidate {span.message}")
@@ -141,23 +156,31 @@ def choose(candidates: list[Candidate], *, target: str, confidence: float) -> Ca
         return best
     kept = _best(keeping)
     assert best.result is not None and kept.result is not None
-    versus = paired(
-        _correct(best.result, target), _correct(kept.result, target), confidence=confidence
+    regression = best.result.naive is not None
+    found = versus(
+        _correct(best.result, target),
+        _correct(kept.result, target),
+        regression=regression,
+        confidence=confidence,
     )
-    best.note = f"{best.note}; against {kept.recipe}: {versus.summary(best.recipe, kept.recipe)}"
-    return best if versus.better else kept
+    best.note = f"{best.note}; against {kept.recipe}: {found.summary(best.recipe, kept.recipe)}"
+    return best if found.better else kept
 
 
 def _best(candidates: list[Candidate]) -> Candidate:
     best = candidates[0]
     for candidate in candidates[1:]:
-        if (candidate.accuracy or 0.0) > (best.accuracy or 0.0):
+        if _or_least(candidate.score) > _or_least(best.score):
             best = candidate
     return best
 
 
+def _or_least(score: float | None) -> float:
+    return -math.inf if score is None or score != score else score
+
+
 def _correct(result: TrainResult, target: str) -> np.ndarray:
-    return scored(result.model, result.holdout, target)[1]
+    return scored(result.model, result.holdout, target, naive=result.naive)[1]
 
 
 @dataclass

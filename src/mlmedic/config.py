@@ -69,6 +69,9 @@ class ModelTrainingConfig(_Section):
     max_training_retries: int = Field(3, ge=0)
     model_name: str | None = None
     trainer: str | None = None
+    # what the target holds: "auto" tells it from the values (numbers with many distinct
+    # values: regression); a retrain keeps the champion's task
+    task: Literal["auto", "classification", "regression"] = "auto"
     # what a monitor's retrain trains (one candidate each, the best on the newest labelled rows
     # none of them saw is gated): the newest labelled rows only; every labelled row (reference
     # included) weighted by recency in data time; the reference plus the newest rows
@@ -84,6 +87,9 @@ class ModelTrainingConfig(_Section):
 
 class ModelValidationConfig(_Section):
     auto_rollback_enabled: bool = True
+    # classification only: min_accuracy_threshold, min_f1_threshold, f1_scaled_by_prevalence,
+    # performance_degradation_threshold (accuracy points). Regression only: min_r2_threshold,
+    # max_rmse_ratio_to_baseline, max_error_increase. Both: the rest
     min_accuracy_threshold: float = Field(0.70, ge=0.0, le=1.0)
     min_f1_threshold: float = Field(0.65, ge=0.0, le=1.0)
     # min_f1_threshold holds for balanced classes; with a rarer positive class it is scaled by
@@ -102,6 +108,15 @@ class ModelValidationConfig(_Section):
     # a monitor's retrain deploys only a candidate significantly better than the champion on the
     # newest labelled rows (at evidence_confidence): one that is not, heals nothing shown
     retrain_must_beat_champion: bool = True
+    # regression: R² on the rows judged at least this
+    min_r2_threshold: float = Field(0.0, le=1.0)
+    # regression: RMSE at most this share of the naive baseline's (the training mean for every
+    # row) on the same rows: 1.0 = beat predicting the mean
+    max_rmse_ratio_to_baseline: float = Field(1.0, gt=0.0)
+    # regression: the smallest rise of the mean absolute error that counts (relative: 0.10 is a
+    # tenth more error), a candidate against the champion or a window against validation, and
+    # then only when it is also significant at evidence_confidence
+    max_error_increase: float = Field(0.10, ge=0.0)
 
 
 class DriftDetectionConfig(_Section):

@@ -59,7 +59,14 @@ class GateDecision:
         accuracy = self.candidate.get("accuracy", float("nan"))
         f1 = self.candidate.get("f1", float("nan"))
         numbers = f"accuracy {accuracy:.3f}, F1 {f1:.3f}"
-        if self.champion is not None:
+        if "rmse" in self.candidate:
+            numbers = error_numbers(self.candidate)
+            if self.champion is not None:
+                numbers += (
+                    f"; champion v{self.champion_version} on the same rows: "
+                    f"MAE {self.champion.get('mae', float('nan')):.4g}"
+                )
+        elif self.champion is not None:
             numbers += (
                 f"; champion v{self.champion_version} on the same rows: "
                 f"accuracy {self.champion.get('accuracy', float('nan')):.3f}"
@@ -71,6 +78,15 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def error_numbers(metrics: dict[str, float]) -> str:
+    """A regression's metrics in a line."""
+    return (
+        f"RMSE {metrics.get('rmse', float('nan')):.4g}, MAE {metrics.get('mae', float('nan')):.4g}"
+        f", R² {metrics.get('r2', float('nan')):.3f}, RMSE/baseline "
+        f"{metrics.get('rmse_ratio', float('nan')):.3f}"
+    )
 
 
 def f1_floor(config: ModelValidationConfig, prevalence: float | None) -> float:
@@ -130,6 +146,10 @@ def decide(
     ``production_rows``: the rows are the newest labelled production rows, held out by time (a
     monitor's retrain); ``versus``: the candidate (A) against the champion (B) row by row there;
     ``prevalence``: the positive class's share of those rows (binary models)."""
+    if "rmse" in candidate:
+        return _decide_errors(
+            candidate, champion, config, champion_version, production_rows, versus
+        )
     floors = _floors(candidate, config, prevalence)
     refusals: list[tuple[str, str]] = []
     compared = champion if config.rollback_on_degradation else None
@@ -191,6 +211,107 @@ def decide(
             "min_accuracy": config.min_accuracy_threshold,
             "min_f1": f1_floor(config, prevalence),
             "max_degradation": config.performance_degradation_threshold,
+            "confidence": config.evidence_confidence,
+        },
+    )
+
+
+def _error_floors(
+    metrics: dict[str, float], config: ModelValidationConfig
+) -> list[tuple[str, str]]:
+    """(reason, key) for every regression floor ``metrics`` fails."""
+    failed: list[tuple[str, str]] = []
+    r2, ratio = metrics.get("r2", float("nan")), metrics.get("rmse_ratio", float("nan"))
+    if not r2 >= config.min_r2_threshold:
+        key = f"{KEY}.min_r2_threshold"
+        failed.append(
+            (f"Model R² {r2:.3f} below threshold {config.min_r2_threshold:.2f} ({key})", key)
+        )
+    if not ratio <= config.max_rmse_ratio_to_baseline:
+        key = f"{KEY}.max_rmse_ratio_to_baseline"
+        failed.append(
+            (
+                f"Model RMSE {metrics.get('rmse', float('nan')):.4g} is {ratio:.3f} of the naive "
+                f"baseline's {metrics.get('baseline_rmse', float('nan')):.4g} (predicting the "
+                f"training mean), above {config.max_rmse_ratio_to_baseline:.2f} ({key})",
+                key,
+            )
+        )
+    return failed
+
+
+def _decide_errors(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    config: ModelValidationConfig,
+    champion_version: int | None,
+    production_rows: bool,
+    versus: Any,
+) -> GateDecision:
+    """The gate of a regression: the floors on R² and on RMSE against the naive baseline, no
+    significant rise of the MAE against the champion by ``max_error_increase`` or more, and
+    on the newest rows a retrain must lower the error significantly (``PairedErrors``)."""
+    floors = _error_floors(candidate, config)
+    refusals: list[tuple[str, str]] = []
+    compared = champion if config.rollback_on_degradation else None
+    mae = candidate.get("mae", float("nan"))
+    if compared is not None:
+        theirs = compared.get("mae", float("nan"))
+        rise = (mae - theirs) / theirs if theirs > 0 else float("inf")
+        significant = versus.worse if versus is not None else True
+        if significant and rise >= config.max_error_increase and mae > theirs:
+            key = f"{KEY}.max_error_increase"
+            evidence = f"; {versus.summary('candidate', 'champion')}" if versus else ""
+            refusals.append(
+                (
+                    f"Model MAE {mae:.4g} is {rise:.1%} above champion v{champion_version}'s "
+                    f"{theirs:.4g} on the same rows (allowed {config.max_error_increase:.0%}: "
+                    f"{key}{evidence})",
+                    key,
+                )
+            )
+    notes: list[str] = []
+    if champion is not None and production_rows and not refusals:
+        beats = versus.better if versus is not None else mae < champion.get("mae", float("nan"))
+        if config.retrain_must_beat_champion and not beats:
+            key = f"{KEY}.retrain_must_beat_champion"
+            evidence = f" ({versus.summary('candidate', 'champion')})" if versus else ""
+            refusals.append(
+                (
+                    f"Model MAE {mae:.4g} is not significantly below champion "
+                    f"v{champion_version}'s {champion.get('mae', float('nan')):.4g} on the newest "
+                    f"rows{evidence}: deploying it would not be evidence of healing ({key})",
+                    key,
+                )
+            )
+        elif (
+            floors
+            and config.replace_failing_champion
+            and _error_floors(champion, config)
+            and versus is not None
+            and versus.better
+        ):
+            notes.append(
+                f"below the floors, but champion v{champion_version} fails them too and is "
+                f"significantly worse on the same rows ({versus.summary('candidate', 'champion')})"
+                f": replacing it ({KEY}.replace_failing_champion)"
+            )
+            floors = []
+            compared = champion
+    failed = floors + refusals
+    return GateDecision(
+        passed=not failed,
+        notes=notes,
+        reasons=[reason for reason, _ in failed],
+        keys=[key for _, key in failed],
+        candidate=dict(candidate),
+        champion=dict(compared) if compared is not None else None,
+        champion_version=champion_version if compared is not None else None,
+        versus=versus.to_dict() if versus is not None else None,
+        thresholds={
+            "min_r2": config.min_r2_threshold,
+            "max_rmse_ratio": config.max_rmse_ratio_to_baseline,
+            "max_error_increase": config.max_error_increase,
             "confidence": config.evidence_confidence,
         },
     )

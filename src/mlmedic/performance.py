@@ -87,9 +87,18 @@ class Performance:
     unknown_labels: int = 0  # labels that name no class of the model (left out)
     unknown_examples: list[str] = field(default_factory=list)
     allowance: float = 0.0  # of an estimate: the interval's widening for shifts (see above)
+    # a regression's (accuracy is NaN): the mean absolute error (low/high: its interval), the
+    # RMSE and the standard deviation of the absolute errors
+    mae: float | None = None
+    rmse: float | None = None
+    spread: float | None = None
 
     def summary(self) -> str:
         kind = "estimated" if self.estimated else "measured"
+        if self.mae is not None and self.rows:
+            band = f" [{self.low:.4g}, {self.high:.4g}]" if self.low is not None else ""
+            rmse = f", RMSE {self.rmse:.4g}" if self.rmse is not None else ""
+            return f"MAE {self.mae:.4g}{band} ({kind} on {self.rows:,} rows{rmse})"
         if self.rows == 0:
             lost = (
                 f" ({self.unknown_labels:,} name no class of the model)"

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlmedic import narration
@@ -28,14 +27,15 @@ from mlmedic.data.contract import DataContract
 from mlmedic.data.io import read_table
 from mlmedic.data.repair import Repairer
 from mlmedic.data.stage import DataStageResult, heal_data, resolve_contract
-from mlmedic.errors import DataQualityError, MedicError, SchemaError, UsageError
+from mlmedic.errors import DataQualityError, SchemaError, UsageError
 from mlmedic.events import EventKind, Outcome
-from mlmedic.evidence import paired
 from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.training import TrainResult, check_task, model_frame, positive_rate, scored, train
+from mlmedic.regression import infer_task
+from mlmedic.training import TrainResult, model_frame, positive_rate, scored, train
+from mlmedic.verdict import champion_on, deploy, keep_champion, versus
 
 Say = Callable[[str], None]
 MAX_KNOWN_REGIMES = 3  # earlier regimes' drift profiles a version keeps
@@ -54,6 +54,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     recipe: str | None = None  # the winning recipe of a retrain's candidates
     candidates: list[Candidate] = field(default_factory=list)
+    task: str = "classification"
 
 
 def _quiet(_: str) -> None:
@@ -72,6 +73,7 @@ def run_pipeline(
     plan: RetrainPlan | None = None,
     say: Say = _quiet,
     reason: str = "run",
+    task: str | None = None,
 ) -> RunResult:
     """Stages 1-3 on ``data``; returns what happened. Raises ``MedicError`` on bad input, with the
     champion unchanged.
@@ -79,7 +81,8 @@ def run_pipeline(
     ``plan`` (a monitor's retrain): ``data`` is a pool of rows, and the plan names the training
     sets drawn from it (one candidate each), the newest labelled rows none of them trains on
     (the candidates and the champion are judged on them) and the rows that show the current
-    distribution (the new version's drift reference)."""
+    distribution (the new version's drift reference). ``task``: classification or regression
+    (None: ``model_training.task``, by default told from the target's values)."""
     target = target or project.settings.self_healing.data_quality.target_column
     if target is None:
         raise UsageError("no target column: pass --target or set data_quality.target_column")
@@ -103,6 +106,7 @@ def run_pipeline(
             plan,
             say,
             reason,
+            task or project.settings.self_healing.model_training.task,
         )
 
 
@@ -118,11 +122,12 @@ def _run_stages(
     plan: RetrainPlan | None,
     say: Say,
     reason: str,
+    task: str,
 ) -> RunResult:
     timings = Timings()
     if plan is not None and isinstance(data, pd.DataFrame):
         data = data.reset_index(drop=True)  # the plan's rows are positions in the pool
-    stage = _stage_data(project, data, source, target, reference, contract, timings, say)
+    stage = _stage_data(project, data, source, target, reference, contract, timings, say, task)
     _stage_backup(project, timings, say)
     result, new_contract, candidates = _stage_train(
         project, stage, source, target, trainer, timings, say, plan=plan
@@ -174,8 +179,10 @@ def _stage_data(
     contract: str | Path | None,
     timings: Timings,
     say: Say,
+    task: str,
 ) -> DataStageResult:
-    """Stage 1: checks -> auto-fix -> re-check; DataQualityError if the data still fails."""
+    """Stage 1: the task told (or checked), checks -> auto-fix -> re-check; DataQualityError if
+    the data still fails."""
     settings = project.settings.self_healing
     with timings.step("read+contract"):
         frame = read_table(data) if not isinstance(data, pd.DataFrame) else data
@@ -184,7 +191,9 @@ def _stage_data(
                 f"{source}: target column '{target}' not found "
                 f"(columns: {', '.join(map(str, frame.columns[:10]))})"
             )
-        check_task(frame[target], target, source)
+        told = infer_task(frame[target], target, source, task)
+        asked = task in ("classification", "regression")
+        say(f"[1] task: {told} ({'as set' if asked else 'told from the values of ' + target})")
         checked = resolve_contract(
             frame,
             reference=reference,
@@ -192,6 +201,7 @@ def _stage_data(
             target=target,
             config=settings.data_quality,
             batch_name=source,
+            task=told,
         )
     stage = heal_data(
         frame, checked, config=settings.data_quality, events=project.events, source=source
@@ -242,6 +252,7 @@ def _stage_train(
         outlier_threshold_iqr=settings.data_quality.outlier_threshold_iqr,
         source=source,
         time_column=time_column if time_column in stage.data.columns else None,
+        task=stage.contract.task,
     ).fit(stage.data)
     training = settings.model_training
     retries = training.max_training_retries if training.auto_retry_on_failure else 0
@@ -288,7 +299,9 @@ def _tag_candidates(
 ) -> None:
     """Which recipe won, and every candidate's score, as version tags."""
     winner = next(c.recipe for c in candidates if c.result is result)
-    scores = {c.recipe: (None if c.accuracy is None else round(c.accuracy, 4)) for c in candidates}
+    scores = {
+        c.recipe: (None if c.score is None else round(abs(c.score), 4)) for c in candidates
+    }  # the accuracy, or a regression's MAE
     project.registry.set_tags(
         version,
         {"mlmedic.recipe": winner, "mlmedic.candidates": json.dumps(scores)},
@@ -374,29 +387,30 @@ def _gate_and_deploy(
             assert gate_data is not None and contract is not None
             rows = gate_data[gate_data[target].notna()]
             prepared = model_frame(rows, contract)
-            prepared[target] = rows[target].to_numpy()
+            prepared[target] = rows[target].to_numpy(
+                dtype=float if result.naive is not None else None
+            )
             say(narration.line_gate_rows(len(rows)))
         else:
             rows = prepared = result.holdout
-        candidate_metrics, candidate_correct = scored(result.model, prepared, target)
-        found = _champion_on(project, champion, rows, target)
-        champion_metrics = found[0] if found is not None else None
-        versus = (
-            paired(
-                candidate_correct,
-                found[1],
-                confidence=settings.model_validation.evidence_confidence,
-            )
-            if found is not None
-            else None
+        candidate_metrics, candidate_correct = scored(
+            result.model, prepared, target, naive=result.naive
         )
+        found = champion_on(project, champion, rows, target, result.naive)
         decision = decide(
             candidate_metrics,
-            champion_metrics,
+            found[0] if found is not None else None,
             settings.model_validation,
             champion_version=champion.version if champion else None,
             production_rows=on_newest,
-            versus=versus,
+            versus=versus(
+                candidate_correct,
+                found[1],
+                regression=result.naive is not None,
+                confidence=settings.model_validation.evidence_confidence,
+            )
+            if found is not None
+            else None,
             prevalence=positive_rate(result.model, prepared[target]),
         )
         registry.tag_gate(
@@ -416,12 +430,12 @@ def _gate_and_deploy(
     before = champion.version if champion else None
     if decision.passed:
         with timings.step("deploy"):
-            _deploy(project, candidate.version, before)
+            deploy(project, candidate.version, before)
         say(narration.line_deployed(candidate.version))
         after: int | None = candidate.version
     else:
         reason = "; ".join(decision.reasons)
-        _keep_champion(project, candidate.version, before, decision, reason)
+        keep_champion(project, candidate.version, before, decision, reason)
         say(narration.line_rejected(candidate.version, reason, before))
         after = before
     return RunResult(
@@ -434,66 +448,5 @@ def _gate_and_deploy(
         timings=dict(timings),
         recipe=next((c.recipe for c in candidates or [] if c.result is result), None),
         candidates=list(candidates or []),
+        task=stage.contract.task,
     )
-
-
-def _deploy(project: Project, version: int, before: int | None) -> None:
-    project.registry.promote(version, reason="passed the gate")
-    project.events.record(
-        EventKind.DEPLOY,
-        "deploy",
-        Outcome.SUCCESS,
-        message=f"v{version} is champion" + (f" (was v{before})" if before is not None else ""),
-        details={"from_version": before},
-        model_version=version,
-    )
-
-
-def _keep_champion(
-    project: Project, version: int, kept: int | None, decision: GateDecision, reason: str
-) -> None:
-    """The candidate is tagged rejected (never served); the champion stays (auto-rollback)."""
-    project.registry.reject(version, reason)
-    if not project.settings.self_healing.model_validation.auto_rollback_enabled:
-        return
-    project.events.record(
-        EventKind.ROLLBACK,
-        "auto-rollback",
-        Outcome.SUCCESS if kept is not None else Outcome.SKIPPED,
-        message=(
-            f"{reason}: candidate v{version} rejected, champion v{kept} kept"
-            if kept is not None
-            else f"{reason}: candidate v{version} rejected, no champion yet"
-        ),
-        details={
-            "rejected_version": version,
-            "restored_version": kept,
-            "reasons": decision.reasons,
-        },
-        model_version=kept,
-    )
-
-
-def _champion_on(
-    project: Project, champion: VersionInfo | None, rows: pd.DataFrame, target: str
-) -> tuple[dict[str, float], np.ndarray] | None:
-    """The champion's metrics and per-row correctness on the gate's rows, or None if it cannot
-    be compared."""
-    if champion is None:
-        return None
-    registry = project.registry
-    try:
-        model = registry.load_model(champion.version)
-        champion_contract = registry.load_contract(champion.version)
-        holdout = model_frame(rows, champion_contract)
-        holdout[target] = rows[target].to_numpy()
-        return scored(model, holdout, target)
-    except (MedicError, KeyError, ValueError) as exc:
-        project.events.record(
-            EventKind.GATE,
-            "compare-champion",
-            Outcome.WARNING,
-            message=f"champion v{champion.version} could not be scored on the holdout: {exc}",
-            model_version=champion.version,
-        )
-        return None

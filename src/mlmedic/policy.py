@@ -45,6 +45,7 @@ from mlmedic.config import Settings
 from mlmedic.drift import DriftReport
 from mlmedic.evidence import Paired, drop
 from mlmedic.performance import Performance
+from mlmedic.regression import rise
 
 
 @dataclass
@@ -141,6 +142,7 @@ def decide(
     probation: bool = False,
     drift_ongoing: bool = False,
     estimate: Performance | None = None,
+    validation_error: dict[str, Any] | None = None,
 ) -> Decision:
     """One action for a window.
 
@@ -152,7 +154,8 @@ def decide(
     ``drift_ongoing``: the previous pass saw the same champion's inputs drift (already alerted);
     ``estimate``: the window's own label-free estimate when ``performance`` was measured on
     other rows (labels that arrived late describe earlier rows: they cannot say the window is
-    fine, and its estimate still counts).
+    fine, and its estimate still counts); ``validation_error``: a regression's validation
+    error (``mae``, ``spread``, ``rows``): its windows are judged on error (``_errors``).
     """
     detection = settings.self_healing.drift_detection
     history = history or RetrainHistory(deployed_at=last_retrain_at)
@@ -160,15 +163,19 @@ def decide(
     drifted = drift is not None and drift.drift
     decision.data_drift = drifted
     floor = _floor(validation_accuracy, settings)
-    measured_drop, estimated_drop, labels_say_fine = _performance(
-        performance, decision, settings, validation_accuracy, validation_rows, floor
-    )
+
+    def judge(found: Performance | None) -> tuple[bool, bool, bool]:
+        if validation_error is not None:
+            return _errors(found, decision, settings, validation_error)
+        return _performance(found, decision, settings, validation_accuracy, validation_rows, floor)
+
+    measured_drop, estimated_drop, labels_say_fine = judge(performance)
     if estimate is not None:  # the labels were of earlier rows
         labels_say_fine = False
         if not measured_drop:
-            _, estimated_drop, _ = _performance(
-                estimate, decision, settings, validation_accuracy, validation_rows, floor
-            )
+            _, estimated_drop, _ = judge(estimate)
+    if validation_error is not None:  # previous "clears the floor": no more error than allowed
+        floor = -_ceiling(validation_error, settings)
     findings, decision.reasons = decision.reasons, []  # the drift's reasons come first
     if drifted and drift is not None:
         decision.reasons.append(
@@ -317,7 +324,11 @@ def _rollback(
         )
         decision.evidence.append(decision.reasons[-1])
         return True
-    clears = previous_performance is not None and previous_performance.accuracy >= floor
+    clears = previous_performance is not None and (
+        previous_performance.accuracy >= floor
+        if previous_performance.mae is None
+        else -previous_performance.mae >= floor  # a regression's floor is its ceiling negated
+    )
     if measured_drop and clears:
         # rolling back to a version that fails the same floor heals nothing: retrain instead
         decision.action = "rollback"
@@ -325,3 +336,69 @@ def _rollback(
         decision.evidence.append(decision.reasons[-1])
         return True
     return False
+
+
+def _ceiling(validation_error: dict[str, Any], settings: Settings) -> float:
+    """The MAE above which a regression's window is harmed: validation's, plus the smallest
+    rise that counts (``max_error_increase``)."""
+    increase = settings.self_healing.model_validation.max_error_increase
+    return float(validation_error["mae"]) * (1.0 + increase)
+
+
+def _errors(
+    performance: Performance | None,
+    decision: Decision,
+    settings: Settings,
+    validation_error: dict[str, Any],
+) -> tuple[bool, bool, bool]:
+    """``_performance`` for a regression: a window's error against validation's. Measured: a
+    rise significant at ``evidence_confidence`` (``regression.rise``) by at least
+    ``max_error_increase``; estimated: the whole interval above the ceiling."""
+    validation = settings.self_healing.model_validation
+    if performance is None or performance.rows <= 0 or performance.mae is None:
+        return False, False, False
+    ceiling = _ceiling(validation_error, settings)
+    if performance.estimated:
+        if performance.mae <= ceiling:
+            return False, False, False
+        if performance.low is None or performance.low > ceiling:
+            decision.triggers.append("estimated_drop")
+            decision.evidence.append(
+                f"estimated error rise beyond its uncertainty: {performance.summary()} > "
+                f"{ceiling:.4g}"
+            )
+            decision.reasons.append(f"error rise: {performance.summary()} > {ceiling:.4g}")
+            decision.alerts.append(f"error rise: {performance.summary()}")
+            return False, True, False
+        decision.reasons.append(
+            f"estimated MAE {performance.mae:.4g} above {ceiling:.4g} but within its "
+            f"uncertainty [{performance.low:.4g}, {performance.high:.4g}]: not acted on"
+        )
+        return False, False, False
+    minimum = settings.self_healing.drift_detection.min_samples_for_detection
+    if performance.rows < minimum:
+        decision.reasons.append(
+            f"insufficient labels: {performance.rows:,} labelled rows < {minimum:,} "
+            "(min_samples_for_detection); error not used"
+        )
+        return False, False, False
+    test = rise(
+        performance.mae,
+        performance.spread or 0.0,
+        performance.rows,
+        float(validation_error["mae"]),
+        float(validation_error.get("spread") or 0.0),
+        int(validation_error.get("rows") or 0),
+        confidence=validation.evidence_confidence,
+    )
+    decision.drop_test = test.to_dict()
+    if not (test.significant and test.size >= validation.max_error_increase):
+        return False, False, True
+    decision.triggers.append("measured_drop")
+    decision.evidence.append(
+        f"measured error rise: {performance.summary()} is {test.size:.1%} above validation "
+        f"{test.expected:.4g} (p = {test.p_value:.2g} < {1 - validation.evidence_confidence:.2g})"
+    )
+    decision.reasons.append(f"error rise: {performance.summary()} > validation {test.expected:.4g}")
+    decision.alerts.append(f"error rise: {performance.summary()}")
+    return True, False, False

@@ -1,9 +1,10 @@
-"""Training: the trainer protocol, the default scikit-learn pipeline, holdout metrics.
+"""Training: the trainer protocol, the default scikit-learn pipelines, holdout metrics.
 
 A trainer is any function ``(frame, target) -> fitted estimator`` whose estimator has ``predict``
-and ``predict_proba``; a user names theirs as ``package.module:function``. The default is a
-scikit-learn Pipeline: ordinal-encoded categories and numeric columns into a
-HistGradientBoostingClassifier, with fixed seeds so results reproduce.
+(and, for classification, ``predict_proba``); a user names theirs as ``package.module:function``.
+The defaults are scikit-learn Pipelines: ordinal-encoded categories and numeric columns into a
+HistGradientBoostingClassifier (classification) or HistGradientBoostingRegressor (regression),
+with fixed seeds so results reproduce. The task is the contract's (``regression``).
 
 Examples:
     >>> from mlmedic.datasets import make_churn, TARGET
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -35,8 +36,11 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import TrainingError
+from mlmedic.regression import metrics as regression_metrics
 
 DEFAULT_TRAINER = "mlmedic.training:default_trainer"
+DEFAULT_REGRESSOR = "mlmedic.training:default_regressor"
+BUILT_IN = (DEFAULT_TRAINER, DEFAULT_REGRESSOR)
 SEED = 42
 MIN_ROWS = 20
 HOLDOUT_SHARE = 0.2
@@ -89,6 +93,7 @@ class TrainResult:
     trainer: str
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    naive: float | None = None  # a regression's training mean (its naive baseline)
 
 
 def model_features(contract: DataContract) -> list[str]:
@@ -119,11 +124,8 @@ def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def default_trainer(
-    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None
-) -> Pipeline:
-    """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded);
-    ``sample_weight``: one weight per row (the recency-weighted retraining recipe)."""
+def _pipeline(frame: pd.DataFrame, target: str, model: Any, weights: Any) -> Pipeline:
+    """Ordinal-encoded categories (object columns) and numbers into ``model``, fitted."""
     features = frame.drop(columns=[target])
     categorical = [c for c in features.columns if features[c].dtype == object]
     numeric = [c for c in features.columns if c not in categorical]
@@ -137,19 +139,38 @@ def default_trainer(
         [("categories", encoder, categorical), ("numbers", "passthrough", numeric)],
         verbose_feature_names_out=False,
     )
-    model = HistGradientBoostingClassifier(
-        categorical_features=list(range(len(categorical))) or None,
-        random_state=SEED,
-    )
+    model.set_params(categorical_features=list(range(len(categorical))) or None)
     pipeline = Pipeline([("prepare", prepare), ("model", model)])
-    if sample_weight is not None:
-        return pipeline.fit(features, frame[target], model__sample_weight=sample_weight)
+    if weights is not None:
+        return pipeline.fit(features, frame[target], model__sample_weight=weights)
     return pipeline.fit(features, frame[target])
 
 
-def load_trainer(path: str | None) -> tuple[str, Trainer]:
-    """Import ``package.module:function``; a clear ``TrainingError`` if it cannot be used."""
-    path = path or DEFAULT_TRAINER
+def default_trainer(
+    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded);
+    ``sample_weight``: one weight per row (the recency-weighted retraining recipe)."""
+    model = HistGradientBoostingClassifier(random_state=SEED)
+    return _pipeline(frame, target, model, sample_weight)
+
+
+def default_regressor(
+    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None, small: bool = False
+) -> Pipeline:
+    """The same pipeline into a HistGradientBoostingRegressor (squared error, seeded);
+    ``small``: fewer, smaller trees (the label-free error estimate's model of the error)."""
+    size = {"max_iter": 50, "max_leaf_nodes": 15, "min_samples_leaf": 20} if small else {}
+    model = HistGradientBoostingRegressor(random_state=SEED, **size)
+    return _pipeline(frame, target, model, sample_weight)
+
+
+def load_trainer(path: str | None, task: str = "classification") -> tuple[str, Trainer]:
+    """Import ``package.module:function`` (None: the task's default); a clear
+    ``TrainingError`` if it cannot be used."""
+    if path in (None, *BUILT_IN):
+        path = DEFAULT_REGRESSOR if task == "regression" else DEFAULT_TRAINER
+    assert path is not None
     module_name, _, attribute = path.partition(":")
     if path in ("lightgbm", "xgboost"):
         raise TrainingError(
@@ -172,35 +193,9 @@ def load_trainer(path: str | None) -> tuple[str, Trainer]:
     return path, function
 
 
-REGRESSION_FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
-REGRESSION_INTEGER = 50  # distinct whole numbers (and a tenth of the rows) that mean regression
-
-
-def check_task(labels: pd.Series, target: str, source: str) -> None:
-    """Refuse a target that holds quantities, not classes (#23, until regression is built): a
-    numeric target with fractions and more than 20 distinct values, or whole numbers with more
-    than 50 distinct values that are also over a tenth of the rows. Class labels coded as
-    numbers (0/1, 1.0/2.0/3.0, thirty classes) pass. Raised before any work is done."""
-    if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
-        return
-    values = labels.dropna()
-    distinct = int(values.nunique())
-    fractional = bool((values % 1 != 0).any()) if len(values) else False
-    many = (
-        distinct > REGRESSION_FRACTIONAL
-        if fractional
-        else distinct > max(REGRESSION_INTEGER, len(values) // 10)
-    )
-    if many:
-        raise TrainingError(
-            f"{source}: target column '{target}' holds quantities, not classes ({distinct:,} "
-            f"distinct {'numbers with fractions' if fractional else 'whole numbers'} in "
-            f"{len(values):,} rows): mlmedic trains and heals classifiers only so far; "
-            "regression is not supported yet"
-        )
-
-
-def _check_trainable(frame: pd.DataFrame, target: str, *, split: bool = True) -> None:
+def _check_trainable(
+    frame: pd.DataFrame, target: str, *, split: bool = True, regression: bool = False
+) -> None:
     if target not in frame.columns:
         raise TrainingError(f"target column '{target}' not found in the training data")
     labels = frame[target]
@@ -216,7 +211,7 @@ def _check_trainable(frame: pd.DataFrame, target: str, *, split: bool = True) ->
         raise TrainingError(
             f"too few rows to train and validate: {len(frame)} (at least {MIN_ROWS} needed)"
         )
-    if not split:
+    if not split or regression:
         return
     holdout = max(1, round(len(frame) * HOLDOUT_SHARE))
     if counts.min() < 2 or holdout < len(counts):
@@ -227,26 +222,37 @@ def _check_trainable(frame: pd.DataFrame, target: str, *, split: bool = True) ->
 
 
 def split(
-    frame: pd.DataFrame, target: str, *, seed: int = SEED
+    frame: pd.DataFrame, target: str, *, seed: int = SEED, regression: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified training / holdout split (80/20), seeded."""
-    _check_trainable(frame, target)
+    """Training / holdout split (80/20), seeded; stratified by the label for classification."""
+    _check_trainable(frame, target, regression=regression)
     train_part, holdout = train_test_split(
-        frame, test_size=HOLDOUT_SHARE, random_state=seed, stratify=frame[target]
+        frame,
+        test_size=HOLDOUT_SHARE,
+        random_state=seed,
+        stratify=None if regression else frame[target],
     )
     return train_part, holdout
 
 
-def evaluate(model: Classifier, holdout: pd.DataFrame, target: str) -> dict[str, float]:
-    """Accuracy, F1 (binary: of the positive, later-sorted label; else macro) and ROC AUC."""
-    return scored(model, holdout, target)[0]
+def evaluate(
+    model: Classifier, holdout: pd.DataFrame, target: str, *, naive: float | None = None
+) -> dict[str, float]:
+    """Accuracy, F1 (binary: of the positive, later-sorted label; else macro) and ROC AUC; for
+    a regression (``naive``: the training mean) RMSE, MAE, R² and the naive baseline's RMSE."""
+    return scored(model, holdout, target, naive=naive)[0]
 
 
 def scored(
-    model: Classifier, holdout: pd.DataFrame, target: str
+    model: Classifier, holdout: pd.DataFrame, target: str, *, naive: float | None = None
 ) -> tuple[dict[str, float], np.ndarray]:
-    """``evaluate``'s metrics and whether each row was predicted right (for paired tests)."""
+    """``evaluate``'s metrics and, per row, whether it was predicted right — or, for a
+    regression (``naive`` given), its absolute error (for paired tests)."""
     features = holdout.drop(columns=[target])
+    if naive is not None:
+        truth_values = holdout[target].to_numpy(dtype=float)
+        values = np.asarray(model.predict(features), dtype=float)
+        return regression_metrics(truth_values, values, naive), np.abs(values - truth_values)
     truth = holdout[target].to_numpy()
     predicted = np.asarray(model.predict(features))
     probabilities = np.asarray(model.predict_proba(features))
@@ -307,16 +313,21 @@ def train(
     target = contract.target
     if target is None:
         raise TrainingError("the data contract has no target column; pass --target")
-    name, function = load_trainer(trainer)
+    regression = contract.task == "regression"
+    name, function = load_trainer(trainer, contract.task)
     if sample_weight is not None and not takes_weights(function):
         raise TrainingError(f"trainer '{name}' takes no sample_weight: it cannot weigh rows")
     data = model_frame(frame, contract)
-    data[target] = frame[target].to_numpy()
+    data[target] = (
+        pd.to_numeric(frame[target]).to_numpy(dtype=float)
+        if regression
+        else frame[target].to_numpy()
+    )
     weights = None
     if holdout is None:
         if sample_weight is not None:
             data["__weight__"] = np.asarray(sample_weight, dtype=float)
-        train_part, held = split(data, target, seed=seed)
+        train_part, held = split(data, target, seed=seed, regression=regression)
         if sample_weight is not None:
             weights = train_part.pop("__weight__").to_numpy()
             held = held.drop(columns="__weight__")
@@ -324,7 +335,11 @@ def train(
         _check_trainable(data, target, split=False)
         train_part = data
         held = model_frame(holdout, contract)
-        held[target] = holdout[target].to_numpy()
+        held[target] = (
+            pd.to_numeric(holdout[target]).to_numpy(dtype=float)
+            if regression
+            else holdout[target].to_numpy()
+        )
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     start = time.perf_counter()
     attempt = 0
@@ -345,11 +360,12 @@ def train(
                 ) from exc
             if on_retry is not None:
                 on_retry(attempt, exc)
-    for method in ("predict", "predict_proba"):
+    for method in ("predict",) if regression else ("predict", "predict_proba"):
         if not callable(getattr(model, method, None)):
             raise TrainingError(f"trainer '{name}' returned a model without {method}()")
+    naive = float(train_part[target].mean()) if regression else None
     try:
-        metrics = evaluate(model, held, target)
+        metrics = evaluate(model, held, target, naive=naive)
     except Exception as exc:
         raise TrainingError(
             f"trainer '{name}': its model fails on the holdout ({type(exc).__name__}: {exc})"
@@ -362,8 +378,10 @@ def train(
         train_rows=len(train_part),
         trainer=name,
         seconds=time.perf_counter() - start,
+        naive=naive,
         params={
             "trainer": name,
+            "task": contract.task,
             "seed": seed,
             "train_rows": len(train_part),
             "holdout_rows": len(held),

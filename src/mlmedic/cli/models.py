@@ -31,6 +31,14 @@ def run(
         str | None,
         typer.Option("--trainer", help="Your trainer as package.module:function."),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="classification or regression (default: model_training.task, by default told "
+            "from the target: numbers with many distinct values are a regression).",
+        ),
+    ] = None,
     reference: Reference = None,
     contract: ContractFile = None,
     as_json: AsJson = False,
@@ -54,12 +62,14 @@ def run(
             reference=reference,
             contract=contract,
             say=say,
+            task=task,
         )
     if as_json:
         stage = result.data
         print_json(
             {
                 "data": data,
+                "task": result.task,
                 "deployed": result.deployed,
                 "candidate": result.candidate,
                 "champion_before": result.champion_before,

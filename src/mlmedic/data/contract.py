@@ -178,8 +178,12 @@ class DataContract:
         self_reference: bool = False,
         source: str = "",
         time_column: str | None = None,
+        task: str = "classification",
     ) -> None:
         self.target = target
+        # what the target holds: class labels ("classification") or quantities ("regression",
+        # a numeric target: profiled as a number, never capped, repaired or matched to classes)
+        self.task = task
         # the column holding each row's time (data_quality.time_column): never a model feature;
         # a monitoring pass over a batch happens at its newest value
         self.time_column = time_column
@@ -233,7 +237,9 @@ class DataContract:
     def _fit_column(self, name: str, series: pd.Series) -> ColumnSpec:
         is_target = name == self.target
         kind: Kind = (
-            "categorical" if is_target else _infer_kind(series, max_categories=self.max_categories)
+            ("numeric" if self.task == "regression" else "categorical")
+            if is_target
+            else _infer_kind(series, max_categories=self.max_categories)
         )
         missing_rate = 0.0 if (self.self_reference or is_target) else float(series.isna().mean())
         spec = ColumnSpec(
@@ -310,6 +316,7 @@ class DataContract:
                 "self_reference": self.self_reference,
                 "source": self.source,
                 "time_column": self.time_column,
+                "task": self.task,
             },
             "n_rows": self.n_rows_,
             "duplicate_rate": self.duplicate_rate_,

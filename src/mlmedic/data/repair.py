@@ -266,10 +266,11 @@ class Repairer:
             labels = work.columns[target]
             missing = _isna(labels)
             work.quarantine(missing, f"missing target '{target}'")
-            known = category_keys(pd.Series(labels)).isin(self.categories_[target]).to_numpy()
-            work.quarantine(
-                ~missing & ~known, f"target '{target}' has a label not seen in the reference"
-            )
+            if self.contract_.columns_[target].kind == "categorical":  # a regression's is a number
+                known = category_keys(pd.Series(labels)).isin(self.categories_[target]).to_numpy()
+                work.quarantine(
+                    ~missing & ~known, f"target '{target}' has a label not seen in the reference"
+                )
         features = [c for c in work.columns if c != target]
         if features:
             missing_count = np.zeros(work.n, dtype=np.int32)

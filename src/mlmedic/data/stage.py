@@ -60,6 +60,7 @@ def resolve_contract(
     target: str | None = None,
     config: DataQualityConfig | None = None,
     batch_name: str = "the batch",
+    task: str = "classification",
 ) -> DataContract:
     """The contract to check ``batch`` against: from ``reference`` data, a saved ``contract``,
     or, with neither, the batch itself (robust statistics, held to a clean standard)."""
@@ -73,15 +74,20 @@ def resolve_contract(
             raise ProjectError(
                 f"{contract}: the contract's target is '{loaded.target}', not '{target}'"
             )
+        if loaded.task != task and loaded.target is not None:
+            raise ProjectError(
+                f"{contract}: the contract is for {loaded.task}, the target holds {task}'s "
+                "values: pass --task to say which"
+            )
         return loaded
     k = config.outlier_threshold_iqr
     if reference is not None:
         frame = read_table(reference)
-        return DataContract(target=target, outlier_threshold_iqr=k, source=str(reference)).fit(
-            frame
-        )
+        return DataContract(
+            target=target, outlier_threshold_iqr=k, source=str(reference), task=task
+        ).fit(frame)
     return DataContract(
-        target=target, outlier_threshold_iqr=k, self_reference=True, source=batch_name
+        target=target, outlier_threshold_iqr=k, self_reference=True, source=batch_name, task=task
     ).fit(batch)
 
 

@@ -355,6 +355,7 @@ class Monitor:
             history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
             validation_accuracy=expected,
             validation_rows=expected_rows,
+            validation_error=snapshot.baseline.get("validation_error"),
             versus_previous=found.versus_previous,
             previous_performance=found.previous_performance,
             probation=measured_rows >= minimum

@@ -167,6 +167,7 @@ class Actions:
                     plan=plan,
                     say=self.say,
                     reason="retrain: " + ", ".join(decision.triggers or ["drift"]),
+                    task=snapshot.contract.task,  # a retrain keeps the champion's task
                 )
             except MedicError as exc:  # the retrain failed: recorded, backed off, never raised
                 span.outcome = Outcome.FAILURE

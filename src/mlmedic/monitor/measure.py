@@ -16,6 +16,7 @@ from mlmedic.drift import DriftReport, ReferenceProfile, compare
 from mlmedic.evidence import Paired, paired
 from mlmedic.labels import label_key, match_labels
 from mlmedic.monitor.distributed import WindowSummary
+from mlmedic.monitor.errors import measure_errors
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.performance import (
     Calibration,
@@ -83,6 +84,8 @@ def measure(
     rows = summary.rows if summary is not None else len(frame)
     result = Measurements(rows=rows, labelled=has_labels and not late)
     probabilities = np.empty((0, 0))
+    regression = snapshot.contract.task == "regression"
+    features = pd.DataFrame()
     if len(frame):
         features = model_frame(frame, snapshot.contract)
         if detection.monitor_features:
@@ -109,10 +112,7 @@ def measure(
                     result.drift = report
                 if not result.drift.drift:
                     break
-        if logged:  # the log holds what the server answered: the champion's own probabilities
-            probabilities = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
-        if probabilities.size == 0:
-            probabilities = np.asarray(snapshot.model.predict_proba(features))
+        probabilities = _outputs(snapshot, frame, features, logged=logged)
         if detection.monitor_predictions:
             result.prediction_drift = compare(
                 ReferenceProfile.from_dict(snapshot.baseline["predictions"]),
@@ -122,6 +122,12 @@ def measure(
                 threshold=settings.drift_threshold,
                 min_samples=detection.min_samples_for_detection,
             )
+    confidence = settings.self_healing.model_validation.evidence_confidence
+    if regression:  # the rows with labels, and the values predicted (one column)
+        given = labelled if late else frame[frame[target].notna()] if has_labels else None
+        values = probabilities[:, 0] if probabilities.size else np.empty(0)
+        measure_errors(snapshot, features, values, given, result, errors, confidence)
+        return result
     calibration = Calibration.from_dict(snapshot.baseline["calibration"])
     if probabilities.size:
         raw = estimated(calibration, probabilities)
@@ -132,7 +138,6 @@ def measure(
             drifted=result.drift is not None and result.drift.drift,
         )
         result.estimate = estimated(calibration, probabilities, allowance=allowance)
-    confidence = settings.self_healing.model_validation.evidence_confidence
     scored = None
     if late:
         assert labelled is not None
@@ -145,6 +150,20 @@ def measure(
     if scored is not None and len(scored) and performance is not None and performance.rows:
         result.estimate_error = estimated(calibration, scored).accuracy - performance.accuracy
     return result
+
+
+def _outputs(
+    snapshot: ChampionSnapshot, frame: pd.DataFrame, features: pd.DataFrame, *, logged: bool
+) -> np.ndarray:
+    """The champion's outputs on the window: class probabilities, or a regression's values as
+    one column — from the log when ``logged`` (what the server answered), else predicted."""
+    if logged:
+        found = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
+        if found.size:
+            return found
+    if snapshot.contract.task == "regression":
+        return np.asarray(snapshot.model.predict(features), dtype=float).reshape(-1, 1)
+    return np.asarray(snapshot.model.predict_proba(features))
 
 
 def _measure_on(

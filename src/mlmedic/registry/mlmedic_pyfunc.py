@@ -41,6 +41,11 @@ class Classifier:
         if output == "probabilities":
             import pandas as pd
 
+            if not hasattr(self.model, "predict_proba"):
+                raise ValueError(
+                    "this is a regression model: it answers numbers, not class probabilities"
+                )
+
             return pd.DataFrame(
                 self.model.predict_proba(data),
                 columns=[str(c) for c in self.model.classes_],

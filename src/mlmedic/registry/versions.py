@@ -322,6 +322,7 @@ class Versions:
             .astype({c.name: np.float64 for c in inputs.inputs if c.type.name == "double"})
         )
         trusted = _trusted_types(result)
+        own_tags = {"mlmedic.trainer": result.trainer, "mlmedic.task": contract.task}
         requirements = [
             f"mlflow=={mlflow.__version__}",
             f"scikit-learn=={sklearn.__version__}",
@@ -337,7 +338,7 @@ class Versions:
                 mlflow.log_metrics(result.metrics)
                 if dataset is not None:
                     _log_dataset(*dataset, target=contract.target)
-                mlflow.set_tags({"mlmedic.trainer": result.trainer, **(tags or {})})
+                mlflow.set_tags({**own_tags, **(tags or {})})
                 mlflow.log_dict(contract.to_dict(), CONTRACT_ARTIFACT)
                 mlflow.log_dict(repair_statistics, REPAIR_ARTIFACT)
                 if drift_profile is not None:
@@ -371,6 +372,7 @@ class Versions:
             lambda: self.connection.client.update_run(run_id, name=f"train v{version} ({reason})"),
         )
         self.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
+        self.set_tag(version, "mlmedic.task", contract.task)
         self.tag(version, "candidate")
         self.events.record(
             EventKind.REGISTER,

@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -138,7 +139,13 @@ class Metrics:
             registry=target,
         )
         self.predictions = Counter(
-            "mlmedic_predictions", "Predicted rows by class", ["label"], registry=target
+            "mlmedic_predictions",
+            'Predicted rows by class (a regression\'s: label "value")',
+            ["label"],
+            registry=target,
+        )
+        self.values = Summary(  # a regression's predictions: their count and sum (the mean)
+            "mlmedic_predicted_value", "A regression model's predicted values", registry=target
         )
         self.batch_rows = Histogram(
             "mlmedic_batch_rows",
@@ -162,9 +169,21 @@ class Metrics:
             multiprocess_mode="livemax",  # a dead worker's last version does not count
         )
 
-    def predicted(self, labels: list[Any], seconds: float, endpoint: str = "/predict") -> None:
+    def predicted(
+        self,
+        labels: list[Any],
+        seconds: float,
+        endpoint: str = "/predict",
+        *,
+        regression: bool = False,
+    ) -> None:
         self.requests.labels(endpoint, "200").inc()
         self.latency.observe(seconds)
+        if regression:  # numbers, not classes: counted as "value", summed in a summary
+            self.predictions.labels("value").inc(len(labels))
+            for value in labels:
+                self.values.observe(value)
+            return
         for label in labels:
             self.predictions.labels(str(label)).inc()
 

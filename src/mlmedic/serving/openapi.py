@@ -107,7 +107,16 @@ def _class_schema(classes: Sequence[Any]) -> dict[str, Any]:
 
 def _predict_response(classes: Sequence[Any]) -> dict[str, Any]:
     """What ``POST /predict`` answers: a prediction per record, or an error for a record the
-    model could not score."""
+    model could not score; a regression's (no classes) are numbers, without probabilities."""
+    schema = _classified_response(classes)
+    for name in ("probabilities", "classes") if not classes else ():
+        del schema["properties"][name]
+        schema["required"].remove(name)
+        schema["properties"]["predictions"]["items"] = {"type": ["number", "null"]}
+    return schema
+
+
+def _classified_response(classes: Sequence[Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -194,7 +203,7 @@ def component_schemas(
             ],
         },
         "PredictResponse": _predict_response(classes),
-        "Label": label_schema(classes),
+        "Label": label_schema(classes) if classes else {"type": "number"},
         "FeedbackRequest": {
             "description": "One label, or {'labels': [...]}.",
             "anyOf": [

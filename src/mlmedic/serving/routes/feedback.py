@@ -42,6 +42,14 @@ async def feedback(request: Request) -> JSONResponse:
         request_id = item["request_id"]
         if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
             raise InvalidRequest(f"{where}.request_id: not a request id this server issues")
+        if model.task == "regression":  # a number, as the model answers
+            value = item["label"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise InvalidRequest(f"{where}.label: {value!r} is not a number (a regression)")
+            if abs(value) == float("inf"):
+                raise InvalidRequest(f"{where}.label: {value!r} is not a finite number")
+            rows.append({"request_id": request_id, "label": repr(float(value))})
+            continue
         label = label_for(item["label"], model.classes)
         if label is None:
             known = ", ".join(repr(plain(c)) for c in model.classes)

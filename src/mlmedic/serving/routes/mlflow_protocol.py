@@ -62,6 +62,11 @@ async def invocations(request: Request) -> JSONResponse:
                 f"{len(records)} records in one request; the limit is "
                 f"{state.config.max_records_per_request}"
             )
+        model = state.model
+        if output == "probabilities" and model is not None and model.task == "regression":
+            raise InvalidRequest(
+                "params.output 'probabilities': this is a regression model; it answers numbers"
+            )
         done = await score(request, records, "/invocations")
     except ApiError as exc:
         return _error(exc)

@@ -92,7 +92,9 @@ async def score(
     else:
         state.predictions.append(columns, predictions, probabilities, used.version, request_id)
     answered = [p for p in predictions if p is not None]
-    state.metrics.predicted(answered, time.perf_counter() - started, endpoint)
+    state.metrics.predicted(
+        answered, time.perf_counter() - started, endpoint, regression=used.task == "regression"
+    )
     classes = [plain(c) for c in used.classes]
     return Scored(request_id, used.version, predictions, probabilities, classes, failed)
 
@@ -117,6 +119,15 @@ async def predict(request: Request) -> JSONResponse:
     )
     done = await score(request, records, "/predict")
     failed = done.failed
+    if not done.classes:  # a regression: the predictions are the numbers
+        return JSONResponse(
+            {
+                "request_id": done.request_id,
+                "model_version": done.version,
+                "predictions": done.labels,
+                "errors": [{"index": i, "detail": d} for i, d in sorted(failed.items())],
+            }
+        )
     shown = (
         [
             None if i in failed else np.round(np.asarray(p, dtype=float), 6).tolist()

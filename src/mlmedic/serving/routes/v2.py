@@ -105,10 +105,11 @@ async def model_metadata(request: Request, name: str, version: str | None = None
         }
         for feature in model.features
     ]
-    outputs = [
-        {"name": "predict", "datatype": _label_type(model.classes), "shape": [-1]},
-        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]},
-    ]
+    outputs = [{"name": "predict", "datatype": _label_type(model.classes), "shape": [-1]}]
+    if model.task != "regression":  # a regression answers numbers only
+        outputs.append(
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]}
+        )
     return JSONResponse(
         {
             "name": name,
@@ -148,7 +149,7 @@ async def infer(request: Request) -> JSONResponse:
             raise InvalidRequest(
                 f"{rows} rows in one request; the limit is {state.config.max_records_per_request}"
             )
-        wanted = _wanted(header.get("outputs"))
+        wanted = _wanted(header.get("outputs"), model.task)
         given = header.get("id")
         request_id = given if isinstance(given, str) and REQUEST_ID.fullmatch(given) else None
         done = await score(request, None, "/v2/infer", request_id=request_id, columns=columns)
@@ -185,6 +186,8 @@ async def infer(request: Request) -> JSONResponse:
 
 
 def _label_type(classes: list[Any]) -> str:
+    if not classes:  # a regression's numbers
+        return "FP64"
     if all(isinstance(c, bool | np.bool_) for c in classes):
         return "BOOL"
     if all(isinstance(c, int | np.integer) and not isinstance(c, bool) for c in classes):
@@ -194,15 +197,18 @@ def _label_type(classes: list[Any]) -> str:
     return "BYTES"
 
 
-def _wanted(outputs: Any) -> list[str]:
+def _wanted(outputs: Any, task: str) -> list[str]:
+    offered = OUTPUTS[:1] if task == "regression" else OUTPUTS
     if outputs is None:
-        return list(OUTPUTS)
+        return list(offered)
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InvalidRequest("'outputs' must be a list of objects with a 'name'")
     names = [o.get("name") for o in outputs]
     unknown = [n for n in names if n not in OUTPUTS]
     if unknown:
         raise InvalidRequest(f"unknown output {unknown[0]!r} (one of {', '.join(OUTPUTS)})")
+    if task == "regression" and "predict_proba" in names:
+        raise InvalidRequest("'predict_proba': a regression model answers 'predict' (numbers) only")
     return [str(n) for n in names]
 
 
