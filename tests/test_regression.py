@@ -164,3 +164,14 @@ def test_a_regression_whose_error_rises_is_retrained_and_the_error_falls(project
     models = json.loads(_cli("models", "--json", "-C", project).stdout)
     champion = next(m for m in models["versions"] if m["version"] == 2)
     assert "champion" in champion["aliases"], champion
+
+
+def test_replaying_a_regression_is_refused_with_one_line_until_it_is_built(project: Path) -> None:
+    """Not built yet (named in #23's note): ``replay`` of a regression says so, exit 2, before
+    training anything — not a traceback from a classifier's scoring."""
+    done = _cli(
+        "replay", project / "later.csv", "--target", TARGET, "--reference", project / "train.csv"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "replay scores classifiers only so far" in lines[0], lines

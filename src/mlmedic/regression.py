@@ -255,7 +255,7 @@ class ErrorModel:
         frame = features.copy()
         frame[PREDICTION] = np.asarray(predicted, dtype=float)
         frame["__error__"] = error
-        model = default_regressor(frame, "__error__", small=True)
+        model = default_regressor(frame, "__error__", small=len(frame) < 5000)
         return cls(
             model=model,
             mae=float(error.mean()),

@@ -40,6 +40,7 @@ from mlmedic.clock import SimulatedClock, to_iso
 from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
+from mlmedic.regression import infer_task
 from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
@@ -185,6 +186,11 @@ def replay(
         history, target, reference, time_column, every_seconds, window_rows
     )
     notes = _notes(windows, target, say)
+    if infer_task(reference_frame[target], target, "the reference", None) == "regression":
+        raise UsageError(
+            f"target '{target}' holds quantities: replay scores classifiers only so far "
+            "(a regression is trained, gated, served and monitored, not yet replayed)"
+        )
     with _throwaway(settings_from, policy) as root:
         clock = SimulatedClock(start=windows[0].start)
         project = Project(
