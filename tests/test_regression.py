@@ -165,13 +165,59 @@ def test_a_regression_whose_error_rises_is_retrained_and_the_error_falls(project
     champion = next(m for m in models["versions"] if m["version"] == 2)
     assert "champion" in champion["aliases"], champion
 
+    # the MLflow monitoring run of v1 holds the pass's error, not an accuracy
+    from mlmedic.project import Project
 
-def test_replaying_a_regression_is_refused_with_one_line_until_it_is_built(project: Path) -> None:
-    """Not built yet (named in #23's note): ``replay`` of a regression says so, exit 2, before
-    training anything — not a traceback from a classifier's scoring."""
+    opened = Project(project)
+    try:
+        run_id = opened.registry.info(1).tags["mlmedic.monitoring_run"]
+        logged = opened.registry.connection.client.get_run(run_id).data.metrics
+    finally:
+        opened.close()
+    assert logged["mae"] == pytest.approx(performance["mae"]) and "rmse" in logged, logged
+    assert "accuracy" not in logged
+
+    # the dashboard shows error where accuracy means nothing
+    board = json.loads(_cli("dashboard", "--json", "-C", project).stdout)
+    assert board["last_pass"]["mae"] == pytest.approx(performance["mae"])
+    assert [p["value"] for p in board["error"]] == [pytest.approx(performance["mae"])]
+    assert board["accuracy"] == []
+    error = next(p for p in board["health_parts"] if p["name"] == "error")
+    assert error["score"] < 0.5 and "MAE" in error["why"], error
+    page = project / "board.html"
+    assert _cli("dashboard", "--html", page, "-C", project).returncode == 0
+    assert "Error (MAE) per pass" in page.read_text(encoding="utf-8")
+
+
+def test_a_regression_is_replayed_on_its_error_beside_the_baselines(project: Path) -> None:
+    """``replay`` scores a regression by MAE (lower wins): every window's error of the model in
+    force, never heal, retrain every window (which learns the later cars: less error), and the
+    oracle as the lowest of them."""
     done = _cli(
-        "replay", project / "later.csv", "--target", TARGET, "--reference", project / "train.csv"
+        "replay",
+        project / "later.csv",
+        "--target",
+        TARGET,
+        "--reference",
+        project / "train.csv",
+        "--window-rows",
+        "45",
+        "--json",
+        "-C",
+        project,
     )
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "replay scores classifiers only so far" in lines[0], lines
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["metric"] == "mae" and result["validation_mae"] > 0
+    windows = result["windows"]
+    assert all(w["mae"] is not None and w["accuracy"] is None for w in windows)
+    for w in windows:
+        assert w["baselines"]["oracle"] == min(
+            v for k, v in w["baselines"].items() if k != "oracle"
+        )
+    summaries = {s["name"]: s for s in result["summaries"]}
+    assert summaries["mlmedic"]["mean_mae"] is not None
+    assert summaries["retrain every window"]["mean_mae"] < summaries["never heal"]["mean_mae"]
+    assert summaries["never heal"]["worst_mae"] == max(
+        w["baselines"]["never heal"] for w in windows
+    )

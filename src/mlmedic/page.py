@@ -290,6 +290,21 @@ def page(board: Dashboard, *, refresh: int | None = None) -> str:
             "style='border:1px solid #2f7ed8'></i>estimated</span><span><i class='sw' "
             "style='background:#27ae60'></i>model version changes</span></div>",
             line_chart("accuracy", board.accuracy, start, end, marks=versions),
+            *(
+                [
+                    "<h2>Error (MAE) per pass</h2>",
+                    line_chart(
+                        "MAE",
+                        board.error,
+                        start,
+                        end,
+                        high=float(f"{max(p.value or 0 for p in board.error) * 1.05:.3g}"),
+                        marks=versions,
+                    ),
+                ]
+                if board.error
+                else []
+            ),
             "<h2>Actions</h2>",
             action_strip(
                 "fixes, deploys, retrains, rollbacks, recoveries", board.actions, start, end
@@ -316,9 +331,11 @@ def replay_page(result: Any) -> str:
     windows = result.windows
     start, end = (at(windows[0].start), at(windows[-1].end)) if windows else (0.0, 1.0)
     drift = [Point(at(w.end), w.drift_score) for w in windows]
-    accuracy = [Point(at(w.end), w.accuracy) for w in windows]
-    never = [Point(at(w.end), w.never_heal_accuracy) for w in windows]
-    every = [Point(at(w.end), w.retrain_every_window_accuracy) for w in windows]
+    mae = result.metric == "mae"  # a regression: errors, lower is better
+    name = "MAE" if mae else "accuracy"
+    accuracy = [Point(at(w.end), w.mae if mae else w.accuracy) for w in windows]
+    never = [Point(at(w.end), w.baselines.get("never heal")) for w in windows]
+    every = [Point(at(w.end), w.baselines.get("retrain every window")) for w in windows]
     actions = [
         Point(
             at(w.end), None, label=w.acted or w.action, kind=w.action, version=str(w.model_version)
@@ -330,22 +347,27 @@ def replay_page(result: Any) -> str:
     for before, after in itertools.pairwise(windows):
         if after.model_version != before.model_version:
             versions.append(Point(at(after.start), None, label=f"v{after.model_version}"))
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}" if mae else f"{value:.3f}"
+
     summary = [
         Figure(
             s.name.replace(" ", "_"),
             s.name,
-            s.mean_accuracy,
-            "-" if s.mean_accuracy is None else f"{s.mean_accuracy:.3f}",
-            f"worst window {'-' if s.worst_accuracy is None else f'{s.worst_accuracy:.3f}'} · "
+            s.mean_mae if mae else s.mean_accuracy,
+            shown(s.mean_mae if mae else s.mean_accuracy),
+            f"worst window {shown(s.worst_mae if mae else s.worst_accuracy)} · "
             f"{s.retrains} retrains · {s.rollbacks} rollbacks · "
             f"{s.needless_alerts} needless alerts",
-            "mean accuracy of the model in force over the replayed windows",
+            f"mean {name} of the model in force over the replayed windows",
             f"{len(windows)} windows",
         )
         for s in result.summaries
     ]
     lows = [p.value for p in (*accuracy, *never, *every) if p.value is not None]
-    low = max(0.0, min(lows) - 0.05) if lows else 0.0
+    low = max(0.0, min(lows) - 0.05) if lows and not mae else 0.0
+    high = max(lows, default=1.0) * 1.05 if mae else 1.0  # errors have no ceiling of 1
     return "".join(
         [
             '<!doctype html><html lang="en"><head><meta charset="utf-8">',
@@ -357,13 +379,14 @@ def replay_page(result: Any) -> str:
             tiles(summary),
             "<h2>Drift score per window</h2>",
             line_chart("drift score", drift, start, end, threshold=0.5, marks=versions),
-            "<h2>Accuracy of the model in force</h2>",
+            f"<h2>{name.capitalize() if not mae else name} of the model in force</h2>",
             line_chart(
-                "accuracy",
+                name,
                 accuracy,
                 start,
                 end,
                 low=round(low, 2),
+                high=float(f"{high:.3g}"),
                 marks=versions,
                 name="mlmedic",
                 more=[("never heal", never, "#95a5a6"), ("retrain every window", every, "#e67e22")],

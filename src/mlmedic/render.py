@@ -137,7 +137,7 @@ def print_replay(console: Console, result: Any) -> None:
         f"replay: policy {result.policy}, {len(result.windows)} windows "
         f"({result.seconds_per_window:.2f} s per monitoring pass)",
         "strategy",
-        "mean accuracy",
+        "mean MAE" if result.metric == "mae" else "mean accuracy",
         "worst window",
         "retrains",
         "rollbacks",
@@ -148,10 +148,11 @@ def print_replay(console: Console, result: Any) -> None:
         return "-" if value is None else f"{value:.3f}"
 
     for summary in result.summaries:
+        mae = result.metric == "mae"
         table.add_row(
             summary.name,
-            number(summary.mean_accuracy),
-            number(summary.worst_accuracy),
+            number(summary.mean_mae if mae else summary.mean_accuracy),
+            number(summary.worst_mae if mae else summary.worst_accuracy),
             str(summary.retrains),
             str(summary.rollbacks),
             str(summary.needless_alerts),

@@ -18,7 +18,9 @@ Baselines run in the same replay on the same windows (``mlmedic.baselines``): *n
 them in hindsight on each window). For each strategy: the accuracy of the model in force on each
 window (all its labels, known afterwards), retrains, rollbacks, and alerts raised on windows where
 the model's accuracy did not drop. A history without labels replays on the label-free estimate
-alone, and says so.
+alone, and says so. A regression is scored by its MAE (``metric``: lower is better; the oracle is
+the lowest): ``mae`` and ``mean_mae``/``worst_mae`` (the highest) where a classification has
+``accuracy``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from mlmedic.clock import SimulatedClock, to_iso
 from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
-from mlmedic.regression import infer_task
 from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
@@ -73,8 +74,9 @@ class WindowOutcome:
     retrain_every_window_accuracy: float | None
     baselines: dict[str, float | None] = field(default_factory=dict)  # strategy -> accuracy
     # the champion's label-free estimate of this window: [accuracy, low, high] of its 95 %
-    # interval (made before the window's labels are used)
+    # interval (made before the window's labels are used); a regression's: [MAE, low, high]
     estimate: list[float] | None = None
+    mae: float | None = None  # a regression's error of the model in force (accuracy is None)
 
 
 @dataclass
@@ -85,6 +87,8 @@ class StrategySummary:
     retrains: int
     rollbacks: int
     needless_alerts: int  # alerts on windows where the model's accuracy had not dropped
+    mean_mae: float | None = None  # a regression's (worst: the highest)
+    worst_mae: float | None = None
 
 
 @dataclass
@@ -98,6 +102,8 @@ class ReplayResult:
     seconds_per_window: float
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    metric: str = "accuracy"  # what the windows and baselines are scored by ("mae": lower wins)
+    validation_mae: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +145,8 @@ def _throwaway(settings_from: Path | None, policy: str) -> Iterator[Path]:
 
 
 def _accuracy(model: Any, frame: pd.DataFrame, contract: Any) -> tuple[float | None, float | None]:
-    """Accuracy and ROC AUC of ``model`` on the labelled rows of ``frame``."""
+    """Accuracy and ROC AUC of ``model`` on the labelled rows of ``frame`` (a regression: its
+    MAE, and None)."""
     from mlmedic.performance import measured
     from mlmedic.training import model_frame
 
@@ -147,6 +154,12 @@ def _accuracy(model: Any, frame: pd.DataFrame, contract: Any) -> tuple[float | N
     rows = frame[frame[target].notna()] if target in frame.columns else frame.iloc[0:0]
     if not len(rows):
         return None, None
+    if contract.task == "regression":  # its MAE, lower is better
+        from mlmedic.monitor.errors import measured_errors
+
+        values = np.asarray(model.predict(model_frame(rows, contract)), dtype=float)
+        error = measured_errors(rows[target].to_numpy(), values)
+        return (None if error.rows == 0 else error.mae), None
     probabilities = np.asarray(model.predict_proba(model_frame(rows, contract)))
     classes = list(model.classes_)
     predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
@@ -186,11 +199,6 @@ def replay(
         history, target, reference, time_column, every_seconds, window_rows
     )
     notes = _notes(windows, target, say)
-    if infer_task(reference_frame[target], target, "the reference", None) == "regression":
-        raise UsageError(
-            f"target '{target}' holds quantities: replay scores classifiers only so far "
-            "(a regression is trained, gated, served and monitored, not yet replayed)"
-        )
     with _throwaway(settings_from, policy) as root:
         clock = SimulatedClock(start=windows[0].start)
         project = Project(
@@ -225,7 +233,9 @@ def replay(
                     features = window.rows.drop(columns=[target])
                     result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
                 measured = _accuracy(snapshot.model, window.rows, contract)
-                outcomes.append(_outcome(window, result, snapshot.version, measured, scores))
+                outcomes.append(
+                    _outcome(window, result, snapshot.version, measured, scores, contract.task)
+                )
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
                     known, seen = labels.known(clock.now())
@@ -238,7 +248,11 @@ def replay(
         finally:
             project.close()
     summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks)
+    regression = contract.task == "regression"
+    error = first_snapshot.baseline.get("validation_error") or {}
     return ReplayResult(
+        metric="mae" if regression else "accuracy",
+        validation_mae=error.get("mae"),
         policy=policy,
         windows=outcomes,
         summaries=summaries,
@@ -334,10 +348,13 @@ def _outcome(
     version: int,
     measured: tuple[float | None, float | None],
     scores: dict[str, float | None],
+    task: str = "classification",
 ) -> WindowOutcome:
-    """One window of the replay: the pass's result, and what each strategy scored on it."""
+    """One window of the replay: the pass's result, and what each strategy scored on it (a
+    regression's MAE in ``mae`` and ``baselines``; its accuracy fields are None)."""
     from mlmedic.baselines import EVERY, NEVER
 
+    regression = task == "regression"
     drift = result.drift
     return WindowOutcome(
         index=window.index,
@@ -352,27 +369,30 @@ def _outcome(
         acted=result.acted,
         evidence=list(result.decision.evidence),
         model_version=version,
-        accuracy=measured[0],
+        accuracy=None if regression else measured[0],
         roc_auc=measured[1],
-        never_heal_accuracy=scores.get(NEVER),
-        retrain_every_window_accuracy=scores.get(EVERY),
+        never_heal_accuracy=None if regression else scores.get(NEVER),
+        retrain_every_window_accuracy=None if regression else scores.get(EVERY),
         baselines=scores,
         estimate=_interval(result.estimate),
+        mae=measured[0] if regression else None,
     )
 
 
 def _interval(estimate: Any) -> list[float] | None:
     if estimate is None or not estimate.rows or estimate.low is None or estimate.high is None:
         return None
-    return [float(estimate.accuracy), float(estimate.low), float(estimate.high)]
+    centre = estimate.mae if estimate.mae is not None else estimate.accuracy
+    return [float(centre), float(estimate.low), float(estimate.high)]
 
 
 def _line(outcome: WindowOutcome) -> str:
     score = "-" if outcome.drift_score is None else f"{outcome.drift_score:.2f}"
     accuracy = "-" if outcome.accuracy is None else f"{outcome.accuracy:.3f}"
+    shown = f"MAE {outcome.mae:.4g}" if outcome.mae is not None else f"accuracy {accuracy}"
     return (
         f"window {outcome.index:>3} {outcome.end[:16]}  drift {score:>4}  v{outcome.model_version}"
-        f" accuracy {accuracy}  {outcome.action}" + (f" ({outcome.acted})" if outcome.acted else "")
+        f" {shown}  {outcome.action}" + (f" ({outcome.acted})" if outcome.acted else "")
     )
 
 
@@ -396,11 +416,31 @@ def _summaries(
         for o in outcomes
         if o.alerts and o.accuracy is not None and (floor is None or o.accuracy >= floor)
     )
-    mean, worst = stats([o.accuracy for o in outcomes])
-    found = [StrategySummary("mlmedic", mean, worst, retrains, rollbacks, needless)]
+    regression = any(o.mae is not None for o in outcomes)
+    if regression:  # errors: the worst window is the highest; needless alerts are not judged
+        needless = 0
+
+    def summary(
+        name: str, values: list[float | None], retrains: int, rollbacks: int, needless: int
+    ) -> StrategySummary:
+        if not regression:
+            return StrategySummary(name, *stats(values), retrains, rollbacks, needless)
+        known = [v for v in values if v is not None]
+        return StrategySummary(
+            name,
+            None,
+            None,
+            retrains,
+            rollbacks,
+            needless,
+            mean_mae=float(np.mean(known)) if known else None,
+            worst_mae=max(known, default=None),
+        )
+
+    mine = [o.mae if regression else o.accuracy for o in outcomes]
+    found = [summary("mlmedic", mine, retrains, rollbacks, needless)]
     names = list(outcomes[0].baselines) if outcomes else []
     for name in names:
-        mean, worst = stats([o.baselines.get(name) for o in outcomes])
         trained = 0 if name in ("never heal", "oracle") else len(outcomes)
-        found.append(StrategySummary(name, mean, worst, trained, 0, 0))
+        found.append(summary(name, [o.baselines.get(name) for o in outcomes], trained, 0, 0))
     return found

@@ -107,6 +107,7 @@ def _build(
         interval_s=interval_s,
         failed_recoveries=failed,
         log=fig.log_location(settings, state_dir),
+        ceiling=fig.error_ceiling(settings, champion),
     )
     applicable = [p.score for p in parts if p.score is not None]
     health = sum(applicable) / len(applicable) if applicable else None
@@ -156,7 +157,7 @@ def _build(
     if timelines:
         _timelines(store, board, start, now)
         if since is None:  # the axes start where the data does, not at the window's edge
-            times = [p.at for p in (*board.drift, *board.accuracy, *board.actions)]
+            times = [p.at for p in (*board.drift, *board.accuracy, *board.error, *board.actions)]
             if times:
                 first = min(times)
                 board.since = max(start, first - 0.05 * max(now - first, 3600.0))

@@ -158,7 +158,8 @@ def last_pass(store: EventLog) -> dict[str, Any] | None:
     performance = query(
         store,
         "SELECT json_extract(details, '$.accuracy'), json_extract(details, '$.estimated'), "
-        "json_extract(details, '$.low'), json_extract(details, '$.high'), message "
+        "json_extract(details, '$.low'), json_extract(details, '$.high'), message, "
+        "json_extract(details, '$.mae') "
         "FROM events WHERE kind = 'performance_check' AND started_at <= ? "
         "ORDER BY started_at DESC, id DESC LIMIT 1",
         (at,),
@@ -178,7 +179,10 @@ def last_pass(store: EventLog) -> dict[str, Any] | None:
             drift_threshold=num(threshold),
         )
     if performance:
-        accuracy, was_estimated, low, high, summary = performance[0]
+        accuracy, was_estimated, low, high, summary, mae = performance[0]
+        if mae is not None:  # a regression's error: the interval is the MAE's
+            found.update(mae=num(mae), mae_low=num(low), mae_high=num(high))
+            low = high = None
         found.update(
             accuracy=num(accuracy),
             estimated=flag(was_estimated),
@@ -236,6 +240,17 @@ def policy_numbers(
     return floor, interval, threshold, cooldown
 
 
+def error_ceiling(settings: Any, champion: dict[str, Any] | None) -> float | None:
+    """A regression champion's MAE ceiling: its validation MAE plus ``max_error_increase``."""
+    validated = (champion or {}).get("metrics", {}).get("mae")
+    if validated is None:
+        return None
+    increase = (
+        0.10 if settings is None else settings.self_healing.model_validation.max_error_increase
+    )
+    return float(validated) * (1.0 + increase)
+
+
 def health_parts(
     store: EventLog,
     *,
@@ -246,7 +261,10 @@ def health_parts(
     interval_s: float,
     failed_recoveries: int,
     log: str | Path | None,
+    ceiling: float | None = None,
 ) -> list[HealthPart]:
+    """The parts of the overall health; a regression's ``accuracy`` part is its error against
+    ``ceiling`` (``error_ceiling``)."""
     parts = []
     if serving is None:
         parts.append(HealthPart("serving", None, "no running mlmedic serve found"))
@@ -262,7 +280,14 @@ def health_parts(
     else:
         parts.append(HealthPart("serving", 0.0, str(serving.get("why") or "not ready")))
     accuracy = (last_pass or {}).get("accuracy")
-    if accuracy is None:
+    mae = (last_pass or {}).get("mae")
+    if mae is not None and ceiling is not None:
+        kind = "estimated" if (last_pass or {}).get("estimated") else "measured"
+        score = 1.0 if mae <= ceiling else max(0.0, ceiling / float(mae)) * 0.5
+        parts.append(
+            HealthPart("error", score, f"{kind} MAE {mae:.4g} against a ceiling of {ceiling:.4g}")
+        )
+    elif accuracy is None:
         parts.append(HealthPart("accuracy", None, "not measured or estimated yet"))
     else:
         estimated = (last_pass or {}).get("estimated")

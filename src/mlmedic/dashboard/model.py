@@ -61,6 +61,7 @@ class Dashboard:
     alerts: list[dict[str, Any]]
     drift: list[Point] = field(default_factory=list)
     accuracy: list[Point] = field(default_factory=list)
+    error: list[Point] = field(default_factory=list)  # a regression's MAE per pass
     actions: list[Point] = field(default_factory=list)
     incidents: list[Point] = field(default_factory=list)
     heatmap: list[dict[str, Any]] = field(default_factory=list)

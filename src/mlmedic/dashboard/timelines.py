@@ -20,14 +20,17 @@ def timelines(store: EventLog, board: Dashboard, start: float, now: float) -> No
         board.drift.append(Point(at, num(score), version=version))
         if threshold is not None:
             board.drift_threshold = float(threshold)
-    for at, accuracy, estimated, version in query(
+    for at, accuracy, estimated, version, mae in query(
         store,
         "SELECT started_at, json_extract(details, '$.accuracy'), "
-        "json_extract(details, '$.estimated'), model_version FROM events "
+        "json_extract(details, '$.estimated'), model_version, json_extract(details, '$.mae') "
+        "FROM events "
         "WHERE kind = 'performance_check' AND started_at BETWEEN ? AND ? ORDER BY started_at, id",
         (start, now),
     ):
-        board.accuracy.append(Point(at, num(accuracy), version=version, estimated=flag(estimated)))
+        series = board.accuracy if mae is None else board.error  # a regression's: its MAE
+        value = num(accuracy if mae is None else mae)
+        series.append(Point(at, value, version=version, estimated=flag(estimated)))
     actions = query(
         store,
         "SELECT started_at, kind, action, outcome, model_version FROM events "

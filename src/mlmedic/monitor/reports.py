@@ -36,8 +36,12 @@ def log_to_mlflow(
         metrics["drifted_features"] = float(len(result.drift.drifted_features))
     performance = result.performance
     if performance is not None and performance.rows:
-        name = "estimated_accuracy" if performance.estimated else "accuracy"
-        metrics[name] = float(performance.accuracy)
+        prefix = "estimated_" if performance.estimated else ""
+        metrics[f"{prefix}accuracy"] = float(performance.accuracy)  # NaN for a regression: left out
+        if performance.mae is not None:  # a regression's error
+            metrics[f"{prefix}mae"] = float(performance.mae)
+            if performance.rmse is not None:
+                metrics[f"{prefix}rmse"] = float(performance.rmse)
         if not performance.estimated:
             metrics["measured_rows"] = float(performance.rows)
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}

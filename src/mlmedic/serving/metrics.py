@@ -272,6 +272,12 @@ def _dashboard_metrics(board: Any) -> Iterator[Any]:
     if last.get("accuracy") is not None:
         accuracy.add_metric(["false" if last.get("estimated") else "true"], float(last["accuracy"]))
     yield accuracy
+    error = GaugeMetricFamily(
+        "mlmedic_error", "A regression's MAE in the last pass", labels=["measured"]
+    )
+    if last.get("mae") is not None:
+        error.add_metric(["false" if last.get("estimated") else "true"], float(last["mae"]))
+    yield error
     durations = board.recovery_seconds
     buckets = [
         (str(bound), float(sum(1 for d in durations if d <= bound))) for bound in _MTTR_BUCKETS
