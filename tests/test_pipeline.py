@@ -34,8 +34,9 @@ def test_good_model_deploys_then_bad_candidate_is_refused(project: Project) -> N
     lines: list[str] = []
     first = run_pipeline(project, make_churn(2500, seed=1), target=TARGET, say=lines.append)
     assert first.deployed and first.champion_after == first.candidate == 1
-    assert [line[:3] for line in lines] == ["[1]", "[2]", "[2]", "[2]", "[2]", "[3]", "[3]"]
-    assert "training" in lines[1] and "registering in MLflow" in lines[3]
+    assert [line[:3] for line in lines] == ["[1]"] * 2 + ["[2]"] * 4 + ["[3]"] * 2
+    assert lines[0] == f"[1] task: classification (told from the values of {TARGET})"
+    assert "training" in lines[2] and "registering in MLflow" in lines[4]
 
     second = run_pipeline(project, make_churn(2500, seed=2), target=TARGET)
     assert second.deployed and second.champion_before == 1 and second.champion_after == 2

@@ -40,7 +40,8 @@ from mlmedic.errors import TrainingError
 TASKS = ("classification", "regression")
 FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
 INTEGER = 50  # distinct whole numbers (and a tenth of the rows) that mean regression
-NUMBERS_SHARE = 0.9  # a text column whose values are this share numbers is a broken numeric one
+NUMBERS_SHARE = 0.9
+ERROR_MODEL_ROWS = 5000  # holdout rows from which the model of the error gets its full size  # a text column whose values are this share numbers is a broken numeric one
 ERROR_MODEL_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -249,13 +250,23 @@ class ErrorModel:
 
     @classmethod
     def fit(cls, features: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> ErrorModel:
-        from mlmedic.training import default_regressor
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        from mlmedic.training import SEED, fit_pipeline
 
         error = np.abs(np.asarray(predicted, dtype=float) - np.asarray(truth, dtype=float))
         frame = features.copy()
         frame[PREDICTION] = np.asarray(predicted, dtype=float)
         frame["__error__"] = error
-        model = default_regressor(frame, "__error__", small=len(frame) < 5000)
+        # a small holdout: few, small trees; a large one: many slow-learning trees, all of them
+        # (no early stopping) — docs/benchmarks.md has the settings tried against NannyML's DLE
+        size = (
+            {"max_iter": 50, "max_leaf_nodes": 15, "min_samples_leaf": 20}
+            if len(frame) < ERROR_MODEL_ROWS
+            else {"max_iter": 300, "learning_rate": 0.05, "early_stopping": False}
+        )
+        estimator = HistGradientBoostingRegressor(random_state=SEED, **size)
+        model = fit_pipeline(frame, "__error__", estimator, None)
         return cls(
             model=model,
             mae=float(error.mean()),

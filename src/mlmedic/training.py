@@ -124,7 +124,7 @@ def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def _pipeline(frame: pd.DataFrame, target: str, model: Any, weights: Any) -> Pipeline:
+def fit_pipeline(frame: pd.DataFrame, target: str, model: Any, weights: Any) -> Pipeline:
     """Ordinal-encoded categories (object columns) and numbers into ``model``, fitted."""
     features = frame.drop(columns=[target])
     categorical = [c for c in features.columns if features[c].dtype == object]
@@ -152,17 +152,15 @@ def default_trainer(
     """Ordinal-encoded categories + numbers into a HistGradientBoostingClassifier (seeded);
     ``sample_weight``: one weight per row (the recency-weighted retraining recipe)."""
     model = HistGradientBoostingClassifier(random_state=SEED)
-    return _pipeline(frame, target, model, sample_weight)
+    return fit_pipeline(frame, target, model, sample_weight)
 
 
 def default_regressor(
-    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None, small: bool = False
+    frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None
 ) -> Pipeline:
-    """The same pipeline into a HistGradientBoostingRegressor (squared error, seeded);
-    ``small``: fewer, smaller trees (the label-free error estimate's model of the error)."""
-    size = {"max_iter": 50, "max_leaf_nodes": 15, "min_samples_leaf": 20} if small else {}
-    model = HistGradientBoostingRegressor(random_state=SEED, **size)
-    return _pipeline(frame, target, model, sample_weight)
+    """The same pipeline into a HistGradientBoostingRegressor (squared error, seeded)."""
+    model = HistGradientBoostingRegressor(random_state=SEED)
+    return fit_pipeline(frame, target, model, sample_weight)
 
 
 def load_trainer(path: str | None, task: str = "classification") -> tuple[str, Trainer]:
