@@ -40,8 +40,8 @@ from mlmedic.errors import TrainingError
 TASKS = ("classification", "regression")
 FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
 INTEGER = 50  # distinct whole numbers (and a tenth of the rows) that mean regression
-NUMBERS_SHARE = 0.9
-ERROR_MODEL_ROWS = 5000  # holdout rows from which the model of the error gets its full size  # a text column whose values are this share numbers is a broken numeric one
+NUMBERS_SHARE = 0.9  # a text column whose values are this share numbers is a broken numeric one
+ERROR_MODEL_ROWS = 5000  # holdout rows from which the model of the error gets its full size
 ERROR_MODEL_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
