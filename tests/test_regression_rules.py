@@ -140,3 +140,28 @@ def test_an_estimated_error_rise_counts_only_beyond_its_interval(low: float, act
     found = policy_decide(None, window, settings=Settings(), now=0.0, validation_error=VALIDATION)
     assert ("estimated_drop" in found.triggers) is acted, found.reasons
     assert found.action == ("retrain" if acted else "none")
+
+
+@pytest.mark.parametrize("rows", [300, 5000])
+def test_the_model_of_the_error_is_stored_with_exactly_the_types_it_needs(rows: int) -> None:
+    """Both sizes (a small holdout's and a large one's) load with skops trusting exactly
+    ``ERROR_MODEL_TYPES``, and answer as before they were stored."""
+    import pandas as pd
+    import skops.io
+
+    from mlmedic.regression import ERROR_MODEL_TYPES, ErrorModel
+
+    rng = np.random.default_rng(5)
+    features = pd.DataFrame({"x": rng.normal(size=rows)})
+    features["kind"] = pd.Series(rng.choice(["a", "b"], rows)).astype(object)
+    truth = features["x"] * 2 + rng.normal(size=rows)
+    model = ErrorModel.fit(features, np.zeros(rows), truth.to_numpy())
+    stored = model.to_dict()
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model.model))
+    assert sorted(found) == sorted(ERROR_MODEL_TYPES)
+    back = ErrorModel.from_dict(stored)
+    head = features.head(20)
+    assert np.array_equal(back.errors(head, np.zeros(20)), model.errors(head, np.zeros(20)))
+    # far from zero, the error is larger: the model of the error learned where it is
+    edges = model.errors(pd.DataFrame({"x": [-3.0, 0.0, 3.0], "kind": ["a"] * 3}), np.zeros(3))
+    assert edges[0] > edges[1] < edges[2]
