@@ -248,11 +248,9 @@ def replay(
         finally:
             project.close()
     summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks)
-    regression = contract.task == "regression"
-    error = first_snapshot.baseline.get("validation_error") or {}
     return ReplayResult(
-        metric="mae" if regression else "accuracy",
-        validation_mae=error.get("mae"),
+        metric="mae" if contract.task == "regression" else "accuracy",
+        validation_mae=(first_snapshot.baseline.get("validation_error") or {}).get("mae"),
         policy=policy,
         windows=outcomes,
         summaries=summaries,

@@ -70,15 +70,14 @@ class Trainer(Protocol):
     def __call__(self, frame: pd.DataFrame, target: str) -> Classifier: ...
 
 
-def takes_weights(function: Any) -> bool:
-    """Whether a trainer accepts ``sample_weight`` (by name, or through ``**kwargs``)."""
+def takes_weights(function: Any, name: str = "sample_weight") -> bool:
+    """Whether a trainer accepts ``sample_weight`` (or ``name``: ``task`` — classification or
+    regression), by name or through ``**kwargs``."""
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(
-        p.name == "sample_weight" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 @dataclass
@@ -169,12 +168,12 @@ def load_trainer(path: str | None, task: str = "classification") -> tuple[str, T
     if path in (None, *BUILT_IN):
         path = DEFAULT_REGRESSOR if task == "regression" else DEFAULT_TRAINER
     assert path is not None
+    if path in ("lightgbm", "xgboost"):  # built in, with the optional extra of their name
+        from mlmedic import boosters
+
+        boosters.require(path)
+        return path, getattr(boosters, f"{path}_trainer")
     module_name, _, attribute = path.partition(":")
-    if path in ("lightgbm", "xgboost"):
-        raise TrainingError(
-            f"trainer '{path}': LightGBM and XGBoost are not built-in trainers yet; give a "
-            "trainer of your own as package.module:function"
-        )
     if not module_name or not attribute:
         raise TrainingError(f"trainer '{path}': expected the form package.module:function")
     try:
@@ -341,14 +340,13 @@ def train(
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     start = time.perf_counter()
     attempt = 0
+    told: dict[str, Any] = {"task": contract.task} if takes_weights(function, "task") else {}
+    if weights is not None:
+        told["sample_weight"] = weights  # checked by takes_weights above
     while True:
         attempt += 1
         try:
-            if weights is None:
-                model = function(train_part.copy(), target)
-            else:
-                weighted: Any = function  # checked by takes_weights above
-                model = weighted(train_part.copy(), target, sample_weight=weights)
+            model = function(train_part.copy(), target, **told)
             break
         except Exception as exc:
             if attempt > retries:

@@ -251,6 +251,22 @@ def error_ceiling(settings: Any, champion: dict[str, Any] | None) -> float | Non
     return float(validated) * (1.0 + increase)
 
 
+def _quality(last_pass: dict[str, Any], floor: float, ceiling: float | None) -> HealthPart:
+    """The champion's quality in the last pass: its accuracy against the floor, or a
+    regression's MAE against its ceiling."""
+    accuracy, mae = last_pass.get("accuracy"), last_pass.get("mae")
+    kind = "estimated" if last_pass.get("estimated") else "measured"
+    if mae is not None and ceiling is not None:
+        score = 1.0 if mae <= ceiling else max(0.0, ceiling / float(mae)) * 0.5
+        return HealthPart(
+            "error", score, f"{kind} MAE {mae:.4g} against a ceiling of {ceiling:.4g}"
+        )
+    if accuracy is None:
+        return HealthPart("accuracy", None, "not measured or estimated yet")
+    score = 1.0 if accuracy >= floor else max(0.0, float(accuracy) / floor) * 0.5
+    return HealthPart("accuracy", score, f"{kind} {accuracy:.3f} against a floor of {floor:.3f}")
+
+
 def health_parts(
     store: EventLog,
     *,
@@ -279,23 +295,7 @@ def health_parts(
         )
     else:
         parts.append(HealthPart("serving", 0.0, str(serving.get("why") or "not ready")))
-    accuracy = (last_pass or {}).get("accuracy")
-    mae = (last_pass or {}).get("mae")
-    if mae is not None and ceiling is not None:
-        kind = "estimated" if (last_pass or {}).get("estimated") else "measured"
-        score = 1.0 if mae <= ceiling else max(0.0, ceiling / float(mae)) * 0.5
-        parts.append(
-            HealthPart("error", score, f"{kind} MAE {mae:.4g} against a ceiling of {ceiling:.4g}")
-        )
-    elif accuracy is None:
-        parts.append(HealthPart("accuracy", None, "not measured or estimated yet"))
-    else:
-        estimated = (last_pass or {}).get("estimated")
-        kind = "estimated" if estimated else "measured"
-        score = 1.0 if accuracy >= floor else max(0.0, float(accuracy) / floor) * 0.5
-        parts.append(
-            HealthPart("accuracy", score, f"{kind} {accuracy:.3f} against a floor of {floor:.3f}")
-        )
+    parts.append(_quality(last_pass or {}, floor, ceiling))
     if last_pass is None or last_pass.get("drift_score") is None:
         parts.append(HealthPart("drift", None, "no drift check yet"))
     else:

@@ -324,6 +324,8 @@ def load_local(
                 raise ModelLoadError(
                     f"{directory}: the manifest does not name the skops trusted types"
                 )
+            if any(str(t).startswith("mlmedic_pyfunc.") for t in trusted):
+                import mlmedic.registry.mlmedic_pyfunc  # noqa: F401 (a LightGBM/XGBoost booster)
             model = skops.io.load(path, trusted=list(trusted))
         contract = DataContract.load(directory / "baseline" / "contract.json")
         canary = _example(directory / "model" / "input_example.json").head(1)

@@ -168,6 +168,8 @@ class Actions:
                     say=self.say,
                     reason="retrain: " + ", ".join(decision.triggers or ["drift"]),
                     task=snapshot.contract.task,  # a retrain keeps the champion's task
+                    # and a LightGBM or XGBoost champion its library (else the configured one)
+                    trainer=getattr(snapshot.model, "library", None),
                 )
             except MedicError as exc:  # the retrain failed: recorded, backed off, never raised
                 span.outcome = Outcome.FAILURE

@@ -27,6 +27,7 @@ from mlmedic.registry.connection import (
     error_code,
     is_not_found,
 )
+from mlmedic.registry.flavor import ClassifierFlavor, native_requirements
 
 if TYPE_CHECKING:  # training imports scikit-learn: a watcher that only reads aliases never needs it
     from mlmedic.training import TrainResult
@@ -307,9 +308,6 @@ class Versions:
         import mlflow
         import mlflow.sklearn
         import numpy as np
-        import pandas as pd
-        import sklearn
-        import skops.io
         from mlflow.models import Model, ModelSignature, infer_signature
         from mlflow.types import ParamSchema, ParamSpec
 
@@ -323,13 +321,7 @@ class Versions:
         )
         trusted = _trusted_types(result)
         own_tags = {"mlmedic.trainer": result.trainer, "mlmedic.task": contract.task}
-        requirements = [
-            f"mlflow=={mlflow.__version__}",
-            f"scikit-learn=={sklearn.__version__}",
-            f"skops=={skops.__version__}",
-            f"numpy=={np.__version__}",
-            f"pandas=={pd.__version__}",
-        ]
+        requirements = _requirements(result.model)
 
         def log() -> Any:
             with mlflow.start_run(experiment_id=experiment_id, run_name="mlmedic-train") as run:
@@ -351,7 +343,7 @@ class Versions:
                 )
                 info = Model.log(
                     artifact_path=None,
-                    flavor=_ClassifierFlavor,
+                    flavor=ClassifierFlavor,
                     sk_model=result.model,
                     name="model",
                     signature=signature,
@@ -389,29 +381,6 @@ class Versions:
         return self.info(version)
 
 
-class _ClassifierFlavor:
-    """``mlflow.sklearn`` as MLflow's ``Model.log`` calls a flavor, with one change: the model's
-    python_function flavor is ``mlmedic_pyfunc`` (shipped in the model's ``code/``), which also
-    answers probabilities (``params={"output": "probabilities"}``). The scikit-learn flavor is
-    MLflow's own, so ``mlflow.sklearn.load_model`` works as before."""
-
-    __name__ = "mlflow.sklearn"
-
-    @staticmethod
-    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
-        import mlflow.sklearn
-        from mlflow.pyfunc import FLAVOR_NAME
-
-        from mlmedic.registry import mlmedic_pyfunc
-
-        module = Path(mlmedic_pyfunc.__file__)
-        mlflow.sklearn.save_model(
-            path=path, mlflow_model=mlflow_model, code_paths=[str(module)], **kwargs
-        )
-        mlflow_model.flavors[FLAVOR_NAME]["loader_module"] = module.stem
-        mlflow_model.save(str(Path(path) / "MLmodel"))
-
-
 def input_schema(features: list[str], contract: DataContract, raw: Any = None) -> Any:
     """The signature's inputs: categories as ``string``; numbers as ``long`` only where the input
     the model was trained from held integers (an integer dtype, no missing values), ``double``
@@ -435,6 +404,19 @@ def input_schema(features: list[str], contract: DataContract, raw: Any = None) -
         )
         columns.append(ColSpec("long" if held_integers else "double", name))
     return Schema(columns)
+
+
+def _requirements(model: Any) -> list[str]:
+    """The pinned packages the logged model needs (its library too, for a booster)."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    import skops
+
+    pinned = [("mlflow", mlflow), ("scikit-learn", sklearn), ("skops", skops), ("numpy", np)]
+    pinned.append(("pandas", pd))
+    return [f"{name}=={module.__version__}" for name, module in pinned] + native_requirements(model)
 
 
 def _trusted_types(result: TrainResult) -> list[str]:

@@ -1,0 +1,142 @@
+"""#23 item 3: LightGBM and XGBoost as built-in trainers, through the real CLI and server.
+
+Vega's cars again (``test_multiclass.cars``): the origin (three text classes) and the miles per
+gallon (a regression), each trained by ``mlmedic run --trainer lightgbm|xgboost``. The booster is
+stored in its own format (LightGBM's text model, XGBoost's UBJSON) beside and inside skops' file,
+never pickled; plain MLflow scores it with only the model's own ``code/`` file (``mlmedic`` made
+unimportable in that process); ``mlmedic serve`` answers it; a monitor's retrain keeps the
+library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlmedic.serving.launch import free_port, start_server, stop_server
+from served import post_json, wait_ready
+from test_multiclass import _cli, cars
+
+pytestmark = pytest.mark.slow
+NATIVE = {"lightgbm": "model.txt", "xgboost": "model.ubj"}
+
+PLAIN_MLFLOW = """
+import json, sys, warnings
+sys.modules["mlmedic"] = None  # plain MLflow: mlmedic cannot be imported here
+warnings.simplefilter("ignore")
+import mlflow.pyfunc
+import pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+frame = pd.read_csv(sys.argv[3])
+print(json.dumps([v.item() if hasattr(v, "item") else v for v in model.predict(frame)]))
+"""
+
+
+@pytest.fixture(scope="module", params=["lightgbm", "xgboost"])
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two versions trained by the library: v1 the origin (classes), v2 the mpg (regression) —
+    in two projects, so each is a champion."""
+    library = request.param
+    pytest.importorskip(library)
+    root = tmp_path_factory.mktemp(library)
+    frame = cars()
+    for name, target in (("origin", "Origin"), ("mpg", "Miles_per_Gallon")):
+        folder = root / name
+        folder.mkdir()
+        frame[frame.year <= 1976].drop(columns=["year"]).to_csv(folder / "train.csv", index=False)
+        frame[frame.year > 1976].drop(columns=["year"]).to_csv(folder / "later.csv", index=False)
+        done = _cli("run", folder / "train.csv", "-t", target, "--trainer", library, "-C", folder)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"train: {library} on" in done.stdout, done.stdout
+    return root
+
+
+def _version(folder: Path) -> dict[str, object]:
+    models = json.loads(_cli("models", "--json", "-C", folder).stdout)
+    return next(v for v in models["versions"] if v["version"] == 1)
+
+
+@pytest.mark.parametrize("name", ["origin", "mpg"])
+def test_a_booster_is_stored_natively_and_scored_by_plain_mlflow(trained: Path, name: str) -> None:
+    folder = trained / name
+    library = trained.name.rstrip("0123456789")
+    version = _version(folder)
+    tags = version["tags"]
+    assert json.loads(tags["mlmedic.skops_trusted_types"]) == ["mlmedic_pyfunc.NativeBooster"]
+    stored = list((folder / ".mlmedic" / "mlartifacts").rglob(NATIVE[library]))
+    assert len(stored) == 1, stored
+    model_dir = stored[0].parent
+    assert not list(model_dir.glob("*.pkl")) and (model_dir / "model.skops").exists()
+    requirements = (model_dir / "requirements.txt").read_text()
+    assert f"{library}==" in requirements
+
+    later = pd.read_csv(folder / "later.csv").head(6)
+    target = "Origin" if name == "origin" else "Miles_per_Gallon"
+    rows = later.drop(columns=[target])
+    rows.to_csv(folder / "rows.csv", index=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PLAIN_MLFLOW,
+            f"sqlite:///{folder / '.mlmedic' / 'mlflow.db'}",
+            str(model_dir),
+            str(folder / "rows.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = json.loads(done.stdout.strip().splitlines()[-1])
+    if name == "origin":
+        assert set(plain) <= {"Europe", "Japan", "USA"} and len(plain) == 6
+    else:
+        assert all(5 < float(v) < 60 for v in plain) and len(plain) == 6
+
+    port = free_port()
+    log = (folder / "serve.log").open("ab")
+    process = start_server(folder, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        records = json.loads(rows.to_json(orient="records"))
+        status, answer = post_json(f"{url}/predict", {"records": records})
+        assert status == 200, answer
+        if name == "origin":
+            assert answer["predictions"] == plain and answer["classes"] == [
+                "Europe",
+                "Japan",
+                "USA",
+            ]
+        else:
+            assert answer["predictions"] == pytest.approx(plain, rel=1e-9)
+    finally:
+        stop_server(process)
+        log.close()
+
+
+def test_a_booster_champion_is_monitored_and_retrained_with_its_library(trained: Path) -> None:
+    """The later cars raise the mpg model's error; the retrain that follows trains with the
+    champion's library, and the new version is stored natively too."""
+    folder = trained / "mpg"
+    library = trained.name.rstrip("0123456789")
+    done = _cli("monitor", "--batch", folder / "later.csv", "--json", "-C", folder)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    passed = json.loads(done.stdout)
+    assert passed["decision"]["action"] == "retrain", passed["decision"]
+    assert f"train: {library} on" in done.stderr or library in passed["action"], done.stderr
+    models = json.loads(_cli("models", "--json", "-C", folder).stdout)
+    newest = max(models["versions"], key=lambda v: v["version"])
+    assert newest["version"] == 2
+    assert json.loads(newest["tags"]["mlmedic.skops_trusted_types"]) == [
+        "mlmedic_pyfunc.NativeBooster"
+    ]
