@@ -490,8 +490,8 @@ def test_a_target_nothing_can_be_learned_from_is_refused_at_once_with_one_line(
 @pytest.mark.parametrize(
     ("trainer", "says"),
     [
-        ("lightgbm", "LightGBM and XGBoost are not built-in trainers yet"),
-        ("xgboost", "LightGBM and XGBoost are not built-in trainers yet"),
+        ("lightgbm", "trainer 'lightgbm' needs the lightgbm package: pip install"),
+        ("xgboost", "trainer 'xgboost' needs the xgboost package: pip install"),
         ("no_such_package_here:train", "cannot import module"),
     ],
 )
@@ -502,10 +502,13 @@ def test_a_trainer_that_cannot_be_used_is_refused_before_any_work(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """#23's bad input, until LightGBM and XGBoost are built in: one line, exit 2, before the
-    data stage (it used to come after it), nothing registered."""
+    """#23's bad input: a built-in trainer whose library is not installed (made unimportable
+    here), or a trainer that cannot be imported — one line, exit 2, before the data stage,
+    nothing registered."""
     from mlmedic.cli import main
     from mlmedic.datasets import make_churn
+
+    monkeypatch.setitem(sys.modules, trainer, None)  # import lightgbm -> ImportError
 
     data = tmp_path / "churn.csv"
     make_churn(300, seed=4).to_csv(data, index=False)
@@ -516,5 +519,6 @@ def test_a_trainer_that_cannot_be_used_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert done.value.code == 2, captured.err
     assert len(captured.err.strip().splitlines()) == 1 and says in captured.err, captured.err
+    assert ":" in trainer or f'"mlmedic[{trainer}]"' in captured.err
     assert "[1] data" not in captured.out + captured.err
     assert not (tmp_path / ".mlmedic" / "champion.json").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mlmedic import __version__
 from mlmedic.cli import console
@@ -68,7 +69,8 @@ def _usage_error(exc: Exception) -> bool:
         context = context.parent
     command = " ".join(["mlmedic", *names])
     console.err.print(
-        f"[red]error:[/] {exc.format_message()} (see '{command} --help')", soft_wrap=True
+        f"[red]error:[/] {escape(exc.format_message())} (see '{command} --help')",
+        soft_wrap=True,
     )
     return True
 
@@ -90,7 +92,7 @@ def main() -> None:
         if os.environ.get("MLMEDIC_DEBUG"):
             raise
         console.err.print(
-            f"[red]internal error:[/] {type(exc).__name__}: {exc} "
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
             "(set MLMEDIC_DEBUG=1 for the traceback, and please report it)",
             soft_wrap=True,
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from mlmedic.cli import console
@@ -28,7 +29,8 @@ class _MedicGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except MedicError as exc:
-            console.err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            # the message is the user's text, not markup: '[lightgbm]' must print as written
+            console.err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
 
