@@ -1,6 +1,6 @@
 """Benchmark: one-row prediction requests, mlmedic serve against `mlflow models serve`.
 
-    python bench/bench_serve.py [--seconds 10] [--runs 3]
+    python bench/bench_serve.py [--seconds 10] [--runs 3] [--trainer lightgbm]
 
 The same registered model (HistGradientBoosting on 20 features, trained by `mlmedic run` on
 100,000 rows) is served by `mlmedic serve` (1 and 2 workers) and by `mlflow models serve`
@@ -8,6 +8,7 @@ The same registered model (HistGradientBoosting on 20 features, trained by `mlme
 one-row POST requests at 8 and 64 connections to each in turn; FastAPI's own hello-world POST on
 uvicorn is measured beside them as the ceiling of the stack. Prints requests/s, p50 and p99
 latency, and non-2xx responses. Targets: >= 20x mlflow's throughput, p99 <= 25 ms at 8 connections.
+``--trainer lightgbm`` (or ``xgboost``): the champion is that library's booster instead (#23).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main() -> None:
         "--runs", type=int, default=3, help="runs per measurement; the best is kept, both sides"
     )
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--trainer", default=None, help="lightgbm or xgboost (default: mlmedic's)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -142,12 +144,13 @@ def main() -> None:
         data = make_training(args.rows, 1)
         data.to_parquet(folder / "train.parquet")
         project = Project(root)
-        run_pipeline(project, folder / "train.parquet", target=TARGET)
+        run_pipeline(project, folder / "train.parquet", target=TARGET, trainer=args.trainer)
         name, uri = project.registry.model_name, project.registry.tracking_uri
         project.close()
         record = data.drop(columns=[TARGET, "signup_at"]).iloc[0].to_dict()
         record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
-        print(f"model: {name} v1, {len(record)} features; wrk -t2, {args.seconds}s per run")
+        trained = args.trainer or "the default pipeline"
+        print(f"model: {name} v1 ({trained}), {len(record)} features; wrk -t2, {args.seconds}s/run")
 
         env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
         rows: list[tuple[str, int, dict[str, float]]] = []

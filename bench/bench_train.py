@@ -11,6 +11,13 @@
 
 Targets on this 2-core machine: end to end <= 30 s; registry overhead <= 3 s; rollback <= 0.5 s.
 Figures are recorded in docs/benchmarks.md.
+
+    python bench/bench_train.py --trainers [--rows 100000] [--repeats 3]
+
+4. The built-in trainers side by side (#23): the default pipeline, LightGBM and XGBoost, each
+   trained ``--repeats`` times on the same rows and judged on the same holdout (mlmedic's split,
+   same seed) — the churn table (classification) and NannyML's synthetic car prices (regression,
+   60,000 rows, read from the files inside the ``nannyml`` wheel when it is installed).
 """
 
 from __future__ import annotations
@@ -75,10 +82,56 @@ def timed_cli(project_dir: Path, data: Path) -> float:
     return elapsed
 
 
+def _car_prices() -> pd.DataFrame | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("nannyml")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)), "datasets", "data")
+    frame = pd.read_csv(folder / "regression_synthetic_reference.csv")
+    return frame.drop(columns=["id", "y_pred", "timestamp"])
+
+
+def compare_trainers(rows: int, repeats: int) -> None:
+    """Each built-in trainer on the same rows and holdout: median seconds to train, and the
+    holdout's score (the same every repetition: seeded)."""
+    from mlmedic.data.contract import DataContract
+    from mlmedic.training import train
+
+    tables = [("churn (classification)", make_training(rows, 1), TARGET, "classification")]
+    prices = _car_prices()
+    if prices is not None:
+        tables.append(("car prices (regression)", prices, "y_true", "regression"))
+    print(f"| table | trainer | train s (median of {repeats}) | holdout |")
+    print("|---|---|---|---|")
+    for name, frame, target, task in tables:
+        frame = frame.drop(columns=["signup_at"], errors="ignore")
+        contract = DataContract(target=target, task=task).fit(frame)
+        for trainer in (None, "lightgbm", "xgboost"):
+            seconds, metrics = [], {}
+            for _ in range(repeats):
+                result = train(frame, contract, trainer=trainer)
+                seconds.append(result.seconds)
+                metrics = result.metrics
+            shown = (
+                f"RMSE {metrics['rmse']:.1f}, MAE {metrics['mae']:.1f}, R² {metrics['r2']:.4f}"
+                if task == "regression"
+                else f"accuracy {metrics['accuracy']:.4f}, ROC AUC {metrics['roc_auc']:.4f}"
+            )
+            label = trainer or "default pipeline"
+            print(f"| {name} | {label} | {float(np.median(seconds)):.2f} | {shown} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--trainers", action="store_true", help="compare the built-in trainers")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.trainers:
+        compare_trainers(args.rows, args.repeats)
+        return
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     with tempfile.TemporaryDirectory() as folder:

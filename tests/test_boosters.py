@@ -140,3 +140,106 @@ def test_a_booster_champion_is_monitored_and_retrained_with_its_library(trained:
     assert json.loads(newest["tags"]["mlmedic.skops_trusted_types"]) == [
         "mlmedic_pyfunc.NativeBooster"
     ]
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_a_booster_logged_natively_by_plain_mlflow_is_adopted_and_served(
+    library: str, tmp_path: Path
+) -> None:
+    """``mlflow.lightgbm`` (a Booster: LightGBM's text model) and ``mlflow.xgboost`` (UBJSON)
+    versions are adopted as they are stored and scored like mlmedic's own: the exported copy
+    loads and answers as the library does. A LightGBM model MLflow pickled is refused with one
+    line, exit 2, nothing stored."""
+    pytest.importorskip(library)
+    import warnings
+
+    from mlmedic.project import Project
+
+    with warnings.catch_warnings():  # MLflow's own import-time note on its type hints
+        warnings.simplefilter("ignore", UserWarning)
+        import mlflow
+        import mlflow.lightgbm
+        import mlflow.pyfunc
+        import mlflow.xgboost
+
+    frame = cars().drop(columns=["year"]).dropna()
+    target = "Miles_per_Gallon"
+    features = frame.drop(columns=[target])
+    if library == "xgboost":  # the categories of an XGBoost model are not kept: numbers only
+        features = features.drop(columns=["Origin"])
+    else:
+        features["Origin"] = features["Origin"].astype("category")
+    frame[[*features.columns, target]].to_csv(tmp_path / "reference.csv", index=False)
+    root = tmp_path / "p"
+    root.mkdir()
+    project = Project(root)
+    try:
+        registry = project.registry
+        registry.connection.activate()
+        example = features.head(3)
+        with (
+            mlflow.start_run(experiment_id=registry.connection.experiment_id()),
+            warnings.catch_warnings(),  # MLflow's input example code against pandas 3: noise
+        ):
+            warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+            if library == "lightgbm":
+                import lightgbm
+
+                booster = lightgbm.LGBMRegressor(n_estimators=30, verbose=-1)
+                booster.fit(features, frame[target])
+                mlflow.lightgbm.log_model(
+                    booster.booster_,
+                    name="model",
+                    input_example=example,
+                    registered_model_name=registry.model_name,
+                )
+                expected = booster.booster_.predict(example)
+            else:
+                import xgboost
+
+                booster = xgboost.XGBRegressor(n_estimators=30)
+                booster.fit(features, frame[target])
+                mlflow.xgboost.log_model(
+                    booster,
+                    name="model",
+                    input_example=example,
+                    registered_model_name=registry.model_name,
+                )
+                expected = booster.predict(example)
+    finally:
+        project.close()
+    done = _cli("adopt", "1", "-r", tmp_path / "reference.csv", "-t", target, "-C", root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    project = Project(root)
+    try:
+        model = project.registry.load_model(1)
+        assert type(model).__name__ == "NativeBooster" and model.library == library
+        found = model.predict(
+            example.astype({"Origin": object}) if library == "lightgbm" else example
+        )
+        assert found == pytest.approx(expected, rel=1e-6)
+        assert project.registry.load_contract(1).task == "regression"
+    finally:
+        project.close()
+
+    if library == "lightgbm":  # the scikit-learn API model, pickled by MLflow: refused
+        project = Project(root)
+        try:
+            project.registry.connection.activate()
+            with (
+                mlflow.start_run(experiment_id=project.registry.connection.experiment_id()),
+                warnings.catch_warnings(),
+            ):
+                warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+                mlflow.lightgbm.log_model(
+                    booster,
+                    name="model",
+                    serialization_format="pickle",
+                    registered_model_name=project.registry.model_name,
+                )
+        finally:
+            project.close()
+        done = _cli("adopt", "2", "-r", tmp_path / "reference.csv", "-t", target, "-C", root)
+        assert done.returncode == 2, done.stdout + done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "saved with pickle" in lines[0], lines

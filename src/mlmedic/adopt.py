@@ -50,7 +50,6 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     from mlmedic.data.io import read_table
     from mlmedic.data.repair import Repairer
     from mlmedic.registry import TRUSTED_TYPES_TAG
-    from mlmedic.registry.backups import sklearn_flavor
     from mlmedic.training import TrainResult
 
     settings = project.settings.self_healing
@@ -79,14 +78,17 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
             artifact_uri=f"models:/{name}/{version}",
             dst_path=str(model_dir),
         )
-        model, trusted = _load(model_dir, version, sklearn_flavor(model_dir), project)
+        model, trusted, native = _read(model_dir, version, project, frame, target)
 
+    task = native["task"] if native else "classification"
     contract = DataContract(
         target=target,
         outlier_threshold_iqr=settings.data_quality.outlier_threshold_iqr,
         source=str(reference),
+        task=task,
     ).fit(frame)
-    wanted, holdout, metrics = _score(model, frame, contract, version, reference)
+    naive = float(frame[target].astype(float).mean()) if task == "regression" else None
+    wanted, holdout, metrics = _score(model, frame, contract, version, reference, naive)
     result = TrainResult(
         model=model,
         metrics=metrics,
@@ -95,6 +97,7 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         train_rows=0,
         trainer=f"adopted ({type(model).__name__})",
         seconds=0.0,
+        naive=naive,
     )
     profile = drift_reference(
         frame,
@@ -104,7 +107,7 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     )
     statistics = Repairer.from_config(settings.data_quality).fit(contract).statistics()
 
-    _store(registry, info, contract, statistics, profile, metrics)
+    _store(registry, info, contract, statistics, profile, metrics, native)
     registry.version_store.set_tag(version, ADOPTED_TAG, str(reference))
     registry.version_store.set_tag(version, TRUSTED_TYPES_TAG, json.dumps(trusted))
     champion = registry.champion()
@@ -137,8 +140,21 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     )
 
 
+def _read(
+    model_dir: Path, version: int, project: Project, frame: Any, target: str
+) -> tuple[Any, list[str], dict[str, Any] | None]:
+    """(the model, the skops types it needs, what a LightGBM/XGBoost model needs stored)."""
+    from mlmedic.registry.native import adopt_native, model_flavor
+
+    kind, flavor = model_flavor(model_dir)
+    if kind == "sklearn":
+        return (*_load(model_dir, version, flavor, project), None)
+    model, native = adopt_native(model_dir, kind, flavor, version, frame, target)
+    return model, [], native  # a LightGBM or XGBoost model as MLflow stored it
+
+
 def _score(
-    model: Any, frame: Any, contract: Any, version: int, reference: str
+    model: Any, frame: Any, contract: Any, version: int, reference: str, naive: float | None
 ) -> tuple[list[str], Any, dict[str, float]]:
     """(the model's features, the holdout it is scored on, its metrics there): the reference
     must give exactly the features the model takes, and labelled rows enough to score it."""
@@ -146,7 +162,10 @@ def _score(
 
     target = contract.target
     features = model_features(contract)
-    wanted = [str(c) for c in getattr(model, "feature_names_in_", features)]
+    names = getattr(model, "feature_names_in_", None)  # scikit-learn's, or a booster's own
+    wanted = [
+        str(c) for c in (names if names is not None else getattr(model, "features", features))
+    ]
     if set(wanted) != set(features):
         missing = sorted(set(wanted) - set(features))
         extra = sorted(set(features) - set(wanted))
@@ -162,7 +181,7 @@ def _score(
     if len(holdout) < 10:
         raise UsageError(f"{reference}: {len(holdout)} labelled rows; adopt needs at least 10")
     try:
-        metrics = evaluate(model, holdout, target)
+        metrics = evaluate(model, holdout, target, naive=naive)
     except Exception as exc:  # the person's model on the person's data: say why, not a traceback
         raise UsageError(
             f"v{version} cannot score {reference}: {type(exc).__name__}: {str(exc)[:200]}"
@@ -177,8 +196,10 @@ def _store(
     statistics: dict[str, Any],
     profile: dict[str, Any],
     metrics: dict[str, float],
+    native: dict[str, Any] | None = None,
 ) -> None:
     """The baseline stored with the version's own run (its figures never overwritten)."""
+    from mlmedic.registry.native import SPEC
     from mlmedic.registry.versions import (
         CONTRACT_ARTIFACT,
         DRIFT_PROFILE_ARTIFACT,
@@ -192,6 +213,8 @@ def _store(
         client.log_dict(run_id, contract.to_dict(), CONTRACT_ARTIFACT)
         client.log_dict(run_id, statistics, REPAIR_ARTIFACT)
         client.log_dict(run_id, profile, DRIFT_PROFILE_ARTIFACT)
+        if native is not None:  # what the cache needs to score a LightGBM/XGBoost model
+            client.log_dict(run_id, native, f"baseline/{SPEC}")
         logged = set(info.metrics)
         for key, value in metrics.items():
             if key not in logged:  # the run's own figures are never overwritten

@@ -283,7 +283,8 @@ def file_digest(path: Path) -> str:
 def model_file(directory: Path) -> Path:
     """The serialized model inside an exported MLflow model directory."""
     folder = Path(directory) / "model"
-    for name in ("model.skops", "model.pkl"):
+    # skops, pickle, or a LightGBM / XGBoost model in its own format (an adopted one)
+    for name in ("model.skops", "model.pkl", "model.lgb", "model.ubj", "model.json", "model.xgb"):
         if (folder / name).exists():
             return folder / name
     return folder / "model.skops"
@@ -308,7 +309,10 @@ def load_local(
             raise ModelLoadError(
                 f"{directory}: {path.name} does not match its recorded sha256 (corrupt copy)"
             )
-        if manifest.get("serialization_format", "skops") != "skops":
+        form = manifest.get("serialization_format", "skops")
+        if form in ("lightgbm", "xgboost"):  # adopted, as MLflow stored it
+            model = _native(directory, form, path)
+        elif form != "skops":
             if not allow_pickle:
                 raise ModelLoadError(
                     f"v{version} is a pickled model; loading it would execute its code. Set "
@@ -365,6 +369,17 @@ def load_local(
         if not _agrees(loaded, probe):
             loaded.fast = None
     return loaded
+
+
+def _native(directory: Path, library: str, path: Path) -> Any:
+    """An adopted LightGBM or XGBoost model, with what adopt stored of it (``native.json``)."""
+    from mlmedic.registry.mlmedic_pyfunc import NativeBooster
+    from mlmedic.registry.native import SPEC, native_bytes
+
+    spec = json.loads((directory / "baseline" / SPEC).read_text(encoding="utf-8"))
+    return NativeBooster(
+        library, native_bytes(path), spec["features"], spec["categories"], spec["classes"]
+    )
 
 
 def _probe_rows(loaded: LoadedModel) -> pd.DataFrame:

@@ -42,9 +42,19 @@ class BackupStore:
     def loading_plan(self, version: int, model_dir: Path) -> tuple[str, list[str]]:
         """(serialization format, trusted types) for a downloaded version, or RegistryError."""
         from mlmedic.model.local import model_file
+        from mlmedic.registry.native import model_flavor, refusal, stored_natively
 
         name = self.connection.model_name
-        flavor = sklearn_flavor(model_dir)
+        kind, flavor = model_flavor(model_dir)
+        if kind != "sklearn":  # LightGBM or XGBoost as MLflow stored it
+            if not stored_natively(kind, flavor):
+                raise RegistryError(refusal(kind, flavor, version))
+            if self.versions.trusted_types(version) is None:
+                raise RegistryError(
+                    f"v{version} of '{name}' was not registered by mlmedic; adopt it with "
+                    f"'mlmedic adopt {version} --reference DATA'"
+                )
+            return kind, []
         form = str(flavor.get("serialization_format", "skops"))
         if form != "skops" or model_file(model_dir.parent).name != "model.skops":
             if not self.allow_pickle:
