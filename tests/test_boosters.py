@@ -243,3 +243,33 @@ def test_a_booster_logged_natively_by_plain_mlflow_is_adopted_and_served(
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "saved with pickle" in lines[0], lines
+
+
+@pytest.mark.parametrize("name", ["origin", "mpg"])
+def test_a_booster_is_served_by_its_own_fast_path_with_the_same_answers(
+    trained: Path, name: str, tmp_path: Path
+) -> None:
+    """The cached version scores through ``NativeBooster.outputs`` (a float matrix by lookup,
+    no pandas) and answers exactly as the model's own predict — unseen and missing categories,
+    missing numbers included."""
+    import numpy as np
+
+    from mlmedic.model.local import load_local
+    from mlmedic.project import Project
+
+    folder = trained / name
+    project = Project(folder)
+    try:
+        loaded = load_local(project.registry.export(1, tmp_path / "v1"), 1)
+    finally:
+        project.close()
+    assert type(loaded.fast).__name__ == "_NativeFast"
+    later = pd.read_csv(folder / "later.csv").head(8)
+    later.loc[later.index[0], "Origin"] = "Atlantis" if "Origin" in loaded.features else None
+    later.loc[later.index[1], "Horsepower"] = None
+    columns = {c: [None if pd.isna(v) else v for v in later[c]] for c in loaded.features}
+    fast = loaded.predict_columns([columns])[1]
+    fast_path, loaded.fast = loaded.fast, None
+    general = loaded.predict_columns([columns])[1]
+    assert np.allclose(fast, general, rtol=1e-12, atol=1e-12), (fast, general)
+    assert fast_path is not None

@@ -42,7 +42,7 @@ class LoadedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     trained_at: float | None = None
     source: str = "cache"
-    fast: _FastPath | None = None
+    fast: _FastPath | _NativeFast | None = None
     fallback_from: int | None = None  # the champion this version stands in for
     fallback_why: str = ""
     # "regression": predictions are numbers, and the outputs' one column holds them (the
@@ -363,12 +363,33 @@ def load_local(
         source=source,
     )
     loaded.check_canary()
-    loaded.fast = _FastPath.compile(model)
+    loaded.fast = _FastPath.compile(model) or _NativeFast.compile(model)
     if loaded.fast is not None:
         probe = _probe_rows(loaded)
         if not _agrees(loaded, probe):
             loaded.fast = None
     return loaded
+
+
+class _NativeFast:
+    """A LightGBM or XGBoost model's fast path: its booster on a float matrix built by lookup
+    (``NativeBooster.outputs``), without pandas; used only when it reproduces the model's
+    answers (``_agrees``)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.categories = [(name, dict.fromkeys(values)) for name, values in model.categories.items()]
+
+    @classmethod
+    def compile(cls, model: Any) -> _NativeFast | None:
+        return cls(model) if callable(getattr(model, "outputs", None)) else None
+
+    def predict_proba(self, parts: list[dict[str, list[Any]]]) -> np.ndarray:
+        """Class probabilities, or a regression's values (one column)."""
+        if len(parts) == 1:
+            return np.asarray(self.model.outputs(parts[0]))
+        names = list(parts[0])
+        return np.asarray(self.model.outputs({n: [v for p in parts for v in p[n]] for n in names}))
 
 
 def _native(directory: Path, library: str, path: Path) -> Any:

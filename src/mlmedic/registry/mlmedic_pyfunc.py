@@ -103,7 +103,7 @@ class NativeBooster:
             return self.booster.model_to_string()
         return bytes(self.booster.save_raw(raw_format="ubj"))
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:  # plain values only (no lookups, no booster)
         return {
             "library": self.library,
             "native": self.native(),
@@ -129,9 +129,13 @@ class NativeBooster:
         columns: dict[str, Any] = {}
         for name in self.features:
             values = data[name]
-            if name in self.categories:
+            if name in self.categories:  # an unseen or missing category: missing
+                known = self.categories[name]
                 text = [None if v is None or v != v else str(v) for v in values]
-                columns[name] = pd.Categorical(text, categories=self.categories[name])
+                kept = set(known)
+                columns[name] = pd.Categorical(
+                    [t if t in kept else None for t in text], categories=known
+                )
             else:
                 columns[name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
                     dtype=np.float64
@@ -147,6 +151,48 @@ class NativeBooster:
         import xgboost
 
         return np.asarray(self.booster.predict(xgboost.DMatrix(frame, enable_categorical=True)))
+
+    def outputs(self, columns: dict[str, list[Any]]) -> Any:
+        """The booster's output for columns of plain values, without pandas (the serving fast
+        path): a category becomes its code by lookup (unseen or missing: missing to the
+        booster), a number a float; one thread. Class probabilities (binary: both columns) or
+        a regression's values."""
+        import numpy as np
+
+        lookups = self.__dict__.get("_lookups")
+        if lookups is None:
+            lookups = {
+                name: {value: float(i) for i, value in enumerate(values)}
+                for name, values in self.categories.items()
+            }
+            self._lookups = lookups
+        rows = len(columns[self.features[0]])
+        matrix = np.empty((rows, len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            values = columns[name]
+            lookup = lookups.get(name)
+            if lookup is not None:
+                codes = (lookup.get(v if isinstance(v, str) else str(v), np.nan) for v in values)
+                matrix[:, j] = np.fromiter(codes, np.float64, rows)
+            else:
+                matrix[:, j] = [np.nan if v is None else v for v in values]
+        if self.library == "lightgbm":
+            raw = np.asarray(self.booster.predict(matrix, num_threads=1))
+        else:
+            import xgboost
+
+            kinds = ["c" if name in lookups else "q" for name in self.features]
+            given = xgboost.DMatrix(
+                matrix,
+                feature_names=self.features,
+                feature_types=kinds,
+                enable_categorical=True,
+                nthread=1,
+            )
+            raw = np.asarray(self.booster.predict(given))
+        if self.classes_ and raw.ndim == 1:
+            return np.column_stack([1.0 - raw, raw])
+        return raw if self.classes_ else raw.astype(float).reshape(-1, 1)
 
     def predict_proba(self, data: Any) -> Any:
         import numpy as np
