@@ -378,7 +378,9 @@ class _NativeFast:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.categories = [(name, dict.fromkeys(values)) for name, values in model.categories.items()]
+        self.categories = [
+            (name, dict.fromkeys(values)) for name, values in model.categories.items()
+        ]
 
     @classmethod
     def compile(cls, model: Any) -> _NativeFast | None:
