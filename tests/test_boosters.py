@@ -32,22 +32,25 @@ sys.modules["mlmedic"] = None  # plain MLflow: mlmedic cannot be imported here
 warnings.simplefilter("ignore")
 import mlflow.pyfunc
 import pandas as pd
-mlflow.set_tracking_uri(sys.argv[1])
-model = mlflow.pyfunc.load_model(sys.argv[2])
-frame = pd.read_csv(sys.argv[3])
-print(json.dumps([v.item() if hasattr(v, "item") else v for v in model.predict(frame)]))
+answers = []
+for model_dir, rows in zip(sys.argv[1::2], sys.argv[2::2]):
+    model = mlflow.pyfunc.load_model(model_dir)
+    found = model.predict(pd.read_csv(rows))
+    answers.append([v.item() if hasattr(v, "item") else v for v in found])
+print(json.dumps(answers))
 """
+TARGETS = {"origin": "Origin", "mpg": "Miles_per_Gallon"}
 
 
 @pytest.fixture(scope="module", params=["lightgbm", "xgboost"])
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two versions trained by the library: v1 the origin (classes), v2 the mpg (regression) —
-    in two projects, so each is a champion."""
+    """The library's model of the origin (classes) and of the mpg (a regression), each the
+    champion of its own project, trained by ``mlmedic run --trainer``."""
     library = request.param
     pytest.importorskip(library)
     root = tmp_path_factory.mktemp(library)
     frame = cars()
-    for name, target in (("origin", "Origin"), ("mpg", "Miles_per_Gallon")):
+    for name, target in TARGETS.items():
         folder = root / name
         folder.mkdir()
         frame[frame.year <= 1976].drop(columns=["year"]).to_csv(folder / "train.csv", index=False)
@@ -58,67 +61,60 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return root
 
 
-def _version(folder: Path) -> dict[str, object]:
-    models = json.loads(_cli("models", "--json", "-C", folder).stdout)
-    return next(v for v in models["versions"] if v["version"] == 1)
+def _tags(folder: Path, version: int = 1) -> dict[str, str]:
+    from mlmedic.project import Project
+
+    project = Project(folder)
+    try:
+        return dict(project.registry.info(version).tags)
+    finally:
+        project.close()
 
 
-@pytest.mark.parametrize("name", ["origin", "mpg"])
-def test_a_booster_is_stored_natively_and_scored_by_plain_mlflow(trained: Path, name: str) -> None:
-    folder = trained / name
+def test_a_booster_is_stored_natively_and_scored_by_plain_mlflow_and_the_server(
+    trained: Path,
+) -> None:
+    """Both tasks: the booster's own file in the MLflow model, no pickle, skops trusting one
+    class; plain MLflow (mlmedic unimportable) scores both models; ``mlmedic serve`` answers
+    the classifier as plain MLflow does."""
     library = trained.name.rstrip("0123456789")
-    version = _version(folder)
-    tags = version["tags"]
-    assert json.loads(tags["mlmedic.skops_trusted_types"]) == ["mlmedic_pyfunc.NativeBooster"]
-    stored = list((folder / ".mlmedic" / "mlartifacts").rglob(NATIVE[library]))
-    assert len(stored) == 1, stored
-    model_dir = stored[0].parent
-    assert not list(model_dir.glob("*.pkl")) and (model_dir / "model.skops").exists()
-    requirements = (model_dir / "requirements.txt").read_text()
-    assert f"{library}==" in requirements
-
-    later = pd.read_csv(folder / "later.csv").head(6)
-    target = "Origin" if name == "origin" else "Miles_per_Gallon"
-    rows = later.drop(columns=[target])
-    rows.to_csv(folder / "rows.csv", index=False)
+    command = [sys.executable, "-c", PLAIN_MLFLOW]
+    for name, target in TARGETS.items():
+        folder = trained / name
+        tags = _tags(folder)
+        assert json.loads(tags["mlmedic.skops_trusted_types"]) == ["mlmedic_pyfunc.NativeBooster"]
+        stored = list((folder / ".mlmedic" / "mlartifacts").rglob(NATIVE[library]))
+        assert len(stored) == 1, stored
+        model_dir = stored[0].parent
+        assert not list(model_dir.glob("*.pkl")) and (model_dir / "model.skops").exists()
+        assert f"{library}==" in (model_dir / "requirements.txt").read_text()
+        rows = pd.read_csv(folder / "later.csv").head(6).drop(columns=[target])
+        rows.to_csv(folder / "rows.csv", index=False)
+        command += [str(model_dir), str(folder / "rows.csv")]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            PLAIN_MLFLOW,
-            f"sqlite:///{folder / '.mlmedic' / 'mlflow.db'}",
-            str(model_dir),
-            str(folder / "rows.csv"),
-        ],
+        command,
         capture_output=True,
         text=True,
         timeout=120,
         env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    plain = json.loads(done.stdout.strip().splitlines()[-1])
-    if name == "origin":
-        assert set(plain) <= {"Europe", "Japan", "USA"} and len(plain) == 6
-    else:
-        assert all(5 < float(v) < 60 for v in plain) and len(plain) == 6
+    classes, values = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(classes) <= {"Europe", "Japan", "USA"} and len(classes) == 6
+    assert all(5 < float(v) < 60 for v in values) and len(values) == 6
 
+    folder = trained / "origin"
     port = free_port()
     log = (folder / "serve.log").open("ab")
     process = start_server(folder, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url)
-        records = json.loads(rows.to_json(orient="records"))
+        records = json.loads(pd.read_csv(folder / "rows.csv").to_json(orient="records"))
         status, answer = post_json(f"{url}/predict", {"records": records})
         assert status == 200, answer
-        if name == "origin":
-            assert answer["predictions"] == plain and answer["classes"] == [
-                "Europe",
-                "Japan",
-                "USA",
-            ]
-        else:
-            assert answer["predictions"] == pytest.approx(plain, rel=1e-9)
+        assert answer["predictions"] == classes
+        assert answer["classes"] == ["Europe", "Japan", "USA"]
     finally:
         stop_server(process)
         log.close()
@@ -127,17 +123,14 @@ def test_a_booster_is_stored_natively_and_scored_by_plain_mlflow(trained: Path, 
 def test_a_booster_champion_is_monitored_and_retrained_with_its_library(trained: Path) -> None:
     """The later cars raise the mpg model's error; the retrain that follows trains with the
     champion's library, and the new version is stored natively too."""
-    folder = trained / "mpg"
     library = trained.name.rstrip("0123456789")
+    folder = trained / "mpg"
     done = _cli("monitor", "--batch", folder / "later.csv", "--json", "-C", folder)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     passed = json.loads(done.stdout)
     assert passed["decision"]["action"] == "retrain", passed["decision"]
     assert f"train: {library} on" in done.stderr or library in passed["action"], done.stderr
-    models = json.loads(_cli("models", "--json", "-C", folder).stdout)
-    newest = max(models["versions"], key=lambda v: v["version"])
-    assert newest["version"] == 2
-    assert json.loads(newest["tags"]["mlmedic.skops_trusted_types"]) == [
+    assert json.loads(_tags(folder, 2)["mlmedic.skops_trusted_types"]) == [
         "mlmedic_pyfunc.NativeBooster"
     ]
 
