@@ -3,12 +3,17 @@ waiting for a condition with a deadline instead of sleeping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 
 def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
@@ -56,3 +61,41 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, step: float 
             return True
         time.sleep(step)
     return bool(condition())
+
+
+@contextlib.contextmanager
+def serving(project: Path) -> Iterator[str]:
+    """``mlmedic serve`` of ``project`` as a real process, ready; yields its URL, then stops it
+    (its output goes to ``serve.log`` in the project)."""
+    from mlmedic.serving.launch import free_port, start_server, stop_server
+
+    port = free_port()
+    log = (project / "serve.log").open("ab")
+    process = start_server(
+        project, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        yield url
+    finally:
+        stop_server(process)
+        log.close()
+
+
+def v2_inputs(rows: Any, integer: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A frame's columns as Open Inference Protocol tensors: ``integer`` ones as INT64, other
+    numbers FP64, text BYTES (missing as null)."""
+    return [
+        {
+            "name": column,
+            "datatype": "INT64"
+            if column in integer
+            else "FP64"
+            if pd.api.types.is_numeric_dtype(rows[column])
+            else "BYTES",
+            "shape": [len(rows)],
+            "data": [None if pd.isna(v) else v for v in rows[column].tolist()],
+        }
+        for column in rows.columns
+    ]

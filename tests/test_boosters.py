@@ -19,8 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmedic.serving.launch import free_port, start_server, stop_server
-from served import post_json, wait_ready
+from served import post_json, serving
 from test_multiclass import _cli, cars
 
 pytestmark = pytest.mark.slow
@@ -104,20 +103,12 @@ def test_a_booster_is_stored_natively_and_scored_by_plain_mlflow_and_the_server(
     assert all(5 < float(v) < 60 for v in values) and len(values) == 6
 
     folder = trained / "origin"
-    port = free_port()
-    log = (folder / "serve.log").open("ab")
-    process = start_server(folder, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
+    with serving(folder) as url:
         records = json.loads(pd.read_csv(folder / "rows.csv").to_json(orient="records"))
         status, answer = post_json(f"{url}/predict", {"records": records})
         assert status == 200, answer
         assert answer["predictions"] == classes
         assert answer["classes"] == ["Europe", "Japan", "USA"]
-    finally:
-        stop_server(process)
-        log.close()
 
 
 def test_a_booster_champion_is_monitored_and_retrained_with_its_library(trained: Path) -> None:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmedic.serving.launch import free_port, start_server, stop_server
-from served import get_json, post_json, wait_ready
+from served import get_json, post_json, serving, v2_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +68,7 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
     later = pd.read_csv(project / "later.csv")
     rows = later.drop(columns=["Origin"]).head(6)
     records = json.loads(rows.to_json(orient="records"))
-    port = free_port()
-    log = (project / "serve.log").open("ab")
-    process = start_server(
-        project, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with serving(project) as url:
         status, answer = post_json(f"{url}/predict", {"records": records})
         assert status == 200, answer
         assert answer["classes"] == CLASSES
@@ -93,15 +85,7 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
         assert [sorted(p) for p in mlflow["predictions"]] == [CLASSES] * len(rows)
 
         name = get_json(f"{url}/model")[1]["name"]
-        tensors = [
-            {
-                "name": column,
-                "datatype": "FP64" if column != "Cylinders" else "INT64",
-                "shape": [len(rows)],
-                "data": [None if pd.isna(v) else v for v in rows[column].tolist()],
-            }
-            for column in rows.columns
-        ]
+        tensors = v2_inputs(rows, integer=("Cylinders",))
         status, v2 = post_json(f"{url}/v2/models/{name}/infer", {"inputs": tensors})
         assert status == 200, v2
         outputs = {o["name"]: o for o in v2["outputs"]}
@@ -118,9 +102,6 @@ def test_a_three_class_table_is_served_with_every_class_by_every_protocol(projec
             f"{url}/feedback", {"request_id": answer["request_id"], "label": "Mars"}
         )
         assert status == 422 and "Mars" in json.dumps(refused), refused
-    finally:
-        stop_server(process)
-        log.close()
 
 
 def test_a_three_class_table_is_monitored_and_replayed(project: Path) -> None:

@@ -11,15 +11,13 @@ economical than any the model saw: the error rises, and the retrain that follows
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mlmedic.serving.launch import free_port, start_server, stop_server
-from served import get_json, post_json, wait_ready
+from served import get_json, post_json, serving, v2_inputs
 from test_multiclass import _cli, cars
 
 pytestmark = pytest.mark.slow
@@ -81,14 +79,7 @@ def test_a_regression_is_served_as_numbers_by_every_protocol(project: Path) -> N
     later = pd.read_csv(project / "later.csv")
     rows = later.drop(columns=[TARGET]).head(5)
     records = json.loads(rows.to_json(orient="records"))
-    port = free_port()
-    log = (project / "serve.log").open("ab")
-    process = start_server(
-        project, port, log, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with serving(project) as url:
         status, answer = post_json(f"{url}/predict", {"records": records})
         assert status == 200, answer
         values = answer["predictions"]
@@ -105,15 +96,7 @@ def test_a_regression_is_served_as_numbers_by_every_protocol(project: Path) -> N
         name = get_json(f"{url}/model")[1]["name"]
         status, metadata = get_json(f"{url}/v2/models/{name}")
         assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
-        tensors = [
-            {
-                "name": column,
-                "datatype": "FP64" if column != "Cylinders" else "INT64",
-                "shape": [len(rows)],
-                "data": [None if pd.isna(v) else v for v in rows[column].tolist()],
-            }
-            for column in rows.columns
-        ]
+        tensors = v2_inputs(rows, integer=("Cylinders",))
         status, v2 = post_json(f"{url}/v2/models/{name}/infer", {"inputs": tensors})
         assert status == 200, v2
         assert v2["outputs"] == [
@@ -141,9 +124,6 @@ def test_a_regression_is_served_as_numbers_by_every_protocol(project: Path) -> N
             metrics = scraped.read().decode()
         assert 'mlmedic_predictions_total{label="value"}' in metrics
         assert "mlmedic_predicted_value_count" in metrics
-    finally:
-        stop_server(process)
-        log.close()
 
 
 def test_a_regression_whose_error_rises_is_retrained_and_the_error_falls(project: Path) -> None:

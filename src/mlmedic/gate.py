@@ -171,33 +171,78 @@ def decide(
     notes: list[str] = []
     if champion is not None and production_rows and not refusals:
         champion_accuracy = champion.get("accuracy", 0.0)
-        beats = versus.better if versus is not None else accuracy > champion_accuracy
-        if config.retrain_must_beat_champion and not beats:
-            key = f"{KEY}.retrain_must_beat_champion"
-            evidence = f" ({versus.summary('candidate', 'champion')})" if versus else ""
-            refusals.append(
-                (
-                    f"Model accuracy {accuracy:.3f} does not beat champion v{champion_version}'s "
-                    f"{champion_accuracy:.3f} significantly on the newest rows{evidence}: "
-                    f"deploying it would not be evidence of healing ({key})",
-                    key,
-                )
+        floors, notes = _on_newest(
+            floors,
+            refusals,
+            config,
+            versus,
+            champion_version,
+            beats=versus.better if versus is not None else accuracy > champion_accuracy,
+            what=f"Model accuracy {accuracy:.3f} does not beat champion v{champion_version}'s "
+            f"{champion_accuracy:.3f} significantly",
+            champion_fails=bool(_floors(champion, config, prevalence)),
+        )
+        compared = champion if notes else compared
+    thresholds = {
+        "min_accuracy": config.min_accuracy_threshold,
+        "min_f1": f1_floor(config, prevalence),
+        "max_degradation": config.performance_degradation_threshold,
+        "confidence": config.evidence_confidence,
+    }
+    return _verdict(
+        floors + refusals, notes, candidate, compared, champion_version, versus, thresholds
+    )
+
+
+def _on_newest(
+    floors: list[tuple[str, str]],
+    refusals: list[tuple[str, str]],
+    config: ModelValidationConfig,
+    versus: Any,
+    champion_version: int | None,
+    *,
+    beats: bool,
+    what: str,
+    champion_fails: bool,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """A retrain judged on the newest rows, for either task: refused (into ``refusals``) unless
+    it ``beats`` the champion significantly; under the floors, it still replaces a champion that
+    fails them too and is significantly worse there. Returns (the floors left, notes)."""
+    if config.retrain_must_beat_champion and not beats:
+        key = f"{KEY}.retrain_must_beat_champion"
+        evidence = f" ({versus.summary('candidate', 'champion')})" if versus else ""
+        refusals.append(
+            (
+                f"{what} on the newest rows{evidence}: deploying it would not be evidence of "
+                f"healing ({key})",
+                key,
             )
-        elif (
-            floors
-            and config.replace_failing_champion
-            and _floors(champion, config, prevalence)
-            and versus is not None
-            and versus.better
-        ):
-            notes.append(
-                f"below the floors, but champion v{champion_version} fails them too and is "
-                f"significantly worse on the same rows ({versus.summary('candidate', 'champion')})"
-                f": replacing it ({KEY}.replace_failing_champion)"
-            )
-            floors = []
-            compared = champion
-    failed = floors + refusals
+        )
+        return floors, []
+    if (
+        floors
+        and config.replace_failing_champion
+        and champion_fails
+        and versus is not None
+        and versus.better
+    ):
+        return [], [
+            f"below the floors, but champion v{champion_version} fails them too and is "
+            f"significantly worse on the same rows ({versus.summary('candidate', 'champion')})"
+            f": replacing it ({KEY}.replace_failing_champion)"
+        ]
+    return floors, []
+
+
+def _verdict(
+    failed: list[tuple[str, str]],
+    notes: list[str],
+    candidate: dict[str, float],
+    compared: dict[str, float] | None,
+    champion_version: int | None,
+    versus: Any,
+    thresholds: dict[str, float],
+) -> GateDecision:
     return GateDecision(
         passed=not failed,
         notes=notes,
@@ -207,12 +252,7 @@ def decide(
         champion=dict(compared) if compared is not None else None,
         champion_version=champion_version if compared is not None else None,
         versus=versus.to_dict() if versus is not None else None,
-        thresholds={
-            "min_accuracy": config.min_accuracy_threshold,
-            "min_f1": f1_floor(config, prevalence),
-            "max_degradation": config.performance_degradation_threshold,
-            "confidence": config.evidence_confidence,
-        },
+        thresholds=thresholds,
     )
 
 
@@ -272,46 +312,25 @@ def _decide_errors(
             )
     notes: list[str] = []
     if champion is not None and production_rows and not refusals:
-        beats = versus.better if versus is not None else mae < champion.get("mae", float("nan"))
-        if config.retrain_must_beat_champion and not beats:
-            key = f"{KEY}.retrain_must_beat_champion"
-            evidence = f" ({versus.summary('candidate', 'champion')})" if versus else ""
-            refusals.append(
-                (
-                    f"Model MAE {mae:.4g} is not significantly below champion "
-                    f"v{champion_version}'s {champion.get('mae', float('nan')):.4g} on the newest "
-                    f"rows{evidence}: deploying it would not be evidence of healing ({key})",
-                    key,
-                )
-            )
-        elif (
-            floors
-            and config.replace_failing_champion
-            and _error_floors(champion, config)
-            and versus is not None
-            and versus.better
-        ):
-            notes.append(
-                f"below the floors, but champion v{champion_version} fails them too and is "
-                f"significantly worse on the same rows ({versus.summary('candidate', 'champion')})"
-                f": replacing it ({KEY}.replace_failing_champion)"
-            )
-            floors = []
-            compared = champion
-    failed = floors + refusals
-    return GateDecision(
-        passed=not failed,
-        notes=notes,
-        reasons=[reason for reason, _ in failed],
-        keys=[key for _, key in failed],
-        candidate=dict(candidate),
-        champion=dict(compared) if compared is not None else None,
-        champion_version=champion_version if compared is not None else None,
-        versus=versus.to_dict() if versus is not None else None,
-        thresholds={
-            "min_r2": config.min_r2_threshold,
-            "max_rmse_ratio": config.max_rmse_ratio_to_baseline,
-            "max_error_increase": config.max_error_increase,
-            "confidence": config.evidence_confidence,
-        },
+        theirs = champion.get("mae", float("nan"))
+        floors, notes = _on_newest(
+            floors,
+            refusals,
+            config,
+            versus,
+            champion_version,
+            beats=versus.better if versus is not None else mae < theirs,
+            what=f"Model MAE {mae:.4g} is not significantly below champion "
+            f"v{champion_version}'s {theirs:.4g}",
+            champion_fails=bool(_error_floors(champion, config)),
+        )
+        compared = champion if notes else compared
+    thresholds = {
+        "min_r2": config.min_r2_threshold,
+        "max_rmse_ratio": config.max_rmse_ratio_to_baseline,
+        "max_error_increase": config.max_error_increase,
+        "confidence": config.evidence_confidence,
+    }
+    return _verdict(
+        floors + refusals, notes, candidate, compared, champion_version, versus, thresholds
     )
