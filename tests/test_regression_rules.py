@@ -165,3 +165,44 @@ def test_the_model_of_the_error_is_stored_with_exactly_the_types_it_needs(rows: 
     # far from zero, the error is larger: the model of the error learned where it is
     edges = model.errors(pd.DataFrame({"x": [-3.0, 0.0, 3.0], "kind": ["a"] * 3}), np.zeros(3))
     assert edges[0] > edges[1] < edges[2]
+
+
+def test_a_retrained_regression_is_judged_on_validation_pooled_with_its_first_window(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """As for accuracy: a retrained version's validation MAE (optimistic: a small holdout of the
+    newest rows) is pooled with its first labelled window of at least ``min_rows`` rows — not
+    an earlier version's window, not a smaller one."""
+    from mlmedic.events import EventKind, EventStore, Outcome
+    from mlmedic.monitor.history import expected_error
+
+    baseline = {"validation_error": {"mae": 1.0, "spread": 0.5, "rows": 100}}
+    with EventStore(tmp_path / "events.db") as events:
+        assert expected_error(events, 2, baseline, min_rows=50)["mae"] == 1.0  # not retrained
+        events.record(EventKind.RETRAIN, "retrain", Outcome.SUCCESS, details={"candidate": 2})
+        for version, rows, mae in ((1, 300, 9.0), (2, 40, 9.0), (2, 300, 2.0), (2, 300, 5.0)):
+            details = {"measured_rows": rows, "measured_mae": mae}
+            events.record(EventKind.MONITOR, "pass", details=details, model_version=version)
+        found = expected_error(events, 2, baseline, min_rows=50)
+        assert found["mae"] == pytest.approx((1.0 * 100 + 2.0 * 300) / 400)
+        assert found["rows"] == 400 and found["spread"] == 0.5
+        assert expected_error(events, 2, {}, min_rows=50) is None  # a classifier's baseline
+
+
+def test_a_regression_replay_counts_an_alert_as_needless_only_under_the_error_ceiling() -> None:
+    """Replay's summary of a regression: the mean and worst (highest) MAE, and an alert is
+    needless on a window whose error stayed within validation's MAE + max_error_increase
+    (1.0 → 1.1): at 1.1 it is needless, above it it is not, without an alert it does not count."""
+    from mlmedic.replay import WindowOutcome, _summaries
+
+    def window(index: int, mae: float, alerts: list[str]) -> WindowOutcome:
+        return WindowOutcome(
+            index, "", "", 10, None, [], "", alerts, "none", "", [], 1, None, None, None, None,
+            baselines={"never heal": mae + 1.0}, mae=mae,
+        )  # fmt: skip
+
+    outcomes = [window(0, 1.1, ["drift"]), window(1, 1.3, ["error rise"]), window(2, 0.5, [])]
+    mine, never = _summaries(outcomes, None, Settings(), 0, 0, validation_mae=1.0)
+    assert mine.needless_alerts == 1  # window 0 (at the ceiling); window 1 is above it
+    assert mine.mean_mae == pytest.approx(0.9667, abs=1e-4) and mine.worst_mae == 1.3
+    assert never.name == "never heal" and never.worst_mae == 2.3

@@ -247,7 +247,8 @@ def replay(
             )
         finally:
             project.close()
-    summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks)
+    error = (first_snapshot.baseline.get("validation_error") or {}).get("mae")
+    summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks, error)
     return ReplayResult(
         metric="mae" if contract.task == "regression" else "accuracy",
         validation_mae=(first_snapshot.baseline.get("validation_error") or {}).get("mae"),
@@ -400,8 +401,11 @@ def _summaries(
     settings: Any,
     retrains: int,
     rollbacks: int,
+    validation_mae: float | None = None,
 ) -> list[StrategySummary]:
-    """mlmedic first, then every baseline the replay scored, in their order."""
+    """mlmedic first, then every baseline the replay scored, in their order. A needless alert
+    is one on a window whose served model scored at least its validation accuracy less the
+    allowed drop — or, a regression, at most its validation MAE plus ``max_error_increase``."""
     allowed = settings.self_healing.model_validation.performance_degradation_threshold
     floor = (validation - allowed) if validation is not None else None
 
@@ -415,8 +419,14 @@ def _summaries(
         if o.alerts and o.accuracy is not None and (floor is None or o.accuracy >= floor)
     )
     regression = any(o.mae is not None for o in outcomes)
-    if regression:  # errors: the worst window is the highest; needless alerts are not judged
-        needless = 0
+    if regression:  # errors: the worst window is the highest
+        increase = settings.self_healing.model_validation.max_error_increase
+        ceiling = None if validation_mae is None else validation_mae * (1 + increase)
+        needless = sum(
+            1
+            for o in outcomes
+            if o.alerts and o.mae is not None and (ceiling is None or o.mae <= ceiling)
+        )
 
     def summary(
         name: str, values: list[float | None], retrains: int, rollbacks: int, needless: int

@@ -32,6 +32,7 @@ from mlmedic.monitor.act import Actions, Say
 from mlmedic.monitor.distributed import WindowSummary
 from mlmedic.monitor.history import (
     expected_accuracy,
+    expected_error,
     mark,
     on_probation,
     recent_errors,
@@ -326,6 +327,9 @@ class Monitor:
                 "measured_accuracy": found.performance.accuracy
                 if found.performance and found.measured_rows
                 else None,
+                "measured_mae": found.performance.mae  # a regression's
+                if found.performance and found.measured_rows
+                else None,
                 "drop_test": decision.drop_test,
             },
             model_version=snapshot.version,
@@ -355,7 +359,9 @@ class Monitor:
             history=retrain_history(events, self.project.state_dir, arriving=measured_rows),
             validation_accuracy=expected,
             validation_rows=expected_rows,
-            validation_error=snapshot.baseline.get("validation_error"),
+            validation_error=expected_error(
+                events, snapshot.version, snapshot.baseline, min_rows=minimum
+            ),
             versus_previous=found.versus_previous,
             previous_performance=found.previous_performance,
             probation=measured_rows >= minimum

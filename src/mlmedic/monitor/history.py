@@ -56,16 +56,40 @@ def expected_accuracy(
         or (baseline.get("calibration") or {}).get("holdout_rows", 0)
         or 0
     )
+    if accuracy is None:
+        return None, rows
+    return _pooled(events, version, float(accuracy), rows, "measured_accuracy", min_rows)
+
+
+def expected_error(
+    events: EventLog, version: int, baseline: dict[str, Any], *, min_rows: int
+) -> dict[str, Any] | None:
+    """``expected_accuracy`` for a regression: its validation error (``mae``, ``spread``,
+    ``rows``), the MAE pooled with a retrained version's first labelled window (None: not a
+    regression)."""
+    error = baseline.get("validation_error")
+    if error is None:
+        return None
+    mae, rows = _pooled(
+        events, version, float(error["mae"]), int(error.get("rows") or 0), "measured_mae", min_rows
+    )
+    return {**error, "mae": mae, "rows": rows}
+
+
+def _pooled(
+    events: EventLog, version: int, value: float, rows: int, key: str, min_rows: int
+) -> tuple[float, int]:
+    """``value`` on ``rows`` pooled with ``key`` of the first monitoring pass of ``version`` with
+    at least ``min_rows`` measured rows since a retrain deployed it (else as it is)."""
     deployed = events.last(EventKind.RETRAIN, outcome=Outcome.SUCCESS)
-    if accuracy is None or deployed is None or deployed.details.get("candidate") != version:
-        return accuracy, rows
+    if deployed is None or deployed.details.get("candidate") != version:
+        return value, rows
     for event in events.query(kind=EventKind.MONITOR, since=deployed.started_at):
         measured = event.details.get("measured_rows") or 0
-        seen = event.details.get("measured_accuracy")
+        seen = event.details.get(key)
         if event.model_version == str(version) and measured >= min_rows and seen is not None:
-            pooled = (accuracy * rows + float(seen) * measured) / (rows + measured)
-            return pooled, rows + measured
-    return accuracy, rows
+            return (value * rows + float(seen) * measured) / (rows + measured), rows + measured
+    return value, rows
 
 
 def on_probation(
