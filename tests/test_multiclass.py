@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -45,6 +46,26 @@ def _cli(*args: object) -> subprocess.CompletedProcess[str]:
         timeout=300,
         env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
     )
+
+
+def replayed(project: Path, target: str) -> dict[str, Any]:
+    """``mlmedic replay --json`` of the project's later rows, in windows of 45, on its training
+    rows as the reference."""
+    done = _cli(
+        "replay",
+        project / "later.csv",
+        "--target",
+        target,
+        "--reference",
+        project / "train.csv",
+        "--window-rows",
+        "45",
+        "--json",
+        "-C",
+        project,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dict(json.loads(done.stdout))
 
 
 @pytest.fixture(scope="module")
@@ -115,21 +136,7 @@ def test_a_three_class_table_is_monitored_and_replayed(project: Path) -> None:
     assert 0.0 < accuracy < 1.0, passed["performance"]
     assert passed["performance"]["rows"] == len(pd.read_csv(project / "later.csv"))
 
-    done = _cli(
-        "replay",
-        project / "later.csv",
-        "--target",
-        "Origin",
-        "--reference",
-        project / "train.csv",
-        "--window-rows",
-        "45",
-        "--json",
-        "-C",
-        project,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout)
+    result = replayed(project, "Origin")
     names = {s["name"] for s in result["summaries"]}
     assert {"mlmedic", "never heal", "retrain every window"} <= names
     rows = len(pd.read_csv(project / "later.csv"))

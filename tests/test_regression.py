@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from served import get_json, post_json, serving, v2_inputs
-from test_multiclass import _cli, cars
+from test_multiclass import _cli, cars, replayed
 
 pytestmark = pytest.mark.slow
 TARGET = "Miles_per_Gallon"
@@ -173,21 +173,7 @@ def test_a_regression_is_replayed_on_its_error_beside_the_baselines(project: Pat
     """``replay`` scores a regression by MAE (lower wins): every window's error of the model in
     force, never heal, retrain every window (which learns the later cars: less error), and the
     oracle as the lowest of them."""
-    done = _cli(
-        "replay",
-        project / "later.csv",
-        "--target",
-        TARGET,
-        "--reference",
-        project / "train.csv",
-        "--window-rows",
-        "45",
-        "--json",
-        "-C",
-        project,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout)
+    result = replayed(project, TARGET)
     assert result["metric"] == "mae" and result["validation_mae"] > 0
     windows = result["windows"]
     assert all(w["mae"] is not None and w["accuracy"] is None for w in windows)

@@ -75,8 +75,34 @@ def drop(
     return Drop(observed, rows, expected, expected_rows, p, p < 1.0 - confidence)
 
 
+class OneSided:
+    """What a paired comparison of A and B answers, whatever it tested: A significantly better,
+    significantly worse (from its ``p_a_better``, ``p_b_better`` and ``confidence``)."""
+
+    p_a_better: float
+    p_b_better: float
+    confidence: float
+
+    @property
+    def difference(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def better(self) -> bool:
+        """A is significantly better than B."""
+        return self.p_a_better < 1.0 - self.confidence
+
+    @property
+    def worse(self) -> bool:
+        """A is significantly worse than B."""
+        return self.p_b_better < 1.0 - self.confidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "difference": self.difference}  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class Paired:
+class Paired(OneSided):
     """Two models on the same rows: accuracies, the discordant counts, and one-sided p-values
     of McNemar's exact test in each direction."""
 
@@ -92,19 +118,6 @@ class Paired:
     @property
     def difference(self) -> float:
         return self.accuracy_a - self.accuracy_b
-
-    @property
-    def better(self) -> bool:
-        """A is significantly better than B."""
-        return self.p_a_better < 1.0 - self.confidence
-
-    @property
-    def worse(self) -> bool:
-        """A is significantly worse than B."""
-        return self.p_b_better < 1.0 - self.confidence
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "difference": self.difference}
 
     def summary(self, a: str = "A", b: str = "B") -> str:
         return (

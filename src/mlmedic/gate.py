@@ -156,18 +156,14 @@ def decide(
     accuracy = candidate.get("accuracy", 0.0)
     if compared is not None:
         gap = compared.get("accuracy", 0.0) - accuracy
-        significant = versus.worse if versus is not None else True
-        if significant and gap >= config.performance_degradation_threshold and gap > 0:
-            key = f"{KEY}.performance_degradation_threshold"
-            evidence = f"; {versus.summary('candidate', 'champion')}" if versus else ""
-            refusals.append(
-                (
-                    f"Model accuracy {accuracy:.3f} is {gap:.3f} below champion "
-                    f"v{champion_version}'s {compared['accuracy']:.3f} on the same rows "
-                    f"(allowed {config.performance_degradation_threshold:.2f}: {key}{evidence})",
-                    key,
-                )
-            )
+        allowed = config.performance_degradation_threshold
+        refusals += _worse_than_champion(
+            versus,
+            gap >= allowed and gap > 0,
+            "performance_degradation_threshold",
+            f"Model accuracy {accuracy:.3f} is {gap:.3f} below champion v{champion_version}'s "
+            f"{compared['accuracy']:.3f} on the same rows (allowed {allowed:.2f}",
+        )
     notes: list[str] = []
     if champion is not None and production_rows and not refusals:
         champion_accuracy = champion.get("accuracy", 0.0)
@@ -192,6 +188,18 @@ def decide(
     return _verdict(
         floors + refusals, notes, candidate, compared, champion_version, versus, thresholds
     )
+
+
+def _worse_than_champion(versus: Any, large: bool, name: str, said: str) -> list[tuple[str, str]]:
+    """The no-regression refusal, for either task: the candidate is worse than the champion by
+    at least the allowed amount (``large``) and significantly so (without a paired comparison,
+    the amount alone decides); ``said`` is the reason up to its key."""
+    significant = versus.worse if versus is not None else True
+    if not (significant and large):
+        return []
+    key = f"{KEY}.{name}"
+    evidence = f"; {versus.summary('candidate', 'champion')}" if versus else ""
+    return [(f"{said}: {key}{evidence})", key)]
 
 
 def _on_newest(
@@ -298,18 +306,13 @@ def _decide_errors(
     if compared is not None:
         theirs = compared.get("mae", float("nan"))
         rise = (mae - theirs) / theirs if theirs > 0 else float("inf")
-        significant = versus.worse if versus is not None else True
-        if significant and rise >= config.max_error_increase and mae > theirs:
-            key = f"{KEY}.max_error_increase"
-            evidence = f"; {versus.summary('candidate', 'champion')}" if versus else ""
-            refusals.append(
-                (
-                    f"Model MAE {mae:.4g} is {rise:.1%} above champion v{champion_version}'s "
-                    f"{theirs:.4g} on the same rows (allowed {config.max_error_increase:.0%}: "
-                    f"{key}{evidence})",
-                    key,
-                )
-            )
+        refusals += _worse_than_champion(
+            versus,
+            rise >= config.max_error_increase and mae > theirs,
+            "max_error_increase",
+            f"Model MAE {mae:.4g} is {rise:.1%} above champion v{champion_version}'s "
+            f"{theirs:.4g} on the same rows (allowed {config.max_error_increase:.0%}",
+        )
     notes: list[str] = []
     if champion is not None and production_rows and not refusals:
         theirs = champion.get("mae", float("nan"))

@@ -123,6 +123,17 @@ class Performance:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def unmeasured(cls, lost: int, examples: list[str]) -> Performance:
+        """Labels were given, but none of them can be scored (``lost`` of them; ``examples``)."""
+        return cls(
+            accuracy=float("nan"),
+            estimated=False,
+            rows=0,
+            unknown_labels=lost,
+            unknown_examples=examples,
+        )
+
 
 Z95 = 1.959963984540054
 
@@ -155,13 +166,7 @@ def measured(
     labels = [label_key(c) for c in classes]
     lost = int((~known).sum())
     if not len(truth_s):
-        return Performance(
-            accuracy=float("nan"),
-            estimated=False,
-            rows=0,
-            unknown_labels=lost,
-            unknown_examples=examples,
-        )
+        return Performance.unmeasured(lost, examples)
     accuracy = float(accuracy_score(truth_s, predicted_s))
     f1: float | None
     auc: float | None = None

@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from mlmedic.errors import TrainingError
+from mlmedic.evidence import OneSided
 
 TASKS = ("classification", "regression")
 FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
@@ -120,10 +121,10 @@ def metrics(truth: np.ndarray, predicted: np.ndarray, naive: float) -> dict[str,
 
 
 @dataclass(frozen=True)
-class PairedErrors:
+class PairedErrors(OneSided):
     """Two models' absolute errors on the same rows: MAEs, how many rows each is closer on,
-    and the one-sided p-values of a paired t-test in each direction. ``Paired``'s interface,
-    so the gate and the policy read either."""
+    and the one-sided p-values of a paired t-test in each direction; ``better`` and ``worse``
+    as ``Paired``'s (``evidence.OneSided``), so the gate and the policy read either."""
 
     rows: int
     mae_a: float
@@ -137,17 +138,6 @@ class PairedErrors:
     @property
     def difference(self) -> float:
         return self.mae_b - self.mae_a  # positive: A's error is smaller
-
-    @property
-    def better(self) -> bool:
-        return self.p_a_better < 1.0 - self.confidence
-
-    @property
-    def worse(self) -> bool:
-        return self.p_b_better < 1.0 - self.confidence
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "difference": self.difference}
 
     def summary(self, a: str = "A", b: str = "B") -> str:
         return (

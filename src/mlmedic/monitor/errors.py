@@ -18,25 +18,25 @@ import pandas as pd
 
 from mlmedic.performance import Z95, Performance, shift_allowance
 from mlmedic.regression import ErrorModel, paired_errors
+from mlmedic.training import model_frame
+
+
+def as_numbers(truth: np.ndarray) -> np.ndarray:
+    """Labels as floats; one that is not a number is NaN."""
+    return pd.to_numeric(pd.Series(list(truth), dtype=object), errors="coerce").to_numpy(float)
 
 
 def measured_errors(truth: np.ndarray, predicted: np.ndarray) -> Performance:
     """MAE (with its interval), RMSE and the spread of the absolute errors on labelled rows;
     labels that are not numbers are counted and left out."""
-    values = pd.to_numeric(pd.Series(list(truth), dtype=object), errors="coerce").to_numpy(float)
+    values = as_numbers(truth)
     known = np.isfinite(values)
     lost = int((~known).sum())
     examples = sorted({str(v) for v in np.asarray(truth, dtype=object)[~known] if v == v})[:5]
     error = np.abs(np.asarray(predicted, dtype=float)[known] - values[known])
     rows = len(error)
     if not rows:
-        return Performance(
-            accuracy=float("nan"),
-            estimated=False,
-            rows=0,
-            unknown_labels=lost,
-            unknown_examples=examples,
-        )
+        return Performance.unmeasured(lost, examples)
     mae = float(error.mean())
     spread = float(error.std(ddof=1)) if rows > 1 else 0.0
     half = Z95 * spread / math.sqrt(rows)
@@ -55,14 +55,14 @@ def measured_errors(truth: np.ndarray, predicted: np.ndarray) -> Performance:
 
 
 def estimated_errors(
-    model: ErrorModel, features: pd.DataFrame, predicted: np.ndarray, *, allowance: float = 0.0
+    model: ErrorModel, expected: np.ndarray, *, allowance: float = 0.0
 ) -> Performance:
-    """The label-free estimate of the window's error (see the module docstring)."""
-    rows = len(features)
+    """The label-free estimate of a window's error from its rows' ``expected`` absolute errors
+    (``ErrorModel.errors``; see the module docstring)."""
+    rows = len(expected)
     if not rows:
         return Performance(accuracy=float("nan"), estimated=True, rows=0)
-    expected = model.errors(features, predicted)
-    mae = float(expected.mean())
+    mae = float(np.mean(expected))
     half = Z95 * model.spread * math.sqrt(1 / rows + 1 / max(model.rows, 1)) + allowance
     return Performance(
         accuracy=float("nan"),
@@ -85,30 +85,36 @@ def measure_errors(
     result: Any,
     errors: list[float] | None,
     confidence: float,
+    labelled_values: np.ndarray | None = None,
 ) -> None:
     """Fill ``result`` (``Measurements``) for a regression: the estimate of every row of the
     window; measured error, ``previous``'s on the same rows and the paired test of the two,
-    when ``labelled`` (the rows with labels, their features in ``model_frame`` form) is given."""
-    model = ErrorModel.from_dict(snapshot.baseline["error_model"])
+    when ``labelled`` (the rows with labels) is given — ``labelled_values``: the champion's
+    predictions of those rows when they are already known (the window's own rows)."""
+    model = snapshot.error_model
     validation = (snapshot.baseline.get("validation_error") or {}).get("mae")
     if len(features):
-        raw = estimated_errors(model, features, predicted)
+        expected = model.errors(features, predicted)  # once: the allowance only widens it
+        raw = estimated_errors(model, expected)
         drifted = result.drift is not None and result.drift.drift
         # the allowance in MAE units: errors are the estimate minus the measured MAE
         moved = None if validation is None or raw.mae is None else raw.mae - validation
         allowance = shift_allowance(errors or [], moved=moved, drifted=drifted)
-        result.estimate = estimated_errors(model, features, predicted, allowance=allowance)
+        result.estimate = estimated_errors(model, expected, allowance=allowance)
     if labelled is None or not len(labelled):
         result.performance = result.estimate
         return
-    target = snapshot.target
-    rows = model_features_of(snapshot, labelled)
-    values = np.asarray(snapshot.model.predict(rows), dtype=float)
-    truth = labelled[target].to_numpy()
+    rows = model_frame(labelled, snapshot.contract)
+    values = (
+        np.asarray(snapshot.model.predict(rows), dtype=float)
+        if labelled_values is None
+        else np.asarray(labelled_values, dtype=float)
+    )
+    truth = labelled[snapshot.target].to_numpy()
     result.performance = measured_errors(truth, values)
     performance = result.performance
     if performance.rows and performance.mae is not None:
-        estimate = estimated_errors(model, rows, values)
+        estimate = estimated_errors(model, model.errors(rows, values))
         if estimate.mae is not None:
             result.estimate_error = estimate.mae - performance.mae
     previous = snapshot.previous()
@@ -119,15 +125,9 @@ def measure_errors(
     except Exception:  # the previous version may not fit today's data
         return
     result.previous_performance = measured_errors(truth, other)
-    numbers = pd.to_numeric(pd.Series(list(truth), dtype=object), errors="coerce").to_numpy(float)
+    numbers = as_numbers(truth)
     known = np.isfinite(numbers)
     if known.sum() >= 2:
         result.versus_previous = paired_errors(
             values[known] - numbers[known], other[known] - numbers[known], confidence=confidence
         )
-
-
-def model_features_of(snapshot: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    from mlmedic.training import model_frame
-
-    return model_frame(frame, snapshot.contract)

@@ -124,9 +124,11 @@ def measure(
             )
     confidence = settings.self_healing.model_validation.evidence_confidence
     if regression:  # the rows with labels, and the values predicted (one column)
-        given = labelled if late else frame[frame[target].notna()] if has_labels else None
         values = probabilities[:, 0] if probabilities.size else np.empty(0)
-        measure_errors(snapshot, features, values, given, result, errors, confidence)
+        own = frame[target].notna().to_numpy() if has_labels and not late else None
+        given = labelled if late else frame[own] if own is not None else None
+        known = values[own] if own is not None and len(values) == len(frame) else None
+        measure_errors(snapshot, features, values, given, result, errors, confidence, known)
         return result
     calibration = Calibration.from_dict(snapshot.baseline["calibration"])
     if probabilities.size:

@@ -29,6 +29,7 @@ class ChampionSnapshot:
     _previous: tuple[int, Any] | None = field(default=None, repr=False)
     _previous_loaded: bool = field(default=False, repr=False)
     _profiles: list[ReferenceProfile] | None = field(default=None, repr=False)
+    _error_model: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, registry: Registry, version: int | None = None) -> ChampionSnapshot:
@@ -106,6 +107,15 @@ class ChampionSnapshot:
             documents = [self.baseline["features"], *self.baseline.get("known_features", [])]
             self._profiles = [ReferenceProfile.from_dict(d) for d in documents]
         return self._profiles
+
+    @property
+    def error_model(self) -> Any:
+        """A regression's model of the error (``regression.ErrorModel``), read once."""
+        if self._error_model is None:
+            from mlmedic.regression import ErrorModel
+
+            self._error_model = ErrorModel.from_dict(self.baseline["error_model"])
+        return self._error_model
 
     @property
     def target(self) -> str | None:
