@@ -19,7 +19,7 @@ BELOW = (
     "adopt", "baseline", "baselines", "candidates", "data", "drift", "eventbuffer", "events",
     "evidence", "gate", "labels", "logstore", "model", "monitor", "narration", "performance",
     "pipeline", "policy", "registry", "regression", "replay", "training", "verdict", "windows",
-    "boosters",
+    "boosters", "releases",
 )  # fmt: skip
 
 

@@ -284,6 +284,24 @@ class EventsConfig(_Section):
         return url
 
 
+class DeploymentConfig(_Section):
+    """How a candidate that passed the gate reaches traffic (mlmedic addition, #24): at once
+    (``direct``), scored beside the champion and never returned (``shadow``), or answering
+    ``canary_share`` of requests (``canary``) until live labels promote or retire it."""
+
+    release: Literal["direct", "shadow", "canary"] = "direct"
+    canary_share: float = Field(0.1, gt=0.0, lt=1.0)
+    min_labelled_requests: int = Field(200, ge=10)  # paired labelled rows before a verdict
+    not_worse_margin: float = Field(0.01, ge=0.0, le=1.0)  # accuracy points; a share of MAE
+    max_duration_hours: float = Field(72.0, gt=0.0)
+    max_requests: int = Field(1_000_000, ge=1)
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0)  # of the candidate's calls
+    error_burst: int = Field(5, ge=1)  # canary failures in a row that abort at once
+    max_memory_mb: float = Field(2048.0, gt=0.0)  # of the process that scores the candidate
+    max_latency_ms: float | None = Field(None, gt=0.0)  # the candidate's p99 call (null: shown)
+    decide_without_labels: bool = False  # agreement and the label-free estimate may decide
+
+
 class CiCdConfig(_Section):
     continue_on_error: bool = False
     fail_fast: bool = False
@@ -305,6 +323,7 @@ class SelfHealingConfig(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     ci_cd: CiCdConfig = Field(default_factory=CiCdConfig)
 
 

@@ -71,6 +71,14 @@ def line_deployed(version: int) -> str:
     return f"[3] deploy: v{version} is now champion"
 
 
+def line_released(version: int, mode: str, champion: int) -> str:
+    how = "scored beside it, never answering" if mode == "shadow" else "answering a share"
+    return (
+        f"[3] release: v{version} is the {mode} ({how}); champion stays v{champion} until live "
+        "labels promote or retire it ('mlmedic release status')"
+    )
+
+
 def line_rejected(version: int, reason: str, kept: int | None) -> str:
     stays = f"champion stays v{kept}" if kept is not None else "no champion yet"
     return f"[3] auto-rollback: v{version} rejected ({reason}); {stays}"

@@ -32,8 +32,9 @@ from mlmedic.events import EventKind, Outcome
 from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.project import Project
-from mlmedic.registry import VersionInfo
+from mlmedic.registry import CHAMPION, VersionInfo
 from mlmedic.regression import infer_task
+from mlmedic.releases import choose_mode, start_release
 from mlmedic.training import TrainResult, model_frame, positive_rate, scored, train
 from mlmedic.verdict import champion_on, deploy, keep_champion, versus
 
@@ -55,6 +56,7 @@ class RunResult:
     recipe: str | None = None  # the winning recipe of a retrain's candidates
     candidates: list[Candidate] = field(default_factory=list)
     task: str = "classification"
+    release: str = "direct"  # how the candidate reached traffic: direct, shadow or canary
 
 
 def _quiet(_: str) -> None:
@@ -74,6 +76,7 @@ def run_pipeline(
     say: Say = _quiet,
     reason: str = "run",
     task: str | None = None,
+    release: str | None = None,
 ) -> RunResult:
     """Stages 1-3 on ``data``; returns what happened. Raises ``MedicError`` on bad input, with the
     champion unchanged.
@@ -82,10 +85,15 @@ def run_pipeline(
     sets drawn from it (one candidate each), the newest labelled rows none of them trains on
     (the candidates and the champion are judged on them) and the rows that show the current
     distribution (the new version's drift reference). ``task``: classification or regression
-    (None: ``model_training.task``, by default told from the target's values)."""
+    (None: ``model_training.task``, by default told from the target's values). ``release``:
+    direct, shadow or canary (None: ``deployment.release``); a second release while one runs is
+    refused before any work."""
     target = target or project.settings.self_healing.data_quality.target_column
     if target is None:
         raise UsageError("no target column: pass --target or set data_quality.target_column")
+    release = release or project.settings.self_healing.deployment.release
+    if release != "direct":  # refused now, not after the training
+        choose_mode(project, release, project.registry.alias_version(CHAMPION), _quiet)
     source = str(data) if not isinstance(data, pd.DataFrame) else "data frame"
     # one run at a time: a second 'mlmedic run' (or a monitor's retrain) waits here, on this
     # host (the run lock) and on every host sharing a Postgres event store (an advisory lock)
@@ -107,6 +115,7 @@ def run_pipeline(
             say,
             reason,
             task or project.settings.self_healing.model_training.task,
+            release,
         )
 
 
@@ -123,6 +132,7 @@ def _run_stages(
     say: Say,
     reason: str,
     task: str,
+    release: str = "direct",
 ) -> RunResult:
     timings = Timings()
     if plan is not None and isinstance(data, pd.DataFrame):
@@ -167,6 +177,7 @@ def _run_stages(
             gate_data=plan.holdout if plan is not None else None,
             contract=new_contract,
             candidates=candidates,
+            release=release,
         )
 
 
@@ -368,6 +379,7 @@ def _gate_and_deploy(
     gate_data: pd.DataFrame | None = None,
     contract: DataContract | None = None,
     candidates: list[Candidate] | None = None,
+    release: str = "direct",
 ) -> RunResult:
     """Stage 3: gate the candidate against the champion (re-read under the lock), row by row on
     the same rows — the newest labelled production rows when given, else the candidate's
@@ -428,16 +440,7 @@ def _gate_and_deploy(
         )
     say(narration.line_gate(candidate.version, decision.summary()))
     before = champion.version if champion else None
-    if decision.passed:
-        with timings.step("deploy"):
-            deploy(project, candidate.version, before)
-        say(narration.line_deployed(candidate.version))
-        after: int | None = candidate.version
-    else:
-        reason = "; ".join(decision.reasons)
-        keep_champion(project, candidate.version, before, decision, reason)
-        say(narration.line_rejected(candidate.version, reason, before))
-        after = before
+    after, mode = _carry_out(project, candidate.version, decision, before, release, timings, say)
     return RunResult(
         deployed=decision.passed,
         candidate=candidate.version,
@@ -449,4 +452,32 @@ def _gate_and_deploy(
         recipe=next((c.recipe for c in candidates or [] if c.result is result), None),
         candidates=list(candidates or []),
         task=stage.contract.task,
+        release=mode,
     )
+
+
+def _carry_out(
+    project: Project,
+    version: int,
+    decision: GateDecision,
+    before: int | None,
+    release: str,
+    timings: Timings,
+    say: Say,
+) -> tuple[int | None, str]:
+    """The gate's verdict carried out: deployed, released as a shadow or canary beside the
+    champion (#24), or rejected. Returns (the champion after, the release mode used)."""
+    if not decision.passed:
+        reason = "; ".join(decision.reasons)
+        keep_champion(project, version, before, decision, reason)
+        say(narration.line_rejected(version, reason, before))
+        return before, "direct"
+    mode = choose_mode(project, release, before, say)
+    with timings.step("deploy"):
+        if mode == "direct" or before is None:
+            deploy(project, version, before)
+            say(narration.line_deployed(version))
+            return version, "direct"
+        start_release(project, version, before, mode, "passed the gate")
+        say(narration.line_released(version, mode, before))
+        return before, mode

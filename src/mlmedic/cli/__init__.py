@@ -107,10 +107,11 @@ def main() -> None:
 # isort: off
 from mlmedic.cli import data  # noqa: E402
 from mlmedic.cli import models  # noqa: E402
+from mlmedic.cli import releases  # noqa: E402
 from mlmedic.cli import service  # noqa: E402
 from mlmedic.cli import monitoring  # noqa: E402
 from mlmedic.cli import reports  # noqa: E402
 
 # isort: on
 
-__all__ = ["app", "data", "main", "models", "monitoring", "reports", "service"]
+__all__ = ["app", "data", "main", "models", "monitoring", "releases", "reports", "service"]

@@ -39,6 +39,14 @@ def run(
             "from the target: numbers with many distinct values are a regression).",
         ),
     ] = None,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            help="direct, shadow or canary: how a candidate that passes the gate reaches "
+            "traffic (default: deployment.release).",
+        ),
+    ] = None,
     reference: Reference = None,
     contract: ContractFile = None,
     as_json: AsJson = False,
@@ -46,11 +54,15 @@ def run(
 ) -> None:
     """Stages 1-3: fix the data, back up, train, register, gate, deploy or roll back.
 
-    Exit 0 when the candidate is deployed, 1 when the gate rejects it (the champion stays).
+    Exit 0 when the candidate passes the gate (deployed, or released as a shadow or canary),
+    1 when the gate rejects it (the champion stays).
     """
+    from mlmedic.errors import UsageError
     from mlmedic.pipeline import run_pipeline
     from mlmedic.training import load_trainer
 
+    if release is not None and release not in ("direct", "shadow", "canary"):
+        raise UsageError(f"--release must be direct, shadow or canary, not {release!r}")
     project = open_project(project_dir)
     load_trainer(trainer or project.settings.self_healing.model_training.trainer)  # before work
     with progress(console.err if as_json else console.out, f"reading {data}") as say:
@@ -63,6 +75,7 @@ def run(
             contract=contract,
             say=say,
             task=task,
+            release=release,
         )
     if as_json:
         stage = result.data
@@ -71,6 +84,7 @@ def run(
                 "data": data,
                 "task": result.task,
                 "deployed": result.deployed,
+                "release": result.release,
                 "candidate": result.candidate,
                 "champion_before": result.champion_before,
                 "champion_after": result.champion_after,

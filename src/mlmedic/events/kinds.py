@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     RECOVERY = "recovery"
     MONITOR = "monitor"
     COMPONENT = "component"  # a part of mlmedic itself degraded or healed (event store, ...)
+    RELEASE = "release"  # a shadow or canary release: started, judged, promoted, retired (#24)
 
 
 class Outcome(StrEnum):

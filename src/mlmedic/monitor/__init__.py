@@ -39,12 +39,14 @@ from mlmedic.monitor.history import (
     retrain_history,
 )
 from mlmedic.monitor.measure import Measurements, measure
+from mlmedic.monitor.releases import tend
 from mlmedic.monitor.reports import log_to_mlflow, write_reports
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
 from mlmedic.performance import Performance
 from mlmedic.policy import Decision, decide
 from mlmedic.project import Project
+from mlmedic.releases import read_release
 from mlmedic.windows import data_time
 
 __all__ = ["ChampionSnapshot", "Measurements", "Monitor", "MonitorResult", "measure"]
@@ -183,13 +185,21 @@ class Monitor:
         logged = read_predictions(
             self.project.log_location("predictions"), since=since, until=until
         )
+        trial = read_release(self.project.state_dir)
+        if trial is not None and trial.state != "promoted" and len(logged):
+            # a canary's answers are the candidate's, not the champion's: judged apart
+            logged = logged[logged["model_version"] != trial.version]
         target = snapshot.target
         if len(logged) and len(feedback) and target is not None:
             labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")
             logged = logged.assign(**{target: logged["request_id"].map(labels["label"])})
-        return self._pass(
+        result = self._pass(
             logged.reset_index(drop=True), source="prediction log", logged=True, snapshot=snapshot
         )
+        verdict = tend(self.project, self.say)
+        if verdict is not None:
+            result.details["release"] = verdict.to_dict()
+        return result
 
     def _distributed_window(
         self,

@@ -131,8 +131,15 @@ class Actions:
         from mlmedic.errors import MedicError
         from mlmedic.monitor.history import refused_in_a_row
         from mlmedic.pipeline import run_pipeline
+        from mlmedic.releases import running_release
 
         events = self.project.events
+        running = running_release(self.project)
+        if running is not None:  # one candidate on trial at a time: its verdict comes first
+            return self._told(
+                f"retrain deferred: the {running.mode} release of v{running.version} is being "
+                "judged on live traffic"
+            )
         minimum = self.project.settings.self_healing.drift_detection.min_samples_for_detection
         plan = pool.plan
         if plan is None:
@@ -178,6 +185,8 @@ class Actions:
                 return self._told(span.message)
             span.outcome = Outcome.SUCCESS if run.deployed else Outcome.FAILURE
             outcome = "deployed" if run.deployed else "rejected by the gate"
+            if run.deployed and run.release != "direct":
+                outcome = f"released as a {run.release} (judged on live traffic)"
             recipe = f" (recipe {run.recipe})" if run.recipe else ""
             span.message = (
                 f"retrained on {len(pool.frame):,} rows because {reasons}: "
@@ -187,6 +196,7 @@ class Actions:
                 **details,
                 "candidate": run.candidate,
                 "deployed": run.deployed,
+                "release": run.release,
                 "recipe": run.recipe,
                 "candidates": [c.to_dict() for c in run.candidates],
                 "gate": run.decision.to_dict() if run.decision is not None else None,

@@ -38,6 +38,7 @@ from mlmedic.model.source import ModelSource
 from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.lane import ScoringLane
 from mlmedic.serving.metrics import Metrics
+from mlmedic.serving.release_link import ReleaseLink
 from mlmedic.serving.requests import error_response, validate_records
 from mlmedic.serving.routes import ROUTERS, mlflow_protocol, predictions, v2
 from mlmedic.serving.state import ServerState, beating
@@ -178,6 +179,18 @@ def build(
         on_beat=on_beat,
         settings=project.settings,
     )
+    state.release = ReleaseLink(
+        project.state_dir,
+        state.events,
+        state.metrics,
+        model_name=state.source.model_name,
+        error_burst=settings.deployment.error_burst,
+        release_log=PredictionLog(
+            project.log_location("release"),
+            flush_seconds=config.prediction_log_flush_seconds,
+        ),
+    )
+    state.release.refresh()
     state.load_initial()
     return create_app(state)
 

@@ -132,6 +132,7 @@ class Incidents(Diagnosis):
                 continue
             self._bookkeeping(self._fork_standby)
             self._bookkeeping(self._publish_when_standby_ready)
+            self._bookkeeping(self.releases.tick)
             self._catch_hangs()
             if self.clock.now() >= next_probe:
                 self._bookkeeping(self._check_watcher)

@@ -168,6 +168,20 @@ class Metrics:
             registry=target,
             multiprocess_mode="livemax",  # a dead worker's last version does not count
         )
+        # a release (#24): requests by the version and role that scored them (champion,
+        # canary: answered; shadow: scored beside, never returned), and what went wrong
+        self.release = Counter(
+            "mlmedic_release_requests",
+            "Requests scored during a release, by version and role",
+            ["version", "role"],
+            registry=target,
+        )
+        self.release_failures = Counter(
+            "mlmedic_release_failures",
+            "Candidate calls that failed, timed out or were dropped, by version, role and why",
+            ["version", "role", "why"],
+            registry=target,
+        )
 
     def predicted(
         self,
@@ -198,6 +212,12 @@ class Metrics:
 
     def swap(self, *, ok: bool) -> None:
         self.swaps.labels("success" if ok else "failure").inc()
+
+    def released(self, version: int, role: str, requests: int = 1) -> None:
+        self.release.labels(str(version), role).inc(requests)
+
+    def release_failed(self, version: int, role: str, why: str) -> None:
+        self.release_failures.labels(str(version), role, why).inc()
 
     def model_version(self, version: int) -> None:
         self.version.set(version)

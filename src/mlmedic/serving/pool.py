@@ -73,6 +73,7 @@ class WorkerPool:
     _last_tick: float  # when the supervisor last looked for hung workers (monotonic)
     _tick_gaps: list[tuple[float, float]]  # (when, seconds since the tick before), last 10 s
     _fallback_seen: tuple[int, int] | None
+    releases: Any  # the ReleaseKeeper: the release host beside the workers (#24)
 
     # ------------------------------------------------------------------ events
     def _record(self, kind: str, action: str, outcome: str, **fields: Any) -> None:
@@ -323,6 +324,7 @@ class WorkerPool:
                 self.watcher.kill()
                 self.watcher.wait()
         self._drop_standby()
+        self.releases.stop()
         self._stop_children()
         if self.sock is not None:
             self.sock.close()

@@ -42,6 +42,7 @@ class Pending:
     rows: int
     future: asyncio.Future[tuple[np.ndarray, np.ndarray, LoadedModel]]
     fingerprint: int = 0  # of the request's body (``requests.json_body``)
+    request_id: str = ""
     failed: dict[int, str] = field(default_factory=dict)  # record index -> why it has no answer
 
 
@@ -73,6 +74,7 @@ class ServerState:
     failing: dict[int, list[Any]] = field(default_factory=dict)
     # the dashboard page this worker rendered last, and until when it stands (5 s)
     dashboard_cache: dict[str, Any] = field(default_factory=dict)
+    release: Any = None  # the worker's ReleaseLink (serving.release_link), when one is built
 
     # ------------------------------------------------------------------ model lifecycle
     def load_initial(self) -> None:
@@ -171,6 +173,8 @@ class ServerState:
                 version = self.check_for_new_champion(ask_registry=self.poll_registry)
                 if version is not None:
                     self.swap_to(version, reason="champion alias moved")
+                if self.release is not None:
+                    self.release.refresh()
                 self._watch_prediction_log()
                 if ticks % 8 == 0:
                     flush = getattr(self.events, "flush", None)
@@ -277,6 +281,9 @@ class ServerState:
                 if not item.future.done():
                     item.future.set_result((labels[start:stop], probabilities[start:stop], model))
                 start = stop
+            link = self.release
+            if link is not None and link.release is not None and link.release.mode == "shadow":
+                link.mirror([i.request_id for i in batch], [i.rows for i in batch], parts)
 
     async def _one_by_one(self, batch: list[Pending], model: LoadedModel) -> None:
         """A batch the model failed on, scored request by request; a request it still fails on,

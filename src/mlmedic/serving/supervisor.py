@@ -43,6 +43,7 @@ from mlmedic.notify import Notifier
 from mlmedic.serving.diagnosis import Incident
 from mlmedic.serving.incidents import BACKOFF_START, Incidents, probe
 from mlmedic.serving.marks import Heartbeats, ModelCallMarks
+from mlmedic.serving.release_keeper import ReleaseKeeper
 
 __all__ = ["Incident", "Supervisor", "probe"]
 
@@ -120,3 +121,4 @@ class Supervisor(Incidents):
         self._next_standby = 0.0
         self._standby_ready = False
         self._fallback_seen: tuple[int, int] | None = None
+        self.releases = ReleaseKeeper(self.project_dir, self.state_dir, self.events)

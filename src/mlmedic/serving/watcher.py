@@ -27,6 +27,7 @@ from mlmedic.logstore import compact
 from mlmedic.model.local import cache_path
 from mlmedic.project import Project
 from mlmedic.registry import CHAMPION
+from mlmedic.releases import sync_release
 
 log = logging.getLogger("mlmedic.watcher")
 COMPACT_EVERY = 300.0  # seconds between compactions of the prediction log
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             moved = follow_once(project)
             if moved is not None:
                 log.info("champion moved to v%s", moved)
+            sync_release(project)  # a release a server ended, or one started on another host
             problem = ""
         except Exception as exc:  # keep watching whatever happens
             text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, MedicError) else str(exc)

@@ -64,22 +64,39 @@ async def score(
         columns = validate_columns(columns, model, "{name}[{row}]")
     rows = len(columns[model.features[0]])
     assert state.queue is not None
+    request_id = request_id or request.headers.get("x-request-id") or ""
+    if not REQUEST_ID.fullmatch(request_id):
+        request_id = secrets.token_hex(16)  # only a bounded, safe charset is stored and echoed
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    pending = Pending(columns, rows, future, getattr(request.state, "fingerprint", 0))
+    pending = Pending(columns, rows, future, getattr(request.state, "fingerprint", 0), request_id)
     state.queue.put_nowait(pending)
     # a model call that does not return must not hang the client: the worker answers 503
     # (Retry-After) and the supervisor, seeing the call in flight, replaces the worker. One
     # timer on the shared future (the batcher skips a future already answered), not wait_for's
     # task and shield per request
     expiry = loop.call_later(state.config.hang_seconds, _expire, future, state.config.hang_seconds)
+    link = state.release
+    release = link.release if link is not None else None
+    if release is not None and link.role(request_id) == "canary":
+        # the champion scores it too (already queued); the candidate's answer is returned when
+        # it comes in time, and the champion's is kept for the comparison
+        answer = await link.ask(columns)
+        if answer is not None:
+            future.add_done_callback(lambda done: link.log_champion(done, columns, request_id))
+            labels, outputs, classes = answer
+            state.predictions.append(columns, labels, outputs, release.version, request_id)
+            state.metrics.released(release.version, "canary")
+            state.metrics.predicted(
+                labels, time.perf_counter() - started, endpoint, regression=not classes
+            )
+            return Scored(request_id, release.version, labels, outputs, classes, {})
     try:
         labels, probabilities, used = await future
     finally:
         expiry.cancel()
-    request_id = request_id or request.headers.get("x-request-id") or ""
-    if not REQUEST_ID.fullmatch(request_id):
-        request_id = secrets.token_hex(16)  # only a bounded, safe charset is stored and echoed
+    if release is not None:
+        state.metrics.released(used.version, "champion")
     failed = pending.failed
     predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
     if failed:  # the log keeps what was answered

@@ -1,0 +1,289 @@
+"""A release judged on live traffic (#24): the candidate against the champion on the same
+labelled requests, with the evidence the rest of the loop uses.
+
+The two models' answers to one request are found in the prediction log (what was answered) and
+the release log (what the other model said: the shadow's answers, or the champion's to a canary
+request), paired by request id and row. With ``deployment.min_labelled_requests`` labelled pairs:
+- **retire** when the candidate is significantly worse (McNemar's exact test on the rows where
+  one of them is right; a regression's paired test of absolute errors);
+- **promote** when it is significantly better, or *not worse by* ``not_worse_margin``: the
+  one-sided lower bound of the paired accuracy difference (a regression's: of the MAE reduction,
+  as a share of the champion's MAE) above minus the margin.
+Before that, and whatever the labels: retire on the candidate's errors (over
+``max_error_rate`` of its calls, at least three), its p99 call time over ``max_latency_ms``
+(when set), a champion that changed underneath, or a release past ``max_duration_hours`` or
+``max_requests``. Without labels, and only with ``decide_without_labels``, agreement decides: the
+champion's and the candidate's accuracies differ by at most the share of rows where they
+disagree, so an upper bound of that share under the margin proves *not worse* (a regression's:
+the mean gap between the two predictions against the margin of the champion's validation MAE).
+
+Power: to see a 3-point accuracy difference (95 % one-sided, 80 % power) McNemar needs about
+``requests_for(0.03, discordant)`` labelled requests — 667 when the models disagree on 10 % of
+rows, 1,365 at 20 % (the status prints it for the disagreement measured).
+
+    >>> requests_for(0.03, 0.10), requests_for(0.03, 0.20)
+    (667, 1365)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlmedic.labels import label_key
+from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.releases import Release, end_release, host_status, running_release
+
+
+def requests_for(difference: float, discordant: float, *, power: float = 0.8) -> int:
+    """Labelled requests McNemar needs to see ``difference`` (accuracy points) at 95 %
+    one-sided with ``power``, when a ``discordant`` share of rows has one model right."""
+    if discordant <= difference or discordant <= 0:
+        return 0
+    lean = 0.5 + difference / (2 * discordant)  # the share of discordant rows the better wins
+    z_a, z_b = stats.norm.ppf(0.95), stats.norm.ppf(power)
+    rows = ((z_a * 0.5 + z_b * math.sqrt(lean * (1 - lean))) / (lean - 0.5)) ** 2
+    return math.ceil(rows / discordant)
+
+
+@dataclass
+class ReleaseVerdict:
+    """What one look at a release found, and what it calls for: promote, retire or wait."""
+
+    release: Release
+    action: str  # "promote", "retire" or "wait"
+    why: str
+    requests: int = 0  # requests served since the release started
+    pairs: int = 0  # rows both models answered
+    labelled: int = 0  # of which labelled
+    comparison: dict[str, Any] | None = None  # the paired test, candidate (A) vs champion (B)
+    lower_bound: float | None = None  # of the candidate's advantage (accuracy points / MAE share)
+    agreement: float | None = None
+    host: dict[str, Any] = field(default_factory=dict)  # the candidate's calls, errors, latency
+    needed: int | None = None  # labelled requests to see 3 points at the disagreement seen
+
+    def to_dict(self) -> dict[str, Any]:
+        found = asdict(self)
+        found["release"] = self.release.to_dict()
+        return found
+
+
+def pairs_of(project: Any, release: Release) -> tuple[pd.DataFrame, int]:
+    """(one row per request row both models answered: ``candidate``, ``champion``, ``label``;
+    the requests served since the release started)."""
+    since = release.started_at
+    main = read_predictions(project.log_location("predictions"), since=since)
+    side = read_predictions(project.log_location("release"), since=since)
+    requests = int(main["request_id"].nunique()) if len(main) else 0
+    both = pd.concat([main, side], ignore_index=True)
+    columns = ["candidate", "champion", "label"]
+    if not len(both):
+        return pd.DataFrame(columns=columns), requests
+    both = both[both["model_version"].isin([release.version, release.champion])]
+    both = both.assign(row=both.groupby(["request_id", "model_version"]).cumcount())
+    keyed = both.set_index(["request_id", "row"])
+    one = keyed[keyed["model_version"] == release.version]["prediction"]
+    other = keyed[keyed["model_version"] == release.champion]["prediction"]
+    joined = pd.concat([one.rename("candidate"), other.rename("champion")], axis=1, join="inner")
+    feedback = read_feedback(project.log_location("feedback"))
+    labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"]
+    ids = joined.index.get_level_values("request_id")
+    joined["label"] = ids.map(labels.to_dict()) if len(labels) else None
+    return joined.reset_index(drop=True), requests
+
+
+def judge(project: Any, release: Release, *, now: float | None = None) -> ReleaseVerdict:
+    """Look at ``release`` once; decides nothing by itself (``tend`` acts)."""
+    deployment = project.settings.self_healing.deployment
+    confidence = project.settings.self_healing.model_validation.evidence_confidence
+    now = project.events.clock.now() if now is None else now
+    verdict = ReleaseVerdict(release, "wait", "")
+    pairs, verdict.requests = pairs_of(project, release)
+    verdict.pairs = len(pairs)
+    verdict.host = host_status(project.state_dir, release) or {}
+    regression = _task(project, release) == "regression"
+    if len(pairs):
+        same = _agree(pairs, regression)
+        verdict.agreement = float(np.mean(same)) if not regression else None
+        disagree = 1.0 - float(np.mean(same))
+        verdict.needed = requests_for(0.03, disagree) if not regression else None
+    why = _limits(project, release, verdict, deployment, now)
+    if why:
+        return _set(verdict, "retire", why)
+    labelled = pairs[pairs["label"].notna()] if len(pairs) else pairs
+    verdict.labelled = len(labelled)
+    if verdict.labelled >= deployment.min_labelled_requests:
+        return _compare(verdict, labelled, regression, deployment, confidence)
+    if deployment.decide_without_labels and verdict.pairs >= deployment.min_labelled_requests:
+        return _by_agreement(project, verdict, pairs, regression, deployment, confidence)
+    if now - release.started_at > deployment.max_duration_hours * 3600.0:
+        return _set(verdict, "retire", "outlived deployment.max_duration_hours without a verdict")
+    if verdict.requests > deployment.max_requests:
+        return _set(verdict, "retire", "outlived deployment.max_requests without a verdict")
+    return _set(
+        verdict,
+        "wait",
+        f"{verdict.labelled:,} of {deployment.min_labelled_requests:,} labelled requests "
+        "(deployment.min_labelled_requests)",
+    )
+
+
+def _limits(
+    project: Any, release: Release, verdict: ReleaseVerdict, deployment: Any, now: float
+) -> str:
+    """A reason to retire whatever the labels say, or ''."""
+    champion = project.registry.alias_version("champion")
+    if champion is not None and champion != release.champion:
+        return f"the champion changed during the release (v{release.champion} -> v{champion})"
+    calls, failures = verdict.host.get("calls", 0), verdict.host.get("failures", 0)
+    if failures >= 3 and calls and failures / calls > deployment.max_error_rate:
+        return (
+            f"the candidate failed {failures:,} of {calls:,} calls "
+            f"(over deployment.max_error_rate {deployment.max_error_rate:g})"
+        )
+    p99 = verdict.host.get("call_p99_ms")
+    if (
+        deployment.max_latency_ms is not None
+        and p99 is not None
+        and p99 > deployment.max_latency_ms
+    ):
+        return f"the candidate's p99 call took {p99:.1f} ms (over deployment.max_latency_ms)"
+    return ""
+
+
+def _compare(
+    verdict: ReleaseVerdict,
+    labelled: pd.DataFrame,
+    regression: bool,
+    deployment: Any,
+    confidence: float,
+) -> ReleaseVerdict:
+    from mlmedic.verdict import versus
+
+    z = float(stats.norm.ppf(confidence))
+    if regression:
+        truth = labelled["label"].astype(float).to_numpy()
+        error_c = np.abs(labelled["candidate"].astype(float).to_numpy() - truth)
+        error_p = np.abs(labelled["champion"].astype(float).to_numpy() - truth)
+        test = versus(error_c, error_p, regression=True, confidence=confidence)
+        gap = error_p - error_c  # positive: the candidate is closer
+        spread = float(np.std(gap, ddof=1)) if len(gap) > 1 else 0.0
+        scale = max(float(error_p.mean()), 1e-12)
+        verdict.lower_bound = float((gap.mean() - z * spread / math.sqrt(len(gap))) / scale)
+    else:
+        keys = labelled["label"].map(label_key)
+        right_c = (labelled["candidate"].map(label_key) == keys).to_numpy()
+        right_p = (labelled["champion"].map(label_key) == keys).to_numpy()
+        test = versus(right_c, right_p, regression=False, confidence=confidence)
+        rows = len(right_c)
+        b, c = int(np.sum(right_c & ~right_p)), int(np.sum(~right_c & right_p))
+        spread = math.sqrt(max(b + c - (b - c) ** 2 / rows, 0.0)) / rows
+        verdict.lower_bound = (b - c) / rows - z * spread
+    verdict.comparison = {**test.to_dict(), "summary": test.summary("candidate", "champion")}
+    if test.worse:
+        return _set(verdict, "retire", "significantly worse than the champion on the same rows")
+    if test.better:
+        return _set(verdict, "promote", "significantly better than the champion on the same rows")
+    if verdict.lower_bound > -deployment.not_worse_margin:
+        return _set(
+            verdict,
+            "promote",
+            f"not worse than the champion by {deployment.not_worse_margin:g} "
+            f"(lower bound {verdict.lower_bound:+.4f}, deployment.not_worse_margin)",
+        )
+    return _set(verdict, "wait", "no significant difference yet, and not shown within the margin")
+
+
+def _by_agreement(
+    project: Any,
+    verdict: ReleaseVerdict,
+    pairs: pd.DataFrame,
+    regression: bool,
+    deployment: Any,
+    confidence: float,
+) -> ReleaseVerdict:
+    """No labels: agreement bounds the accuracy difference (``decide_without_labels``)."""
+    z = float(stats.norm.ppf(confidence))
+    rows = len(pairs)
+    if regression:
+        gap = np.abs(pairs["candidate"].astype(float) - pairs["champion"].astype(float))
+        bound = float(gap.mean() + z * gap.std(ddof=1) / math.sqrt(rows))
+        mae = project.registry.info(verdict.release.champion).metrics.get("mae")
+        if mae is not None and bound <= deployment.not_worse_margin * float(mae):
+            return _set(
+                verdict,
+                "promote",
+                f"unlabelled: predictions within {bound:.4g} of the"
+                f" champion's, under the margin of its validation MAE {float(mae):.4g}",
+            )
+        return _set(verdict, "wait", "unlabelled: the predictions differ more than the margin")
+    share = 1.0 - float(verdict.agreement or 0.0)
+    bound = share + z * math.sqrt(max(share * (1 - share), 1e-12) / rows)
+    if bound <= deployment.not_worse_margin:
+        return _set(
+            verdict,
+            "promote",
+            f"unlabelled: disagrees with the champion on at most "
+            f"{bound:.2%} of requests, within deployment.not_worse_margin",
+        )
+    return _set(verdict, "wait", f"unlabelled: disagrees on up to {bound:.2%} of requests")
+
+
+def _set(verdict: ReleaseVerdict, action: str, why: str) -> ReleaseVerdict:
+    verdict.action, verdict.why = action, why
+    return verdict
+
+
+def _task(project: Any, release: Release) -> str:
+    from mlmedic.errors import MedicError
+
+    try:
+        return str(project.registry.info(release.champion).tags.get("mlmedic.task", ""))
+    except MedicError:
+        return ""
+
+
+def _agree(pairs: pd.DataFrame, regression: bool) -> np.ndarray:
+    if regression:
+        return np.isclose(pairs["candidate"].astype(float), pairs["champion"].astype(float))
+    return (pairs["candidate"].map(label_key) == pairs["champion"].map(label_key)).to_numpy()
+
+
+def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
+    """A monitoring pass's look at the running release: judged, and promoted or retired when
+    the evidence says so (under the project lock, once per release across every host)."""
+    from mlmedic.events import EventKind, Outcome
+    from mlmedic.lock import project_lock
+
+    release = running_release(project)
+    if release is None:
+        return None
+    verdict = judge(project, release)
+    say = say or (lambda _: None)
+    say(f"release: {release.mode} v{release.version}: {verdict.action} — {verdict.why}")
+    if verdict.action == "wait":
+        project.events.record(
+            EventKind.RELEASE,
+            "verdict",
+            Outcome.SKIPPED,
+            message=f"{release.mode} v{release.version}: waiting — {verdict.why}",
+            details=verdict.to_dict(),
+            model_version=release.version,
+        )
+        return verdict
+    if not project.events.claim(f"release-verdict:{release.id}", seconds=86_400.0):
+        return verdict  # another host's monitor gave this release its verdict
+    with project_lock(project.state_dir, f"release verdict on v{release.version}"):
+        end_release(
+            project,
+            release,
+            "promoted" if verdict.action == "promote" else "retired",
+            verdict.why,
+            evidence=verdict.to_dict(),
+        )
+    return verdict

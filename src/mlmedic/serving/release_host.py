@@ -1,0 +1,273 @@
+"""The release host: one process beside the workers that holds the candidate of a shadow or
+canary release (#24), so that whatever the candidate does — raise, hang, leak memory, crash —
+happens in a process no answer depends on.
+
+Workers reach it on a Unix socket in the abstract namespace (no file, no path-length limit), one
+JSON document per line:
+- a **shadow** batch (``{"t": "s", "ids": [...], "rows": [...], "columns": {...}}``) is queued
+  and never answered: the host scores queued batches together, off every response path, and
+  logs the candidate's answers under each request's id in the release log (``.mlmedic/release/``
+  or ``<prediction_log_url>/release``); a queue past ``SHADOW_QUEUE_ROWS`` drops its oldest
+  batches (counted), so a slow candidate falls behind instead of holding memory;
+- a **canary** request (``{"t": "c", "n": 7, "columns": {...}}``) is scored at once and answered
+  (``{"n": 7, "ok": true, "labels": [...], "outputs": [[...]]}``); the worker waits a bounded
+  time and answers with the champion when the host does not.
+
+A model call in flight longer than ``serving.hang_seconds`` ends the process (exit 4): the
+supervisor sees the exit, or a crash signal, or the memory over ``deployment.max_memory_mb``
+(exit 5 here, or SIGKILL from the supervisor), and ends the release.
+
+    python -m mlmedic.serving.release_host PROJECT_DIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmedic.releases import STATUS_FILE
+
+log = logging.getLogger("mlmedic.release")
+SHADOW_QUEUE_ROWS = 50_000  # queued shadow rows beyond which the oldest batches are dropped
+SHADOW_BATCH_ROWS = 1024  # rows per shadow model call
+HANG_EXIT, MEMORY_EXIT, LOAD_EXIT = 4, 5, 6
+
+
+def address(state_dir: Path) -> str:
+    """The host's socket: abstract (Linux), named by the project's state folder."""
+    digest = hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    return f"\0mlmedic-release-{digest}"
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory (MB), from ``/proc`` (0 when it cannot be read)."""
+    try:
+        pages = int(Path(f"/proc/{pid or 'self'}/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+class Host:
+    """The candidate, its queue, its log and its counters."""
+
+    def __init__(self, project_dir: Path) -> None:
+        from mlmedic.logstore import PredictionLog
+        from mlmedic.model.local import ModelLoadError
+        from mlmedic.project import Project
+        from mlmedic.releases import read_release
+        from mlmedic.serving.app import model_source
+
+        self.project = Project(project_dir, service=True)
+        settings = self.project.settings.self_healing
+        self.hang_seconds = settings.serving.hang_seconds
+        self.max_memory_mb = settings.deployment.max_memory_mb
+        release = read_release(self.project.state_dir)
+        if release is None or not release.running:
+            log.error("no running release")
+            sys.exit(0)
+        self.release = release
+        try:
+            self.model = model_source(self.project).load_version(release.version)
+        except ModelLoadError as exc:
+            log.error("cannot load the candidate v%s: %s", release.version, exc)
+            sys.exit(LOAD_EXIT)
+        self.log = PredictionLog(
+            self.project.log_location("release"),
+            flush_seconds=settings.serving.prediction_log_flush_seconds,
+        )
+        self.queue: list[dict[str, Any]] = []
+        self.queued_rows = 0
+        self.wake = asyncio.Event()
+        self.calls = self.failures = self.scored_rows = self.dropped_rows = 0
+        self.call_ms: list[float] = []  # the newest model calls' durations
+        self.call_started: float | None = None
+
+    # ------------------------------------------------------------------ scoring
+    def _predict(self, columns: dict[str, list[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        self.call_started = time.monotonic()
+        try:
+            return self.model.predict_columns([columns])
+        finally:
+            took = (time.monotonic() - self.call_started) * 1000.0
+            self.call_started = None
+            self.call_ms = [*self.call_ms[-999:], took]
+
+    async def canary(self, message: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self.calls += 1
+        try:
+            labels, outputs = await loop.run_in_executor(None, self._predict, message["columns"])
+        except Exception as exc:
+            self.failures += 1
+            return {"n": message.get("n"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        self.scored_rows += len(labels)
+        return {
+            "n": message.get("n"),
+            "ok": True,
+            "labels": [_plain(v) for v in labels],
+            "outputs": np.asarray(outputs, dtype=float).tolist(),
+            "classes": [_plain(c) for c in self.model.classes],
+        }
+
+    def enqueue(self, message: dict[str, Any]) -> None:
+        self.queue.append(message)
+        self.queued_rows += sum(message["rows"])
+        while self.queued_rows > SHADOW_QUEUE_ROWS and len(self.queue) > 1:
+            dropped = self.queue.pop(0)
+            self.queued_rows -= sum(dropped["rows"])
+            self.dropped_rows += sum(dropped["rows"])
+        self.wake.set()
+
+    async def shadow_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch, rows = [], 0
+                while self.queue and rows < SHADOW_BATCH_ROWS:
+                    message = self.queue.pop(0)
+                    rows += sum(message["rows"])
+                    batch.append(message)
+                self.queued_rows -= rows
+                await loop.run_in_executor(None, self._shadow_batch, batch)
+
+    def _shadow_batch(self, batch: list[dict[str, Any]]) -> None:
+        names = list(batch[0]["columns"])
+        merged: dict[str, list[Any]] = {name: [] for name in names}
+        for message in batch:
+            for name in names:
+                merged[name].extend(message["columns"].get(name, []))
+        self.calls += 1
+        try:
+            labels, outputs = self._predict(merged)
+        except Exception as exc:
+            self.failures += 1
+            log.warning(
+                "the shadow failed on %s requests: %s", sum(len(m["ids"]) for m in batch), exc
+            )
+            return
+        self.scored_rows += len(labels)
+        start = 0
+        for message in batch:
+            for request_id, count in zip(message["ids"], message["rows"], strict=True):
+                stop = start + count
+                columns = {n: merged[n][start:stop] for n in names}
+                answered = [_plain(v) for v in labels[start:stop]]
+                self.log.append(
+                    columns, answered, outputs[start:stop], self.release.version, request_id
+                )
+                start = stop
+
+    # ------------------------------------------------------------------ connections
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if message.get("t") == "s":
+                    self.enqueue(message)
+                elif message.get("t") == "c":
+                    answer = await self.canary(message)
+                    writer.write(json.dumps(answer).encode() + b"\n")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    # ------------------------------------------------------------------ watchdogs
+    def watchdog(self) -> None:
+        """A model call that does not return ends the process (the supervisor ends the
+        release); so does memory past ``deployment.max_memory_mb``; the status file every
+        half second."""
+        while True:
+            time.sleep(0.1)
+            started = self.call_started
+            if started is not None and time.monotonic() - started > self.hang_seconds:
+                log.error("a candidate call ran over %.1f s: hung", self.hang_seconds)
+                os._exit(HANG_EXIT)
+            if rss_mb() > self.max_memory_mb:
+                log.error("the candidate holds over %.0f MB", self.max_memory_mb)
+                os._exit(MEMORY_EXIT)
+            if int(time.monotonic() * 10) % 5 == 0:
+                self._write_status()
+
+    def _write_status(self) -> None:
+        ms = sorted(self.call_ms)
+        status = {
+            "pid": os.getpid(),
+            "release": self.release.id,
+            "version": self.release.version,
+            "mode": self.release.mode,
+            "calls": self.calls,
+            "failures": self.failures,
+            "scored_rows": self.scored_rows,
+            "dropped_rows": self.dropped_rows,
+            "queued_rows": self.queued_rows,
+            "call_p50_ms": ms[len(ms) // 2] if ms else None,
+            "call_p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else None,
+            "rss_mb": round(rss_mb(), 1),
+            "at": time.time(),
+        }
+        path = self.project.state_dir / STATUS_FILE
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(status), encoding="utf-8")
+            temporary.replace(path)
+        except OSError:
+            pass
+
+    async def run(self) -> None:
+        server = await asyncio.start_unix_server(
+            self.handle, path=address(self.project.state_dir), limit=2**24
+        )
+        threading.Thread(target=self.watchdog, name="release-watchdog", daemon=True).start()
+        shadow = asyncio.create_task(self.shadow_loop())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        supervisor = int(os.environ.get("MLMEDIC_SUPERVISOR_PID", "0") or 0)
+        async with server:
+            while not stop.is_set():
+                if supervisor and os.getppid() != supervisor:
+                    break
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        shadow.cancel()
+        self.log.close()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mlmedic.serving.pool import one_thread_per_worker
+
+    args = argv if argv is not None else sys.argv[1:]
+    logging.basicConfig(level=logging.WARNING)
+    one_thread_per_worker()
+    host = Host(Path(args[0] if args else "."))
+    asyncio.run(host.run())
+
+
+if __name__ == "__main__":
+    main()

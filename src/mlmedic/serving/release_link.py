@@ -1,0 +1,226 @@
+"""A worker's side of a release (#24): which release runs (``.mlmedic/release.json``, re-read
+when it changes), and the connection to the release host that holds the candidate.
+
+- **Shadow**: after each model call the batch's rows go to the host in one write that never
+  waits (``mirror``): with the host gone, slow or behind (more than ``MIRROR_BUFFER`` bytes
+  unsent), the rows are dropped and counted — an answer never waits for the shadow.
+- **Canary**: a request whose id falls in ``canary_share`` (``releases.routes_to_canary``) is
+  sent to the host while the champion scores it too; the candidate's answer is returned when it
+  comes within ``CANARY_WAIT`` seconds, else the champion's. The champion's answer to a canary
+  request is logged in the release log, so the two are compared on the same requests.
+  ``deployment.error_burst`` failures in a row end the release at once (``end_locally``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmedic.releases import Release, end_locally, read_release, release_path, routes_to_canary
+from mlmedic.serving.release_host import address
+
+log = logging.getLogger("mlmedic.serving")
+MIRROR_BUFFER = 4 * 2**20  # bytes a worker lets wait for the shadow before it drops rows
+CANARY_WAIT = 0.5  # seconds a canary request waits for the candidate before the champion answers
+RECONNECT = 0.5  # seconds between attempts to reach the host
+CONNECT_WAIT = 0.2  # seconds a canary request waits for a connection being opened
+
+
+class ReleaseLink:
+    """One worker's view of the running release and its line to the release host."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        events: Any,
+        metrics: Any,
+        *,
+        model_name: str,
+        error_burst: int,
+        release_log: Any = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.events = events
+        self.metrics = metrics
+        self.model_name = model_name
+        self.error_burst = error_burst
+        self.release: Release | None = None
+        self.release_log = release_log  # a PredictionLog of .mlmedic/release/ (canary pairs)
+        self._seen: float | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._next_try = 0.0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._sequence = 0
+        self._in_a_row = 0
+
+    # ------------------------------------------------------------------ following
+    def refresh(self) -> None:
+        """Re-read the release record when its file changed (the worker's watch thread)."""
+        try:
+            stamp = os.stat(release_path(self.state_dir)).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        found = read_release(self.state_dir) if stamp is not None else None
+        if found is not None and (not found.running or found.model_name != self.model_name):
+            found = None
+        if found is None or self.release is None or found.id != self.release.id:
+            self._in_a_row = 0
+        self.release = found
+
+    def role(self, request_id: str) -> str | None:
+        """``canary`` when the candidate answers this request, ``shadow`` when it only scores
+        it, None when no release runs."""
+        release = self.release
+        if release is None:
+            return None
+        if release.mode == "shadow":
+            return "shadow"
+        return "canary" if routes_to_canary(request_id, release.share) else None
+
+    # ------------------------------------------------------------------ the line to the host
+    def _line(self) -> asyncio.StreamWriter | None:
+        """The open connection, or None (and one is being opened, at most every RECONNECT)."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            return writer
+        self._writer = None
+        if self._opening is None and time.monotonic() >= self._next_try:
+            self._opening = asyncio.get_running_loop().create_task(self._connect())
+        return None
+
+    async def _open(self) -> asyncio.StreamWriter | None:
+        """The open connection, waiting a moment for one being opened."""
+        writer = self._line()
+        if writer is None and self._opening is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._opening), CONNECT_WAIT)
+            writer = self._line()
+        return writer
+
+    async def _connect(self) -> None:
+        # the socket is made here: uvloop (uvicorn's loop) refuses an abstract name as a path
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, address(self.state_dir))
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**24)
+        except OSError:
+            sock.close()
+            self._next_try = time.monotonic() + RECONNECT
+            return
+        finally:
+            self._opening = None
+        self._writer = writer
+        asyncio.get_running_loop().create_task(self._read(reader, writer))
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                answer = json.loads(line)
+                waiting = self._waiting.pop(answer.get("n"), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(answer)
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            for waiting in self._waiting.values():
+                if not waiting.done():
+                    waiting.set_exception(ConnectionError("the release host went away"))
+            self._waiting.clear()
+
+    # ------------------------------------------------------------------ shadow
+    def mirror(self, ids: list[str], rows: list[int], columns: list[dict[str, list[Any]]]) -> None:
+        """Send one model call's requests to the shadow; never waits, drops when it must."""
+        release = self.release
+        if release is None or release.mode != "shadow" or not ids:
+            return
+        writer = self._line()
+        if writer is None or writer.transport.get_write_buffer_size() > MIRROR_BUFFER:
+            self.metrics.release_failed(release.version, "shadow", "dropped")
+            return
+        merged = columns[0] if len(columns) == 1 else _merge(columns)
+        message = {"t": "s", "ids": ids, "rows": rows, "columns": merged}
+        writer.write(json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n")
+        self.metrics.released(release.version, "shadow", len(ids))
+
+    # ------------------------------------------------------------------ canary
+    async def ask(
+        self, columns: dict[str, list[Any]]
+    ) -> tuple[list[Any], np.ndarray, list[Any]] | None:
+        """The candidate's answer to a canary request, or None (the champion answers)."""
+        release = self.release
+        if release is None:
+            return None
+        writer = await self._open()
+        why = "unreachable"
+        if writer is not None:
+            self._sequence += 1
+            number = self._sequence
+            waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._waiting[number] = waiting
+            message = {"t": "c", "n": number, "columns": columns}
+            writer.write(json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n")
+            try:
+                answer = await asyncio.wait_for(waiting, CANARY_WAIT)
+            except TimeoutError:
+                why = "timeout"
+            except ConnectionError:
+                why = "crashed"
+            else:
+                if answer.get("ok"):
+                    self._in_a_row = 0
+                    outputs = np.asarray(answer["outputs"], dtype=float)
+                    return answer["labels"], outputs, list(answer.get("classes", []))
+                why = "error"
+            finally:
+                self._waiting.pop(number, None)
+        self.metrics.release_failed(release.version, "canary", why)
+        if why == "unreachable":  # not started yet, or gone: the supervisor ends a dead host
+            return None
+        self._in_a_row += 1
+        if self._in_a_row >= self.error_burst:
+            text = f"{self._in_a_row} canary requests in a row failed (last: {why})"
+            if end_locally(self.state_dir, self.events, release, "aborted", text):
+                log.error("canary v%s aborted: %s", release.version, text)
+            self.release = None
+        return None
+
+    def log_champion(
+        self, future: asyncio.Future[Any], columns: dict[str, list[Any]], request_id: str
+    ) -> None:
+        """The champion's answer to a request the canary answered, kept for the comparison."""
+        if self.release_log is None or future.cancelled() or future.exception() is not None:
+            return
+        labels, outputs, used = future.result()
+        self.release_log.append(
+            columns, [_json(v) for v in labels], outputs, used.version, request_id
+        )
+
+
+def _merge(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    names = list(parts[0])
+    return {name: [v for part in parts for v in part[name]] for name in names}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
