@@ -21,10 +21,14 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
     return _answer(url, timeout)
 
 
-def post_json(url: str, payload: object, timeout: float = 5.0) -> tuple[int, Any]:
-    """(status, the JSON body) of a POST of ``payload`` as JSON."""
+def post_json(
+    url: str, payload: object, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """(status, the JSON body) of a POST of ``payload`` as JSON (with ``headers`` too)."""
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"content-type": "application/json", **(headers or {})},
     )
     return _answer(request, timeout)
 

@@ -68,22 +68,51 @@ PICKY_TRAINER = _WRAPPED_TRAINER.format(
 )
 
 
+# hangs its call for a minute when any row's ``age`` is 888 (a native call that never returns)
+HANGING_TRAINER = _WRAPPED_TRAINER.format(
+    name="Hanging",
+    doc="Scores well, and hangs its call for a minute on age 888.",
+    check="""        if "age" in X and (X["age"] == 888).any():
+            import time
+            time.sleep(60.0)""",
+)
+
+# keeps 200 MB more of memory on every call holding age 555 (a leak that grows with traffic)
+LEAKING_TRAINER = _WRAPPED_TRAINER.format(
+    name="Leaking",
+    doc="Scores well, and leaks 200 MB on every call holding age 555.",
+    check="""        if "age" in X and (X["age"] == 555).any():
+            LEAK.append(b"x" * 200_000_000)""",
+).replace("import signal\n", "import signal\n\nLEAK = []\n", 1)
+
+FAULTY_TRAINERS = {
+    "crashing": CRASHING_TRAINER,
+    "hanging": HANGING_TRAINER,
+    "leaking": LEAKING_TRAINER,
+    "picky": PICKY_TRAINER,
+    "fragile": FRAGILE_TRAINER,
+}
+# the age that sets each one off (the fragile one breaks on any single row)
+TRIGGER_AGE = {"crashing": 999, "hanging": 888, "leaking": 555, "picky": 777}
+
+
+def write_trainer(folder: Path, kind: str) -> str:
+    """Write ``<kind>_trainer.py`` (one of ``FAULTY_TRAINERS``) into ``folder``; returns the
+    trainer's name."""
+    (Path(folder) / f"{kind}_trainer.py").write_text(FAULTY_TRAINERS[kind], encoding="utf-8")
+    return f"{kind}_trainer:train"
+
+
 def write_picky_trainer(folder: Path) -> str:
-    """Write ``picky_trainer.py`` into ``folder``; returns the trainer's name."""
-    (Path(folder) / "picky_trainer.py").write_text(PICKY_TRAINER, encoding="utf-8")
-    return "picky_trainer:train"
+    return write_trainer(folder, "picky")
 
 
 def write_crashing_trainer(folder: Path) -> str:
-    """Write ``crashing_trainer.py`` into ``folder``; returns the trainer's name."""
-    (Path(folder) / "crashing_trainer.py").write_text(CRASHING_TRAINER, encoding="utf-8")
-    return "crashing_trainer:train"
+    return write_trainer(folder, "crashing")
 
 
 def write_fragile_trainer(folder: Path) -> str:
-    """Write ``fragile_trainer.py`` into ``folder``; returns the trainer's name."""
-    (Path(folder) / "fragile_trainer.py").write_text(FRAGILE_TRAINER, encoding="utf-8")
-    return "fragile_trainer:train"
+    return write_trainer(folder, "fragile")
 
 
 def corrupt_file(path: Path) -> None:

@@ -18,11 +18,11 @@ disagree, so an upper bound of that share under the margin proves *not worse* (a
 the mean gap between the two predictions against the margin of the champion's validation MAE).
 
 Power: to see a 3-point accuracy difference (95 % one-sided, 80 % power) McNemar needs about
-``requests_for(0.03, discordant)`` labelled requests — 667 when the models disagree on 10 % of
-rows, 1,365 at 20 % (the status prints it for the disagreement measured).
+``requests_for(0.03, discordant)`` labelled requests — 666 when the models disagree on 10 % of
+rows, 1,364 at 20 % (the status prints it for the disagreement measured).
 
     >>> requests_for(0.03, 0.10), requests_for(0.03, 0.20)
-    (667, 1365)
+    (666, 1364)
 """
 
 from __future__ import annotations

@@ -62,6 +62,9 @@ class ReleaseLink:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._sequence = 0
         self._in_a_row = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backlog: list[bytes] = []  # shadow lines waiting for the line to open
+        self._backlog_bytes = 0
 
     # ------------------------------------------------------------------ following
     def refresh(self) -> None:
@@ -78,7 +81,16 @@ class ReleaseLink:
             found = None
         if found is None or self.release is None or found.id != self.release.id:
             self._in_a_row = 0
+            self._backlog, self._backlog_bytes = [], 0
         self.release = found
+
+    def keep_open(self) -> None:
+        """From the worker's watch thread: while shadow rows wait for a line, keep trying to
+        open one (the host starts after the workers; no request may be needed to retry)."""
+        loop = self._loop
+        if self.release is not None and self._backlog and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._line)
 
     def role(self, request_id: str) -> str | None:
         """``canary`` when the candidate answers this request, ``shadow`` when it only scores
@@ -97,8 +109,9 @@ class ReleaseLink:
         if writer is not None and not writer.is_closing():
             return writer
         self._writer = None
+        self._loop = asyncio.get_running_loop()
         if self._opening is None and time.monotonic() >= self._next_try:
-            self._opening = asyncio.get_running_loop().create_task(self._connect())
+            self._opening = self._loop.create_task(self._connect())
         return None
 
     async def _open(self) -> asyncio.StreamWriter | None:
@@ -124,6 +137,9 @@ class ReleaseLink:
         finally:
             self._opening = None
         self._writer = writer
+        if self._backlog:
+            writer.write(b"".join(self._backlog))
+            self._backlog, self._backlog_bytes = [], 0
         asyncio.get_running_loop().create_task(self._read(reader, writer))
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -153,12 +169,20 @@ class ReleaseLink:
         if release is None or release.mode != "shadow" or not ids:
             return
         writer = self._line()
-        if writer is None or writer.transport.get_write_buffer_size() > MIRROR_BUFFER:
+        waiting = (
+            writer.transport.get_write_buffer_size() if writer is not None else self._backlog_bytes
+        )
+        if waiting > MIRROR_BUFFER:
             self.metrics.release_failed(release.version, "shadow", "dropped")
             return
         merged = columns[0] if len(columns) == 1 else _merge(columns)
         message = {"t": "s", "ids": ids, "rows": rows, "columns": merged}
-        writer.write(json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n")
+        line = json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n"
+        if writer is None:  # kept until the line is open (the host starting, or restarting)
+            self._backlog.append(line)
+            self._backlog_bytes += len(line)
+        else:
+            writer.write(line)
         self.metrics.released(release.version, "shadow", len(ids))
 
     # ------------------------------------------------------------------ canary

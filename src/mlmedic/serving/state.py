@@ -175,6 +175,7 @@ class ServerState:
                     self.swap_to(version, reason="champion alias moved")
                 if self.release is not None:
                     self.release.refresh()
+                    self.release.keep_open()
                 self._watch_prediction_log()
                 if ticks % 8 == 0:
                     flush = getattr(self.events, "flush", None)

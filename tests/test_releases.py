@@ -1,0 +1,213 @@
+"""Releases judged on live traffic (#24), as real processes: a shadow scored beside the champion
+and promoted on labelled feedback, a canary answering its share and aborted when it crashes, a
+hanging shadow that never delays an answer; and the bad input a release gets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlmedic.datasets import TARGET, make_churn
+from mlmedic.events import EventStore
+from mlmedic.faults import TRIGGER_AGE, write_trainer
+from mlmedic.logstore import read_predictions
+from mlmedic.monitor import Monitor
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
+from mlmedic.releases import read_release, routes_to_canary
+from served import get_json, post_json, serving, wait_until
+
+pytestmark = pytest.mark.slow  # servers and commands in their own processes
+
+FEATURES = [c for c in make_churn(1).columns if c not in (TARGET, "signup_at")]
+
+
+def _project(root: Path, **deployment: Any) -> Project:
+    """A project whose floors let a weak first champion pass (the shallow trainer), with the
+    release settings given."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_validation": {"min_f1_threshold": 0.2},
+        "service_recovery": {"health_check_interval_seconds": 0.5},
+        "serving": {"registry_poll_seconds": 0.5},
+        "deployment": {"min_labelled_requests": 100, **deployment},
+    }
+    (root / "self_healing_config.json").write_text(json.dumps(config))
+    return Project(root)
+
+
+def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+        for record in rows[FEATURES].to_dict("records")
+    ]
+
+
+def _send(url: str, rows: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
+    """One request per row, each with its own id; every answer must be 200."""
+    answers = []
+    for index, record in enumerate(_records(rows)):
+        status, body = post_json(
+            url + "/predict", {"records": [record]}, headers={"x-request-id": f"{prefix}{index}"}
+        )
+        assert status == 200, body
+        answers.append(body)
+    return answers
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlmedic", *args, "-C", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _release_events(root: Path) -> list[Any]:
+    with EventStore(root / ".mlmedic" / "events.db") as store:
+        return store.query(kind="release")
+
+
+def test_a_shadow_is_scored_beside_the_champion_never_answers_and_is_promoted_on_labels(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "shadowed"
+    project = _project(root)
+    assert run_pipeline(
+        project, make_churn(1500, seed=1), target=TARGET, trainer="trainers:shallow"
+    ).deployed
+    run = run_pipeline(project, make_churn(3000, seed=2), target=TARGET, release="shadow")
+    assert (run.release, run.candidate, run.champion_after) == ("shadow", 2, 1)
+    project.close()
+    listed = _cli(root, "models")
+    assert "v2 shadow @challenger" in listed.stdout and "v1 champion @champion" in listed.stdout
+    live = make_churn(300, seed=3)
+    with serving(root) as url:
+        answers = _send(url, live, "shadow-")
+        # only the champion answers, and nothing of the shadow is in an answer
+        assert {a["model_version"] for a in answers} == {1}
+        assert all(
+            set(a)
+            == {"request_id", "model_version", "predictions", "probabilities", "classes", "errors"}
+            for a in answers
+        )
+        release_log = root / ".mlmedic" / "release"
+        assert wait_until(lambda: len(read_predictions(release_log)) == 300, timeout=20)
+        shadowed = read_predictions(release_log)
+        assert set(shadowed["model_version"]) == {2}
+        assert set(shadowed["request_id"]) == {a["request_id"] for a in answers}
+        labels = [
+            {"request_id": f"shadow-{i}", "label": str(v)} for i, v in enumerate(live[TARGET])
+        ]
+        assert post_json(url + "/feedback", {"labels": labels})[0] == 200
+        metrics = get_metrics(url)
+        assert 'mlmedic_release_requests_total{role="shadow",version="2"} 300.0' in metrics
+        assert 'mlmedic_release_requests_total{role="champion",version="1"} 300.0' in metrics
+        project = Project(root)
+        result = Monitor(project).run_window(None, time.time() + 1)
+        project.close()
+        verdict = result.details["release"]
+        assert verdict["action"] == "promote", verdict["why"]
+        assert verdict["labelled"] == 300 and verdict["comparison"]["rows"] == 300
+        assert verdict["comparison"]["a_only"] > verdict["comparison"]["b_only"]
+        assert wait_until(lambda: get_json(url + "/model")[1]["version"] == 2, timeout=20)
+    ended = _release_events(root)[-1]
+    assert ended.action == "promote" and ended.details["evidence"]["comparison"]["rows"] == 300
+    assert read_release(root / ".mlmedic").state == "promoted"
+    status = _cli(root, "release", "status")
+    assert "state: promoted" in status.stdout
+
+
+def get_metrics(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+def _host_up(root: Path) -> bool:
+    from mlmedic.releases import host_status
+
+    status = host_status(root / ".mlmedic")
+    return status is not None and status.get("at", 0) > time.time() - 2
+
+
+def test_a_canary_answers_its_stable_share_and_a_crash_aborts_it_with_no_failed_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{Path(__file__).parent}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "canaried"
+    project = _project(root, canary_share=0.3)
+    assert run_pipeline(project, make_churn(1500, seed=43), target=TARGET).deployed
+    crashing = write_trainer(tmp_path, "crashing")
+    run = run_pipeline(
+        project, make_churn(1500, seed=44), target=TARGET, trainer=crashing, release="canary"
+    )
+    assert (run.release, run.champion_after) == ("canary", 1)
+    project.close()
+    live = make_churn(400, seed=45)
+    with serving(root) as url:
+        assert wait_until(lambda: _host_up(root), timeout=30)
+        answers = _send(url, live, "canary-")
+        # each request goes where its id says, on every worker and replica alike
+        expected = [2 if routes_to_canary(a["request_id"], 0.3) else 1 for a in answers]
+        assert [a["model_version"] for a in answers] == expected
+        share = expected.count(2) / len(expected)
+        assert abs(share - 0.3) < 4 * (0.3 * 0.7 / 400) ** 0.5  # within four standard errors
+        # the candidate crashes on this request: the champion answers it, the release ends
+        bad = _records(make_churn(1, seed=46))[0] | {"age": TRIGGER_AGE["crashing"]}
+        crash_id = next(f"crash-{i}" for i in range(1000) if routes_to_canary(f"crash-{i}", 0.3))
+        status, body = post_json(
+            url + "/predict", {"records": [bad]}, headers={"x-request-id": crash_id}
+        )
+        assert status == 200 and body["model_version"] == 1
+        assert wait_until(lambda: read_release(root / ".mlmedic").state == "aborted", timeout=10)
+        after = _send(url, live.head(50), "after-")
+        assert {a["model_version"] for a in after} == {1}
+        metrics = get_metrics(url)
+        assert 'mlmedic_release_requests_total{role="canary",version="2"}' in metrics
+        assert 'mlmedic_release_failures_total{role="canary",version="2",why="crashed"}' in metrics
+        # the watcher carries the end to the registry: no challenger, the candidate rejected
+        listed = lambda: _cli(root, "models").stdout  # noqa: E731
+        assert wait_until(lambda: "v2 rejected" in listed(), timeout=30, step=0.5)
+    aborted = _release_events(root)[-1]
+    assert aborted.action == "abort" and "SIGSEGV" in aborted.message
+    assert "@challenger" not in listed()
+
+
+def test_a_hanging_shadow_never_delays_an_answer_and_is_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{Path(__file__).parent}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    root = tmp_path / "hanging"
+    project = _project(root)
+    assert run_pipeline(project, make_churn(1500, seed=43), target=TARGET).deployed
+    hanging = write_trainer(tmp_path, "hanging")
+    run = run_pipeline(
+        project, make_churn(1500, seed=44), target=TARGET, trainer=hanging, release="shadow"
+    )
+    assert run.release == "shadow"
+    project.close()
+    bad = _records(make_churn(1, seed=46))[0] | {"age": TRIGGER_AGE["hanging"]}
+    with serving(root) as url:
+        assert wait_until(lambda: _host_up(root), timeout=30)
+        slowest = 0.0
+        for _ in range(20):  # the shadow hangs on the first; the champion never waits
+            started = time.monotonic()
+            status, body = post_json(url + "/predict", {"records": [bad]})
+            slowest = max(slowest, time.monotonic() - started)
+            assert status == 200 and body["model_version"] == 1
+        assert slowest < 1.0
+        assert wait_until(lambda: read_release(root / ".mlmedic").state == "aborted", timeout=15)
+    ended = _release_events(root)[-1]
+    assert ended.action == "abort" and "hung" in ended.message
