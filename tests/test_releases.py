@@ -124,6 +124,22 @@ def test_a_shadow_is_scored_beside_the_champion_never_answers_and_is_promoted_on
     assert read_release(root / ".mlmedic").state == "promoted"
     status = _cli(root, "release", "status")
     assert "state: promoted" in status.stdout
+    board = json.loads(_cli(root, "dashboard", "--json").stdout)
+    assert board["releases"][0] | {"started_at": 0, "ended_at": 0} == {
+        "id": ended.details["id"],
+        "version": 2,
+        "champion": 1,
+        "mode": "shadow",
+        "share": 1.0,
+        "started_at": 0,
+        "state": "promoted",
+        "ended_at": 0,
+        "why": "significantly better than the champion on the same rows",
+        "labelled": 300,
+        "pairs": 300,
+    }
+    logged = _cli(root, "logs", "--kind", "release")
+    assert "release/start" in logged.stdout and "release/promote" in logged.stdout
 
 
 def get_metrics(url: str) -> str:
@@ -211,3 +227,29 @@ def test_a_hanging_shadow_never_delays_an_answer_and_is_ended(
         assert wait_until(lambda: read_release(root / ".mlmedic").state == "aborted", timeout=15)
     ended = _release_events(root)[-1]
     assert ended.action == "abort" and "hung" in ended.message
+
+
+def test_replay_simulates_a_shadow_release_judged_on_the_windows_after_it(tmp_path: Path) -> None:
+    """With ``deployment.release: shadow`` a replayed retrain serves only once the windows after
+    it (never the one it learned from) promote it."""
+    from mlmedic.replay import replay
+    from test_retrain import world
+
+    (tmp_path / "self_healing_config.json").write_text(
+        json.dumps({"deployment": {"release": "shadow", "min_labelled_requests": 100}})
+    )
+    history = pd.concat(
+        [world(1000, 10 + i, shift=2.5 if i >= 4 else 0.0) for i in range(7)], ignore_index=True
+    )
+    result = replay(
+        history, target="y", reference=world(4000, 1), baselines=False, settings_from=tmp_path
+    )
+    assert result.settings["releases"] == {"start": 1, "promote": 1, "retire": 0, "abort": 0}
+    served = [w.model_version for w in result.windows]
+    started = next(w.index for w in result.windows if "released as a shadow" in w.acted)
+    judged = next(w for w in result.windows if w.release)
+    assert judged.index == started + 1 and "promote" in judged.release
+    # the champion served the window the shadow was judged on; the shadow, from the next
+    assert served[: judged.index + 1] == [1] * (judged.index + 1)
+    assert set(served[judged.index + 1 :]) == {2}
+    assert any("deployment.release is shadow" in note for note in result.notes)

@@ -219,6 +219,18 @@ def _side(board: Dashboard) -> str:
         if board.alerts
         else "<li class='muted'>none in the last 24 h</li>"
     )
+    releases = (
+        "".join(
+            f"<li>{_e(r['mode'])} v{r['version']} beside v{r['champion']}, since "
+            f"{_e(when(r['started_at']))}: <b>{_e(r['state'])}</b>"
+            + (f" — {r['labelled']:,} labelled pairs" if r["state"] == "running" else "")
+            + (f" — {_e(r['why'])}" if r["why"] else "")
+            + "</li>"
+            for r in board.releases
+        )
+        if board.releases
+        else "<li class='muted'>none: every candidate went straight to traffic</li>"
+    )
     parts_rows = "".join(
         f"<tr><td>{_e(p.name)}</td><td class='{_grade(p.score)}'>"
         f"{'n/a' if p.score is None else f'{p.score * 100:.0f} %'}</td><td>{_e(p.why)}</td></tr>"
@@ -230,7 +242,9 @@ def _side(board: Dashboard) -> str:
         f"<tr><th>last pass</th><td id='last-pass'>{passed}</td></tr>"
         f"<tr><th>cooldown</th><td>{cooldown}</td></tr>"
         f"<tr><th>open alerts</th><td><ul style='margin:0;padding-left:18px'>{alerts}</ul>"
-        "</td></tr></table></div>"
+        "</td></tr>"
+        "<tr><th>releases</th><td><ul id='releases' style='margin:0;padding-left:18px'>"
+        f"{releases}</ul></td></tr></table></div>"
         '<div class="box"><b>overall health, part by part</b><table id="health-parts">'
         f"{parts_rows}</table></div>"
     )

@@ -184,7 +184,12 @@ def record_end(events: Any, release: Release, *, by: str) -> None:
         {"promoted": "promote", "retired": "retire", "aborted": "abort"}[release.state],
         outcome,
         message=f"{release.mode} v{release.version} {release.state} ({by}): {release.why}",
-        details={**release.to_dict(), "by": by},
+        details={
+            **release.to_dict(),
+            "by": by,
+            "labelled": release.evidence.get("labelled", 0),
+            "pairs": release.evidence.get("pairs", 0),
+        },
         model_version=release.version,
     )
 

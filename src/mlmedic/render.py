@@ -226,6 +226,16 @@ def dashboard_view(board: Any) -> Any:
         "\n".join(f"{when(a['at'])} {a['message']}" for a in board.alerts)
         or "none in the last 24 h",
     )
+    side.add_row(
+        "releases",
+        "\n".join(
+            f"{r['mode']} v{r['version']} beside v{r['champion']}: {r['state']}"
+            + (f" ({r['labelled']:,} labelled pairs)" if r["state"] == "running" else "")
+            + (f" — {r['why']}" if r["why"] else "")
+            for r in board.releases
+        )
+        or "none",
+    )
     title = Text(f"mlmedic — {board.project}   ", style="bold")
     title.append(f"{when(board.generated_at)} UTC", style="dim")
     items: list[Any] = [title]

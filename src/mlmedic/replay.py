@@ -42,6 +42,7 @@ from mlmedic.clock import SimulatedClock, to_iso
 from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
+from mlmedic.monitor.releases import simulate
 from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
@@ -77,6 +78,7 @@ class WindowOutcome:
     # interval (made before the window's labels are used); a regression's: [MAE, low, high]
     estimate: list[float] | None = None
     mae: float | None = None  # a regression's error of the model in force (accuracy is None)
+    release: str = ""  # a shadow release judged on this window, and its verdict (#24)
 
 
 @dataclass
@@ -212,6 +214,17 @@ def replay(
             validation = first_snapshot.baseline.get("validation_accuracy")
             validation_rows = int(first_snapshot.baseline.get("validation_rows") or 0)
             labels = _Arrivals(target, label_delay_seconds)
+            mode = project.settings.self_healing.deployment.release
+            shadowing = mode != "direct"
+            if shadowing:
+                notes.append(
+                    f"deployment.release is {mode}: a retrain that passes the gate is a shadow "
+                    "judged on the next windows (each row a request, its own label as feedback) "
+                    "and serves only once promoted"
+                    + (" (a canary is replayed as a shadow)" if mode == "canary" else "")
+                )
+                say(notes[-1])
+            models: dict[int, Any] = {}  # a release's two models, loaded once
             outcomes: list[WindowOutcome] = []
             passes_started = time.perf_counter()
             for window in windows:
@@ -236,6 +249,16 @@ def replay(
                 outcomes.append(
                     _outcome(window, result, snapshot.version, measured, scores, contract.task)
                 )
+                if shadowing:  # the window as the running release's traffic
+                    verdict = simulate(
+                        project, window.rows, target, clock.now(), f"w{window.index}", models
+                    )
+                    if verdict is not None:
+                        outcomes[
+                            -1
+                        ].release = (
+                            f"shadow v{verdict.release.version}: {verdict.action} ({verdict.why})"
+                        )
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
                     known, seen = labels.known(clock.now())
@@ -245,6 +268,7 @@ def replay(
             rollbacks = len(
                 [e for e in project.events.query(kind=EventKind.ROLLBACK) if e.action == "rollback"]
             )
+            released = [e.action for e in project.events.query(kind=EventKind.RELEASE)]
         finally:
             project.close()
     error = (first_snapshot.baseline.get("validation_error") or {}).get("mae")
@@ -264,6 +288,8 @@ def replay(
             "label_delay_seconds": label_delay_seconds,
             "reference_rows": len(reference_frame),
             "windows": len(outcomes),
+            "release": project.settings.self_healing.deployment.release,
+            "releases": {a: released.count(a) for a in ("start", "promote", "retire", "abort")},
         },
         notes=notes,
     )
@@ -391,7 +417,9 @@ def _line(outcome: WindowOutcome) -> str:
     shown = f"MAE {outcome.mae:.4g}" if outcome.mae is not None else f"accuracy {accuracy}"
     return (
         f"window {outcome.index:>3} {outcome.end[:16]}  drift {score:>4}  v{outcome.model_version}"
-        f" {shown}  {outcome.action}" + (f" ({outcome.acted})" if outcome.acted else "")
+        f" {shown}  {outcome.action}"
+        + (f" ({outcome.acted})" if outcome.acted else "")
+        + (f"; {outcome.release}" if outcome.release else "")
     )
 
 

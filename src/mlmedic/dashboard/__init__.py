@@ -153,6 +153,7 @@ def _build(
         drift_threshold=threshold,
         empty=total == 0,
         recovery_seconds=durations,
+        releases=fig.releases(store),
     )
     if timelines:
         _timelines(store, board, start, now)

@@ -138,6 +138,47 @@ def recoveries(
     return recoveries, mttr, failed, durations
 
 
+def releases(store: EventLog, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest shadow and canary releases (#24), newest first: how each started, its newest
+    look while it ran (labelled pairs, what a verdict would be), and how it ended."""
+    rows = query(
+        store,
+        "SELECT started_at, action, message, json_extract(details, '$.id'), "
+        "json_extract(details, '$.version'), json_extract(details, '$.champion'), "
+        "json_extract(details, '$.mode'), json_extract(details, '$.share'), "
+        "json_extract(details, '$.labelled'), json_extract(details, '$.pairs'), "
+        "json_extract(details, '$.why') FROM events WHERE kind = 'release' "
+        "ORDER BY started_at, id",
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for at, action, message, key, version, champion, mode, share, labelled, pairs, why in rows:
+        if action == "start":
+            found[str(key)] = {
+                "id": key,
+                "version": version,
+                "champion": champion,
+                "mode": mode,
+                "share": share,
+                "started_at": at,
+                "state": "running",
+                "ended_at": None,
+                "why": "",
+                "labelled": 0,
+                "pairs": 0,
+            }
+            continue
+        entry = found.get(str(key))
+        if entry is None:
+            continue
+        entry.update(labelled=labelled or entry["labelled"], pairs=pairs or entry["pairs"])
+        if action == "verdict":
+            entry.update(why=why or "")
+        else:
+            state = {"promote": "promoted", "retire": "retired", "abort": "aborted"}.get(action)
+            entry.update(state=state or action, ended_at=at, why=why or message)
+    return sorted(found.values(), key=lambda e: e["started_at"], reverse=True)[:limit]
+
+
 def last_pass(store: EventLog) -> dict[str, Any] | None:
     rows = query(
         store,

@@ -68,6 +68,7 @@ class Dashboard:
     drift_threshold: float = 0.5
     empty: bool = False
     recovery_seconds: list[float] = field(default_factory=list)  # of the recoveries' window
+    releases: list[dict[str, Any]] = field(default_factory=list)  # the newest, newest first
 
     def figure(self, key: str) -> Figure:
         return next(f for f in self.figures if f.key == key)

@@ -272,7 +272,7 @@ def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
             "verdict",
             Outcome.SKIPPED,
             message=f"{release.mode} v{release.version}: waiting — {verdict.why}",
-            details=verdict.to_dict(),
+            details={**verdict.to_dict(), "id": release.id},
             model_version=release.version,
         )
         return verdict
@@ -287,3 +287,59 @@ def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
             evidence=verdict.to_dict(),
         )
     return verdict
+
+
+def simulate(
+    project: Any, rows: pd.DataFrame, target: str, at: float, key: str, models: dict[int, Any]
+) -> ReleaseVerdict | None:
+    """``mlmedic replay``'s shadow (#24): a window of history as the traffic of the running
+    release — both models' answers logged under one id per row (at data time ``at``), the
+    window's labels as feedback — then one look, as a monitoring pass takes it. ``models``
+    caches (model, contract) per version."""
+    from mlmedic.logstore import FeedbackLog, Location
+    from mlmedic.training import model_frame
+
+    release = running_release(project)
+    if release is None or not len(rows) or release.started_at >= at:
+        return None  # none, or started by this very window's pass: it learned these rows
+    import pyarrow as pa
+
+    ids = [f"{key}-{i}" for i in range(len(rows))]
+    hour = time_hour(at)
+    for version, log in ((release.champion, "predictions"), (release.version, "release")):
+        if version not in models:
+            models[version] = (
+                project.registry.load_model(version),
+                project.registry.load_contract(version),
+            )
+        model, contract = models[version]
+        predicted = model.predict(model_frame(rows, contract))
+        frame = pd.DataFrame(
+            {
+                "prediction": [str(v) for v in predicted],
+                "model_version": version,
+                "request_id": ids,
+                "served_at": at,
+            }
+        )
+        where = Location(project.log_location(log))
+        where.write(
+            where.path(f"hour={hour}"),
+            f"part-{int(at * 1e9)}-0-replay-{key}.parquet",
+            pa.Table.from_pandas(frame, preserve_index=False),
+        )
+    labelled = rows[target].notna().to_numpy()
+    FeedbackLog(project.log_location("feedback")).write(
+        [
+            {"request_id": i, "label": str(v)}
+            for i, v, keep in zip(ids, rows[target].tolist(), labelled, strict=True)
+            if keep
+        ]
+    )
+    return tend(project)
+
+
+def time_hour(at: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(at))
