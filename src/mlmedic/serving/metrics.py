@@ -216,8 +216,8 @@ class Metrics:
     def released(self, version: int, role: str, requests: int = 1) -> None:
         self.release.labels(str(version), role).inc(requests)
 
-    def release_failed(self, version: int, role: str, why: str) -> None:
-        self.release_failures.labels(str(version), role, why).inc()
+    def release_failed(self, version: int, role: str, why: str, requests: int = 1) -> None:
+        self.release_failures.labels(str(version), role, why).inc(requests)
 
     def model_version(self, version: int) -> None:
         self.version.set(version)

@@ -42,6 +42,8 @@ from mlmedic.releases import STATUS_FILE
 log = logging.getLogger("mlmedic.release")
 SHADOW_QUEUE_ROWS = 50_000  # queued shadow rows beyond which the oldest batches are dropped
 SHADOW_BATCH_ROWS = 1024  # rows per shadow model call
+SHADOW_GATHER = 0.05  # seconds a shadow waits for more rows before a model call
+SHADOW_NICE = 19  # where SCHED_IDLE is not offered: the lowest priority
 HANG_EXIT, MEMORY_EXIT, LOAD_EXIT = 4, 5, 6
 
 
@@ -84,9 +86,9 @@ class Host:
         except ModelLoadError as exc:
             log.error("cannot load the candidate v%s: %s", release.version, exc)
             sys.exit(LOAD_EXIT)
-        self.log = PredictionLog(
+        self.log = PredictionLog(  # written once a second: fewer, larger files
             self.project.log_location("release"),
-            flush_seconds=settings.serving.prediction_log_flush_seconds,
+            flush_seconds=max(1.0, settings.serving.prediction_log_flush_seconds),
         )
         self.queue: list[dict[str, Any]] = []
         self.queued_rows = 0
@@ -135,6 +137,8 @@ class Host:
         loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
+            if self.queued_rows < SHADOW_BATCH_ROWS:  # one call for many requests
+                await asyncio.sleep(SHADOW_GATHER)
             self.wake.clear()
             while self.queue:
                 batch, rows = [], 0
@@ -259,6 +263,16 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def idle() -> None:
+    """Run only on CPU time nobody else wants (Linux ``SCHED_IDLE``; else the lowest nice):
+    a shadow never takes a core from the champion's workers. Under a load that leaves no idle
+    time the shadow falls behind, and its queue drops its oldest rows (counted)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(SHADOW_NICE)
+
+
 def main(argv: list[str] | None = None) -> None:
     from mlmedic.serving.pool import one_thread_per_worker
 
@@ -266,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     one_thread_per_worker()
     host = Host(Path(args[0] if args else "."))
+    if host.release.mode == "shadow":  # best effort: the champion's answers come first
+        idle()
     asyncio.run(host.run())
 
 

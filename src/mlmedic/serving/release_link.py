@@ -30,6 +30,7 @@ from mlmedic.serving.release_host import address
 
 log = logging.getLogger("mlmedic.serving")
 MIRROR_BUFFER = 4 * 2**20  # bytes a worker lets wait for the shadow before it drops rows
+MIRROR_EVERY = 0.01  # seconds between a worker's writes to the shadow (one write, many calls)
 CANARY_WAIT = 0.5  # seconds a canary request waits for the candidate before the champion answers
 RECONNECT = 0.5  # seconds between attempts to reach the host
 CONNECT_WAIT = 0.2  # seconds a canary request waits for a connection being opened
@@ -65,6 +66,9 @@ class ReleaseLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._backlog: list[bytes] = []  # shadow lines waiting for the line to open
         self._backlog_bytes = 0
+        self._flush_due = False
+        self._counts: dict[tuple[int, str], int] = {}  # (version, role) -> requests, unflushed
+        self._dropped = 0
 
     # ------------------------------------------------------------------ following
     def refresh(self) -> None:
@@ -86,11 +90,11 @@ class ReleaseLink:
 
     def keep_open(self) -> None:
         """From the worker's watch thread: while shadow rows wait for a line, keep trying to
-        open one (the host starts after the workers; no request may be needed to retry)."""
+        open one and send them (the host starts after the workers; no request may be needed)."""
         loop = self._loop
         if self.release is not None and self._backlog and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(self._line)
+                loop.call_soon_threadsafe(self._flush)
 
     def role(self, request_id: str) -> str | None:
         """``canary`` when the candidate answers this request, ``shadow`` when it only scores
@@ -140,7 +144,8 @@ class ReleaseLink:
         if self._backlog:
             writer.write(b"".join(self._backlog))
             self._backlog, self._backlog_bytes = [], 0
-        asyncio.get_running_loop().create_task(self._read(reader, writer))
+        self._loop = asyncio.get_running_loop()
+        self._loop.create_task(self._read(reader, writer))
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -163,27 +168,53 @@ class ReleaseLink:
             self._waiting.clear()
 
     # ------------------------------------------------------------------ shadow
-    def mirror(self, ids: list[str], rows: list[int], columns: list[dict[str, list[Any]]]) -> None:
-        """Send one model call's requests to the shadow; never waits, drops when it must."""
+    def mirror(
+        self,
+        ids: list[str],
+        rows: list[int],
+        columns: list[dict[str, list[Any]]],
+        champion: int,
+    ) -> None:
+        """Queue one model call's requests (answered by ``champion``) for the shadow; never
+        waits: the queue goes to the host every ``MIRROR_EVERY`` seconds in one write, and
+        past ``MIRROR_BUFFER`` bytes waiting the rows are dropped (counted)."""
         release = self.release
         if release is None or release.mode != "shadow" or not ids:
             return
         writer = self._line()
-        waiting = (
-            writer.transport.get_write_buffer_size() if writer is not None else self._backlog_bytes
+        self._counts[(champion, "champion")] = self._counts.get((champion, "champion"), 0) + len(
+            ids
         )
+        waiting = self._backlog_bytes
+        if writer is not None:
+            waiting += writer.transport.get_write_buffer_size()
         if waiting > MIRROR_BUFFER:
-            self.metrics.release_failed(release.version, "shadow", "dropped")
-            return
-        merged = columns[0] if len(columns) == 1 else _merge(columns)
-        message = {"t": "s", "ids": ids, "rows": rows, "columns": merged}
-        line = json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n"
-        if writer is None:  # kept until the line is open (the host starting, or restarting)
+            self._dropped += len(ids)
+        else:
+            merged = columns[0] if len(columns) == 1 else _merge(columns)
+            message = {"t": "s", "ids": ids, "rows": rows, "columns": merged}
+            line = json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n"
             self._backlog.append(line)
             self._backlog_bytes += len(line)
-        else:
-            writer.write(line)
-        self.metrics.released(release.version, "shadow", len(ids))
+            key = (release.version, "shadow")
+            self._counts[key] = self._counts.get(key, 0) + len(ids)
+        if not self._flush_due and self._loop is not None:
+            self._flush_due = True
+            self._loop.call_later(MIRROR_EVERY, self._flush)
+
+    def _flush(self) -> None:
+        """One write for every queued shadow line, and the counts to the metrics."""
+        self._flush_due = False
+        writer = self._line()
+        if writer is not None and self._backlog:
+            writer.write(b"".join(self._backlog))
+            self._backlog, self._backlog_bytes = [], 0
+        counts, self._counts = self._counts, {}
+        for (version, role), requests in counts.items():
+            self.metrics.released(version, role, requests)
+        if self._dropped and self.release is not None:
+            self.metrics.release_failed(self.release.version, "shadow", "dropped", self._dropped)
+            self._dropped = 0
 
     # ------------------------------------------------------------------ canary
     async def ask(

@@ -284,7 +284,8 @@ class ServerState:
                 start = stop
             link = self.release
             if link is not None and link.release is not None and link.release.mode == "shadow":
-                link.mirror([i.request_id for i in batch], [i.rows for i in batch], parts)
+                ids, counts = [i.request_id for i in batch], [i.rows for i in batch]
+                link.mirror(ids, counts, parts, model.version)
 
     async def _one_by_one(self, batch: list[Pending], model: LoadedModel) -> None:
         """A batch the model failed on, scored request by request; a request it still fails on,

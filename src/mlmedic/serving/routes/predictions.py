@@ -95,7 +95,7 @@ async def score(
         labels, probabilities, used = await future
     finally:
         expiry.cancel()
-    if release is not None:
+    if release is not None and release.mode == "canary":  # a shadow's are counted in bulk
         state.metrics.released(used.version, "champion")
     failed = pending.failed
     predictions = [None if i in failed else plain(label) for i, label in enumerate(labels)]
