@@ -41,9 +41,16 @@ from bench_recovery import kills
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.events import EventStore
-from mlmedic.faults import corrupt_file, registry_model_file, write_fragile_trainer
+from mlmedic.faults import (
+    TRIGGER_AGE,
+    corrupt_file,
+    registry_model_file,
+    write_fragile_trainer,
+    write_trainer,
+)
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
+from mlmedic.releases import host_status, read_release, routes_to_canary
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
 
 
@@ -63,6 +70,7 @@ class Load:
 
     def __init__(self, url: str, record: dict[str, Any], clients: int = 4) -> None:
         self.url = url
+        self.record = record
         self.body = json.dumps(record).encode()
         self.ok = 0
         self.failed = 0
@@ -423,6 +431,56 @@ def broken_champion(bench: Bench) -> Outcome:
     return out
 
 
+def release_fault(bench: Bench, kind: str, mode: str) -> Outcome:
+    """A candidate released as a ``mode`` (#24) that crashes, hangs or leaks memory on some
+    requests: every request must still be answered, by the champion, and the release end."""
+    verb = {"crashing": "crashes", "hanging": "hangs", "leaking": "leaks memory"}[kind]
+    out = Outcome(f"{mode} that {verb}")
+    trainer = write_trainer(bench.root.parent, kind)
+    since = time.time()
+    champion = _champion(bench)
+    root = str(bench.root)
+    done = bench.mlmedic(
+        "run", bench.data("train4.csv"), "-t", TARGET, "--trainer", trainer,
+        "--release", mode, "-C", root,
+    )  # fmt: skip
+    release = read_release(bench.state)
+    if done.returncode != 0 or release is None or not release.running:
+        out.note = f"NO RELEASE: run exit {done.returncode}: {done.stdout[-200:]}"
+        return out
+    if not _until(lambda: host_status(bench.state, release) is not None, 60):
+        out.note = "the release host never started"
+        return out
+    record = dict(bench.load.record, age=TRIGGER_AGE[kind])
+    ids = [f"chaos-{i}" for i in range(10_000)]
+    if mode == "canary":
+        ids = [i for i in ids if routes_to_canary(i, release.share)]
+    started = time.monotonic()
+    answers = []
+    for request_id in ids[:5]:  # apart: each in a model call of its own
+        request = urllib.request.Request(
+            bench.url + "/predict",
+            data=json.dumps(record).encode(),
+            headers={"content-type": "application/json", "x-request-id": request_id},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answers.append(json.loads(answer.read())["model_version"])
+        except (OSError, ValueError) as exc:
+            answers.append(type(exc).__name__)
+        time.sleep(0.1)
+    ended = _until(lambda: (read_release(bench.state) or release).state == "aborted", 60, 0.05)
+    out.healed_s = (time.monotonic() - started) if ended else None
+    aborts = [e for e in bench.events("release", since) if e.action == "abort"]
+    out.recorded = bool(aborts)
+    served = "all by the champion" if set(answers) == {champion} else f"ANSWERS {answers}"
+    why = aborts[-1].message.split(": ", 1)[-1] if aborts else "not aborted"
+    out.note = f"5 trigger requests answered {served}; {why}"
+    if not ended:  # the next fault needs no release running
+        bench.mlmedic("release", "abort", "--reason", "the chaos suite moves on", "-C", root)
+    return out
+
+
 def concurrent_runs(bench: Bench) -> Outcome:
     out = Outcome("two `mlmedic run` at once")
     since = time.time()
@@ -578,7 +636,13 @@ def main() -> None:
     drifted["age"] = drifted["age"] + 25
     drifted.to_csv(folder / "drifted.csv", index=False)
     (root / "self_healing_config.json").write_text(
-        json.dumps({"service_recovery": {"health_check_interval_seconds": 0.5}})
+        json.dumps(
+            {
+                "service_recovery": {"health_check_interval_seconds": 0.5},
+                # a leaking candidate is stopped at 600 MB (its host starts near 300 MB)
+                "deployment": {"max_memory_mb": 600.0},
+            }
+        )
     )
     project = Project(root)
     for seed in (1, 2, 3):
@@ -599,6 +663,10 @@ def main() -> None:
         "monitor-during-run": lambda: monitor_during_run(bench),
         "disk-full": lambda: disk_full(bench),
         "mlflow-down": lambda: mlflow_down_during_run(bench),
+        "shadow-crash": lambda: release_fault(bench, "crashing", "shadow"),
+        "shadow-hang": lambda: release_fault(bench, "hanging", "shadow"),
+        "shadow-leak": lambda: release_fault(bench, "leaking", "shadow"),
+        "canary-crash": lambda: release_fault(bench, "crashing", "canary"),
     }
     chosen = [n for n in args.only.split(",") if n] or list(faults)
     results: list[Outcome] = []
