@@ -253,3 +253,50 @@ def test_replay_simulates_a_shadow_release_judged_on_the_windows_after_it(tmp_pa
     assert served[: judged.index + 1] == [1] * (judged.index + 1)
     assert set(served[judged.index + 1 :]) == {2}
     assert any("deployment.release is shadow" in note for note in result.notes)
+
+
+def test_two_hosts_on_postgres_mirror_one_release_and_give_it_one_verdict(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two project directories ("hosts") sharing the registry, a Postgres event store and the
+    prediction log: the second follows the release the first started (the watcher's step), both
+    monitors judge it, and it gets one verdict."""
+    from mlmedic.monitor.releases import simulate, tend
+    from mlmedic.releases import sync_release
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'registry.db'}")
+    config = {
+        "model_training": {"model_name": "shared"},
+        "model_validation": {"min_f1_threshold": 0.2},
+        "events": {"url": pg_url},
+        "serving": {"prediction_log_url": str(tmp_path / "logs")},
+        "deployment": {"min_labelled_requests": 100},
+    }
+    hosts = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "self_healing_config.json").write_text(json.dumps(config))
+        hosts.append(Project(tmp_path / name))
+    a, b = hosts
+    assert run_pipeline(
+        a, make_churn(1500, seed=1), target=TARGET, trainer="trainers:shallow"
+    ).deployed
+    assert (
+        run_pipeline(a, make_churn(3000, seed=2), target=TARGET, release="shadow").release
+        == "shadow"
+    )
+    mirrored = sync_release(b)  # host b's watcher finds the challenger alias
+    started = read_release(a.state_dir)
+    assert mirrored is not None and started is not None and mirrored.id == started.id
+    assert (b.state_dir / "serving-cache" / "v2" / "manifest.json").exists()
+    traffic = make_churn(300, seed=3)
+    verdict = simulate(a, traffic, TARGET, time.time() + 60, "live", {})
+    assert verdict is not None and verdict.action == "promote"
+    assert tend(b) is not None  # b's monitor looks too, and gives no second verdict
+    ends = [e for e in a.events.query(kind="release") if e.action in ("promote", "retire", "abort")]
+    assert [e.action for e in ends] == ["promote"]
+    sync_release(b)
+    assert read_release(b.state_dir).state == "promoted"
+    assert b.registry.champion().version == 2
+    for host in hosts:
+        host.close()

@@ -229,20 +229,29 @@ def sync_release(project: Any) -> Release | None:
         return local
     version = registry.alias_version(CHALLENGER)
     if version is None:
-        if local is not None and local.running:  # ended elsewhere
-            local.state, local.why, local.ended_at = "retired", "ended on another host", None
-            write_release(project.state_dir, local)
+        if local is not None and local.running:  # ended on another host: as it ended there
+            ended = _tagged(registry, local.version)
+            if ended is None or ended.running:
+                local.state, local.why = "retired", "ended on another host"
+                ended = local
+            write_release(project.state_dir, ended)
         return None
     if local is not None and local.version == version:
         return None
-    tags = registry.info(version).tags
-    try:
-        found = Release.from_dict(json.loads(tags[RELEASE_TAG]))
-    except (KeyError, ValueError, TypeError):
+    found = _tagged(registry, version)
+    if found is None:
         return None
     registry.aliases._warm_serving_cache(version)
     write_release(project.state_dir, found)
     return found
+
+
+def _tagged(registry: Any, version: int) -> Release | None:
+    """The release as the registry's version tag tells it (None when it tells none)."""
+    try:
+        return Release.from_dict(json.loads(registry.info(version).tags[RELEASE_TAG]))
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def choose_mode(project: Any, wanted: str | None, champion: int | None, say: Any) -> str:
