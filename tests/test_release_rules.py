@@ -184,9 +184,57 @@ def test_a_release_without_a_champion_is_direct_and_a_second_release_is_refused(
     assert len(json.loads(versions.output)["versions"]) == 2  # the third trained nothing
     wrong = runner.invoke(app, ["run", b, "-t", TARGET, "--release", "blue", "-C", root])
     assert wrong.exit_code == 2 and "--release must be direct, shadow or canary" in wrong.output
+    _past_its_limits(tmp_path)
     aborted = runner.invoke(app, ["release", "abort", "--reason", "not now", "-C", root])
     assert aborted.exit_code == 0 and "v2 is retired" in aborted.output
     again = runner.invoke(app, ["release", "abort", "-C", root])
     assert again.exit_code == 2 and "no release is running" in again.output
     listed = runner.invoke(app, ["models", "-C", root])
     assert "v1 champion @champion" in listed.output and "v2 rejected" in listed.output
+
+
+def _past_its_limits(root: Path) -> None:
+    """A running release is retired, whatever its labels, once it outlives
+    ``max_duration_hours`` or ``max_requests`` (each limit exceeded, not reached)."""
+    from mlmedic.logstore import PredictionLog
+    from mlmedic.monitor.releases import judge
+    from mlmedic.project import Project
+
+    project = Project(root)
+    release = read_release(project.state_dir)
+    assert release is not None and release.running
+    hours = project.settings.self_healing.deployment.max_duration_hours
+    assert judge(project, release, now=release.started_at + hours * 3600 - 1).action == "wait"
+    late = judge(project, release, now=release.started_at + hours * 3600 + 1)
+    assert late.action == "retire" and "deployment.max_duration_hours" in late.why
+    log = PredictionLog(project.log_location("predictions"), flush_seconds=60)
+    for index in range(6):
+        log.append({"age": [30]}, [1], np.array([[0.2, 0.8]]), 1, f"seen-{index}")
+    log.close()
+    project.close()
+    config: dict[str, Any] = {}
+    for limit, action in ((6, "wait"), (5, "retire")):
+        config["deployment"] = {"max_requests": limit}
+        (root / "self_healing_config.json").write_text(json.dumps(config))
+        project = Project(root)
+        found = judge(project, release, now=release.started_at + 60)
+        project.close()
+        assert (found.requests, found.action) == (6, action), found.why
+    (root / "self_healing_config.json").unlink()
+
+
+def test_without_labels_agreement_decides_only_when_configured_and_within_the_margin() -> None:
+    from mlmedic.monitor.releases import _by_agreement
+
+    def look(agree: int, rows: int = 2000) -> ReleaseVerdict:
+        pairs = pd.DataFrame(
+            {"candidate": ["1"] * rows, "champion": ["1"] * agree + ["0"] * (rows - agree)}
+        )
+        verdict = ReleaseVerdict(_release(), "wait", "", agreement=agree / rows)
+        return _by_agreement(
+            SimpleNamespace(), verdict, pairs, False, DeploymentConfig(), confidence=0.95
+        )
+
+    # disagreeing on 0.5 % of 2,000 rows: at most 0.76 % at 95 % — within the 1-point margin
+    assert look(1990).action == "promote"
+    assert look(1970).action == "wait"  # 1.5 %: the bound is above the margin

@@ -19,6 +19,7 @@ from mlmedic.events import EventStore
 from mlmedic.faults import TRIGGER_AGE, write_trainer
 from mlmedic.logstore import read_predictions
 from mlmedic.monitor import Monitor
+from mlmedic.monitor.releases import pairs_of
 from mlmedic.pipeline import run_pipeline
 from mlmedic.project import Project
 from mlmedic.releases import read_release, routes_to_canary
@@ -192,11 +193,33 @@ def test_a_canary_answers_its_stable_share_and_a_crash_aborts_it_with_no_failed_
         metrics = get_metrics(url)
         assert 'mlmedic_release_requests_total{role="canary",version="2"}' in metrics
         assert 'mlmedic_release_failures_total{role="canary",version="2",why="crashed"}' in metrics
+        # the champion scored every canary request too: the pairs the verdict compares
+        pairs, _ = pairs_of(Project(root), read_release(root / ".mlmedic"))
+        assert len(pairs) == expected.count(2)
         # the watcher carries the end to the registry: no challenger, the candidate rejected
         listed = lambda: _cli(root, "models").stdout  # noqa: E731
         assert wait_until(lambda: "v2 rejected" in listed(), timeout=30, step=0.5)
-    aborted = _release_events(root)[-1]
-    assert aborted.action == "abort" and "SIGSEGV" in aborted.message
+        # a canary that fails request after request (not crashing) is ended by the workers
+        project = Project(root)
+        picky = write_trainer(tmp_path, "picky")
+        run = run_pipeline(
+            project, make_churn(1500, seed=47), target=TARGET, trainer=picky, release="canary"
+        )
+        project.close()
+        assert run.release == "canary"
+        assert wait_until(lambda: _host_up(root) and read_release(root / ".mlmedic").running)
+        bad = bad | {"age": TRIGGER_AGE["picky"]}
+        routed = [f"picky-{i}" for i in range(2000) if routes_to_canary(f"picky-{i}", 0.3)]
+        for request_id in routed[:5]:  # deployment.error_burst
+            status, body = post_json(
+                url + "/predict", {"records": [bad]}, headers={"x-request-id": request_id}
+            )
+            assert status == 200 and body["model_version"] == 1
+        assert read_release(root / ".mlmedic").state == "aborted"
+        assert wait_until(lambda: "v3 rejected" in listed(), timeout=30, step=0.5)
+    aborted = [e for e in _release_events(root) if e.action == "abort"]
+    assert "SIGSEGV" in aborted[0].message
+    assert "5 canary requests in a row failed (last: error)" in aborted[-1].message
     assert "@challenger" not in listed()
 
 
