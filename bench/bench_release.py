@@ -154,6 +154,8 @@ def main() -> None:
             print(
                 f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f}{overhead} | {errors:.0f} | {what} |"
             )
+        for name, runs in results.items():
+            print(f"p99 per run, {name}: " + ", ".join(f"{r['p99_ms']:.2f}" for r in runs))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -3,8 +3,7 @@
 The request validation of ``/predict`` and ``/feedback`` is hand-written for speed (no pydantic
 model per request); this module describes exactly what it accepts, from the served version's
 features, kinds and classes, so that a client generator, Swagger UI (``/docs``) and a fuzzer
-(schemathesis runs against ``mlmedic serve`` in the test suite) all see the real contract. The
-document is rebuilt when the served version changes.
+(schemathesis runs against ``mlmedic serve`` in the test suite) all see the real contract.
 
 Examples:
     >>> record = record_schema(["age", "plan"], numeric={"age"}, integer={"age"}, nullable={"plan"})
@@ -268,6 +267,7 @@ def _status_schemas(classes: Sequence[Any]) -> dict[str, Any]:
                 "loaded_from": {"type": "string"},
                 "fast_path": {"type": "boolean"},
                 "fallback": {"type": ["object", "null"]},
+                "release": {"type": ["object", "null"]},  # a shadow or canary beside it (#24)
             },
             "required": ["name", "version", "features", "classes"],
         },

@@ -61,5 +61,20 @@ async def model_info(request: Request) -> JSONResponse:
             "loaded_from": model.source,
             "fast_path": model.fast is not None,
             "fallback": state.fallback(),
+            "release": _release(state),
         }
     )
+
+
+def _release(state: Any) -> dict[str, Any] | None:
+    """The release this worker follows (#24): the candidate, how it is tried, since when."""
+    link = state.release
+    release = link.release if link is not None else None
+    if release is None:
+        return None
+    return {
+        "version": release.version,
+        "mode": release.mode,
+        "share": release.share,
+        "started_at": release.started_at,
+    }
