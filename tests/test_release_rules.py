@@ -5,6 +5,8 @@ gets through the command line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -238,3 +240,31 @@ def test_without_labels_agreement_decides_only_when_configured_and_within_the_ma
     # disagreeing on 0.5 % of 2,000 rows: at most 0.76 % at 95 % — within the 1-point margin
     assert look(1990).action == "promote"
     assert look(1970).action == "wait"  # 1.5 %: the bound is above the margin
+
+
+def test_only_the_projects_own_user_may_talk_to_the_release_host() -> None:
+    """The host's socket is abstract (no file permissions): it checks each peer's user."""
+    import os
+    import socket
+
+    from mlmedic.serving.release_host import same_user
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX)
+    assert same_user(mine) and not same_user(None)
+    mine.close()
+    theirs.close()
+    if os.getuid() != 0:
+        pytest.skip("another user's connection needs root to make")
+    name = "\0mlmedic-test-peer-" + str(os.getpid())
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(name)
+    server.listen(1)
+    code = f"import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect({name!r}); s.recv(1)"
+    other = subprocess.Popen([sys.executable, "-c", code], user=65534)  # as nobody
+    try:
+        connection, _ = server.accept()
+        assert not same_user(connection)
+        connection.close()
+    finally:
+        server.close()
+        other.wait(timeout=30)

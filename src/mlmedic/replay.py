@@ -187,7 +187,6 @@ def replay(
     """Replay ``history`` through the loop (see the module docstring); ``recipes``: also each
     retraining recipe alone, retrained every window, and the oracle (three trainings more per
     window)."""
-    from mlmedic.baselines import NEVER
     from mlmedic.project import Project
 
     if policy not in ("impact", "drift"):
@@ -214,31 +213,13 @@ def replay(
             validation = first_snapshot.baseline.get("validation_accuracy")
             validation_rows = int(first_snapshot.baseline.get("validation_rows") or 0)
             labels = _Arrivals(target, label_delay_seconds)
-            mode = project.settings.self_healing.deployment.release
-            shadowing = mode != "direct"
-            if shadowing:
-                notes.append(
-                    f"deployment.release is {mode}: a retrain that passes the gate is a shadow "
-                    "judged on the next windows (each row a request, its own label as feedback) "
-                    "and serves only once promoted"
-                    + (" (a canary is replayed as a shadow)" if mode == "canary" else "")
-                )
-                say(notes[-1])
-            models: dict[int, Any] = {}  # a release's two models, loaded once
+            shadow = _Shadow(project, target, notes, say)
             outcomes: list[WindowOutcome] = []
             passes_started = time.perf_counter()
             for window in windows:
                 clock.advance(max(0.0, window.at - clock.now()))
                 snapshot = monitor.snapshot()  # the model that served this window
-
-                def score(model: Any, rows: pd.DataFrame) -> float | None:
-                    return _accuracy(model, rows, contract)[0]
-
-                scores = (
-                    others.score(window.rows, score)
-                    if others is not None
-                    else {NEVER: score(first_snapshot.model, window.rows)}
-                )
+                scores = _scores(others, first_snapshot.model, window.rows, contract)
                 fresh = labels.arrive(window, clock.now())
                 if label_delay_seconds <= 0:  # the window's own labels, with its rows
                     result = monitor.run_batch(window.rows)
@@ -249,16 +230,7 @@ def replay(
                 outcomes.append(
                     _outcome(window, result, snapshot.version, measured, scores, contract.task)
                 )
-                if shadowing:  # the window as the running release's traffic
-                    verdict = simulate(
-                        project, window.rows, target, clock.now(), f"w{window.index}", models
-                    )
-                    if verdict is not None:
-                        outcomes[
-                            -1
-                        ].release = (
-                            f"shadow v{verdict.release.version}: {verdict.action} ({verdict.why})"
-                        )
+                shadow.judge(window, clock.now(), outcomes[-1])
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
                     known, seen = labels.known(clock.now())
@@ -293,6 +265,45 @@ def replay(
         },
         notes=notes,
     )
+
+
+def _scores(others: Any, first: Any, rows: pd.DataFrame, contract: Any) -> dict[str, Any]:
+    """The baselines' accuracies on a window (only *never heal* without the baselines)."""
+    from mlmedic.baselines import NEVER
+
+    def score(model: Any, frame: pd.DataFrame) -> float | None:
+        return _accuracy(model, frame, contract)[0]
+
+    return others.score(rows, score) if others is not None else {NEVER: score(first, rows)}
+
+
+class _Shadow:
+    """A release policy replayed (#24): with ``deployment.release`` shadow (or canary), each
+    window after a release started is that release's traffic, and judged as a monitoring pass
+    judges it (``monitor.releases.simulate``)."""
+
+    def __init__(self, project: Any, target: str, notes: list[str], say: Say) -> None:
+        self.project, self.target = project, target
+        self.models: dict[int, Any] = {}  # a release's two models, loaded once
+        mode = project.settings.self_healing.deployment.release
+        self.on = mode != "direct"
+        if self.on:
+            notes.append(
+                f"deployment.release is {mode}: a retrain that passes the gate is a shadow "
+                "judged on the next windows (each row a request, its own label as feedback) "
+                "and serves only once promoted"
+                + (" (a canary is replayed as a shadow)" if mode == "canary" else "")
+            )
+            say(notes[-1])
+
+    def judge(self, window: Window, at: float, outcome: WindowOutcome) -> None:
+        if not self.on:
+            return
+        found = simulate(
+            self.project, window.rows, self.target, at, f"w{window.index}", self.models
+        )
+        if found is not None:
+            outcome.release = f"shadow v{found.release.version}: {found.action} ({found.why})"
 
 
 def _notes(windows: list[Window], target: str, say: Say) -> list[str]:

@@ -28,6 +28,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -51,6 +53,16 @@ def address(state_dir: Path) -> str:
     """The host's socket: abstract (Linux), named by the project's state folder."""
     digest = hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
     return f"\0mlmedic-release-{digest}"
+
+
+def same_user(sock: Any) -> bool:
+    """Whether the peer of a Unix socket runs as this process's user (``SO_PEERCRED``): only
+    the project's own workers may feed or ask the candidate."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return False
+    return int(struct.unpack("3i", raw)[1]) == os.getuid()
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -178,6 +190,9 @@ class Host:
 
     # ------------------------------------------------------------------ connections
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not same_user(writer.get_extra_info("socket")):
+            writer.close()  # an abstract socket has no file permissions: the kernel says who
+            return
         try:
             while True:
                 line = await reader.readline()
