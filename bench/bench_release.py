@@ -23,14 +23,13 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import serve, stop, wrk
+from bench_serve import scratch, serve, stop, wrk
 
 from mlmedic.datasets import TARGET, make_churn
 from mlmedic.pipeline import run_pipeline
@@ -83,11 +82,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    folder = Path(tempfile.mkdtemp(prefix="bench-release-"))
+    folder = scratch("bench-release-")
     try:
         root = folder / "served"
         root.mkdir()

@@ -35,6 +35,16 @@ from mlmedic.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server
 
 
+def scratch(prefix: str) -> Path:
+    """What every wrk benchmark starts with: wrk installed, no telemetry, no tracking server
+    from outside, and a temporary folder of its own."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 def wait_for(url: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,11 +143,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--trainer", default=None, help="lightgbm or xgboost (default: mlmedic's)")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    folder = scratch("bench-serve-")
     try:
         root = folder / "served"
         root.mkdir()

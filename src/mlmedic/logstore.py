@@ -311,7 +311,8 @@ class FeedbackLog:
         return len(frame)
 
 
-def _hour(ts: float) -> str:
+def hour_of(ts: float) -> str:
+    """The hourly partition (``hour=YYYY-MM-DDTHH``) a time in seconds falls in."""
     return time.strftime("%Y-%m-%dT%H", time.gmtime(ts))
 
 
@@ -349,8 +350,8 @@ def newest_write(folder: str | Path | Location) -> float | None:
 
 def window_files(where: Location, since: float | None, until: float | None) -> list[str]:
     """The files of the hourly partitions that overlap [since, until)."""
-    low = _hour(since) if since is not None else None
-    high = _hour(until) if until is not None else None
+    low = hour_of(since) if since is not None else None
+    high = hour_of(until) if until is not None else None
     found = []
     for hour in where.files("hour=*"):
         name = posixpath.basename(hour)[5:]
@@ -405,7 +406,7 @@ def compact(
     if not where.exists():
         return 0
     now = time.time() if now is None else now
-    closed_before = _hour(now - 3600.0 - grace_seconds)
+    closed_before = hour_of(now - 3600.0 - grace_seconds)
     if not where.local:
         if claim is not None and not claim():
             return 0

@@ -129,7 +129,7 @@ def start_release(project: Any, version: int, champion: int, mode: str, reason: 
         started_at=now,
         model_name=registry.model_name,
     )
-    registry.aliases._warm_serving_cache(version)
+    registry.aliases.warm_serving_cache(version)
     registry.aliases.set_alias(CHALLENGER, version, f"{mode} release: {reason}")
     registry.version_store.tag(version, mode, reason)
     registry.set_tags(version, {RELEASE_TAG: json.dumps(release.to_dict())})
@@ -241,7 +241,7 @@ def sync_release(project: Any) -> Release | None:
     found = _tagged(registry, version)
     if found is None:
         return None
-    registry.aliases._warm_serving_cache(version)
+    registry.aliases.warm_serving_cache(version)
     write_release(project.state_dir, found)
     return found
 

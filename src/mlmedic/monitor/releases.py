@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from mlmedic.labels import label_key
-from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.logstore import hour_of, read_feedback, read_predictions
 from mlmedic.releases import Release, end_release, host_status, running_release
 
 
@@ -305,7 +305,7 @@ def simulate(
     import pyarrow as pa
 
     ids = [f"{key}-{i}" for i in range(len(rows))]
-    hour = time_hour(at)
+    hour = hour_of(at)
     for version, log in ((release.champion, "predictions"), (release.version, "release")):
         if version not in models:
             models[version] = (
@@ -337,9 +337,3 @@ def simulate(
         ]
     )
     return tend(project)
-
-
-def time_hour(at: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(at))

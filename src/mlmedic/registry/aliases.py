@@ -75,11 +75,11 @@ class Aliases:
                 str(version),
             )
         if alias == CHAMPION and version is not None:
-            self._warm_serving_cache(version)
+            self.warm_serving_cache(version)
             self.write_pointer(version, synced=True)
         self._record_move(alias, old, version, reason)
 
-    def _warm_serving_cache(self, version: int) -> None:
+    def warm_serving_cache(self, version: int) -> None:
         """Export a new champion for the servers before they are told about it, so a running
         server swaps from a local copy without touching MLflow."""
         target = self.connection.state_dir / "serving-cache" / f"v{version}"
