@@ -217,6 +217,7 @@ class Host:
         """A model call that does not return ends the process (the supervisor ends the
         release); so does memory past ``deployment.max_memory_mb``; the status file every
         half second."""
+        next_status = 0.0
         while True:
             time.sleep(0.1)
             started = self.call_started
@@ -226,7 +227,8 @@ class Host:
             if rss_mb() > self.max_memory_mb:
                 log.error("the candidate holds over %.0f MB", self.max_memory_mb)
                 os._exit(MEMORY_EXIT)
-            if int(time.monotonic() * 10) % 5 == 0:
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + 0.5
                 self._write_status()
 
     def _write_status(self) -> None:
