@@ -48,29 +48,29 @@ MUTANTS = [
     Mutant(
         "gate: a drop of exactly the allowance passes",
         "gate.py",
-        "gap >= config.performance_degradation_threshold and gap > 0",
-        "gap > config.performance_degradation_threshold and gap > 0",
+        "gap >= allowed and gap > 0,",
+        "gap > allowed and gap > 0,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: an equal candidate is a drop when none is allowed",
         "gate.py",
-        "gap >= config.performance_degradation_threshold and gap > 0",
-        "gap >= config.performance_degradation_threshold and gap >= 0",
+        "gap >= allowed and gap > 0,",
+        "gap >= allowed and gap >= 0,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: an equal candidate beats the champion",
         "gate.py",
-        "else accuracy > champion_accuracy",
-        "else accuracy >= champion_accuracy",
+        "else accuracy > champion_accuracy,",
+        "else accuracy >= champion_accuracy,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: a drop needs no significance",
         "gate.py",
-        "if significant and gap >= config.performance_degradation_threshold",
-        "if gap >= config.performance_degradation_threshold",
+        "if not (significant and large):",
+        "if not large:",
         ("tests/test_gate.py",),
     ),
     Mutant(
@@ -83,7 +83,8 @@ MUTANTS = [
     Mutant(
         "run: the gate is not shown the champion",
         "pipeline.py",
-        "            champion_metrics,\n            settings.model_validation,",
+        "            found[0] if found is not None else None,\n"
+        "            settings.model_validation,",
         "            None,\n            settings.model_validation,",
         ("tests/test_pipeline.py", "-k", "loses_to_the_champion or bad_candidate"),
     ),
@@ -166,7 +167,7 @@ MUTANTS = [
     Mutant(
         "candidates: a recipe that dropped the reference wins without evidence",
         "candidates.py",
-        "return best if versus.better else kept",
+        "return best if found.better else kept",
         "return best",
         ("tests/test_recipes.py",),
     ),
@@ -192,6 +193,49 @@ MUTANTS = [
         "WHERE mlmedic_claims.expires_at <= :now",
         "WHERE mlmedic_claims.expires_at < :now",
         ("tests/test_postgres.py", "-k", "claim_goes_to_exactly_one"),
+    ),
+    # a release judged on live traffic (#24): the split, the verdict, the limits, one verdict
+    Mutant(
+        "release: the canary split is flipped",
+        "releases.py",
+        'return zlib.crc32(request_id.encode("utf-8")) / 4_294_967_296.0 < share',
+        'return zlib.crc32(request_id.encode("utf-8")) / 4_294_967_296.0 > share',
+        ("tests/test_release_rules.py",),
+    ),
+    Mutant(
+        "release: the not-worse margin is read backwards",
+        "monitor/releases.py",
+        "if verdict.lower_bound > -deployment.not_worse_margin:",
+        "if verdict.lower_bound < -deployment.not_worse_margin:",
+        ("tests/test_release_rules.py",),
+    ),
+    Mutant(
+        "release: a worse candidate is taken for a better one",
+        "monitor/releases.py",
+        "    if test.worse:\n",
+        "    if test.better:\n",
+        ("tests/test_release_rules.py",),
+    ),
+    Mutant(
+        "release: the error rate at exactly the limit retires",
+        "monitor/releases.py",
+        "failures / calls > deployment.max_error_rate",
+        "failures / calls >= deployment.max_error_rate",
+        ("tests/test_release_rules.py",),
+    ),
+    Mutant(
+        "release: max_requests reached (not exceeded) retires",
+        "monitor/releases.py",
+        "if verdict.requests > deployment.max_requests:",
+        "if verdict.requests >= deployment.max_requests:",
+        ("tests/test_release_rules.py",),
+    ),
+    Mutant(
+        "release: the peer's user is not checked",
+        "serving/release_host.py",
+        'return int(struct.unpack("3i", raw)[1]) == os.getuid()',
+        'return int(struct.unpack("3i", raw)[1]) != os.getuid()',
+        ("tests/test_release_rules.py",),
     ),
 ]
 
