@@ -107,17 +107,18 @@ class Host:
         self.wake = asyncio.Event()
         self.calls = self.failures = self.scored_rows = self.dropped_rows = 0
         self.call_ms: list[float] = []  # the newest model calls' durations
-        self.call_started: float | None = None
+        self.in_flight: dict[int, float] = {}  # model calls running: id -> when they began
+        self.answering: set[asyncio.Task[None]] = set()  # canary answers being scored
 
     # ------------------------------------------------------------------ scoring
     def _predict(self, columns: dict[str, list[Any]]) -> tuple[np.ndarray, np.ndarray]:
-        self.call_started = time.monotonic()
+        key, began = id(columns), time.monotonic()
+        self.in_flight[key] = began
         try:
             return self.model.predict_columns([columns])
         finally:
-            took = (time.monotonic() - self.call_started) * 1000.0
-            self.call_started = None
-            self.call_ms = [*self.call_ms[-999:], took]
+            self.in_flight.pop(key, None)
+            self.call_ms = [*self.call_ms[-999:], (time.monotonic() - began) * 1000.0]
 
     async def canary(self, message: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -135,6 +136,11 @@ class Host:
             "outputs": np.asarray(outputs, dtype=float).tolist(),
             "classes": [_plain(c) for c in self.model.classes],
         }
+
+    async def _answer(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        answer = await self.canary(message)
+        if not writer.is_closing():
+            writer.write(json.dumps(answer).encode() + b"\n")
 
     def enqueue(self, message: dict[str, Any]) -> None:
         self.queue.append(message)
@@ -204,9 +210,10 @@ class Host:
                     continue
                 if message.get("t") == "s":
                     self.enqueue(message)
-                elif message.get("t") == "c":
-                    answer = await self.canary(message)
-                    writer.write(json.dumps(answer).encode() + b"\n")
+                elif message.get("t") == "c":  # answered as it is scored, not in turn
+                    task = asyncio.create_task(self._answer(message, writer))
+                    self.answering.add(task)
+                    task.add_done_callback(self.answering.discard)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -220,7 +227,7 @@ class Host:
         next_status = 0.0
         while True:
             time.sleep(0.1)
-            started = self.call_started
+            started = min(list(self.in_flight.values()), default=None)  # a copy: calls move
             if started is not None and time.monotonic() - started > self.hang_seconds:
                 log.error("a candidate call ran over %.1f s: hung", self.hang_seconds)
                 os._exit(HANG_EXIT)
