@@ -80,10 +80,11 @@ def pairs_of(project: Any, release: Release) -> tuple[pd.DataFrame, int]:
     main = read_predictions(project.log_location("predictions"), since=since)
     side = read_predictions(project.log_location("release"), since=since)
     requests = int(main["request_id"].nunique()) if len(main) else 0
-    both = pd.concat([main, side], ignore_index=True)
     columns = ["candidate", "champion", "label"]
-    if not len(both):
+    logged = [frame for frame in (main, side) if len(frame)]  # (an empty one would warn)
+    if not logged:
         return pd.DataFrame(columns=columns), requests
+    both = pd.concat(logged, ignore_index=True)
     both = both[both["model_version"].isin([release.version, release.champion])]
     both = both.assign(row=both.groupby(["request_id", "model_version"]).cumcount())
     keyed = both.set_index(["request_id", "row"])
