@@ -80,10 +80,14 @@ def read_release(state_dir: Path) -> Release | None:
 
 def write_release(state_dir: Path, release: Release) -> None:
     """Write the record atomically (write, then rename): a server never reads half of it."""
-    path = release_path(state_dir)
+    write_json(release_path(state_dir), release.to_dict())
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` atomically (write, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(release.to_dict(), indent=2), encoding="utf-8")
+    temporary.write_text(json.dumps(document, indent=2), encoding="utf-8")
     temporary.replace(path)
 
 

@@ -11,6 +11,7 @@ import typer
 from mlmedic.cli import console
 from mlmedic.cli.common import AsJson, ProjectDir, app, open_project, plain, print_json
 
+Reason = Annotated[str, typer.Option("--reason", help="Why, for the record.")]
 release_app = typer.Typer(
     help="A shadow or canary release: its evidence now (status), or a person's decision.",
     no_args_is_help=True,
@@ -89,7 +90,7 @@ def _decide(project_dir: Path, state: str, why: str) -> None:
 
 @release_app.command("promote")
 def promote(
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    reason: Reason = "",
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Make the candidate the champion now, whatever its evidence says."""
@@ -98,7 +99,7 @@ def promote(
 
 @release_app.command("abort")
 def abort(
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    reason: Reason = "",
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """End the release now: the candidate is retired, the champion stays."""

@@ -215,6 +215,21 @@ class ModelSource:
         )
 
 
+def model_source(project: Any) -> ModelSource:
+    """Where a server of this project (a worker, the release host, a diagnosis) finds its
+    models."""
+    from mlmedic.registry import default_model_name
+
+    settings = project.settings.self_healing
+    name = settings.model_training.model_name or default_model_name(project.root)
+    return ModelSource(
+        project.state_dir,
+        model_name=name,
+        events=project.events,
+        allow_pickle=settings.model_training.allow_pickle_models_executing_code,
+    )
+
+
 def _replace(source: Path, target: Path) -> None:
     """Copy an exported version over another copy of it (atomically: copy, then rename)."""
     staging = target.with_name(f".{target.name}.repair")
@@ -225,4 +240,4 @@ def _replace(source: Path, target: Path) -> None:
     staging.rename(target)
 
 
-__all__ = ["ModelSource"]
+__all__ = ["ModelSource", "model_source"]

@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect
 
 from mlmedic.errors import ApiError, MedicError
 from mlmedic.logstore import FeedbackLog, PredictionLog
-from mlmedic.model.source import ModelSource
+from mlmedic.model.source import model_source
 from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.lane import ScoringLane
 from mlmedic.serving.metrics import Metrics
@@ -136,18 +136,6 @@ def create_app(state: ServerState) -> FastAPI:
     return app
 
 
-def model_source(project: Any) -> ModelSource:
-    """Where a server of this project finds its models."""
-    settings = project.settings.self_healing
-    name = settings.model_training.model_name or _default_name(project.root)
-    return ModelSource(
-        project.state_dir,
-        model_name=name,
-        events=project.events,
-        allow_pickle=settings.model_training.allow_pickle_models_executing_code,
-    )
-
-
 def build(
     project_dir: str | Path,
     *,
@@ -193,12 +181,6 @@ def build(
     state.release.refresh()
     state.load_initial()
     return create_app(state)
-
-
-def _default_name(root: Path) -> str:
-    from mlmedic.registry import default_model_name
-
-    return default_model_name(root)
 
 
 __all__ = [

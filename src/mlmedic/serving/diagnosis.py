@@ -147,8 +147,8 @@ class Diagnosis(WorkerPool):
 def _diagnose_models(project_dir: Path) -> dict[str, Any]:
     """Load the champion and its rollback target (``previous``, else the newest other version
     with a local copy) as a fresh server would; report which pass their canary."""
+    from mlmedic.model.source import model_source
     from mlmedic.project import Project
-    from mlmedic.serving.app import model_source
 
     project = Project(project_dir, service=True)
     source = model_source(project)

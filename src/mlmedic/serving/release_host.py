@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmedic.releases import STATUS_FILE
+from mlmedic.releases import STATUS_FILE, write_json
 
 log = logging.getLogger("mlmedic.release")
 SHADOW_QUEUE_ROWS = 50_000  # queued shadow rows beyond which the oldest batches are dropped
@@ -80,9 +80,9 @@ class Host:
     def __init__(self, project_dir: Path) -> None:
         from mlmedic.logstore import PredictionLog
         from mlmedic.model.local import ModelLoadError
+        from mlmedic.model.source import model_source
         from mlmedic.project import Project
         from mlmedic.releases import read_release
-        from mlmedic.serving.app import model_source
 
         self.project = Project(project_dir, service=True)
         settings = self.project.settings.self_healing
@@ -255,13 +255,8 @@ class Host:
             "rss_mb": round(rss_mb(), 1),
             "at": time.time(),
         }
-        path = self.project.state_dir / STATUS_FILE
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            temporary.write_text(json.dumps(status), encoding="utf-8")
-            temporary.replace(path)
-        except OSError:
-            pass
+        with suppress(OSError):  # a full disk delays the status; the keeper sees it stale
+            write_json(self.project.state_dir / STATUS_FILE, status)
 
     async def run(self) -> None:
         server = await asyncio.start_unix_server(
