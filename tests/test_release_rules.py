@@ -191,6 +191,14 @@ def test_a_release_without_a_champion_is_direct_and_a_second_release_is_refused(
     assert again.exit_code == 2 and "no release is running" in again.output
     listed = runner.invoke(app, ["models", "-C", root])
     assert "v1 champion @champion" in listed.output and "v2 rejected" in listed.output
+    from mlmedic.errors import RegistryError
+    from mlmedic.project import Project
+
+    project = Project(tmp_path)  # the registry itself never makes a rejected version champion
+    with pytest.raises(RegistryError, match="v2 is tagged rejected"):
+        project.registry.promote(2, reason="by hand")
+    assert project.registry.alias_version("champion") == 1
+    project.close()
 
 
 def _past_its_limits(root: Path) -> None:

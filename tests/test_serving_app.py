@@ -556,7 +556,7 @@ def test_on_a_starved_host_only_a_stopped_worker_is_taken_for_hung() -> None:
     from types import SimpleNamespace
 
     from mlmedic.serving.incidents import Incidents
-    from mlmedic.serving.marks import Heartbeats
+    from mlmedic.serving.marks import HangLimit, Heartbeats
 
     def check(tick_gap: float) -> set[str]:
         running = subprocess.Popen(["sleep", "30"])
@@ -573,9 +573,9 @@ def test_on_a_starved_host_only_a_stopped_worker_is_taken_for_hung() -> None:
             beats=beats,
             children={running.pid: 0, stopped.pid: 1},
             _hung={},
-            _last_tick=now - tick_gap,
-            _tick_gaps=[],
+            _hang_limit=HangLimit(2.0),
         )
+        watch._hang_limit.mark(now - tick_gap)
         names = {running.pid: "running", stopped.pid: "stopped"}
         try:
             Incidents._catch_hangs(watch)  # type: ignore[arg-type]

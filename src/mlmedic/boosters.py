@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.errors import TrainingError
+from mlmedic.jsonvalues import plain
 from mlmedic.registry.mlmedic_pyfunc import NativeBooster
 
 SEED = 42
@@ -35,10 +36,6 @@ def require(library: str) -> Any:
             f"trainer '{library}' needs the {library} package: pip install "
             f'"mlmedic[{library}]" ({type(exc).__name__}: {exc})'
         ) from exc
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _prepared(
@@ -71,7 +68,7 @@ def lightgbm_trainer(
         return NativeBooster("lightgbm", model.booster_.model_to_string(), features, categories, [])
     model = lightgbm.LGBMClassifier(**common)
     model.fit(data, frame[target].to_numpy(), sample_weight=sample_weight)
-    classes = [_plain(c) for c in model.classes_]
+    classes = [plain(c) for c in model.classes_]
     return NativeBooster(
         "lightgbm", model.booster_.model_to_string(), features, categories, classes
     )
@@ -103,6 +100,6 @@ def xgboost_trainer(
         found, codes = np.unique(labels, return_inverse=True)
         model = xgboost.XGBClassifier(**common)
         model.fit(data, codes, sample_weight=sample_weight)
-        classes = [_plain(c) for c in found]
+        classes = [plain(c) for c in found]
     native = bytes(model.get_booster().save_raw(raw_format="ubj"))
     return NativeBooster("xgboost", native, features, categories, classes)

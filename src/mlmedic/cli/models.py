@@ -57,12 +57,12 @@ def run(
     Exit 0 when the candidate passes the gate (deployed, or released as a shadow or canary),
     1 when the gate rejects it (the champion stays).
     """
-    from mlmedic.errors import UsageError
     from mlmedic.pipeline import run_pipeline
+    from mlmedic.releases import Mode
     from mlmedic.training import load_trainer
 
-    if release is not None and release not in ("direct", "shadow", "canary"):
-        raise UsageError(f"--release must be direct, shadow or canary, not {release!r}")
+    if release is not None:
+        Mode.parse(release)  # refused before any work
     project = open_project(project_dir)
     load_trainer(trainer or project.settings.self_healing.model_training.trainer)  # before work
     with progress(console.err if as_json else console.out, f"reading {data}") as say:

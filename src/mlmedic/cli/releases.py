@@ -10,6 +10,7 @@ import typer
 
 from mlmedic.cli import console
 from mlmedic.cli.common import AsJson, ProjectDir, app, open_project, plain, print_json
+from mlmedic.releases import Move
 
 Reason = Annotated[str, typer.Option("--reason", help="Why, for the record.")]
 release_app = typer.Typer(
@@ -74,17 +75,17 @@ def status(as_json: AsJson = False, project_dir: ProjectDir = Path(".")) -> None
     say(f"verdict now: {verdict.action} — {verdict.why}")
 
 
-def _decide(project_dir: Path, state: str, why: str) -> None:
+def _decide(project_dir: Path, move: Move, why: str) -> None:
     from mlmedic.lock import project_lock
     from mlmedic.monitor.releases import judge
     from mlmedic.releases import end_release
 
     project = open_project(project_dir)
     release = _running(project)
-    with project_lock(project.state_dir, f"mlmedic release ({state} v{release.version})"):
+    with project_lock(project.state_dir, f"mlmedic release ({move} v{release.version})"):
         evidence = judge(project, release).to_dict()
-        end_release(project, release, state, why, evidence=evidence, by="person")
-    done = "is champion" if state == "promoted" else "is retired (the champion stays)"
+        end_release(project, release, move, why, evidence=evidence, by="person")
+    done = "is champion" if move is Move.PROMOTE else "is retired (the champion stays)"
     console.out.print(f"{release.mode} v{release.version} {done}: {why}", soft_wrap=True)
 
 
@@ -94,7 +95,7 @@ def promote(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Make the candidate the champion now, whatever its evidence says."""
-    _decide(project_dir, "promoted", reason or "promoted by a person (mlmedic release promote)")
+    _decide(project_dir, Move.PROMOTE, reason or "promoted by a person (mlmedic release promote)")
 
 
 @release_app.command("abort")
@@ -103,4 +104,4 @@ def abort(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """End the release now: the candidate is retired, the champion stays."""
-    _decide(project_dir, "aborted", reason or "aborted by a person (mlmedic release abort)")
+    _decide(project_dir, Move.ABORT, reason or "aborted by a person (mlmedic release abort)")

@@ -32,6 +32,7 @@ from mlmedic.data.contract import (
     to_numeric,
 )
 from mlmedic.errors import SchemaError
+from mlmedic.jsonvalues import plain
 from mlmedic.parallel import background
 
 MAX_EXAMPLES = 5
@@ -91,11 +92,7 @@ class CheckReport:
 
 def _examples(index: pd.Index, mask: np.ndarray) -> list[Any]:
     positions = first_positions(mask, MAX_EXAMPLES)
-    return [_plain(value) for value in index[positions]]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+    return [plain(value) for value in index[positions]]
 
 
 def _result(

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.errors import ContractError
+from mlmedic.jsonvalues import plain
 from mlmedic.labels import label_key
 
 Kind = Literal["numeric", "categorical", "datetime", "text"]
@@ -155,11 +156,6 @@ def _infer_kind(series: pd.Series, *, max_categories: int) -> Kind:
     return "categorical"
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-native copy of a numpy scalar."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 class DataContract:
     """What good data looks like, learned from a reference frame.
 
@@ -257,7 +253,7 @@ class DataContract:
         else:
             keys = category_keys(series.dropna())
             counts = keys.value_counts()
-            spec.mode = _plain(series.dropna()[keys == counts.index[0]].iloc[0])
+            spec.mode = plain(series.dropna()[keys == counts.index[0]].iloc[0])
             if kind == "categorical":
                 spec.categories = sorted(counts.index.tolist())
         return spec

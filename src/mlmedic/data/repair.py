@@ -41,6 +41,7 @@ from mlmedic.data.contract import (
     to_numeric,
 )
 from mlmedic.errors import ContractError, SchemaError
+from mlmedic.jsonvalues import plain
 from mlmedic.parallel import pmap
 
 MAX_EXAMPLES = 5
@@ -90,28 +91,20 @@ class RepairResult:
             "row numbers minus those in 'quarantined' and 'removed_duplicates'",
             "rules": [asdict(rule) for rule in self.rules],
             "quarantined": [
-                {"row": _plain(row), "reason": reason}
+                {"row": plain(row), "reason": reason}
                 for row, reason in zip(
                     self.quarantine[SOURCE_ROW], self.quarantine[REASON], strict=True
                 )
             ],
             "removed_duplicates": [
-                {"row": _plain(row), "duplicate_of": _plain(first)}
+                {"row": plain(row), "duplicate_of": plain(first)}
                 for row, first in self.removed_duplicates
             ],
         }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 def _examples(index: pd.Index, mask: np.ndarray) -> list[Any]:
-    return [_plain(v) for v in index[first_positions(mask, MAX_EXAMPLES)]]
+    return [plain(v) for v in index[first_positions(mask, MAX_EXAMPLES)]]
 
 
 class Repairer:
@@ -188,7 +181,7 @@ class Repairer:
                 "fix_duplicates": self.fix_duplicates,
                 "max_missing_fraction_per_row": self.max_missing_fraction_per_row,
             },
-            "fill_values": {k: _plain(v) for k, v in self.fill_values_.items()},
+            "fill_values": {k: plain(v) for k, v in self.fill_values_.items()},
             "fences": {k: list(v) for k, v in self.fences_.items()},
             "unseen_sentinel": UNSEEN,
         }
@@ -306,7 +299,7 @@ class Repairer:
                 count,
                 _examples(work.index, hits),
                 before={"missing": count},
-                after={"filled_with": _plain(fill)},
+                after={"filled_with": plain(fill)},
             )
         )
         work.replace(name, filled)
@@ -386,7 +379,7 @@ class Repairer:
                 "drop_duplicates",
                 None,
                 int(dups.size),
-                [_plain(v) for v in index[dups[:MAX_EXAMPLES]]],
+                [plain(v) for v in index[dups[:MAX_EXAMPLES]]],
                 before={"rows": kept},
                 after={"rows": kept - int(dups.size)},
             )

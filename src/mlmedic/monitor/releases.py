@@ -29,15 +29,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlmedic.errors import MedicError
+from mlmedic.events import EventKind, Outcome
 from mlmedic.labels import label_key
+from mlmedic.lock import project_lock
 from mlmedic.logstore import hour_of, read_feedback, read_predictions
-from mlmedic.releases import Release, end_release, host_status, running_release
+from mlmedic.releases import (
+    Move,
+    Release,
+    ReleaseStateError,
+    end_release,
+    host_status,
+    running_release,
+)
+from mlmedic.verdict import versus
+
+SAME = "on the same rows"
+
+
+class Action(StrEnum):
+    """What a look at a release calls for."""
+
+    PROMOTE = "promote"
+    RETIRE = "retire"
+    WAIT = "wait"
 
 
 def requests_for(difference: float, discordant: float, *, power: float = 0.8) -> int:
@@ -56,8 +78,9 @@ class ReleaseVerdict:
     """What one look at a release found, and what it calls for: promote, retire or wait."""
 
     release: Release
-    action: str  # "promote", "retire" or "wait"
+    action: Action
     why: str
+    expired: bool = False  # retired for outliving max_duration_hours or max_requests
     requests: int = 0  # requests served since the release started
     pairs: int = 0  # rows both models answered
     labelled: int = 0  # of which labelled
@@ -70,7 +93,17 @@ class ReleaseVerdict:
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)
         found["release"] = self.release.to_dict()
+        found["action"] = str(self.action)
         return found
+
+    @property
+    def move(self) -> Move | None:
+        """The transition this verdict calls for (None: wait)."""
+        if self.action is Action.WAIT:
+            return None
+        if self.action is Action.PROMOTE:
+            return Move.PROMOTE
+        return Move.EXPIRE if self.expired else Move.RETIRE
 
 
 def pairs_of(project: Any, release: Release) -> tuple[pd.DataFrame, int]:
@@ -103,7 +136,7 @@ def judge(project: Any, release: Release, *, now: float | None = None) -> Releas
     deployment = project.settings.self_healing.deployment
     confidence = project.settings.self_healing.model_validation.evidence_confidence
     now = project.events.clock.now() if now is None else now
-    verdict = ReleaseVerdict(release, "wait", "")
+    verdict = ReleaseVerdict(release, Action.WAIT, "")
     pairs, verdict.requests = pairs_of(project, release)
     verdict.pairs = len(pairs)
     verdict.host = host_status(project.state_dir, release) or {}
@@ -113,22 +146,18 @@ def judge(project: Any, release: Release, *, now: float | None = None) -> Releas
         verdict.agreement = float(np.mean(same)) if not regression else None
         disagree = 1.0 - float(np.mean(same))
         verdict.needed = requests_for(0.03, disagree) if not regression else None
-    why = _limits(project, release, verdict, deployment, now)
-    if why:
-        return _set(verdict, "retire", why)
     labelled = pairs[pairs["label"].notna()] if len(pairs) else pairs
     verdict.labelled = len(labelled)
+    why = _limits(project, release, verdict, deployment, now)
+    if why:  # checked before any comparison: a limit holds whatever the labels say (#31)
+        return _set(verdict, Action.RETIRE, why)
     if verdict.labelled >= deployment.min_labelled_requests:
         return _compare(verdict, labelled, regression, deployment, confidence)
     if deployment.decide_without_labels and verdict.pairs >= deployment.min_labelled_requests:
         return _by_agreement(project, verdict, pairs, regression, deployment, confidence)
-    if now - release.started_at > deployment.max_duration_hours * 3600.0:
-        return _set(verdict, "retire", "outlived deployment.max_duration_hours without a verdict")
-    if verdict.requests > deployment.max_requests:
-        return _set(verdict, "retire", "outlived deployment.max_requests without a verdict")
     return _set(
         verdict,
-        "wait",
+        Action.WAIT,
         f"{verdict.labelled:,} of {deployment.min_labelled_requests:,} labelled requests "
         "(deployment.min_labelled_requests)",
     )
@@ -137,7 +166,14 @@ def judge(project: Any, release: Release, *, now: float | None = None) -> Releas
 def _limits(
     project: Any, release: Release, verdict: ReleaseVerdict, deployment: Any, now: float
 ) -> str:
-    """A reason to retire whatever the labels say, or ''."""
+    """A reason to retire whatever the labels say, or ''; one that is a limit of time or
+    traffic marks the verdict ``expired``."""
+    if now - release.started_at > deployment.max_duration_hours * 3600.0:
+        verdict.expired = True
+        return "outlived deployment.max_duration_hours"
+    if verdict.requests > deployment.max_requests:
+        verdict.expired = True
+        return "outlived deployment.max_requests"
     champion = project.registry.alias_version("champion")
     if champion is not None and champion != release.champion:
         return f"the champion changed during the release (v{release.champion} -> v{champion})"
@@ -164,7 +200,6 @@ def _compare(
     deployment: Any,
     confidence: float,
 ) -> ReleaseVerdict:
-    from mlmedic.verdict import versus
 
     z = float(stats.norm.ppf(confidence))
     if regression:
@@ -187,17 +222,23 @@ def _compare(
         verdict.lower_bound = (b - c) / rows - z * spread
     verdict.comparison = {**test.to_dict(), "summary": test.summary("candidate", "champion")}
     if test.worse:
-        return _set(verdict, "retire", "significantly worse than the champion on the same rows")
+        return _set(
+            verdict, Action.RETIRE, "significantly worse than the champion on the same rows"
+        )
     if test.better:
-        return _set(verdict, "promote", "significantly better than the champion on the same rows")
+        return _set(
+            verdict, Action.PROMOTE, "significantly better than the champion on the same rows"
+        )
     if verdict.lower_bound > -deployment.not_worse_margin:
         return _set(
             verdict,
-            "promote",
+            Action.PROMOTE,
             f"not worse than the champion by {deployment.not_worse_margin:g} "
             f"(lower bound {verdict.lower_bound:+.4f}, deployment.not_worse_margin)",
         )
-    return _set(verdict, "wait", "no significant difference yet, and not shown within the margin")
+    return _set(
+        verdict, Action.WAIT, "no significant difference yet, and not shown within the margin"
+    )
 
 
 def _by_agreement(
@@ -218,31 +259,29 @@ def _by_agreement(
         if mae is not None and bound <= deployment.not_worse_margin * float(mae):
             return _set(
                 verdict,
-                "promote",
+                Action.PROMOTE,
                 f"unlabelled: predictions within {bound:.4g} of the"
                 f" champion's, under the margin of its validation MAE {float(mae):.4g}",
             )
-        return _set(verdict, "wait", "unlabelled: the predictions differ more than the margin")
+        return _set(verdict, Action.WAIT, "unlabelled: the predictions differ more than the margin")
     share = 1.0 - float(verdict.agreement or 0.0)
     bound = share + z * math.sqrt(max(share * (1 - share), 1e-12) / rows)
     if bound <= deployment.not_worse_margin:
         return _set(
             verdict,
-            "promote",
+            Action.PROMOTE,
             f"unlabelled: disagrees with the champion on at most "
             f"{bound:.2%} of requests, within deployment.not_worse_margin",
         )
-    return _set(verdict, "wait", f"unlabelled: disagrees on up to {bound:.2%} of requests")
+    return _set(verdict, Action.WAIT, f"unlabelled: disagrees on up to {bound:.2%} of requests")
 
 
-def _set(verdict: ReleaseVerdict, action: str, why: str) -> ReleaseVerdict:
+def _set(verdict: ReleaseVerdict, action: Action, why: str) -> ReleaseVerdict:
     verdict.action, verdict.why = action, why
     return verdict
 
 
 def _task(project: Any, release: Release) -> str:
-    from mlmedic.errors import MedicError
-
     try:
         return str(project.registry.info(release.champion).tags.get("mlmedic.task", ""))
     except MedicError:
@@ -258,16 +297,14 @@ def _agree(pairs: pd.DataFrame, regression: bool) -> np.ndarray:
 def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
     """A monitoring pass's look at the running release: judged, and promoted or retired when
     the evidence says so (under the project lock, once per release across every host)."""
-    from mlmedic.events import EventKind, Outcome
-    from mlmedic.lock import project_lock
-
     release = running_release(project)
     if release is None:
         return None
     verdict = judge(project, release)
     say = say or (lambda _: None)
     say(f"release: {release.mode} v{release.version}: {verdict.action} — {verdict.why}")
-    if verdict.action == "wait":
+    move = verdict.move
+    if move is None:
         project.events.record(
             EventKind.RELEASE,
             "verdict",
@@ -277,16 +314,11 @@ def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
             model_version=release.version,
         )
         return verdict
-    if not project.events.claim(f"release-verdict:{release.id}", seconds=86_400.0):
-        return verdict  # another host's monitor gave this release its verdict
     with project_lock(project.state_dir, f"release verdict on v{release.version}"):
-        end_release(
-            project,
-            release,
-            "promoted" if verdict.action == "promote" else "retired",
-            verdict.why,
-            evidence=verdict.to_dict(),
-        )
+        try:  # re-read under the lock: a server may have aborted it since the look
+            end_release(project, release, move, verdict.why, evidence=verdict.to_dict())
+        except ReleaseStateError as exc:
+            say(f"release: {exc}")
     return verdict
 
 

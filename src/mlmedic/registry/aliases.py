@@ -18,6 +18,8 @@ from mlmedic.registry import pointer
 from mlmedic.registry.backups import BackupStore
 from mlmedic.registry.versions import CHAMPION, PREVIOUS, VersionInfo, Versions
 
+REJECTED = "rejected"
+
 
 class Rollback(NamedTuple):
     """A champion move backwards; ``offline`` when it was made from the local backups only."""
@@ -120,7 +122,15 @@ class Aliases:
         )
 
     def promote(self, version: int, reason: str) -> VersionInfo | None:
-        """Make ``version`` the champion; the old champion becomes ``previous``. Returns it."""
+        """Make ``version`` the champion; the old champion becomes ``previous``. Returns it.
+        A version tagged ``rejected`` (the gate refused it, or its release was retired or
+        aborted) is never promoted: ``RegistryError``."""
+        found = self.versions.info(version)
+        if found.status == REJECTED:
+            raise RegistryError(
+                f"v{version} is tagged rejected ({found.reason or 'no reason recorded'}): "
+                "a rejected version is never made champion"
+            )
         old = self.versions.alias(CHAMPION)
         if old is not None and old.version != version:
             self.set_alias(PREVIOUS, old.version, f"v{version} became champion")
@@ -131,7 +141,7 @@ class Aliases:
 
     def reject(self, version: int, reason: str) -> None:
         """Keep a failed candidate in the registry, tagged rejected, never served."""
-        self.versions.tag(version, "rejected", reason)
+        self.versions.tag(version, REJECTED, reason)
 
     # ------------------------------------------------------------------ history
     def champion_history(self) -> list[int]:

@@ -8,9 +8,10 @@ rollback writes it with ``synced: false`` so the registry's aliases follow on th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from mlmedic.jsonvalues import write_json
 
 POINTER_FILE = "champion.json"
 
@@ -46,8 +47,4 @@ def write_pointer(
         "backup": backup,
         "updated_at": now,
     }
-    path = pointer_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    temporary.replace(path)
+    write_json(pointer_path(state_dir), record)

@@ -53,6 +53,8 @@ def create_app(state: ServerState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.queue = asyncio.Queue()
+        if state.release is not None:  # its state changes on this loop from now on
+            state.release.bind(asyncio.get_running_loop())
         batcher = asyncio.create_task(state.batcher())
         beats = asyncio.create_task(beating(state.on_beat)) if state.on_beat else None
         watcher = threading.Thread(target=state.watch, name="champion-watch", daemon=True)

@@ -139,7 +139,7 @@ class Incidents(Diagnosis):
                 self.events.flush()
                 self._bookkeeping(self._prune)
                 ok, why, body = self.healthy()
-                self._last_tick = time.monotonic()  # the probe's own wait is no starvation
+                self._hang_limit.mark(time.monotonic())  # the probe's wait is no starvation
                 if not ok and not self._stopping:
                     # a probe that a dying worker had accepted fails with a reset, and one that
                     # a hung worker had accepted times out: that worker is replaced alone (as a
@@ -194,16 +194,13 @@ class Incidents(Diagnosis):
 
         On a starved host every process waits for the CPU, this loop too: a worker's beat may
         be late because the worker was not scheduled, not because it hangs. So the limit grows
-        to twice the longest gap between this loop's own ticks in the last 10 s — except for a
-        worker the kernel reports stopped (state ``T``): that is no scheduling delay."""
+        as ``marks.HangLimit`` says — except for a worker the kernel reports stopped (state
+        ``T``): that is no scheduling delay."""
         now = time.monotonic()
-        tick, self._last_tick = self._last_tick, now
-        if not tick:
+        starved = self._hang_limit.tick(now)
+        if starved is None:
             return 0
-        self._tick_gaps = [(at, gap) for at, gap in self._tick_gaps if now - at < 10.0]
-        self._tick_gaps.append((now, now - tick))
         limit = self.serving.hang_seconds
-        starved = max(limit, 2.0 * max(gap for _, gap in self._tick_gaps))
         killed = 0
         for pid, index in list(self.children.items()):
             if pid in self._hung:

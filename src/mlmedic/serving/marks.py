@@ -77,3 +77,36 @@ class Heartbeats:
         if call and now - call > limit:
             return f"a model call has been running for {now - call:.1f} s"
         return None
+
+
+class HangLimit:
+    """``serving.hang_seconds``, widened on a starved host: every process waits for the CPU
+    there, the watcher too, so a call may look long because nothing was scheduled. The limit
+    becomes twice the longest gap between the watcher's own ticks in the last ``WINDOW`` seconds
+    when that is longer — the one rule of the supervisor's hang watch and the release host's
+    (whose shadow runs at idle priority, so starves first).
+
+    >>> limit = HangLimit(2.0)
+    >>> limit.tick(10.0), limit.tick(10.1), limit.tick(13.1)
+    (None, 2.0, 6.0)
+    """
+
+    WINDOW = 10.0
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = 0.0
+        self._gaps: list[tuple[float, float]] = []  # (when, seconds since the tick before)
+
+    def mark(self, now: float) -> None:
+        """A wait of the watcher's own (a probe's answer) is no starvation: start again here."""
+        self._last = now
+
+    def tick(self, now: float) -> float | None:
+        """The limit now (None on the first tick: no gap seen yet)."""
+        last, self._last = self._last, now
+        if not last:
+            return None
+        self._gaps = [(at, gap) for at, gap in self._gaps if now - at < self.WINDOW]
+        self._gaps.append((now, now - last))
+        return max(self.seconds, 2.0 * max(gap for _, gap in self._gaps))

@@ -24,6 +24,7 @@ from mlmedic.clock import Clock
 from mlmedic.config import ServiceRecoveryConfig, ServingConfig
 from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.events import EventKind, Outcome
+from mlmedic.jsonvalues import write_json
 from mlmedic.notify import Notifier
 from mlmedic.serving.marks import STANDBY_SLOT, Heartbeats, ModelCallMarks
 from mlmedic.serving.metrics import forget_worker, share_between_workers
@@ -70,8 +71,7 @@ class WorkerPool:
     _standby_ready: bool  # as last published
     _hung: dict[int, str]  # pid -> why it was killed as hung
     _crashes: dict[int, list[float]]  # version -> when it crashed a worker (crash signal)
-    _last_tick: float  # when the supervisor last looked for hung workers (monotonic)
-    _tick_gaps: list[tuple[float, float]]  # (when, seconds since the tick before), last 10 s
+    _hang_limit: Any  # marks.HangLimit: serving.hang_seconds, widened on a starved host
     _fallback_seen: tuple[int, int] | None
     releases: Any  # the ReleaseKeeper: the release host beside the workers (#24)
 
@@ -93,15 +93,10 @@ class WorkerPool:
             "updated_at": self.clock.now(),
         }
         self._standby_ready = bool(state["standby_ready"])
-        path = self.state_dir / "supervisor.json"
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            temporary.replace(path)
+            write_json(self.state_dir / "supervisor.json", state, indent=None)
         except OSError as exc:  # a full or failing disk: the state waits for the next change
-            log.warning("cannot write %s: %s", path, exc)
-            with suppress(OSError):
-                temporary.unlink()
+            log.warning("cannot write %s: %s", self.state_dir / "supervisor.json", exc)
 
     def _standby_is_ready(self) -> bool:
         """Whether the standby has loaded its model (it says so in ``STANDBY_SLOT``)."""

@@ -2,18 +2,18 @@
 canary release (#24), so that whatever the candidate does — raise, hang, leak memory, crash —
 happens in a process no answer depends on.
 
-Workers reach it on a Unix socket in the abstract namespace (no file, no path-length limit), one
-JSON document per line:
-- a **shadow** batch (``{"t": "s", "ids": [...], "rows": [...], "columns": {...}}``) is queued
-  and never answered: the host scores queued batches together, off every response path, and
-  logs the candidate's answers under each request's id in the release log (``.mlmedic/release/``
-  or ``<prediction_log_url>/release``); a queue past ``SHADOW_QUEUE_ROWS`` drops its oldest
-  batches (counted), so a slow candidate falls behind instead of holding memory;
-- a **canary** request (``{"t": "c", "n": 7, "columns": {...}}``) is scored at once and answered
-  (``{"n": 7, "ok": true, "labels": [...], "outputs": [[...]]}``); the worker waits a bounded
-  time and answers with the champion when the host does not.
+Workers reach it on a Unix socket in the abstract namespace (no file, no path-length limit), with
+the messages of ``release_wire`` (a malformed line is counted in the status, never acted on):
+- a **shadow** batch (``ShadowRows``) is queued and never answered: the host scores queued
+  batches together, off every response path, and logs the candidate's answers under each
+  request's id in the release log (``.mlmedic/release/`` or ``<prediction_log_url>/release``); a
+  queue past ``SHADOW_QUEUE_ROWS`` drops its oldest batches (counted), so a slow candidate falls
+  behind instead of holding memory;
+- a **canary** request (``CanaryAsk``) is scored at once and answered (``CanaryAnswer``); the
+  worker waits a bounded time and answers with the champion when the host does not.
 
-A model call in flight longer than ``serving.hang_seconds`` ends the process (exit 4): the
+A model call in flight longer than ``serving.hang_seconds`` — widened on a starved host as the
+supervisor's hang watch widens it (``marks.HangLimit``) — ends the process (exit 4): the
 supervisor sees the exit, or a crash signal, or the memory over ``deployment.max_memory_mb``
 (exit 5 here, or SIGKILL from the supervisor), and ends the release.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -39,7 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from mlmedic.releases import STATUS_FILE, write_json
+from mlmedic.jsonvalues import plain, write_json
+from mlmedic.releases import STATUS_FILE
+from mlmedic.serving.marks import HangLimit
+from mlmedic.serving.release_wire import (
+    CanaryAnswer,
+    CanaryAsk,
+    ShadowRows,
+    WireError,
+    encode,
+    parse_request,
+)
 
 log = logging.getLogger("mlmedic.release")
 SHADOW_QUEUE_ROWS = 50_000  # queued shadow rows beyond which the oldest batches are dropped
@@ -102,10 +111,10 @@ class Host:
             self.project.log_location("release"),
             flush_seconds=max(1.0, settings.serving.prediction_log_flush_seconds),
         )
-        self.queue: list[dict[str, Any]] = []
+        self.queue: list[ShadowRows] = []
         self.queued_rows = 0
         self.wake = asyncio.Event()
-        self.calls = self.failures = self.scored_rows = self.dropped_rows = 0
+        self.calls = self.failures = self.scored_rows = self.dropped_rows = self.malformed = 0
         self.call_ms: list[float] = []  # the newest model calls' durations
         self.in_flight: dict[int, float] = {}  # model calls running: id -> when they began
         self.answering: set[asyncio.Task[None]] = set()  # canary answers being scored
@@ -120,35 +129,35 @@ class Host:
             self.in_flight.pop(key, None)
             self.call_ms = [*self.call_ms[-999:], (time.monotonic() - began) * 1000.0]
 
-    async def canary(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def canary(self, message: CanaryAsk) -> CanaryAnswer:
         loop = asyncio.get_running_loop()
         self.calls += 1
         try:
-            labels, outputs = await loop.run_in_executor(None, self._predict, message["columns"])
+            labels, outputs = await loop.run_in_executor(None, self._predict, message.columns)
         except Exception as exc:
             self.failures += 1
-            return {"n": message.get("n"), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return CanaryAnswer(message.number, False, error=f"{type(exc).__name__}: {exc}")
         self.scored_rows += len(labels)
-        return {
-            "n": message.get("n"),
-            "ok": True,
-            "labels": [_plain(v) for v in labels],
-            "outputs": np.asarray(outputs, dtype=float).tolist(),
-            "classes": [_plain(c) for c in self.model.classes],
-        }
+        return CanaryAnswer(
+            message.number,
+            True,
+            [plain(v) for v in labels],
+            np.asarray(outputs, dtype=float).tolist(),
+            [plain(c) for c in self.model.classes],
+        )
 
-    async def _answer(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, message: CanaryAsk, writer: asyncio.StreamWriter) -> None:
         answer = await self.canary(message)
         if not writer.is_closing():
-            writer.write(json.dumps(answer).encode() + b"\n")
+            writer.write(encode(answer))
 
-    def enqueue(self, message: dict[str, Any]) -> None:
+    def enqueue(self, message: ShadowRows) -> None:
         self.queue.append(message)
-        self.queued_rows += sum(message["rows"])
+        self.queued_rows += sum(message.rows)
         while self.queued_rows > SHADOW_QUEUE_ROWS and len(self.queue) > 1:
             dropped = self.queue.pop(0)
-            self.queued_rows -= sum(dropped["rows"])
-            self.dropped_rows += sum(dropped["rows"])
+            self.queued_rows -= sum(dropped.rows)
+            self.dropped_rows += sum(dropped.rows)
         self.wake.set()
 
     async def shadow_loop(self) -> None:
@@ -162,33 +171,31 @@ class Host:
                 batch, rows = [], 0
                 while self.queue and rows < SHADOW_BATCH_ROWS:
                     message = self.queue.pop(0)
-                    rows += sum(message["rows"])
+                    rows += sum(message.rows)
                     batch.append(message)
                 self.queued_rows -= rows
                 await loop.run_in_executor(None, self._shadow_batch, batch)
 
-    def _shadow_batch(self, batch: list[dict[str, Any]]) -> None:
-        names = list(batch[0]["columns"])
+    def _shadow_batch(self, batch: list[ShadowRows]) -> None:
+        names = list(batch[0].columns)
         merged: dict[str, list[Any]] = {name: [] for name in names}
         for message in batch:
             for name in names:
-                merged[name].extend(message["columns"].get(name, []))
+                merged[name].extend(message.columns.get(name, []))
         self.calls += 1
         try:
             labels, outputs = self._predict(merged)
         except Exception as exc:
             self.failures += 1
-            log.warning(
-                "the shadow failed on %s requests: %s", sum(len(m["ids"]) for m in batch), exc
-            )
+            log.warning("the shadow failed on %s requests: %s", sum(len(m.ids) for m in batch), exc)
             return
         self.scored_rows += len(labels)
         start = 0
         for message in batch:
-            for request_id, count in zip(message["ids"], message["rows"], strict=True):
+            for request_id, count in zip(message.ids, message.rows, strict=True):
                 stop = start + count
                 columns = {n: merged[n][start:stop] for n in names}
-                answered = [_plain(v) for v in labels[start:stop]]
+                answered = [plain(v) for v in labels[start:stop]]
                 self.log.append(
                     columns, answered, outputs[start:stop], self.release.version, request_id
                 )
@@ -205,12 +212,14 @@ class Host:
                 if not line:
                     break
                 try:
-                    message = json.loads(line)
-                except ValueError:
+                    message = parse_request(line)
+                except WireError as exc:
+                    self.malformed += 1
+                    log.warning("a malformed line from a worker: %s", exc)
                     continue
-                if message.get("t") == "s":
+                if isinstance(message, ShadowRows):
                     self.enqueue(message)
-                elif message.get("t") == "c":  # answered as it is scored, not in turn
+                else:  # a canary request, answered as it is scored, not in turn
                     task = asyncio.create_task(self._answer(message, writer))
                     self.answering.add(task)
                     task.add_done_callback(self.answering.discard)
@@ -225,11 +234,13 @@ class Host:
         release); so does memory past ``deployment.max_memory_mb``; the status file every
         half second."""
         next_status = 0.0
+        hang = HangLimit(self.hang_seconds)
         while True:
             time.sleep(0.1)
+            limit = hang.tick(time.monotonic()) or self.hang_seconds
             started = min(list(self.in_flight.values()), default=None)  # a copy: calls move
-            if started is not None and time.monotonic() - started > self.hang_seconds:
-                log.error("a candidate call ran over %.1f s: hung", self.hang_seconds)
+            if started is not None and time.monotonic() - started > limit:
+                log.error("a candidate call ran over %.1f s: hung", limit)
                 os._exit(HANG_EXIT)
             if rss_mb() > self.max_memory_mb:
                 log.error("the candidate holds over %.0f MB", self.max_memory_mb)
@@ -249,6 +260,7 @@ class Host:
             "failures": self.failures,
             "scored_rows": self.scored_rows,
             "dropped_rows": self.dropped_rows,
+            "malformed_lines": self.malformed,
             "queued_rows": self.queued_rows,
             "call_p50_ms": ms[len(ms) // 2] if ms else None,
             "call_p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else None,
@@ -276,10 +288,6 @@ class Host:
                     await asyncio.wait_for(stop.wait(), 0.5)
         shadow.cancel()
         self.log.close()
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def idle() -> None:

@@ -124,7 +124,7 @@ class ReleaseKeeper:
         if release is None or release.id != self.serving_id:
             return
         self.ended.add(release.id)
-        if end_locally(self.state_dir, self.events, release, "aborted", why):
+        if end_locally(self.state_dir, self.events, release, why):
             log.error("release of v%s aborted: %s", release.version, why)
 
     def stop(self) -> None:

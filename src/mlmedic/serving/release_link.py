@@ -9,13 +9,16 @@ when it changes), and the connection to the release host that holds the candidat
   comes within ``CANARY_WAIT`` seconds, else the champion's. The champion's answer to a canary
   request is logged in the release log, so the two are compared on the same requests.
   ``deployment.error_burst`` failures in a row end the release at once (``end_locally``).
+
+The link's state changes on the worker's event loop only: the watch thread reads the record and
+hands what it found to the loop (``refresh``). Its lines are ``release_wire``'s messages; an
+answer that does not parse is counted (``mlmedic_release_failures_total{why="malformed"}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -25,8 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from mlmedic.jsonvalues import plain
 from mlmedic.releases import Release, end_locally, read_release, release_path, routes_to_canary
 from mlmedic.serving.release_host import address
+from mlmedic.serving.release_wire import (
+    CanaryAnswer,
+    CanaryAsk,
+    ShadowRows,
+    WireError,
+    encode,
+    parse_answer,
+)
 
 log = logging.getLogger("mlmedic.serving")
 MIRROR_BUFFER = 4 * 2**20  # bytes a worker lets wait for the shadow before it drops rows
@@ -60,7 +72,7 @@ class ReleaseLink:
         self._writer: asyncio.StreamWriter | None = None
         self._opening: asyncio.Task[None] | None = None
         self._next_try = 0.0
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[int, asyncio.Future[CanaryAnswer]] = {}
         self._sequence = 0
         self._in_a_row = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,8 +83,13 @@ class ReleaseLink:
         self._dropped = 0
 
     # ------------------------------------------------------------------ following
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The worker's event loop: from now on every change of state happens on it."""
+        self._loop = loop
+
     def refresh(self) -> None:
-        """Re-read the release record when its file changed (the worker's watch thread)."""
+        """Re-read the release record when its file changed (the worker's watch thread, or
+        before the loop runs); what was found is followed on the event loop."""
         try:
             stamp = os.stat(release_path(self.state_dir)).st_mtime_ns
         except OSError:
@@ -83,6 +100,14 @@ class ReleaseLink:
         found = read_release(self.state_dir) if stamp is not None else None
         if found is not None and (not found.running or found.model_name != self.model_name):
             found = None
+        loop = self._loop
+        if loop is None:
+            self._follow(found)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(self._follow, found)
+
+    def _follow(self, found: Release | None) -> None:
         if found is None or self.release is None or found.id != self.release.id:
             self._in_a_row = 0
             self._backlog, self._backlog_bytes = [], 0
@@ -153,12 +178,16 @@ class ReleaseLink:
                 line = await reader.readline()
                 if not line:
                     break
-                answer = json.loads(line)
-                waiting = self._waiting.pop(answer.get("n"), None)
+                try:
+                    answer = parse_answer(line)
+                except WireError as exc:
+                    self._malformed(exc)
+                    continue
+                waiting = self._waiting.pop(answer.number, None)
                 if waiting is not None and not waiting.done():
                     waiting.set_result(answer)
         except (OSError, ValueError, asyncio.IncompleteReadError):
-            pass
+            pass  # the line broke: every request waiting on it gets the champion's answer
         finally:
             if self._writer is writer:
                 self._writer = None
@@ -192,8 +221,7 @@ class ReleaseLink:
             self._dropped += len(ids)
         else:
             merged = columns[0] if len(columns) == 1 else _merge(columns)
-            message = {"t": "s", "ids": ids, "rows": rows, "columns": merged}
-            line = json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n"
+            line = encode(ShadowRows(ids, rows, merged))
             self._backlog.append(line)
             self._backlog_bytes += len(line)
             key = (release.version, "shadow")
@@ -229,10 +257,9 @@ class ReleaseLink:
         if writer is not None:
             self._sequence += 1
             number = self._sequence
-            waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            waiting: asyncio.Future[CanaryAnswer] = asyncio.get_running_loop().create_future()
             self._waiting[number] = waiting
-            message = {"t": "c", "n": number, "columns": columns}
-            writer.write(json.dumps(message, separators=(",", ":"), default=_json).encode() + b"\n")
+            writer.write(encode(CanaryAsk(number, columns)))
             try:
                 answer = await asyncio.wait_for(waiting, CANARY_WAIT)
             except TimeoutError:
@@ -240,10 +267,10 @@ class ReleaseLink:
             except ConnectionError:
                 why = "crashed"
             else:
-                if answer.get("ok"):
+                if answer.ok:
                     self._in_a_row = 0
-                    outputs = np.asarray(answer["outputs"], dtype=float)
-                    return answer["labels"], outputs, list(answer.get("classes", []))
+                    outputs = np.asarray(answer.outputs, dtype=float)
+                    return answer.labels, outputs, answer.classes
                 why = "error"
             finally:
                 self._waiting.pop(number, None)
@@ -253,7 +280,7 @@ class ReleaseLink:
         self._in_a_row += 1
         if self._in_a_row >= self.error_burst:
             text = f"{self._in_a_row} canary requests in a row failed (last: {why})"
-            if end_locally(self.state_dir, self.events, release, "aborted", text):
+            if end_locally(self.state_dir, self.events, release, text):
                 log.error("canary v%s aborted: %s", release.version, text)
             self.release = None
         return None
@@ -266,16 +293,16 @@ class ReleaseLink:
             return
         labels, outputs, used = future.result()
         self.release_log.append(
-            columns, [_json(v) for v in labels], outputs, used.version, request_id
+            columns, [plain(v) for v in labels], outputs, used.version, request_id
         )
+
+    def _malformed(self, exc: WireError) -> None:
+        log.warning("a malformed line from the release host: %s", exc)
+        release = self.release
+        if release is not None:
+            self.metrics.release_failed(release.version, str(release.mode), "malformed")
 
 
 def _merge(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
     names = list(parts[0])
     return {name: [v for part in parts for v in part[name]] for name in names}
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

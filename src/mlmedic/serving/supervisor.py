@@ -42,7 +42,7 @@ from mlmedic.eventbuffer import ResilientEventStore
 from mlmedic.notify import Notifier
 from mlmedic.serving.diagnosis import Incident
 from mlmedic.serving.incidents import BACKOFF_START, Incidents, probe
-from mlmedic.serving.marks import Heartbeats, ModelCallMarks
+from mlmedic.serving.marks import HangLimit, Heartbeats, ModelCallMarks
 from mlmedic.serving.release_keeper import ReleaseKeeper
 
 __all__ = ["Incident", "Supervisor", "probe"]
@@ -97,8 +97,7 @@ class Supervisor(Incidents):
         self.beats = Heartbeats()
         self._hung: dict[int, str] = {}  # pid -> why it was killed as hung
         self._crashes: dict[int, list[float]] = {}  # version -> when it crashed a worker
-        self._last_tick = 0.0
-        self._tick_gaps: list[tuple[float, float]] = []
+        self._hang_limit = HangLimit(self.serving.hang_seconds)
         target = events_target or self.state_dir / "events.db"
         self.events = ResilientEventStore(
             target,
