@@ -220,3 +220,59 @@ def test_decide_without_labels_is_what_lets_agreement_promote(
         project.settings.self_healing.deployment = DeploymentConfig(decide_without_labels=on)
         found = judge(project, release, now=release.started_at + 60)
         assert found.action is action, found.why
+
+
+# ---------------------------------------------------------------------- the wire
+def test_the_wire_round_trips_every_message_and_refuses_every_malformed_line() -> None:
+    import numpy as np
+
+    from mlmedic.serving.release_wire import (
+        CanaryAnswer,
+        CanaryAsk,
+        ShadowRows,
+        WireError,
+        encode,
+        parse_answer,
+        parse_request,
+    )
+
+    rows = ShadowRows(["a", "b"], [1, 2], {"age": [np.int64(30), 40, 50]})
+    assert parse_request(encode(rows)) == ShadowRows(["a", "b"], [1, 2], {"age": [30, 40, 50]})
+    ask = CanaryAsk(3, {"age": [30]})
+    assert parse_request(encode(ask)) == ask
+    answer = CanaryAnswer(3, True, [1], [[0.2, 0.8]], [0, 1])
+    assert parse_answer(encode(answer)) == answer
+    failed = parse_answer(encode(CanaryAnswer(4, False, error="ValueError: no")))
+    assert (failed.ok, failed.error) == (False, "ValueError: no")
+    bad_requests = {
+        b"not json\n": "not JSON",
+        b"[1]\n": "JSON object",
+        b'{"t": "c", "n": 1, "columns": {}}\n': "wire version None",
+        b'{"v": 2, "t": "c", "n": 1, "columns": {}}\n': "wire version 2",
+        b'{"v": 1, "t": "x"}\n': "unknown type 'x'",
+        b'{"v": 1, "t": "c", "n": true, "columns": {}}\n': "'n' must be a whole number",
+        b'{"v": 1, "t": "c", "n": 1, "columns": []}\n': "'columns' must be an object",
+        b'{"v": 1, "t": "s", "ids": ["a"], "rows": [1, 2], "columns": {}}\n': "one string id",
+        b'{"v": 1, "t": "s", "ids": ["a"], "rows": [-1], "columns": {}}\n': "whole numbers",
+        b'{"v": 1, "t": "s", "ids": ["a"], "rows": [2], "columns": {"x": [1]}}\n': "per row",
+    }
+    for line, problem in bad_requests.items():
+        with pytest.raises(WireError, match=problem):
+            parse_request(line)
+    with pytest.raises(WireError, match="one output row per label"):
+        parse_answer(b'{"v": 1, "n": 1, "ok": true, "labels": [1], "outputs": []}\n')
+    with pytest.raises(WireError, match="'ok' must be true or false"):
+        parse_answer(b'{"v": 1, "n": 1, "ok": 1}\n')
+
+
+def test_the_release_hosts_hang_limit_widens_on_a_starved_host_as_the_supervisors() -> None:
+    from mlmedic.serving.marks import HangLimit
+
+    limit = HangLimit(2.0)
+    assert limit.tick(100.0) is None
+    assert limit.tick(100.1) == 2.0  # a quiet host: the configured limit
+    assert limit.tick(103.1) == pytest.approx(6.0)  # the watcher itself waited 3 s
+    assert limit.tick(113.2) == pytest.approx(20.2)  # the 3 s gap is over 10 s old: forgotten
+    assert limit.tick(113.3) == pytest.approx(20.2)
+    limit.mark(200.0)  # a wait of its own: the 86.7 s since the last tick is no starvation
+    assert limit.tick(200.1) == 2.0
