@@ -18,7 +18,7 @@ ABOVE = ("serving", "cli", "render", "page", "dashboard", "demo")
 BELOW = (
     "adopt", "baseline", "baselines", "candidates", "data", "drift", "eventbuffer", "events",
     "evidence", "gate", "labels", "logstore", "model", "monitor", "narration", "performance",
-    "pipeline", "policy", "registry", "regression", "replay", "training", "verdict", "windows",
+    "pipeline", "policy", "registry", "tasks", "replay", "training", "verdict", "windows",
     "boosters", "releases",
 )  # fmt: skip
 
@@ -58,7 +58,7 @@ def test_every_module_is_placed_in_a_layer() -> None:
     """A new module must be put above or below, so the rule above covers it."""
     top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir()}
     shared = {"__init__", "__main__", "__pycache__", "errors", "clock", "config", "project"}
-    shared |= {"lock", "notify", "parallel", "faults", "datasets", "htmlstyle"}
+    shared |= {"lock", "notify", "parallel", "faults", "datasets", "htmlstyle", "jsonvalues"}
     assert top - shared - set(ABOVE) - set(BELOW) == set()
 
 
@@ -81,3 +81,55 @@ def test_every_room_is_small() -> None:
                 if length > 100:
                     big.append(f"{path.relative_to(PACKAGE)}: {node.name} is {length} lines")
     assert big == []
+
+
+TASK_NAMES = {"classification", "regression"}
+
+
+def _task_flags(source: str) -> list[str]:
+    """Where ``source`` tells the tasks apart by name: a comparison with a task's name (or a
+    tuple of them), or a flag called ``regression`` (a variable, parameter or keyword)."""
+
+    def names_a_task(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in TASK_NAMES
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return any(names_a_task(e) for e in node.elts)
+        return False
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(
+            names_a_task(part) for part in (node.left, *node.comparators)
+        ):
+            found.append(f"line {node.lineno}: compares a task name")
+        elif isinstance(node, ast.Name) and node.id == "regression":
+            found.append(f"line {node.lineno}: a 'regression' flag")
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg == "regression":
+            found.append(f"line {getattr(node, 'lineno', '?')}: a 'regression' argument")
+    return found
+
+
+def test_no_code_outside_the_task_objects_tells_the_tasks_apart_by_name() -> None:
+    """#31 item 1: what differs between classification and regression lives in one ``Task``
+    implementation each (``mlmedic/tasks/``); elsewhere the code asks the task object."""
+    flagged = [
+        f"{path.relative_to(PACKAGE)} {where}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "tasks" not in path.relative_to(PACKAGE).parts
+        for where in _task_flags(path.read_text(encoding="utf-8"))
+    ]
+    assert flagged == []
+
+
+def test_the_task_check_sees_each_way_of_telling_tasks_apart() -> None:
+    for code in (
+        'if task == "regression": pass',
+        'x = 1 if "classification" != t else 2',
+        'ok = task in ("classification", "regression")',
+        "regression = contract.task",
+        "def f(*, regression=False): pass",
+        "f(regression=True)",
+    ):
+        assert _task_flags(code), code
+    assert _task_flags('task = task_of("regression")') == []  # naming one is not telling apart

@@ -11,7 +11,8 @@ from mlmedic.config import ModelValidationConfig, Settings
 from mlmedic.gate import decide
 from mlmedic.performance import Performance
 from mlmedic.policy import decide as policy_decide
-from mlmedic.regression import PairedErrors, paired_errors, rise
+from mlmedic.tasks import REGRESSION
+from mlmedic.tasks.regression import PairedErrors, paired_errors, rise
 
 GOOD = {"rmse": 2.0, "mae": 1.5, "r2": 0.6, "baseline_rmse": 4.0, "rmse_ratio": 0.5}
 
@@ -149,7 +150,7 @@ def test_the_model_of_the_error_is_stored_with_exactly_the_types_it_needs(rows: 
     import pandas as pd
     import skops.io
 
-    from mlmedic.regression import ERROR_MODEL_TYPES, ErrorModel
+    from mlmedic.tasks.regression import ERROR_MODEL_TYPES, ErrorModel
 
     rng = np.random.default_rng(5)
     features = pd.DataFrame({"x": rng.normal(size=rows)})
@@ -202,7 +203,7 @@ def test_a_regression_replay_counts_an_alert_as_needless_only_under_the_error_ce
         )  # fmt: skip
 
     outcomes = [window(0, 1.1, ["drift"]), window(1, 1.3, ["error rise"]), window(2, 0.5, [])]
-    mine, never = _summaries(outcomes, None, Settings(), 0, 0, validation_mae=1.0)
+    mine, never = _summaries(outcomes, REGRESSION, None, Settings(), 0, 0, validation_mae=1.0)
     assert mine.needless_alerts == 1  # window 0 (at the ceiling); window 1 is above it
     assert mine.mean_mae == pytest.approx(0.9667, abs=1e-4) and mine.worst_mae == 1.3
     assert never.name == "never heal" and never.worst_mae == 2.3

@@ -20,6 +20,7 @@ from mlmedic.datasets import TARGET, make_churn
 from mlmedic.errors import ConfigError
 from mlmedic.monitor.releases import ReleaseVerdict, _compare, _limits, requests_for
 from mlmedic.releases import Release, read_release, routes_to_canary
+from mlmedic.tasks import CLASSIFICATION, REGRESSION
 
 runner = CliRunner()
 
@@ -47,7 +48,7 @@ def _verdict(pairs: pd.DataFrame, **deployment: Any) -> ReleaseVerdict:
     return _compare(
         ReleaseVerdict(_release(), "wait", ""),
         pairs,
-        regression=False,
+        task=CLASSIFICATION,
         deployment=DeploymentConfig(**deployment),
         confidence=0.95,
     )
@@ -104,7 +105,7 @@ def test_a_regression_candidate_is_judged_on_paired_absolute_errors() -> None:
     found = _compare(
         ReleaseVerdict(_release(), "wait", ""),
         pairs,
-        regression=True,
+        task=REGRESSION,
         deployment=DeploymentConfig(),
         confidence=0.95,
     )
@@ -115,7 +116,7 @@ def test_a_regression_candidate_is_judged_on_paired_absolute_errors() -> None:
         _compare(
             ReleaseVerdict(_release(), "wait", ""),
             swapped,
-            regression=True,
+            task=REGRESSION,
             deployment=DeploymentConfig(),
             confidence=0.95,
         ).action
@@ -240,7 +241,7 @@ def test_without_labels_agreement_decides_only_when_configured_and_within_the_ma
         )
         verdict = ReleaseVerdict(_release(), "wait", "", agreement=agree / rows)
         return _by_agreement(
-            SimpleNamespace(), verdict, pairs, False, DeploymentConfig(), confidence=0.95
+            SimpleNamespace(), verdict, pairs, CLASSIFICATION, DeploymentConfig(), confidence=0.95
         )
 
     # disagreeing on 0.5 % of 2,000 rows: at most 0.76 % at 95 % — within the 1-point margin

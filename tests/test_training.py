@@ -184,7 +184,7 @@ def test_a_target_of_quantities_is_told_from_class_labels(
 ) -> None:
     """The boundaries of ``infer_task`` (#23): quantities are a regression, codes are classes;
     moving a boundary or flipping a comparison fails a case here."""
-    from mlmedic.regression import infer_task
+    from mlmedic.tasks import infer_task
 
     expected = "regression" if refused else "classification"
     assert infer_task(pd.Series(values), "y", "data.csv", None) == expected
@@ -211,7 +211,7 @@ def test_a_target_nothing_can_be_learned_from_is_refused_with_one_line(
     """#23's bad input: one value, a regression target with text, ``--task regression`` on
     labels — each one ``TrainingError`` (exit 2) naming the problem."""
     from mlmedic.errors import TrainingError
-    from mlmedic.regression import infer_task
+    from mlmedic.tasks import infer_task
 
     with pytest.raises(TrainingError) as found:
         infer_task(pd.Series(values, dtype=object), "y", "data.csv", task)

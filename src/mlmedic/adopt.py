@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmedic.errors import RegistryError, UsageError
 from mlmedic.events import EventKind, Outcome
+from mlmedic.tasks import Task, task_of
 
 if TYPE_CHECKING:
     from mlmedic.project import Project
@@ -80,15 +81,16 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         )
         model, trusted, native = _read(model_dir, version, project, frame, target)
 
-    task = native["task"] if native else "classification"
+    task = task_of(native["task"] if native else None)
     contract = DataContract(
         target=target,
         outlier_threshold_iqr=settings.data_quality.outlier_threshold_iqr,
         source=str(reference),
-        task=task,
+        task=task.name,
+        target_kind=task.target_kind,
     ).fit(frame)
-    naive = float(frame[target].astype(float).mean()) if task == "regression" else None
-    wanted, holdout, metrics = _score(model, frame, contract, version, reference, naive)
+    naive = task.naive(frame[target])
+    wanted, holdout, metrics = _score(model, frame, contract, version, reference, task, naive)
     result = TrainResult(
         model=model,
         metrics=metrics,
@@ -98,6 +100,7 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
         trainer=f"adopted ({type(model).__name__})",
         seconds=0.0,
         naive=naive,
+        task=task,
     )
     profile = drift_reference(
         frame,
@@ -154,7 +157,13 @@ def _read(
 
 
 def _score(
-    model: Any, frame: Any, contract: Any, version: int, reference: str, naive: float | None
+    model: Any,
+    frame: Any,
+    contract: Any,
+    version: int,
+    reference: str,
+    task: Task,
+    naive: float | None,
 ) -> tuple[list[str], Any, dict[str, float]]:
     """(the model's features, the holdout it is scored on, its metrics there): the reference
     must give exactly the features the model takes, and labelled rows enough to score it."""
@@ -181,7 +190,7 @@ def _score(
     if len(holdout) < 10:
         raise UsageError(f"{reference}: {len(holdout)} labelled rows; adopt needs at least 10")
     try:
-        metrics = evaluate(model, holdout, target, naive=naive)
+        metrics = evaluate(model, holdout, target, task=task, naive=naive)
     except Exception as exc:  # the person's model on the person's data: say why, not a traceback
         raise UsageError(
             f"v{version} cannot score {reference}: {type(exc).__name__}: {str(exc)[:200]}"

@@ -22,7 +22,7 @@ from mlmedic.data.contract import DataContract
 from mlmedic.drift import ReferenceProfile
 from mlmedic.labels import match_labels
 from mlmedic.performance import Calibration
-from mlmedic.regression import ErrorModel
+from mlmedic.tasks.regression import ErrorModel
 from mlmedic.training import TrainResult, model_features, model_frame
 
 

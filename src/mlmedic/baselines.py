@@ -23,6 +23,7 @@ import pandas as pd
 from mlmedic.config import Settings
 from mlmedic.data.contract import DataContract
 from mlmedic.monitor.recipes import recency_weights
+from mlmedic.tasks import task_of
 
 NEVER = "never heal"
 EVERY = "retrain every window"
@@ -53,8 +54,7 @@ class Baselines:
         scores = {name: accuracy(model, window) for name, model in self.models.items()}
         known = [v for v in scores.values() if v is not None]
         # the best in hindsight: the highest accuracy, or a regression's lowest error
-        best = min if self.contract.task == "regression" else max
-        scores[ORACLE] = best(known) if known else None
+        scores[ORACLE] = task_of(self.contract.task).best(known) if known else None
         return scores
 
     def learn(self, known: pd.DataFrame, seen: np.ndarray, now: float) -> None:

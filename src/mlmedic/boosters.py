@@ -22,8 +22,8 @@ import pandas as pd
 from mlmedic.errors import TrainingError
 from mlmedic.jsonvalues import plain
 from mlmedic.registry.mlmedic_pyfunc import NativeBooster
+from mlmedic.tasks import task_of
 
-SEED = 42
 LIBRARIES = {"lightgbm": "lightgbm", "xgboost": "xgboost"}
 
 
@@ -61,14 +61,10 @@ def lightgbm_trainer(
     """A LightGBM model (100 trees, LightGBM's defaults otherwise), categories native."""
     lightgbm = require("lightgbm")
     features, categories, data = _prepared(frame, target)
-    common = {"random_state": SEED, "n_jobs": 1, "verbose": -1}
-    if task == "regression":
-        model = lightgbm.LGBMRegressor(**common)
-        model.fit(data, frame[target].to_numpy(dtype=float), sample_weight=sample_weight)
-        return NativeBooster("lightgbm", model.booster_.model_to_string(), features, categories, [])
-    model = lightgbm.LGBMClassifier(**common)
-    model.fit(data, frame[target].to_numpy(), sample_weight=sample_weight)
-    classes = [plain(c) for c in model.classes_]
+    told = task_of(task)
+    model = told.booster(lightgbm, "lightgbm", {"n_jobs": 1, "verbose": -1})
+    model.fit(data, told.target_values(frame[target]), sample_weight=sample_weight)
+    classes = [plain(c) for c in getattr(model, "classes_", [])]
     return NativeBooster(
         "lightgbm", model.booster_.model_to_string(), features, categories, classes
     )
@@ -84,22 +80,14 @@ def xgboost_trainer(
     class labels are encoded as 0..k-1 for it and kept in order."""
     xgboost = require("xgboost")
     features, categories, data = _prepared(frame, target)
-    common = {
-        "random_state": SEED,
-        "n_jobs": 1,
-        "tree_method": "hist",
-        "enable_categorical": True,
-        "n_estimators": 100,
-    }
-    if task == "regression":
-        model = xgboost.XGBRegressor(**common)
-        model.fit(data, frame[target].to_numpy(dtype=float), sample_weight=sample_weight)
-        classes: list[Any] = []
-    else:
-        labels = frame[target].to_numpy()
-        found, codes = np.unique(labels, return_inverse=True)
-        model = xgboost.XGBClassifier(**common)
-        model.fit(data, codes, sample_weight=sample_weight)
+    common = {"n_jobs": 1, "tree_method": "hist", "enable_categorical": True, "n_estimators": 100}
+    told = task_of(task)
+    model = told.booster(xgboost, "xgboost", common)
+    labels = told.target_values(frame[target])
+    classes: list[Any] = []
+    if told.probabilities:  # XGBoost learns classes as 0..k-1: their labels kept in order
+        found, labels = np.unique(labels, return_inverse=True)
         classes = [plain(c) for c in found]
+    model.fit(data, labels, sample_weight=sample_weight)
     native = bytes(model.get_booster().save_raw(raw_format="ubj"))
     return NativeBooster("xgboost", native, features, categories, classes)

@@ -26,7 +26,6 @@ from mlmedic.data.contract import DataContract
 from mlmedic.errors import TrainingError
 from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.training import TrainResult, scored, train
-from mlmedic.verdict import versus
 
 
 @dataclass
@@ -156,12 +155,8 @@ def choose(candidates: list[Candidate], *, target: str, confidence: float) -> Ca
         return best
     kept = _best(keeping)
     assert best.result is not None and kept.result is not None
-    regression = best.result.naive is not None
-    found = versus(
-        _correct(best.result, target),
-        _correct(kept.result, target),
-        regression=regression,
-        confidence=confidence,
+    found = best.result.task.versus(
+        _correct(best.result, target), _correct(kept.result, target), confidence=confidence
     )
     best.note = f"{best.note}; against {kept.recipe}: {found.summary(best.recipe, kept.recipe)}"
     return best if found.better else kept
@@ -180,7 +175,7 @@ def _or_least(score: float | None) -> float:
 
 
 def _correct(result: TrainResult, target: str) -> np.ndarray:
-    return scored(result.model, result.holdout, target, naive=result.naive)[1]
+    return scored(result.model, result.holdout, target, task=result.task, naive=result.naive)[1]
 
 
 @dataclass

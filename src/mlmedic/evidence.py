@@ -36,8 +36,10 @@ from scipy import stats
 
 
 @dataclass(frozen=True)
-class Drop:
-    """A window's accuracy against the validation accuracy: the drop and its one-sided p."""
+class Shortfall:
+    """A window's score against validation's, in the direction that hurts (an accuracy
+    below, a regression's MAE above): the one-sided p, and the size of the harm — accuracy
+    points, or the MAE's rise as a share of validation's (``tasks.regression.rise``)."""
 
     observed: float
     rows: int
@@ -45,25 +47,22 @@ class Drop:
     expected_rows: int
     p_value: float
     significant: bool
-
-    @property
-    def size(self) -> float:
-        return self.expected - self.observed
+    size: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "size": self.size}
+        return asdict(self)
 
 
 def drop(
     observed: float, rows: int, expected: float, expected_rows: int, *, confidence: float
-) -> Drop:
+) -> Shortfall:
     """Whether ``observed`` (accuracy on ``rows`` labelled rows) is significantly below
     ``expected`` (on ``expected_rows`` validation rows; 0: taken as exact): a one-sided z-test of
     two proportions, Agresti-Caffo adjusted (one right and one wrong row added to each side), so
     that a proportion measured at 1.0 on a few rows keeps its uncertainty — a retrained
     version's validation can rest on a small holdout of the newest rows."""
     if rows <= 0 or not math.isfinite(observed) or not math.isfinite(expected):
-        return Drop(observed, rows, expected, expected_rows, 1.0, False)
+        return Shortfall(observed, rows, expected, expected_rows, 1.0, False, expected - observed)
     seen = (observed * rows + 1) / (rows + 2)
     variance = seen * (1 - seen) / (rows + 2)
     wanted = expected
@@ -72,7 +71,8 @@ def drop(
         variance += wanted * (1 - wanted) / (expected_rows + 2)
     gap = wanted - seen
     p = float(stats.norm.sf(gap / math.sqrt(variance)))
-    return Drop(observed, rows, expected, expected_rows, p, p < 1.0 - confidence)
+    significant = p < 1.0 - confidence
+    return Shortfall(observed, rows, expected, expected_rows, p, significant, expected - observed)
 
 
 class OneSided:
@@ -85,6 +85,10 @@ class OneSided:
 
     @property
     def difference(self) -> float:
+        raise NotImplementedError
+
+    def summary(self, a: str = "A", b: str = "B") -> str:
+        """One line of the numbers, naming A and B."""
         raise NotImplementedError
 
     @property

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlmedic.config import ModelValidationConfig
-from mlmedic.evidence import Paired
+from mlmedic.evidence import OneSided
 
 KEY = "model_validation"
 
@@ -138,7 +138,7 @@ def decide(
     *,
     champion_version: int | None = None,
     production_rows: bool = False,
-    versus: Paired | None = None,
+    versus: OneSided | None = None,
     prevalence: float | None = None,
 ) -> GateDecision:
     """Apply the gate to a candidate's metrics (and the champion's, on the same rows).

@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from mlmedic.jsonvalues import plain
+
 
 def label_key(value: Any) -> str | None:
     """The one canonical text of a label or category value, for comparing values however they
@@ -61,3 +63,27 @@ def match_labels(values: Iterable[Any], classes: Sequence[Any]) -> tuple[list[An
         else:
             matched.append(found)
     return matched, unmatched
+
+
+def accepted_labels(classes: Iterable[Any]) -> list[tuple[Any, Any]]:
+    """(JSON value, class) for every label ``/feedback`` takes: each class as its own value and
+    as its text (``1`` and ``"1"`` for class 1). The schema's enum and the server's check both
+    come from here."""
+    pairs: list[tuple[Any, Any]] = []
+    for c in classes:
+        value, text = plain(c), label_key(c)
+        pairs.append((value, c))
+        if text is not None and text != value:
+            pairs.append((text, c))
+    return pairs
+
+
+def label_for(value: Any, classes: Iterable[Any]) -> Any:
+    """The class a label sent to the API names (JSON equality: ``1.0`` is ``1``, but a string is
+    never a number and a boolean never a class), or None."""
+    if isinstance(value, bool):
+        return None
+    for accepted, found in accepted_labels(classes):
+        if isinstance(accepted, str) == isinstance(value, str) and accepted == value:
+            return found
+    return None

@@ -33,10 +33,10 @@ from mlmedic.gate import GateDecision, decide
 from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.project import Project
 from mlmedic.registry import CHAMPION, VersionInfo
-from mlmedic.regression import infer_task
 from mlmedic.releases import choose_mode, start_release
+from mlmedic.tasks import TASKS, infer_task, task_of
 from mlmedic.training import TrainResult, model_frame, positive_rate, scored, train
-from mlmedic.verdict import champion_on, deploy, keep_champion, versus
+from mlmedic.verdict import champion_on, deploy, keep_champion
 
 Say = Callable[[str], None]
 MAX_KNOWN_REGIMES = 3  # earlier regimes' drift profiles a version keeps
@@ -203,7 +203,7 @@ def _stage_data(
                 f"(columns: {', '.join(map(str, frame.columns[:10]))})"
             )
         told = infer_task(frame[target], target, source, task)
-        asked = task in ("classification", "regression")
+        asked = task in TASKS
         say(f"[1] task: {told} ({'as set' if asked else 'told from the values of ' + target})")
         checked = resolve_contract(
             frame,
@@ -213,6 +213,7 @@ def _stage_data(
             config=settings.data_quality,
             batch_name=source,
             task=told,
+            target_kind=task_of(told).target_kind,
         )
     stage = heal_data(
         frame, checked, config=settings.data_quality, events=project.events, source=source
@@ -264,6 +265,7 @@ def _stage_train(
         source=source,
         time_column=time_column if time_column in stage.data.columns else None,
         task=stage.contract.task,
+        target_kind=stage.contract.target_kind,
     ).fit(stage.data)
     training = settings.model_training
     retries = training.max_training_retries if training.auto_retry_on_failure else 0
@@ -399,26 +401,23 @@ def _gate_and_deploy(
             assert gate_data is not None and contract is not None
             rows = gate_data[gate_data[target].notna()]
             prepared = model_frame(rows, contract)
-            prepared[target] = rows[target].to_numpy(
-                dtype=float if result.naive is not None else None
-            )
+            prepared[target] = result.task.target_values(rows[target])
             say(narration.line_gate_rows(len(rows)))
         else:
             rows = prepared = result.holdout
         candidate_metrics, candidate_correct = scored(
-            result.model, prepared, target, naive=result.naive
+            result.model, prepared, target, task=result.task, naive=result.naive
         )
-        found = champion_on(project, champion, rows, target, result.naive)
+        found = champion_on(project, champion, rows, target, result.task, result.naive)
         decision = decide(
             candidate_metrics,
             found[0] if found is not None else None,
             settings.model_validation,
             champion_version=champion.version if champion else None,
             production_rows=on_newest,
-            versus=versus(
+            versus=result.task.versus(
                 candidate_correct,
                 found[1],
-                regression=result.naive is not None,
                 confidence=settings.model_validation.evidence_confidence,
             )
             if found is not None

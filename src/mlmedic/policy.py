@@ -45,7 +45,7 @@ from mlmedic.config import Settings
 from mlmedic.drift import DriftReport
 from mlmedic.evidence import Paired, drop
 from mlmedic.performance import Performance
-from mlmedic.regression import rise
+from mlmedic.tasks.regression import rise
 
 
 @dataclass
@@ -352,7 +352,7 @@ def _errors(
     validation_error: dict[str, Any],
 ) -> tuple[bool, bool, bool]:
     """``_performance`` for a regression: a window's error against validation's. Measured: a
-    rise significant at ``evidence_confidence`` (``regression.rise``) by at least
+    rise significant at ``evidence_confidence`` (``tasks.regression.rise``) by at least
     ``max_error_increase``; estimated: the whole interval above the ceiling."""
     validation = settings.self_healing.model_validation
     if performance is None or performance.rows <= 0 or performance.mae is None:

@@ -43,6 +43,7 @@ from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
 from mlmedic.monitor.releases import simulate
+from mlmedic.tasks import Task, task_of
 from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
@@ -156,7 +157,7 @@ def _accuracy(model: Any, frame: pd.DataFrame, contract: Any) -> tuple[float | N
     rows = frame[frame[target].notna()] if target in frame.columns else frame.iloc[0:0]
     if not len(rows):
         return None, None
-    if contract.task == "regression":  # its MAE, lower is better
+    if not task_of(contract.task).probabilities:  # a regression: its MAE, lower is better
         from mlmedic.monitor.errors import measured_errors
 
         values = np.asarray(model.predict(model_frame(rows, contract)), dtype=float)
@@ -210,6 +211,7 @@ def replay(
                 project, reference_frame, target, baselines=baselines, recipes=recipes, say=say
             )
             contract = first_snapshot.contract
+            task = task_of(contract.task)
             validation = first_snapshot.baseline.get("validation_accuracy")
             validation_rows = int(first_snapshot.baseline.get("validation_rows") or 0)
             labels = _Arrivals(target, label_delay_seconds)
@@ -227,9 +229,7 @@ def replay(
                     features = window.rows.drop(columns=[target])
                     result = monitor.run_batch(features, labelled=fresh if len(fresh) else None)
                 measured = _accuracy(snapshot.model, window.rows, contract)
-                outcomes.append(
-                    _outcome(window, result, snapshot.version, measured, scores, contract.task)
-                )
+                outcomes.append(_outcome(window, result, snapshot.version, measured, scores, task))
                 shadow.judge(window, clock.now(), outcomes[-1])
                 say(_line(outcomes[-1]))
                 if others is not None:  # the next window's models, on every label known now
@@ -244,9 +244,9 @@ def replay(
         finally:
             project.close()
     error = (first_snapshot.baseline.get("validation_error") or {}).get("mae")
-    summaries = _summaries(outcomes, validation, project.settings, retrains, rollbacks, error)
+    summaries = _summaries(outcomes, task, validation, project.settings, retrains, rollbacks, error)
     return ReplayResult(
-        metric="mae" if contract.task == "regression" else "accuracy",
+        metric=task.metric,
         validation_mae=(first_snapshot.baseline.get("validation_error") or {}).get("mae"),
         policy=policy,
         windows=outcomes,
@@ -384,13 +384,11 @@ def _outcome(
     version: int,
     measured: tuple[float | None, float | None],
     scores: dict[str, float | None],
-    task: str = "classification",
+    task: Task,
 ) -> WindowOutcome:
     """One window of the replay: the pass's result, and what each strategy scored on it (a
     regression's MAE in ``mae`` and ``baselines``; its accuracy fields are None)."""
-    from mlmedic.baselines import EVERY, NEVER
 
-    regression = task == "regression"
     drift = result.drift
     return WindowOutcome(
         index=window.index,
@@ -405,13 +403,10 @@ def _outcome(
         acted=result.acted,
         evidence=list(result.decision.evidence),
         model_version=version,
-        accuracy=None if regression else measured[0],
         roc_auc=measured[1],
-        never_heal_accuracy=None if regression else scores.get(NEVER),
-        retrain_every_window_accuracy=None if regression else scores.get(EVERY),
         baselines=scores,
         estimate=_interval(result.estimate),
-        mae=measured[0] if regression else None,
+        **task.window_fields(measured[0], scores),
     )
 
 
@@ -436,6 +431,7 @@ def _line(outcome: WindowOutcome) -> str:
 
 def _summaries(
     outcomes: list[WindowOutcome],
+    task: Task,
     validation: float | None,
     settings: Any,
     retrains: int,
@@ -457,8 +453,7 @@ def _summaries(
         for o in outcomes
         if o.alerts and o.accuracy is not None and (floor is None or o.accuracy >= floor)
     )
-    regression = any(o.mae is not None for o in outcomes)
-    if regression:  # errors: the worst window is the highest
+    if not task.higher_is_better:  # errors: the worst window is the highest
         increase = settings.self_healing.model_validation.max_error_increase
         ceiling = None if validation_mae is None else validation_mae * (1 + increase)
         needless = sum(
@@ -470,7 +465,7 @@ def _summaries(
     def summary(
         name: str, values: list[float | None], retrains: int, rollbacks: int, needless: int
     ) -> StrategySummary:
-        if not regression:
+        if task.higher_is_better:
             return StrategySummary(name, *stats(values), retrains, rollbacks, needless)
         known = [v for v in values if v is not None]
         return StrategySummary(
@@ -484,7 +479,7 @@ def _summaries(
             worst_mae=max(known, default=None),
         )
 
-    mine = [o.mae if regression else o.accuracy for o in outcomes]
+    mine = [getattr(o, task.metric) for o in outcomes]
     found = [summary("mlmedic", mine, retrains, rollbacks, needless)]
     names = list(outcomes[0].baselines) if outcomes else []
     for name in names:

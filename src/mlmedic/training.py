@@ -27,21 +27,17 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import TrainingError
-from mlmedic.regression import metrics as regression_metrics
+from mlmedic.tasks import CLASSIFICATION, REGRESSION, SEED, Task, fit_pipeline, task_of
 
-DEFAULT_TRAINER = "mlmedic.training:default_trainer"
-DEFAULT_REGRESSOR = "mlmedic.training:default_regressor"
+DEFAULT_TRAINER = CLASSIFICATION.default_trainer
+DEFAULT_REGRESSOR = REGRESSION.default_trainer
 BUILT_IN = (DEFAULT_TRAINER, DEFAULT_REGRESSOR)
-SEED = 42
 MIN_ROWS = 20
 HOLDOUT_SHARE = 0.2
 
@@ -93,6 +89,7 @@ class TrainResult:
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
     naive: float | None = None  # a regression's training mean (its naive baseline)
+    task: Task = CLASSIFICATION
 
 
 def model_features(contract: DataContract) -> list[str]:
@@ -123,28 +120,6 @@ def model_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def fit_pipeline(frame: pd.DataFrame, target: str, model: Any, weights: Any) -> Pipeline:
-    """Ordinal-encoded categories (object columns) and numbers into ``model``, fitted."""
-    features = frame.drop(columns=[target])
-    categorical = [c for c in features.columns if features[c].dtype == object]
-    numeric = [c for c in features.columns if c not in categorical]
-    encoder = OrdinalEncoder(
-        handle_unknown="use_encoded_value",
-        unknown_value=-1,
-        encoded_missing_value=-1,
-        dtype=np.float64,
-    )
-    prepare = ColumnTransformer(
-        [("categories", encoder, categorical), ("numbers", "passthrough", numeric)],
-        verbose_feature_names_out=False,
-    )
-    model.set_params(categorical_features=list(range(len(categorical))) or None)
-    pipeline = Pipeline([("prepare", prepare), ("model", model)])
-    if weights is not None:
-        return pipeline.fit(features, frame[target], model__sample_weight=weights)
-    return pipeline.fit(features, frame[target])
-
-
 def default_trainer(
     frame: pd.DataFrame, target: str, sample_weight: np.ndarray | None = None
 ) -> Pipeline:
@@ -162,11 +137,11 @@ def default_regressor(
     return fit_pipeline(frame, target, model, sample_weight)
 
 
-def load_trainer(path: str | None, task: str = "classification") -> tuple[str, Trainer]:
+def load_trainer(path: str | None, task: Task = CLASSIFICATION) -> tuple[str, Trainer]:
     """Import ``package.module:function`` (None: the task's default); a clear
     ``TrainingError`` if it cannot be used."""
     if path in (None, *BUILT_IN):
-        path = DEFAULT_REGRESSOR if task == "regression" else DEFAULT_TRAINER
+        path = task.default_trainer
     assert path is not None
     if path in ("lightgbm", "xgboost"):  # built in, with the optional extra of their name
         from mlmedic import boosters
@@ -191,7 +166,7 @@ def load_trainer(path: str | None, task: str = "classification") -> tuple[str, T
 
 
 def _check_trainable(
-    frame: pd.DataFrame, target: str, *, split: bool = True, regression: bool = False
+    frame: pd.DataFrame, target: str, *, split: bool = True, task: Task = CLASSIFICATION
 ) -> None:
     if target not in frame.columns:
         raise TrainingError(f"target column '{target}' not found in the training data")
@@ -208,7 +183,7 @@ def _check_trainable(
         raise TrainingError(
             f"too few rows to train and validate: {len(frame)} (at least {MIN_ROWS} needed)"
         )
-    if not split or regression:
+    if not split or task.stratify(labels) is None:
         return
     holdout = max(1, round(len(frame) * HOLDOUT_SHARE))
     if counts.min() < 2 or holdout < len(counts):
@@ -219,67 +194,44 @@ def _check_trainable(
 
 
 def split(
-    frame: pd.DataFrame, target: str, *, seed: int = SEED, regression: bool = False
+    frame: pd.DataFrame, target: str, *, seed: int = SEED, task: Task = CLASSIFICATION
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training / holdout split (80/20), seeded; stratified by the label for classification."""
-    _check_trainable(frame, target, regression=regression)
+    """Training / holdout split (80/20), seeded; stratified as the task says (by the label
+    for classification)."""
+    _check_trainable(frame, target, task=task)
     train_part, holdout = train_test_split(
         frame,
         test_size=HOLDOUT_SHARE,
         random_state=seed,
-        stratify=None if regression else frame[target],
+        stratify=task.stratify(frame[target]),
     )
     return train_part, holdout
 
 
 def evaluate(
-    model: Classifier, holdout: pd.DataFrame, target: str, *, naive: float | None = None
+    model: Classifier,
+    holdout: pd.DataFrame,
+    target: str,
+    *,
+    task: Task = CLASSIFICATION,
+    naive: float | None = None,
 ) -> dict[str, float]:
     """Accuracy, F1 (binary: of the positive, later-sorted label; else macro) and ROC AUC; for
     a regression (``naive``: the training mean) RMSE, MAE, R² and the naive baseline's RMSE."""
-    return scored(model, holdout, target, naive=naive)[0]
+    return scored(model, holdout, target, task=task, naive=naive)[0]
 
 
 def scored(
-    model: Classifier, holdout: pd.DataFrame, target: str, *, naive: float | None = None
+    model: Classifier,
+    holdout: pd.DataFrame,
+    target: str,
+    *,
+    task: Task = CLASSIFICATION,
+    naive: float | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """``evaluate``'s metrics and, per row, whether it was predicted right — or, for a
-    regression (``naive`` given), its absolute error (for paired tests)."""
-    features = holdout.drop(columns=[target])
-    if naive is not None:
-        truth_values = holdout[target].to_numpy(dtype=float)
-        values = np.asarray(model.predict(features), dtype=float)
-        return regression_metrics(truth_values, values, naive), np.abs(values - truth_values)
-    truth = holdout[target].to_numpy()
-    predicted = np.asarray(model.predict(features))
-    probabilities = np.asarray(model.predict_proba(features))
-    labels = np.asarray(getattr(model, "classes_", np.unique(truth)))
-    metrics = {"accuracy": float(accuracy_score(truth, predicted))}
-    # ROC AUC needs both sides of a comparison: undefined (NaN, not a warning) when the rows
-    # hold a single class — a small holdout of the newest rows can
-    several = len(pd.unique(truth)) > 1
-    if len(labels) == 2:
-        metrics["f1"] = float(f1_score(truth, predicted, pos_label=labels[1], zero_division=0))
-        try:
-            positive = truth == labels[1]
-            metrics["roc_auc"] = (
-                float(roc_auc_score(positive, probabilities[:, 1]))
-                if several and positive.any() and not positive.all()
-                else float("nan")
-            )
-        except ValueError:
-            metrics["roc_auc"] = float("nan")
-    else:
-        metrics["f1"] = float(f1_score(truth, predicted, average="macro", zero_division=0))
-        try:
-            metrics["roc_auc"] = (
-                float(roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels))
-                if several
-                else float("nan")
-            )
-        except ValueError:
-            metrics["roc_auc"] = float("nan")
-    return metrics, np.asarray(predicted == truth, dtype=bool)
+    """``evaluate``'s metrics and, per row, what the paired test compares (``Task.per_row``:
+    whether it was predicted right, or a regression's absolute error)."""
+    return task.scored(model, holdout, target, naive=naive)
 
 
 def positive_rate(model: Classifier, truth: pd.Series) -> float | None:
@@ -310,21 +262,17 @@ def train(
     target = contract.target
     if target is None:
         raise TrainingError("the data contract has no target column; pass --target")
-    regression = contract.task == "regression"
-    name, function = load_trainer(trainer, contract.task)
+    task = task_of(contract.task)
+    name, function = load_trainer(trainer, task)
     if sample_weight is not None and not takes_weights(function):
         raise TrainingError(f"trainer '{name}' takes no sample_weight: it cannot weigh rows")
     data = model_frame(frame, contract)
-    data[target] = (
-        pd.to_numeric(frame[target]).to_numpy(dtype=float)
-        if regression
-        else frame[target].to_numpy()
-    )
+    data[target] = task.target_values(frame[target])
     weights = None
     if holdout is None:
         if sample_weight is not None:
             data["__weight__"] = np.asarray(sample_weight, dtype=float)
-        train_part, held = split(data, target, seed=seed, regression=regression)
+        train_part, held = split(data, target, seed=seed, task=task)
         if sample_weight is not None:
             weights = train_part.pop("__weight__").to_numpy()
             held = held.drop(columns="__weight__")
@@ -332,11 +280,7 @@ def train(
         _check_trainable(data, target, split=False)
         train_part = data
         held = model_frame(holdout, contract)
-        held[target] = (
-            pd.to_numeric(holdout[target]).to_numpy(dtype=float)
-            if regression
-            else holdout[target].to_numpy()
-        )
+        held[target] = task.target_values(holdout[target])
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     start = time.perf_counter()
     attempt = 0
@@ -356,12 +300,12 @@ def train(
                 ) from exc
             if on_retry is not None:
                 on_retry(attempt, exc)
-    for method in ("predict",) if regression else ("predict", "predict_proba"):
+    for method in task.model_methods:
         if not callable(getattr(model, method, None)):
             raise TrainingError(f"trainer '{name}' returned a model without {method}()")
-    naive = float(train_part[target].mean()) if regression else None
+    naive = task.naive(train_part[target])
     try:
-        metrics = evaluate(model, held, target, naive=naive)
+        metrics = evaluate(model, held, target, task=task, naive=naive)
     except Exception as exc:
         raise TrainingError(
             f"trainer '{name}': its model fails on the holdout ({type(exc).__name__}: {exc})"
@@ -375,6 +319,7 @@ def train(
         trainer=name,
         seconds=time.perf_counter() - start,
         naive=naive,
+        task=task,
         params={
             "trainer": name,
             "task": contract.task,

@@ -6,29 +6,16 @@ Split from ``pipeline`` (stages 1-3) so each stays one room.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
-from mlmedic.evidence import paired
 from mlmedic.gate import GateDecision
 from mlmedic.project import Project
 from mlmedic.registry import VersionInfo
-from mlmedic.regression import paired_errors
+from mlmedic.tasks import Task
 from mlmedic.training import model_frame, scored
-
-
-def versus(
-    candidate: np.ndarray, champion: np.ndarray, *, regression: bool, confidence: float
-) -> Any:
-    """The candidate (A) against the champion (B) row by row: McNemar on right/wrong, or the
-    paired test of absolute errors for a regression."""
-    if regression:
-        return paired_errors(candidate, champion, confidence=confidence)
-    return paired(candidate, champion, confidence=confidence)
 
 
 def deploy(project: Project, version: int, before: int | None) -> None:
@@ -73,10 +60,11 @@ def champion_on(
     champion: VersionInfo | None,
     rows: pd.DataFrame,
     target: str,
+    task: Task,
     naive: float | None = None,
 ) -> tuple[dict[str, float], np.ndarray] | None:
-    """The champion's metrics and per-row correctness (a regression's, ``naive`` given: its
-    absolute errors) on the gate's rows, or None if it cannot be compared."""
+    """The champion's metrics and per row what the paired test compares (``Task.per_row``) on
+    the gate's rows, or None if it cannot be compared."""
     if champion is None:
         return None
     registry = project.registry
@@ -84,10 +72,8 @@ def champion_on(
         model = registry.load_model(champion.version)
         champion_contract = registry.load_contract(champion.version)
         holdout = model_frame(rows, champion_contract)
-        holdout[target] = (
-            rows[target].to_numpy(dtype=float) if naive is not None else rows[target].to_numpy()
-        )
-        return scored(model, holdout, target, naive=naive)
+        holdout[target] = task.target_values(rows[target])
+        return scored(model, holdout, target, task=task, naive=naive)
     except (MedicError, KeyError, ValueError) as exc:
         project.events.record(
             EventKind.GATE,

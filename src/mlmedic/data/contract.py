@@ -175,11 +175,14 @@ class DataContract:
         source: str = "",
         time_column: str | None = None,
         task: str = "classification",
+        target_kind: Kind = "categorical",
     ) -> None:
         self.target = target
-        # what the target holds: class labels ("classification") or quantities ("regression",
-        # a numeric target: profiled as a number, never capped, repaired or matched to classes)
+        # the task's name (``mlmedic.tasks``), and what its target holds: class labels
+        # ("categorical") or quantities ("numeric": profiled as a number, never capped,
+        # repaired or matched to classes) — the task object says which (``Task.target_kind``)
         self.task = task
+        self.target_kind: Kind = target_kind
         # the column holding each row's time (data_quality.time_column): never a model feature;
         # a monitoring pass over a batch happens at its newest value
         self.time_column = time_column
@@ -233,7 +236,7 @@ class DataContract:
     def _fit_column(self, name: str, series: pd.Series) -> ColumnSpec:
         is_target = name == self.target
         kind: Kind = (
-            ("numeric" if self.task == "regression" else "categorical")
+            self.target_kind
             if is_target
             else _infer_kind(series, max_categories=self.max_categories)
         )
@@ -313,6 +316,7 @@ class DataContract:
                 "source": self.source,
                 "time_column": self.time_column,
                 "task": self.task,
+                "target_kind": self.target_kind,
             },
             "n_rows": self.n_rows_,
             "duplicate_rate": self.duplicate_rate_,

@@ -16,7 +16,7 @@ import pandas as pd
 from mlmedic.clock import Timings
 from mlmedic.config import DataQualityConfig
 from mlmedic.data.checks import CheckReport, run_checks
-from mlmedic.data.contract import DataContract
+from mlmedic.data.contract import DataContract, Kind
 from mlmedic.data.io import check_writable, is_url, read_table, table_format, write_table
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer, RepairResult
 from mlmedic.errors import ProjectError
@@ -61,6 +61,7 @@ def resolve_contract(
     config: DataQualityConfig | None = None,
     batch_name: str = "the batch",
     task: str = "classification",
+    target_kind: Kind = "categorical",
 ) -> DataContract:
     """The contract to check ``batch`` against: from ``reference`` data, a saved ``contract``,
     or, with neither, the batch itself (robust statistics, held to a clean standard)."""
@@ -84,10 +85,19 @@ def resolve_contract(
     if reference is not None:
         frame = read_table(reference)
         return DataContract(
-            target=target, outlier_threshold_iqr=k, source=str(reference), task=task
+            target=target,
+            outlier_threshold_iqr=k,
+            source=str(reference),
+            task=task,
+            target_kind=target_kind,
         ).fit(frame)
     return DataContract(
-        target=target, outlier_threshold_iqr=k, self_reference=True, source=batch_name, task=task
+        target=target,
+        outlier_threshold_iqr=k,
+        self_reference=True,
+        source=batch_name,
+        task=task,
+        target_kind=target_kind,
     ).fit(batch)
 
 

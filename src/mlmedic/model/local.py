@@ -21,6 +21,7 @@ import pandas as pd
 
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import ModelLoadError
+from mlmedic.tasks import CLASSIFICATION, Task, task_of
 
 CACHE_DIR = "serving-cache"
 __all__ = ["CACHE_DIR", "LoadedModel", "ModelLoadError", "load_local"]
@@ -45,15 +46,13 @@ class LoadedModel:
     fast: _FastPath | _NativeFast | None = None
     fallback_from: int | None = None  # the champion this version stands in for
     fallback_why: str = ""
-    # "regression": predictions are numbers, and the outputs' one column holds them (the
-    # prediction log's proba_0, the prediction profile's "probability")
-    task: str = "classification"
+    # what it predicts (``mlmedic.tasks``): a regression's predictions are numbers, and the
+    # outputs' one column holds them (the prediction log's proba_0, the prediction profile's
+    # "probability")
+    task: Task = CLASSIFICATION
 
     def _answers(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.task == "regression":
-            values = np.asarray(outputs, dtype=float).reshape(-1, 1)
-            return values[:, 0], values
-        return np.asarray(self.classes, dtype=object)[outputs.argmax(axis=1)], outputs
+        return self.task.answers(outputs, self.classes)
 
     def predict_columns(self, parts: list[dict[str, list[Any]]]) -> tuple[np.ndarray, np.ndarray]:
         """Predict several requests' rows in one model call: (predictions, outputs — class
@@ -72,9 +71,7 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(predictions, outputs) for a prepared feature frame (see ``predict_columns``)."""
-        if self.task == "regression":
-            return self._answers(np.asarray(self.model.predict(frame)))
-        return self._answers(np.asarray(self.model.predict_proba(frame)))
+        return self._answers(self.task.outputs(self.model, frame))
 
     def check_canary(self) -> None:
         """Predict the stored canary row; raise ``ModelLoadError`` unless it gives sane output."""
@@ -83,15 +80,9 @@ class LoadedModel:
             _, probabilities = self.predict_columns([columns])
         except Exception as exc:
             raise ModelLoadError(f"v{self.version}: canary prediction failed: {exc}") from exc
-        row = probabilities[0]
-        if self.task == "regression":
-            if row.shape != (1,) or not np.all(np.isfinite(row)):
-                raise ModelLoadError(f"v{self.version}: canary prediction is not a number")
-            return
-        if row.shape[0] != len(self.classes) or not np.all(np.isfinite(row)):
-            raise ModelLoadError(f"v{self.version}: canary prediction is not a probability vector")
-        if not math.isclose(float(row.sum()), 1.0, abs_tol=1e-6):
-            raise ModelLoadError(f"v{self.version}: canary probabilities sum to {row.sum():.4f}")
+        problem = self.task.canary_problem(probabilities[0], self.classes)
+        if problem is not None:
+            raise ModelLoadError(f"v{self.version}: {problem}")
 
 
 class _FastPath:
@@ -205,9 +196,9 @@ class _FastPath:
     def predict_proba(self, parts: list[dict[str, list[Any]]]) -> np.ndarray:
         """Class probabilities, or a regressor's values (one column)."""
         booster = self.booster
-        regression = not hasattr(booster, "predict_proba")
+        values = not hasattr(booster, "predict_proba")  # a regressor: its values, one column
         if not self.direct:
-            if regression:
+            if values:
                 return np.asarray(booster.predict(self.matrix(parts)), dtype=float).reshape(-1, 1)
             return np.asarray(booster.predict_proba(self.matrix(parts)))
         matrix = self.matrix(parts)
@@ -222,7 +213,7 @@ class _FastPath:
         # clients) every region waits for a thread that is not running, and a worker served
         # 950 one-row requests/s at 8 connections on 2 cores against 2,000 with one thread
         booster._predict_iterations(matrix, booster._predictors, raw, False, TREE_THREADS)
-        if regression:
+        if values:
             return np.asarray(booster._loss.link.inverse(raw), dtype=float).reshape(-1, 1)
         return np.asarray(booster._loss.predict_proba(raw))
 
@@ -240,9 +231,7 @@ def _agrees(loaded: LoadedModel, rows: pd.DataFrame) -> bool:
     parts = [{c: rows[c].tolist() for c in loaded.features}]
     fast = loaded.fast.predict_proba(parts)
     slow = loaded.predict(loaded.frame(parts))[1]
-    return bool(
-        np.allclose(fast, slow, rtol=1e-12 if loaded.task == "regression" else 0, atol=1e-12)
-    )
+    return bool(np.allclose(fast, slow, rtol=loaded.task.fast_path_rtol, atol=1e-12))
 
 
 def cache_path(state_dir: Path, version: int) -> Path:
@@ -357,7 +346,7 @@ def load_local(
         nullable={c for c in features if specs.get(c) is None or specs[c].missing_rate > 0},
         classes=list(getattr(model, "classes_", [])),
         canary=canary,
-        task=contract.task,
+        task=task_of(contract.task),
         metrics=dict(manifest.get("metrics") or {}),
         trained_at=manifest.get("trained_at"),
         source=source,

@@ -1,6 +1,6 @@
 """A regression's window: its error measured from labels, and estimated without them.
 
-The estimate is the version's model of each row's absolute error (``regression.ErrorModel``,
+The estimate is the version's model of each row's absolute error (``tasks.regression.ErrorModel``,
 fitted on its holdout, as NannyML's DLE): the mean of the rows' expected errors is the window's
 estimated MAE; the RMSE is estimated at the holdout's ratio of RMSE to MAE. Its 95 % interval is
 the sampling error of a window's MAE and of the holdout's, widened by the shift allowance
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.performance import Z95, Performance, shift_allowance
-from mlmedic.regression import ErrorModel, paired_errors
+from mlmedic.tasks.regression import ErrorModel, paired_errors
 from mlmedic.training import model_frame
 
 

@@ -25,6 +25,7 @@ from mlmedic.performance import (
     measured,
     shift_allowance,
 )
+from mlmedic.tasks import task_of
 from mlmedic.training import model_frame
 
 
@@ -84,7 +85,7 @@ def measure(
     rows = summary.rows if summary is not None else len(frame)
     result = Measurements(rows=rows, labelled=has_labels and not late)
     probabilities = np.empty((0, 0))
-    regression = snapshot.contract.task == "regression"
+    task = task_of(snapshot.contract.task)
     features = pd.DataFrame()
     if len(frame):
         features = model_frame(frame, snapshot.contract)
@@ -123,7 +124,7 @@ def measure(
                 min_samples=detection.min_samples_for_detection,
             )
     confidence = settings.self_healing.model_validation.evidence_confidence
-    if regression:  # the rows with labels, and the values predicted (one column)
+    if not task.probabilities:  # a regression: the labelled rows and the values (one column)
         values = probabilities[:, 0] if probabilities.size else np.empty(0)
         own = frame[target].notna().to_numpy() if has_labels and not late else None
         given = labelled if late else frame[own] if own is not None else None
@@ -163,9 +164,7 @@ def _outputs(
         found = frame.filter(regex=r"^proba_\d+$").to_numpy(dtype=float)
         if found.size:
             return found
-    if snapshot.contract.task == "regression":
-        return np.asarray(snapshot.model.predict(features), dtype=float).reshape(-1, 1)
-    return np.asarray(snapshot.model.predict_proba(features))
+    return task_of(snapshot.contract.task).outputs(snapshot.model, features)
 
 
 def _measure_on(

@@ -38,7 +38,6 @@ from scipy import stats
 
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
-from mlmedic.labels import label_key
 from mlmedic.lock import project_lock
 from mlmedic.logstore import hour_of, read_feedback, read_predictions
 from mlmedic.releases import (
@@ -49,7 +48,7 @@ from mlmedic.releases import (
     host_status,
     running_release,
 )
-from mlmedic.verdict import versus
+from mlmedic.tasks import Task, task_of
 
 SAME = "on the same rows"
 
@@ -140,21 +139,20 @@ def judge(project: Any, release: Release, *, now: float | None = None) -> Releas
     pairs, verdict.requests = pairs_of(project, release)
     verdict.pairs = len(pairs)
     verdict.host = host_status(project.state_dir, release) or {}
-    regression = _task(project, release) == "regression"
-    if len(pairs):
-        same = _agree(pairs, regression)
-        verdict.agreement = float(np.mean(same)) if not regression else None
-        disagree = 1.0 - float(np.mean(same))
-        verdict.needed = requests_for(0.03, disagree) if not regression else None
+    task = _task(project, release)
+    if len(pairs) and task.probabilities:  # how often the two give the same class
+        same = task.agree(pairs["candidate"], pairs["champion"])
+        verdict.agreement = float(np.mean(same))
+        verdict.needed = requests_for(0.03, 1.0 - verdict.agreement)
     labelled = pairs[pairs["label"].notna()] if len(pairs) else pairs
     verdict.labelled = len(labelled)
     why = _limits(project, release, verdict, deployment, now)
     if why:  # checked before any comparison: a limit holds whatever the labels say (#31)
         return _set(verdict, Action.RETIRE, why)
     if verdict.labelled >= deployment.min_labelled_requests:
-        return _compare(verdict, labelled, regression, deployment, confidence)
+        return _compare(verdict, labelled, task, deployment, confidence)
     if deployment.decide_without_labels and verdict.pairs >= deployment.min_labelled_requests:
-        return _by_agreement(project, verdict, pairs, regression, deployment, confidence)
+        return _by_agreement(project, verdict, pairs, task, deployment, confidence)
     return _set(
         verdict,
         Action.WAIT,
@@ -196,39 +194,23 @@ def _limits(
 def _compare(
     verdict: ReleaseVerdict,
     labelled: pd.DataFrame,
-    regression: bool,
+    task: Task,
     deployment: Any,
     confidence: float,
 ) -> ReleaseVerdict:
-
+    """The candidate (A) against the champion (B) on the labelled pairs: the task's paired
+    test, and the lower bound of the candidate's advantage against the margin."""
     z = float(stats.norm.ppf(confidence))
-    if regression:
-        truth = labelled["label"].astype(float).to_numpy()
-        error_c = np.abs(labelled["candidate"].astype(float).to_numpy() - truth)
-        error_p = np.abs(labelled["champion"].astype(float).to_numpy() - truth)
-        test = versus(error_c, error_p, regression=True, confidence=confidence)
-        gap = error_p - error_c  # positive: the candidate is closer
-        spread = float(np.std(gap, ddof=1)) if len(gap) > 1 else 0.0
-        scale = max(float(error_p.mean()), 1e-12)
-        verdict.lower_bound = float((gap.mean() - z * spread / math.sqrt(len(gap))) / scale)
-    else:
-        keys = labelled["label"].map(label_key)
-        right_c = (labelled["candidate"].map(label_key) == keys).to_numpy()
-        right_p = (labelled["champion"].map(label_key) == keys).to_numpy()
-        test = versus(right_c, right_p, regression=False, confidence=confidence)
-        rows = len(right_c)
-        b, c = int(np.sum(right_c & ~right_p)), int(np.sum(~right_c & right_p))
-        spread = math.sqrt(max(b + c - (b - c) ** 2 / rows, 0.0)) / rows
-        verdict.lower_bound = (b - c) / rows - z * spread
+    truth = labelled["label"]
+    candidate = task.per_row(labelled["candidate"], truth)
+    champion = task.per_row(labelled["champion"], truth)
+    test = task.versus(candidate, champion, confidence=confidence)
+    verdict.lower_bound = task.advantage_bound(candidate, champion, z)
     verdict.comparison = {**test.to_dict(), "summary": test.summary("candidate", "champion")}
     if test.worse:
-        return _set(
-            verdict, Action.RETIRE, "significantly worse than the champion on the same rows"
-        )
+        return _set(verdict, Action.RETIRE, f"significantly worse than the champion {SAME}")
     if test.better:
-        return _set(
-            verdict, Action.PROMOTE, "significantly better than the champion on the same rows"
-        )
+        return _set(verdict, Action.PROMOTE, f"significantly better than the champion {SAME}")
     if verdict.lower_bound > -deployment.not_worse_margin:
         return _set(
             verdict,
@@ -236,44 +218,40 @@ def _compare(
             f"not worse than the champion by {deployment.not_worse_margin:g} "
             f"(lower bound {verdict.lower_bound:+.4f}, deployment.not_worse_margin)",
         )
-    return _set(
-        verdict, Action.WAIT, "no significant difference yet, and not shown within the margin"
-    )
+    return _set(verdict, Action.WAIT, "no significant difference yet, not shown within the margin")
 
 
 def _by_agreement(
     project: Any,
     verdict: ReleaseVerdict,
     pairs: pd.DataFrame,
-    regression: bool,
+    task: Task,
     deployment: Any,
     confidence: float,
 ) -> ReleaseVerdict:
-    """No labels: agreement bounds the accuracy difference (``decide_without_labels``)."""
+    """No labels: how far the two models' answers differ bounds how far their scores can
+    (``decide_without_labels``): the share of rows with another class bounds the accuracy
+    difference; the mean gap between two predictions bounds the MAE difference."""
     z = float(stats.norm.ppf(confidence))
     rows = len(pairs)
-    if regression:
-        gap = np.abs(pairs["candidate"].astype(float) - pairs["champion"].astype(float))
+    if task.probabilities:
+        share = 1.0 - float(verdict.agreement or 0.0)
+        bound = share + z * math.sqrt(max(share * (1 - share), 1e-12) / rows)
+        allowed: float | None = deployment.not_worse_margin
+        what = f"disagrees with the champion on at most {bound:.2%} of requests"
+    else:
+        gap = task.per_row(pairs["candidate"], pairs["champion"])
         bound = float(gap.mean() + z * gap.std(ddof=1) / math.sqrt(rows))
-        mae = project.registry.info(verdict.release.champion).metrics.get("mae")
-        if mae is not None and bound <= deployment.not_worse_margin * float(mae):
-            return _set(
-                verdict,
-                Action.PROMOTE,
-                f"unlabelled: predictions within {bound:.4g} of the"
-                f" champion's, under the margin of its validation MAE {float(mae):.4g}",
-            )
-        return _set(verdict, Action.WAIT, "unlabelled: the predictions differ more than the margin")
-    share = 1.0 - float(verdict.agreement or 0.0)
-    bound = share + z * math.sqrt(max(share * (1 - share), 1e-12) / rows)
-    if bound <= deployment.not_worse_margin:
+        mae = project.registry.info(verdict.release.champion).metrics.get(task.metric)
+        allowed = None if mae is None else deployment.not_worse_margin * float(mae)
+        what = f"predictions within {bound:.4g} of the champion's"
+    if allowed is not None and bound <= allowed:
         return _set(
             verdict,
             Action.PROMOTE,
-            f"unlabelled: disagrees with the champion on at most "
-            f"{bound:.2%} of requests, within deployment.not_worse_margin",
+            f"unlabelled: {what}, within deployment.not_worse_margin ({allowed:.4g})",
         )
-    return _set(verdict, Action.WAIT, f"unlabelled: disagrees on up to {bound:.2%} of requests")
+    return _set(verdict, Action.WAIT, f"unlabelled: {what}: more than the margin allows")
 
 
 def _set(verdict: ReleaseVerdict, action: Action, why: str) -> ReleaseVerdict:
@@ -281,17 +259,12 @@ def _set(verdict: ReleaseVerdict, action: Action, why: str) -> ReleaseVerdict:
     return verdict
 
 
-def _task(project: Any, release: Release) -> str:
+def _task(project: Any, release: Release) -> Task:
+    """The champion's task, as its version's tags say (classification when they cannot)."""
     try:
-        return str(project.registry.info(release.champion).tags.get("mlmedic.task", ""))
-    except MedicError:
-        return ""
-
-
-def _agree(pairs: pd.DataFrame, regression: bool) -> np.ndarray:
-    if regression:
-        return np.isclose(pairs["candidate"].astype(float), pairs["champion"].astype(float))
-    return (pairs["candidate"].map(label_key) == pairs["champion"].map(label_key)).to_numpy()
+        return task_of(project.registry.info(release.champion).tags.get("mlmedic.task"))
+    except (MedicError, ValueError):
+        return task_of(None)
 
 
 def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:

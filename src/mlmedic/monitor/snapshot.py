@@ -110,9 +110,9 @@ class ChampionSnapshot:
 
     @property
     def error_model(self) -> Any:
-        """A regression's model of the error (``regression.ErrorModel``), read once."""
+        """A regression's model of the error (``tasks.regression.ErrorModel``), read once."""
         if self._error_model is None:
-            from mlmedic.regression import ErrorModel
+            from mlmedic.tasks.regression import ErrorModel
 
             self._error_model = ErrorModel.from_dict(self.baseline["error_model"])
         return self._error_model

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.errors import RegistryError
+from mlmedic.tasks import task_of
 
 NATIVE_FILES = ("model.lgb", "model.ubj", "model.json", "model.xgb")
 SPEC = "native.json"  # in the version's baseline/: library, features, categories, classes
@@ -139,7 +140,7 @@ def adopt_native(
     except RegistryError as exc:
         raise UsageError(f"v{version}: {exc}") from None
     classes: list[Any] = []
-    if task == "classification":
+    if task_of(task).probabilities:
         labels = list(frame[target].dropna().unique())
         try:
             labels.sort()

@@ -189,11 +189,11 @@ class Metrics:
         seconds: float,
         endpoint: str = "/predict",
         *,
-        regression: bool = False,
+        values: bool = False,
     ) -> None:
         self.requests.labels(endpoint, "200").inc()
         self.latency.observe(seconds)
-        if regression:  # numbers, not classes: counted as "value", summed in a summary
+        if values:  # numbers, not classes: counted as "value", summed in a summary
             self.predictions.labels("value").inc(len(labels))
             for value in labels:
                 self.values.observe(value)

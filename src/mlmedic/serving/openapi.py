@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mlmedic.labels import label_key
+from mlmedic.jsonvalues import plain
+from mlmedic.labels import accepted_labels
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 # the largest magnitude a feature value may have: far beyond any real measurement, and a round
@@ -63,41 +64,12 @@ def record_schema(
     }
 
 
-def accepted_labels(classes: Iterable[Any]) -> list[tuple[Any, Any]]:
-    """(JSON value, class) for every label ``/feedback`` takes: each class as its own value and
-    as its text (``1`` and ``"1"`` for class 1). The schema's enum and the server's check both
-    come from here."""
-    pairs: list[tuple[Any, Any]] = []
-    for c in classes:
-        value, text = plain(c), label_key(c)
-        pairs.append((value, c))
-        if text is not None and text != value:
-            pairs.append((text, c))
-    return pairs
-
-
-def label_for(value: Any, classes: Iterable[Any]) -> Any:
-    """The class a label sent to the API names (JSON equality: ``1.0`` is ``1``, but a string is
-    never a number and a boolean never a class), or None."""
-    if isinstance(value, bool):
-        return None
-    for accepted, found in accepted_labels(classes):
-        if isinstance(accepted, str) == isinstance(value, str) and accepted == value:
-            return found
-    return None
-
-
 def label_schema(classes: Iterable[Any]) -> dict[str, Any]:
     """A label as ``/feedback`` takes it: one of the classes, as its JSON value or its text."""
     pairs = accepted_labels(classes)  # the values first, then the texts
     own = [value for value, c in pairs if not isinstance(value, str) or value == plain(c)]
     texts = [value for value, _ in pairs if value not in own]
     return {"enum": own + texts}
-
-
-def plain(value: Any) -> Any:
-    """A numpy scalar as the Python value JSON writes."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
 
 
 def _class_schema(classes: Sequence[Any]) -> dict[str, Any]:
@@ -490,11 +462,8 @@ __all__ = [
     "NUMBER_LIMIT",
     "NUMBER_LIMIT_INT",
     "REQUEST_ID_PATTERN",
-    "accepted_labels",
     "component_schemas",
     "document",
-    "label_for",
     "label_schema",
-    "plain",
     "record_schema",
 ]

@@ -10,8 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mlmedic.errors import InvalidRequest, NotReady
-from mlmedic.labels import label_key
-from mlmedic.serving.openapi import label_for, plain
 from mlmedic.serving.requests import REQUEST_ID, json_body
 from mlmedic.serving.state import state_of
 
@@ -42,22 +40,11 @@ async def feedback(request: Request) -> JSONResponse:
         request_id = item["request_id"]
         if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
             raise InvalidRequest(f"{where}.request_id: not a request id this server issues")
-        if model.task == "regression":  # a number, as the model answers
-            value = item["label"]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                raise InvalidRequest(f"{where}.label: {value!r} is not a number (a regression)")
-            if abs(value) == float("inf"):
-                raise InvalidRequest(f"{where}.label: {value!r} is not a finite number")
-            rows.append({"request_id": request_id, "label": repr(float(value))})
-            continue
-        label = label_for(item["label"], model.classes)
-        if label is None:
-            known = ", ".join(repr(plain(c)) for c in model.classes)
-            raise InvalidRequest(
-                f"{where}.label: {item['label']!r} is not one of v{model.version}'s classes "
-                f"({known}), as its value or its text",
-            )
-        rows.append({"request_id": request_id, "label": label_key(label) or ""})
+        try:  # in the form the model answers: one of its classes, or a number
+            label = model.task.feedback(item["label"], model.classes)
+        except ValueError as exc:
+            raise InvalidRequest(f"{where}.label: {exc}") from None
+        rows.append({"request_id": request_id, "label": label})
     loop = asyncio.get_running_loop()
     written = await loop.run_in_executor(None, state.feedback.write, rows)
     unknown = await loop.run_in_executor(

@@ -63,7 +63,7 @@ async def invocations(request: Request) -> JSONResponse:
                 f"{state.config.max_records_per_request}"
             )
         model = state.model
-        if output == "probabilities" and model is not None and model.task == "regression":
+        if output == "probabilities" and model is not None and not model.task.probabilities:
             raise InvalidRequest(
                 "params.output 'probabilities': this is a regression model; it answers numbers"
             )

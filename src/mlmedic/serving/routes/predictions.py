@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mlmedic.errors import NotReady
-from mlmedic.serving.openapi import plain
+from mlmedic.jsonvalues import plain
 from mlmedic.serving.requests import (
     REQUEST_ID,
     json_body,
@@ -88,7 +88,7 @@ async def score(
             state.predictions.append(columns, labels, outputs, release.version, request_id)
             state.metrics.released(release.version, "canary")
             state.metrics.predicted(
-                labels, time.perf_counter() - started, endpoint, regression=not classes
+                labels, time.perf_counter() - started, endpoint, values=not classes
             )
             return Scored(request_id, release.version, labels, outputs, classes, {})
     try:
@@ -110,7 +110,7 @@ async def score(
         state.predictions.append(columns, predictions, probabilities, used.version, request_id)
     answered = [p for p in predictions if p is not None]
     state.metrics.predicted(
-        answered, time.perf_counter() - started, endpoint, regression=used.task == "regression"
+        answered, time.perf_counter() - started, endpoint, values=not used.task.probabilities
     )
     classes = [plain(c) for c in used.classes]
     return Scored(request_id, used.version, predictions, probabilities, classes, failed)

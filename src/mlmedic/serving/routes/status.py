@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mlmedic.errors import NotReady
+from mlmedic.jsonvalues import plain
 from mlmedic.model.local import ModelLoadError
-from mlmedic.serving.openapi import plain
 from mlmedic.serving.state import state_of
 
 router = APIRouter()

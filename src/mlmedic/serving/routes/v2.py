@@ -23,6 +23,7 @@ from mlmedic.errors import ApiError, InvalidRequest, NotReady
 from mlmedic.serving.requests import REQUEST_ID, error_response, parse_json, raw_body
 from mlmedic.serving.routes.predictions import score
 from mlmedic.serving.state import state_of
+from mlmedic.tasks import Task
 
 router = APIRouter()
 
@@ -106,7 +107,7 @@ async def model_metadata(request: Request, name: str, version: str | None = None
         for feature in model.features
     ]
     outputs = [{"name": "predict", "datatype": _label_type(model.classes), "shape": [-1]}]
-    if model.task != "regression":  # a regression answers numbers only
+    if model.task.probabilities:  # a regression answers numbers only
         outputs.append(
             {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)]}
         )
@@ -197,8 +198,8 @@ def _label_type(classes: list[Any]) -> str:
     return "BYTES"
 
 
-def _wanted(outputs: Any, task: str) -> list[str]:
-    offered = OUTPUTS[:1] if task == "regression" else OUTPUTS
+def _wanted(outputs: Any, task: Task) -> list[str]:
+    offered = task.outputs_offered
     if outputs is None:
         return list(offered)
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
@@ -207,7 +208,7 @@ def _wanted(outputs: Any, task: str) -> list[str]:
     unknown = [n for n in names if n not in OUTPUTS]
     if unknown:
         raise InvalidRequest(f"unknown output {unknown[0]!r} (one of {', '.join(OUTPUTS)})")
-    if task == "regression" and "predict_proba" in names:
+    if "predict_proba" in names and "predict_proba" not in offered:
         raise InvalidRequest("'predict_proba': a regression model answers 'predict' (numbers) only")
     return [str(n) for n in names]
 

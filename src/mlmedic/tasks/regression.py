@@ -1,10 +1,6 @@
-"""Regression: the task told from the target, error metrics, the label-free error estimate, and
-the tests behind every decision on error.
+"""Regression: quantities, MAE (lower is better), values answered as one column, the
+paired test of absolute errors, and the label-free error estimate.
 
-- **The task.** A numeric target with fractions and more than 20 distinct values, or whole
-  numbers with more than 50 distinct values that are also over a tenth of the rows, holds
-  quantities: regression. Anything else is class labels. ``--task`` overrides; a regression
-  target must be numbers.
 - **Metrics.** RMSE, MAE, R² and the RMSE of the naive baseline (the training mean for every
   row), on the same rows.
 - **The label-free estimate** (as NannyML's DLE): a model of the absolute error, fitted on the
@@ -13,35 +9,28 @@ the tests behind every decision on error.
   it was fitted on (the holdout's spread of absolute errors), widened by the same shift
   allowance as the classification estimate (``performance.shift_allowance``).
 - **Evidence.** A window's error against validation: a one-sided Welch test of the mean
-  absolute error (``rise``). Two models on the same rows: a paired one-sided t-test of their
-  absolute errors (``paired_errors``, the Diebold-Mariano test with absolute loss).
-
-Examples:
-    >>> import pandas as pd
-    >>> infer_task(pd.Series([0.5 * i for i in range(100)]), "y", "data.csv", None)
-    'regression'
-    >>> infer_task(pd.Series([0, 1] * 50), "y", "data.csv", None)
-    'classification'
+  absolute error (``rise``, an ``evidence.Shortfall`` as a drop in accuracy is). Two models on
+  the same rows: a paired one-sided t-test of their absolute errors (``paired_errors``, the
+  Diebold-Mariano test with absolute loss).
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import skops.io
 from scipy import stats
+from sklearn.ensemble import HistGradientBoostingRegressor
 
-from mlmedic.errors import TrainingError
-from mlmedic.evidence import OneSided
+from mlmedic.data.contract import Kind
+from mlmedic.evidence import OneSided, Shortfall
+from mlmedic.tasks.base import SEED, Task, fit_pipeline
 
-TASKS = ("classification", "regression")
-FRACTIONAL = 20  # distinct values of a target with fractions that mean regression
-INTEGER = 50  # distinct whole numbers (and a tenth of the rows) that mean regression
-NUMBERS_SHARE = 0.9  # a text column whose values are this share numbers is a broken numeric one
 ERROR_MODEL_ROWS = 5000  # holdout rows from which the model of the error gets its full size
 # the exact types the stored model of the error needs beyond skops' safe list (a test keeps
 # this honest, for both sizes)
@@ -50,51 +39,6 @@ ERROR_MODEL_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 ]
-
-
-def _quantities(values: pd.Series) -> tuple[bool, int, bool]:
-    """(whether numbers are quantities, distinct values, whether they have fractions)."""
-    distinct = int(values.nunique())
-    fractional = bool((values % 1 != 0).any()) if len(values) else False
-    many = distinct > FRACTIONAL if fractional else distinct > max(INTEGER, len(values) // 10)
-    return many, distinct, fractional
-
-
-def infer_task(labels: pd.Series, target: str, source: str, requested: str | None) -> str:
-    """The task of ``labels`` (``requested`` overrides: ``classification`` or ``regression``);
-    a ``TrainingError`` for a target nothing can be learned from — one value, or numbers mixed
-    with text where regression is asked for or evident. Raised before any work is done."""
-    if requested not in (None, "auto", *TASKS):
-        raise TrainingError(f"--task must be classification or regression, not {requested!r}")
-    present = labels.dropna()
-    distinct = present.astype(str).nunique() if len(present) else 0
-    if distinct < 2:
-        first = present.iloc[0] if len(present) else None
-        only = repr(first.item() if isinstance(first, np.generic) else first)
-        raise TrainingError(
-            f"{source}: target column '{target}' is constant ({only} in every row"
-            f"{'' if len(present) == len(labels) else ' that has one'}): nothing to learn"
-        )
-    boolean = pd.api.types.is_bool_dtype(labels)
-    if pd.api.types.is_numeric_dtype(labels) and not boolean:
-        if requested in TASKS:
-            return str(requested)
-        return "regression" if _quantities(present.astype(float))[0] else "classification"
-    numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    text = present[numbers.isna()]
-    mostly = numbers.notna().mean() >= NUMBERS_SHARE and _quantities(numbers.dropna())[0]
-    if requested == "regression" or (requested in (None, "auto") and mostly and not boolean):
-        examples = ", ".join(repr(v) for v in pd.unique(text.astype(str))[:3])
-        what = f"{len(text):,} of {len(present):,} values are not numbers (e.g. {examples})"
-        raise TrainingError(
-            f"{source}: target column '{target}' cannot be a regression target: {what}"
-            + (
-                "; fix them, or pass --task classification for class labels"
-                if mostly
-                else "; these are class labels: pass --task classification or leave --task out"
-            )
-        )
-    return "classification"
 
 
 def metrics(truth: np.ndarray, predicted: np.ndarray, naive: float) -> dict[str, float]:
@@ -177,26 +121,6 @@ def paired_errors(error_a: np.ndarray, error_b: np.ndarray, *, confidence: float
     )
 
 
-@dataclass(frozen=True)
-class Rise:
-    """A window's mean absolute error against validation's: the rise and its one-sided p."""
-
-    observed: float
-    rows: int
-    expected: float
-    expected_rows: int
-    p_value: float
-    significant: bool
-
-    @property
-    def size(self) -> float:
-        """The rise relative to the validation MAE (0.10: a tenth more error)."""
-        return (self.observed - self.expected) / self.expected if self.expected > 0 else math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "size": self.size}
-
-
 def rise(
     observed: float,
     spread: float,
@@ -206,7 +130,7 @@ def rise(
     expected_rows: int,
     *,
     confidence: float,
-) -> Rise:
+) -> Shortfall:
     """Whether the MAE ``observed`` (absolute errors of standard deviation ``spread`` on
     ``rows`` rows) is significantly above ``expected`` (validation's): one-sided Welch z-test.
 
@@ -215,14 +139,15 @@ def rise(
     >>> rise(1.3, 1.0, 20, 1.0, 1.0, 400, confidence=0.95).significant
     False
     """
+    size = (observed - expected) / expected if expected > 0 else math.inf  # 0.1: a tenth more
     if rows <= 1 or not math.isfinite(observed) or not math.isfinite(expected):
-        return Rise(observed, rows, expected, expected_rows, 1.0, False)
+        return Shortfall(observed, rows, expected, expected_rows, 1.0, False, size)
     variance = spread**2 / rows + (expected_spread**2 / expected_rows if expected_rows else 0.0)
     if variance <= 0:
         p = 0.0 if observed > expected else 1.0
     else:
         p = float(stats.norm.sf((observed - expected) / math.sqrt(variance)))
-    return Rise(observed, rows, expected, expected_rows, p, p < 1.0 - confidence)
+    return Shortfall(observed, rows, expected, expected_rows, p, p < 1.0 - confidence, size)
 
 
 PREDICTION = "__prediction__"
@@ -240,10 +165,6 @@ class ErrorModel:
 
     @classmethod
     def fit(cls, features: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> ErrorModel:
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        from mlmedic.training import SEED, fit_pipeline
-
         error = np.abs(np.asarray(predicted, dtype=float) - np.asarray(truth, dtype=float))
         frame = features.copy()
         frame[PREDICTION] = np.asarray(predicted, dtype=float)
@@ -272,8 +193,6 @@ class ErrorModel:
         return np.clip(np.asarray(self.model.predict(frame), dtype=float), 0.0, None)
 
     def to_dict(self) -> dict[str, Any]:
-        import skops.io
-
         return {
             "skops": base64.b64encode(skops.io.dumps(self.model)).decode("ascii"),
             "mae": self.mae,
@@ -284,9 +203,91 @@ class ErrorModel:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErrorModel:
-        import skops.io
-
         model = skops.io.loads(base64.b64decode(data["skops"]), trusted=ERROR_MODEL_TYPES)
         return cls(
             model, float(data["mae"]), float(data["rmse"]), float(data["spread"]), int(data["rows"])
         )
+
+
+class Regression(Task):
+    name: ClassVar[str] = "regression"
+    metric: ClassVar[str] = "mae"
+    higher_is_better: ClassVar[bool] = False
+    target_kind: ClassVar[Kind] = "numeric"
+    default_trainer: ClassVar[str] = "mlmedic.training:default_regressor"
+    model_methods: ClassVar[tuple[str, ...]] = ("predict",)
+    outputs_offered: ClassVar[tuple[str, ...]] = ("predict",)
+    probabilities: ClassVar[bool] = False
+    fast_path_rtol: ClassVar[float] = 1e-12
+
+    # ------------------------------------------------------------------ training
+    def target_values(self, values: pd.Series) -> np.ndarray:
+        return pd.to_numeric(values).to_numpy(dtype=float)
+
+    def stratify(self, labels: pd.Series) -> pd.Series | None:
+        return None
+
+    def naive(self, labels: pd.Series) -> float | None:
+        return float(labels.astype(float).mean())
+
+    def scored(
+        self, model: Any, holdout: pd.DataFrame, target: str, *, naive: float | None
+    ) -> tuple[dict[str, float], np.ndarray]:
+        """RMSE, MAE, R² and the naive baseline's RMSE, and per row the absolute error."""
+        truth = holdout[target].to_numpy(dtype=float)
+        values = np.asarray(model.predict(holdout.drop(columns=[target])), dtype=float)
+        baseline = float(truth.mean()) if naive is None and len(truth) else naive or 0.0
+        return metrics(truth, values, baseline), np.abs(values - truth)
+
+    def booster(self, library: Any, name: str, params: dict[str, Any]) -> Any:
+        estimator = {"lightgbm": "LGBMRegressor", "xgboost": "XGBRegressor"}[name]
+        return getattr(library, estimator)(random_state=SEED, **params)
+
+    # ------------------------------------------------------------------ answers
+    def outputs(self, model: Any, features: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(features), dtype=float).reshape(-1, 1)
+
+    def answers(self, outputs: np.ndarray, classes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(outputs, dtype=float).reshape(-1, 1)
+        return values[:, 0], values
+
+    def canary_problem(self, row: np.ndarray, classes: list[Any]) -> str | None:
+        if row.shape != (1,) or not np.all(np.isfinite(row)):
+            return "canary prediction is not a number"
+        return None
+
+    def feedback(self, value: Any, classes: list[Any]) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ValueError(f"{value!r} is not a number (a regression)")
+        if abs(value) == float("inf"):
+            raise ValueError(f"{value!r} is not a finite number")
+        return repr(float(value))
+
+    # ------------------------------------------------------------------ evidence
+    def per_row(self, predicted: Any, truth: Any) -> np.ndarray:
+        return np.abs(np.asarray(predicted, dtype=float) - np.asarray(truth, dtype=float))
+
+    def versus(self, a: np.ndarray, b: np.ndarray, *, confidence: float) -> OneSided:
+        return paired_errors(a, b, confidence=confidence)
+
+    def advantage_bound(self, a: np.ndarray, b: np.ndarray, z: float) -> float:
+        """The lower bound of the MAE reduction (B's error less A's), as a share of B's MAE."""
+        gap = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)  # positive: A is closer
+        spread = float(np.std(gap, ddof=1)) if len(gap) > 1 else 0.0
+        scale = max(float(np.mean(b)), 1e-12)
+        return float((gap.mean() - z * spread / math.sqrt(len(gap))) / scale)
+
+    def agree(self, a: pd.Series, b: pd.Series) -> np.ndarray:
+        return np.isclose(a.astype(float), b.astype(float))
+
+    # ------------------------------------------------------------------ reports
+    def window_fields(self, score: float | None, baselines: dict[str, float | None]) -> dict:
+        return {
+            "accuracy": None,
+            "never_heal_accuracy": None,
+            "retrain_every_window_accuracy": None,
+            "mae": score,
+        }
+
+
+REGRESSION = Regression()
