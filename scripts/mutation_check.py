@@ -12,19 +12,33 @@ tests do not fail on *survived*: the decision is not really tested.
 It checks that each mutant's text is found exactly once, so a refactor that moves a decision
 fails here loudly instead of silently testing nothing. Targeted (a decision and its owning
 tests) rather than exhaustive: ``mutmut`` over the whole tree takes hours on two cores.
+
+Honest by construction (#31 item 7):
+- the tests run against *this* checkout (``PYTHONPATH`` is its ``src``, and the first run
+  checks that ``mlmedic`` is imported from here, not from another install);
+- every owning test set runs unmutated first and must pass: a test that fails anyway cannot
+  kill anything;
+- a mutant is killed only when an owning test *fails* (pytest's exit 1 with a test failure in
+  its JUnit report that is not an import, syntax or collection error); an error while
+  collecting, a usage error or no test run is reported as such, never counted as a kill.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "mlmedic"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+NOT_A_KILL = ("ImportError", "ModuleNotFoundError", "SyntaxError", "IndentationError")
 
 
 @dataclass(frozen=True)
@@ -231,6 +245,42 @@ MUTANTS = [
         ("tests/test_release_rules.py",),
     ),
     Mutant(
+        "release: the limits wait for the comparison once labels arrive",
+        "monitor/releases.py",
+        "    why = _limits(project, release, verdict, deployment, now)\n",
+        '    why = "" if verdict.labelled else _limits(\n'
+        "project, release, verdict, deployment, now)\n",
+        ("tests/test_release_states.py",),
+    ),
+    Mutant(
+        "release: an ended release may move again",
+        "releases.py",
+        "        if not current.running:\n",
+        "        if False:\n",
+        ("tests/test_release_states.py",),
+    ),
+    Mutant(
+        "release: an end takes no claim shared across hosts",
+        "releases.py",
+        'return bool(claim(f"release-end:{release.id}", seconds=86_400.0))',
+        "return True",
+        ("tests/test_release_states.py",),
+    ),
+    Mutant(
+        "release: decide_without_labels is ignored",
+        "monitor/releases.py",
+        "if deployment.decide_without_labels and verdict.pairs >= deployment.min_labelled_requests",
+        "if verdict.pairs >= deployment.min_labelled_requests",
+        ("tests/test_release_states.py",),
+    ),
+    Mutant(
+        "registry: a rejected version may be promoted",
+        "registry/aliases.py",
+        "        if found.status == REJECTED:\n",
+        "        if False:\n",
+        ("tests/test_release_rules.py", "-k", "second_release_is_refused"),
+    ),
+    Mutant(
         "release: the peer's user is not checked",
         "serving/release_host.py",
         'return int(struct.unpack("3i", raw)[1]) == os.getuid()',
@@ -238,6 +288,42 @@ MUTANTS = [
         ("tests/test_release_rules.py",),
     ),
 ]
+
+
+def pytest(tests: tuple[str, ...]) -> tuple[int, list[str], str]:
+    """Run ``tests`` on this checkout: (exit code, the failures' messages, the last line)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.xml"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={report}",
+                *tests,
+            ],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        failures = []
+        if report.exists():
+            for case in ElementTree.parse(report).iter("testcase"):
+                for failure in case.findall("failure"):
+                    failures.append(failure.get("message") or "")
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode, failures, lines[-1] if lines else ""
+
+
+def killed_by(code: int, failures: list[str]) -> bool:
+    """An owning test failed on the mutant's behaviour — not on importing or collecting it."""
+    return code == 1 and any(not m.startswith(NOT_A_KILL) for m in failures)
 
 
 def run(mutant: Mutant) -> tuple[bool, float, str]:
@@ -252,17 +338,28 @@ def run(mutant: Mutant) -> tuple[bool, float, str]:
     started = time.monotonic()
     try:
         path.write_text(original.replace(mutant.old, mutant.new))
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        code, failures, last = pytest(mutant.tests)
     finally:
         path.write_text(original)
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    return done.returncode != 0, time.monotonic() - started, lines[-1] if lines else ""
+    return killed_by(code, failures), time.monotonic() - started, last
+
+
+def check_the_baseline(chosen: list[Mutant]) -> None:
+    """This checkout is the one tested, and every owning test set passes unmutated."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import mlmedic; print(mlmedic.__file__)"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not found.startswith(str(SRC)):
+        raise SystemExit(f"the tests would import mlmedic from {found!r}, not from {SRC}")
+    for tests in dict.fromkeys(m.tests for m in chosen):
+        code, _, last = pytest(tests)
+        if code != 0:
+            raise SystemExit(f"unmutated, {' '.join(tests)} does not pass ({last}): fix it first")
+        print(f"baseline  {' '.join(tests)}: {last}", flush=True)
 
 
 def main() -> int:
@@ -275,6 +372,7 @@ def main() -> int:
         for mutant in chosen:
             print(f"{mutant.name}\n    {mutant.path}; {' '.join(mutant.tests)}")
         return 0
+    check_the_baseline(chosen)
     survived = []
     for mutant in chosen:
         killed, seconds, last = run(mutant)

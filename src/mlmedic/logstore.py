@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from mlmedic.labels import label_key
+
 log = logging.getLogger("mlmedic.serving")
 RECENT_IDS = 100_000  # request ids each worker remembers, to check feedback without the disk
 
@@ -309,6 +311,25 @@ class FeedbackLog:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         self.folder.write(self.folder.root, _part_name(0), table)
         return len(frame)
+
+
+def record_feedback(log: FeedbackLog, frame: pd.DataFrame) -> tuple[int, int]:
+    """``mlmedic feedback``: the rows of ``frame`` with a ``request_id`` and a ``label``, written
+    to ``log`` (labels in their canonical text); (rows written, rows left out for lacking one).
+    ``ValueError`` naming what is missing when no row can be used."""
+    missing = [c for c in ("request_id", "label") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(missing)}")
+    rows, unusable = [], 0
+    for request_id, value in zip(frame["request_id"], frame["label"], strict=True):
+        key = label_key(value)
+        if key is None or request_id is None or str(request_id).strip() == "":
+            unusable += 1
+            continue
+        rows.append({"request_id": str(request_id), "label": key})
+    if not rows:
+        raise ValueError("no row has both a request_id and a label")
+    return log.write(rows), unusable
 
 
 def hour_of(ts: float) -> str:

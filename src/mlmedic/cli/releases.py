@@ -4,7 +4,7 @@ person before its evidence does (#24)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,34 +20,20 @@ release_app = typer.Typer(
 app.add_typer(release_app, name="release")
 
 
-def _running(project: Any) -> Any:
-    from mlmedic.errors import UsageError
-    from mlmedic.releases import read_release, running_release
-
-    found = running_release(project)
-    if found is None:
-        last = read_release(project.state_dir)
-        ended = f" (the last, v{last.version}, was {last.state}: {last.why})" if last else ""
-        raise UsageError(f"no release is running{ended}")
-    return found
-
-
 @release_app.command("status")
 def status(as_json: AsJson = False, project_dir: ProjectDir = Path(".")) -> None:
     """The running release (or the last) and its evidence now: requests, labelled pairs, the
     paired comparison, the candidate's errors and call times, what a verdict would be."""
-    from mlmedic.monitor.releases import judge
-    from mlmedic.releases import read_release
+    from mlmedic.monitor.releases import release_status
 
     project = open_project(project_dir)
-    release = read_release(project.state_dir)
+    release, verdict = release_status(project)
     if release is None:
         if as_json:
             print_json({"release": None})
             return
         console.out.print("no release yet: 'mlmedic run DATA --release shadow|canary' starts one")
         return
-    verdict = judge(project, release) if release.running else None
     if as_json:
         print_json({"release": release.to_dict(), "now": verdict.to_dict() if verdict else None})
         return
@@ -76,15 +62,9 @@ def status(as_json: AsJson = False, project_dir: ProjectDir = Path(".")) -> None
 
 
 def _decide(project_dir: Path, move: Move, why: str) -> None:
-    from mlmedic.lock import project_lock
-    from mlmedic.monitor.releases import judge
-    from mlmedic.releases import end_release
+    from mlmedic.monitor.releases import decide_release
 
-    project = open_project(project_dir)
-    release = _running(project)
-    with project_lock(project.state_dir, f"mlmedic release ({move} v{release.version})"):
-        evidence = judge(project, release).to_dict()
-        end_release(project, release, move, why, evidence=evidence, by="person")
+    release = decide_release(open_project(project_dir), move, why)
     done = "is champion" if move is Move.PROMOTE else "is retired (the champion stays)"
     console.out.print(f"{release.mode} v{release.version} {done}: {why}", soft_wrap=True)
 

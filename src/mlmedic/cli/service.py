@@ -113,26 +113,15 @@ def feedback(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Record true labels for served predictions, by request id."""
-    from mlmedic.labels import label_key
-    from mlmedic.logstore import FeedbackLog
+    from mlmedic.data.io import read_table
+    from mlmedic.logstore import FeedbackLog, record_feedback
 
     project = open_project(project_dir)
-    from mlmedic.data.io import read_table
-
     frame = read_table(labels)
-    missing = [c for c in ("request_id", "label") if c not in frame.columns]
-    if missing:
-        raise DataFileError(labels, f"missing column(s) {', '.join(missing)}")
-    rows, unusable = [], 0
-    for request_id, value in zip(frame["request_id"], frame["label"], strict=True):
-        key = label_key(value)
-        if key is None or request_id is None or str(request_id).strip() == "":
-            unusable += 1
-            continue
-        rows.append({"request_id": str(request_id), "label": key})
-    if not rows:
-        raise DataFileError(labels, "no row has both a request_id and a label")
-    written = FeedbackLog(project.log_location("feedback")).write(rows)
+    try:
+        written, unusable = record_feedback(FeedbackLog(project.log_location("feedback")), frame)
+    except ValueError as exc:
+        raise DataFileError(labels, str(exc)) from None
     console.out.print(
         f"recorded {written:,} label(s)"
         + (f"; {unusable:,} row(s) without a request id or a label left out" if unusable else "")

@@ -46,6 +46,7 @@ from mlmedic.releases import (
     ReleaseStateError,
     end_release,
     host_status,
+    read_release,
     running_release,
 )
 from mlmedic.tasks import Task, task_of
@@ -293,6 +294,36 @@ def tend(project: Any, say: Any = None) -> ReleaseVerdict | None:
         except ReleaseStateError as exc:
             say(f"release: {exc}")
     return verdict
+
+
+def release_status(project: Any) -> tuple[Release | None, ReleaseVerdict | None]:
+    """``mlmedic release status``: the newest release this host knows of, and (while it runs)
+    what a look at it finds now."""
+    release = read_release(project.state_dir)
+    return release, judge(project, release) if release is not None and release.running else None
+
+
+def decide_release(project: Any, move: Move, why: str, *, by: str = "person") -> Release:
+    """``mlmedic release promote|abort``: end the running release by ``move`` now, whatever its
+    evidence (kept with the end); ``ReleaseStateError`` when none runs."""
+    release = running_release(project)
+    if release is None:
+        last = read_release(project.state_dir)
+        ended = f" (the last, v{last.version}, was {last.state}: {last.why})" if last else ""
+        raise ReleaseStateError(f"no release is running{ended}")
+    with project_lock(project.state_dir, f"mlmedic release ({move} v{release.version})"):
+        evidence = judge(project, release).to_dict()
+        return end_release(project, release, move, why, evidence=evidence, by=by)
+
+
+def promote_release(project: Any, why: str = "promoted by a person") -> Release:
+    """Make the running release's candidate the champion now."""
+    return decide_release(project, Move.PROMOTE, why)
+
+
+def abort_release(project: Any, why: str = "aborted by a person") -> Release:
+    """End the running release now: the candidate is retired, the champion stays."""
+    return decide_release(project, Move.ABORT, why)
 
 
 def simulate(
