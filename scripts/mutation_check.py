@@ -282,7 +282,7 @@ MUTANTS = [
     ),
     Mutant(
         "release: the peer's user is not checked",
-        "serving/release_host.py",
+        "serving/release_wire.py",
         'return int(struct.unpack("3i", raw)[1]) == os.getuid()',
         'return int(struct.unpack("3i", raw)[1]) != os.getuid()',
         ("tests/test_release_rules.py",),

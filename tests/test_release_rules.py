@@ -254,7 +254,7 @@ def test_only_the_projects_own_user_may_talk_to_the_release_host() -> None:
     import os
     import socket
 
-    from mlmedic.serving.release_host import same_user
+    from mlmedic.serving.release_wire import same_user
 
     mine, theirs = socket.socketpair(socket.AF_UNIX)
     assert same_user(mine) and not same_user(None)

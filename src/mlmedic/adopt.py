@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlmedic.baseline import drift_reference
+from mlmedic.data.contract import DataContract
+from mlmedic.data.io import read_table
+from mlmedic.data.repair import Repairer
 from mlmedic.errors import RegistryError, UsageError
 from mlmedic.events import EventKind, Outcome
+from mlmedic.registry import TRUSTED_TYPES_TAG
+from mlmedic.registry.native import SPEC, adopt_native, model_flavor
+from mlmedic.registry.versions import CONTRACT_ARTIFACT, DRIFT_PROFILE_ARTIFACT, REPAIR_ARTIFACT
 from mlmedic.tasks import Task, task_of
+from mlmedic.training import TrainResult, evaluate, model_features, model_frame
 
 if TYPE_CHECKING:
     from mlmedic.project import Project
@@ -45,13 +53,6 @@ def adopt(project: Project, version: int, reference: str, *, target: str | None 
     """Adopt ``version`` with ``reference`` as its baseline; ``UsageError`` (exit 2) when the
     version, the data or the model do not fit, ``RegistryError`` when MLflow cannot be read."""
     import mlflow.artifacts
-
-    from mlmedic.baseline import drift_reference
-    from mlmedic.data.contract import DataContract
-    from mlmedic.data.io import read_table
-    from mlmedic.data.repair import Repairer
-    from mlmedic.registry import TRUSTED_TYPES_TAG
-    from mlmedic.training import TrainResult
 
     settings = project.settings.self_healing
     registry = project.registry
@@ -147,7 +148,6 @@ def _read(
     model_dir: Path, version: int, project: Project, frame: Any, target: str
 ) -> tuple[Any, list[str], dict[str, Any] | None]:
     """(the model, the skops types it needs, what a LightGBM/XGBoost model needs stored)."""
-    from mlmedic.registry.native import adopt_native, model_flavor
 
     kind, flavor = model_flavor(model_dir)
     if kind == "sklearn":
@@ -167,7 +167,6 @@ def _score(
 ) -> tuple[list[str], Any, dict[str, float]]:
     """(the model's features, the holdout it is scored on, its metrics there): the reference
     must give exactly the features the model takes, and labelled rows enough to score it."""
-    from mlmedic.training import evaluate, model_features, model_frame
 
     target = contract.target
     features = model_features(contract)
@@ -208,12 +207,6 @@ def _store(
     native: dict[str, Any] | None = None,
 ) -> None:
     """The baseline stored with the version's own run (its figures never overwritten)."""
-    from mlmedic.registry.native import SPEC
-    from mlmedic.registry.versions import (
-        CONTRACT_ARTIFACT,
-        DRIFT_PROFILE_ARTIFACT,
-        REPAIR_ARTIFACT,
-    )
 
     client = registry.connection.client
     run_id = info.run_id

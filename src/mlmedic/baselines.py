@@ -22,8 +22,10 @@ import pandas as pd
 
 from mlmedic.config import Settings
 from mlmedic.data.contract import DataContract
+from mlmedic.errors import TrainingError
 from mlmedic.monitor.recipes import recency_weights
 from mlmedic.tasks import task_of
+from mlmedic.training import train
 
 NEVER = "never heal"
 EVERY = "retrain every window"
@@ -60,8 +62,6 @@ class Baselines:
     def learn(self, known: pd.DataFrame, seen: np.ndarray, now: float) -> None:
         """Retrain every baseline but *never heal* on the labels ``known`` by ``now`` (seen at
         ``seen``, oldest first)."""
-        from mlmedic.errors import TrainingError
-        from mlmedic.training import train
 
         minimum = self.settings.self_healing.drift_detection.min_samples_for_detection
         newest = _newest(seen, 3 * minimum)

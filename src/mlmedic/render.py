@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlmedic.clock import to_iso
+from mlmedic.dashboard import when
 from mlmedic.data.checks import CheckReport
 from mlmedic.data.repair import RepairResult
 from mlmedic.events import Event
@@ -174,8 +175,6 @@ def dashboard_view(board: Any) -> Any:
     from rich.console import Group
     from rich.panel import Panel
     from rich.text import Text
-
-    from mlmedic.dashboard import when
 
     grid = Table.grid(padding=(0, 1), expand=True)
     for _ in range(3):

@@ -38,12 +38,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlmedic.baselines import NEVER, Baselines
 from mlmedic.clock import SimulatedClock, to_iso
-from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE
+from mlmedic.config import MONITORING_FILE, SELF_HEALING_FILE, load_settings
 from mlmedic.errors import UsageError
 from mlmedic.events import EventKind
+from mlmedic.monitor import Monitor
+from mlmedic.monitor.errors import measured_errors
 from mlmedic.monitor.releases import simulate
+from mlmedic.performance import measured
+from mlmedic.pipeline import run_pipeline
+from mlmedic.project import Project
 from mlmedic.tasks import Task, task_of
+from mlmedic.training import model_frame
 from mlmedic.windows import Window, prepare
 
 Say = Callable[[str], None]
@@ -150,16 +157,12 @@ def _throwaway(settings_from: Path | None, policy: str) -> Iterator[Path]:
 def _accuracy(model: Any, frame: pd.DataFrame, contract: Any) -> tuple[float | None, float | None]:
     """Accuracy and ROC AUC of ``model`` on the labelled rows of ``frame`` (a regression: its
     MAE, and None)."""
-    from mlmedic.performance import measured
-    from mlmedic.training import model_frame
 
     target = contract.target
     rows = frame[frame[target].notna()] if target in frame.columns else frame.iloc[0:0]
     if not len(rows):
         return None, None
     if not task_of(contract.task).probabilities:  # a regression: its MAE, lower is better
-        from mlmedic.monitor.errors import measured_errors
-
         values = np.asarray(model.predict(model_frame(rows, contract)), dtype=float)
         error = measured_errors(rows[target].to_numpy(), values)
         return (None if error.rows == 0 else error.mae), None
@@ -188,13 +191,10 @@ def replay(
     """Replay ``history`` through the loop (see the module docstring); ``recipes``: also each
     retraining recipe alone, retrained every window, and the oracle (three trainings more per
     window)."""
-    from mlmedic.project import Project
 
     if policy not in ("impact", "drift"):
         raise UsageError(f"--policy {policy}: use impact or drift")
     if time_column is None and settings_from is not None:
-        from mlmedic.config import load_settings
-
         time_column = load_settings(settings_from).self_healing.data_quality.time_column
     begin = time.perf_counter()
     windows, reference_frame = prepare(
@@ -269,7 +269,6 @@ def replay(
 
 def _scores(others: Any, first: Any, rows: pd.DataFrame, contract: Any) -> dict[str, Any]:
     """The baselines' accuracies on a window (only *never heal* without the baselines)."""
-    from mlmedic.baselines import NEVER
 
     def score(model: Any, frame: pd.DataFrame) -> float | None:
         return _accuracy(model, frame, contract)[0]
@@ -330,9 +329,6 @@ def _start(
 ) -> tuple[Any, Any, Any]:
     """The first model trained on ``reference`` into the throwaway project, the monitor that
     replays the windows, the snapshot of that first model, and the baselines (or None)."""
-    from mlmedic.baselines import Baselines
-    from mlmedic.monitor import Monitor
-    from mlmedic.pipeline import run_pipeline
 
     say(f"training the first model on {len(reference):,} reference rows ...")
     first = run_pipeline(project, reference, target=target)

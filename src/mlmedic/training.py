@@ -144,7 +144,7 @@ def load_trainer(path: str | None, task: Task = CLASSIFICATION) -> tuple[str, Tr
         path = task.default_trainer
     assert path is not None
     if path in ("lightgbm", "xgboost"):  # built in, with the optional extra of their name
-        from mlmedic import boosters
+        from mlmedic import boosters  # lazy (LAZY_IMPORTS): boosters -> registry -> training
 
         boosters.require(path)
         return path, getattr(boosters, f"{path}_trainer")

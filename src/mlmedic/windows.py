@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlmedic.clock import data_times
 from mlmedic.data.io import read_table
 from mlmedic.errors import UsageError
 
@@ -76,8 +77,6 @@ def _by_rows_or_time(
     start: float,
 ) -> list[Window]:
     if time_column is not None:
-        from mlmedic.clock import data_times
-
         if time_column not in frame.columns:
             raise UsageError(f"--time-column {time_column}: no such column in the history")
         try:
@@ -172,7 +171,6 @@ def data_time(frame: pd.DataFrame, time_column: str | None, known: str | None) -
     """The newest time of a batch's time column (``--time-column``, else ``known``, the
     contract's time column, when the batch has it), or None; ``UsageError`` for a column that
     is not there or does not read as times."""
-    from mlmedic.clock import data_times
 
     what = f"--time-column {time_column}"
     if time_column is None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlmedic import logstore
 from mlmedic.dashboard.model import (
     DAY,
     Figure,
@@ -23,6 +24,8 @@ from mlmedic.dashboard.model import (
     seconds,
 )
 from mlmedic.events import EventLog
+from mlmedic.logstore import newest_write
+from mlmedic.registry import read_pointer
 
 
 def outcomes(store: EventLog, kind: str, since: float, action: str | None = None) -> dict:
@@ -238,7 +241,6 @@ def champion(store: EventLog, state_dir: Path | None) -> dict[str, Any] | None:
     """The champion from the local record (no MLflow): version, since when, its metrics."""
     if state_dir is None:
         return None
-    from mlmedic.registry import read_pointer
 
     pointer = read_pointer(state_dir)
     if not pointer:
@@ -381,8 +383,6 @@ def health_parts(
     if serving is None or log is None:
         parts.append(HealthPart("prediction log", None, "not serving"))
     else:
-        from mlmedic.logstore import newest_write
-
         newest = newest_write(log)
         if newest is None:
             parts.append(HealthPart("prediction log", 0.0, "nothing logged yet"))
@@ -400,12 +400,11 @@ def health_parts(
 
 def log_location(settings: Any, state_dir: Path | None) -> str | Path | None:
     """The prediction log: under ``serving.prediction_log_url`` if set, else ``.mlmedic/``."""
-    from mlmedic.logstore import log_location
 
     url = settings.self_healing.serving.prediction_log_url if settings is not None else None
     if url is None and state_dir is None:
         return None
-    return log_location(url, state_dir or Path("."), "predictions")
+    return logstore.log_location(url, state_dir or Path("."), "predictions")
 
 
 def serving_state(state_dir: Path, timeout: float = 1.0) -> dict[str, Any] | None:

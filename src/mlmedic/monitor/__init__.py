@@ -24,12 +24,12 @@ import pandas as pd
 from mlmedic.clock import to_iso
 from mlmedic.data.io import read_table
 from mlmedic.drift import DriftReport
-from mlmedic.errors import ConfigError
+from mlmedic.errors import ConfigError, RegistryError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.logstore import read_feedback, read_predictions
 from mlmedic.monitor import labelled as labelled_store
 from mlmedic.monitor.act import Actions, Say
-from mlmedic.monitor.distributed import WindowSummary
+from mlmedic.monitor.distributed import WindowSummary, summarise_window
 from mlmedic.monitor.history import (
     expected_accuracy,
     expected_error,
@@ -42,7 +42,7 @@ from mlmedic.monitor.measure import Measurements, measure
 from mlmedic.monitor.releases import tend
 from mlmedic.monitor.reports import log_to_mlflow, write_reports
 from mlmedic.monitor.snapshot import ChampionSnapshot
-from mlmedic.notify import Notify
+from mlmedic.notify import Notifier, Notify
 from mlmedic.performance import Performance
 from mlmedic.policy import Decision, decide
 from mlmedic.project import Project
@@ -111,8 +111,6 @@ class Monitor:
             reference_data = path if path.is_absolute() else project.root / path
         self.reference_data = reference_data
         if notifier is None:
-            from mlmedic.notify import Notifier
-
             notifier = Notifier(
                 self.settings.self_healing.notifications, project.events, project=project.root.name
             )
@@ -127,8 +125,6 @@ class Monitor:
         registry = self.project.registry
         version = registry.alias_version("champion")
         if version is None:
-            from mlmedic.errors import RegistryError
-
             raise RegistryError("no champion to monitor yet: run 'mlmedic run' first")
         found = self._snapshots.get(version)
         if found is None:
@@ -209,7 +205,6 @@ class Monitor:
         snapshot: ChampionSnapshot,
     ) -> MonitorResult:
         """The window profiled part file by part file on the Dask cluster, merged there."""
-        from mlmedic.monitor.distributed import summarise_window
 
         assert self.dask_scheduler is not None
         labels = None

@@ -19,12 +19,18 @@ from pathlib import Path
 import pandas as pd
 
 from mlmedic.data.io import read_table
+from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
+from mlmedic.lock import RUN_LOCK, project_lock
 from mlmedic.monitor import recipes
+from mlmedic.monitor.history import refused_in_a_row, retrain_history
 from mlmedic.monitor.snapshot import ChampionSnapshot
 from mlmedic.notify import Notify
-from mlmedic.policy import Decision
+from mlmedic.pipeline import run_pipeline
+from mlmedic.policy import Decision, retrain_allowed
 from mlmedic.project import Project
+from mlmedic.registry.versions import RETRAIN_TAG
+from mlmedic.releases import running_release
 
 Say = Callable[[str], None]
 
@@ -81,9 +87,6 @@ class Actions:
         return text
 
     def _retrain_if_allowed(self, decision: Decision, snapshot: ChampionSnapshot) -> str:
-        from mlmedic.lock import RUN_LOCK, project_lock
-        from mlmedic.monitor.history import retrain_history
-        from mlmedic.policy import retrain_allowed
 
         events = self.project.events
         settings = self.project.settings
@@ -128,10 +131,6 @@ class Actions:
         return pool
 
     def _retrain(self, decision: Decision, pool: recipes.Pool, snapshot: ChampionSnapshot) -> str:
-        from mlmedic.errors import MedicError
-        from mlmedic.monitor.history import refused_in_a_row
-        from mlmedic.pipeline import run_pipeline
-        from mlmedic.releases import running_release
 
         events = self.project.events
         running = running_release(self.project)
@@ -208,8 +207,6 @@ class Actions:
     def _tag_retrain(self, version: int, started: float, deployed: bool, rows: object) -> None:
         """The retrain on the version it made, so that a recreated event store finds its
         cooldown and back-off again (``registry.restore``)."""
-        from mlmedic.errors import MedicError
-        from mlmedic.registry.versions import RETRAIN_TAG
 
         ended = self.project.events.clock.now()
         record = {"started_at": started, "ended_at": ended, "deployed": deployed}

@@ -26,6 +26,8 @@ import pandas as pd
 
 from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import UsageError
+from mlmedic.logstore import Location, window_files
+from mlmedic.training import model_features, model_frame
 
 SAMPLE_ROWS = 50_000  # rows of the window kept for the performance estimate
 BATCH_ROWS = 200_000  # rows of a part file profiled at once on a worker
@@ -59,9 +61,6 @@ def _summarise(
     of rows; a worker's memory is bounded by the batch, not the file): (rows, feature profile,
     prediction profile, labelled rows, sample)."""
     import pyarrow.parquet as pq
-
-    from mlmedic.logstore import Location
-    from mlmedic.training import model_features, model_frame
 
     where = Location(location)
     feature_reference = ReferenceProfile.from_dict(features)
@@ -155,7 +154,6 @@ def summarise_window(
         raise UsageError(
             "--dask needs Dask's distributed scheduler: pip install 'mlmedic[dask]'"
         ) from None
-    from mlmedic.logstore import Location, window_files
 
     where = Location(location)
     paths = window_files(where, since, until)

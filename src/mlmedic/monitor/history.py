@@ -14,6 +14,7 @@ from typing import Any
 
 from mlmedic.events import EventKind, EventLog, Outcome
 from mlmedic.monitor import labelled
+from mlmedic.performance import RECENT_ERRORS
 from mlmedic.policy import Decision, RetrainHistory
 
 
@@ -112,7 +113,6 @@ def on_probation(
 
 def recent_errors(events: EventLog) -> list[float]:
     """The label-free estimate's errors on the newest labelled windows, newest first."""
-    from mlmedic.performance import RECENT_ERRORS
 
     found = []
     for event in events.query(

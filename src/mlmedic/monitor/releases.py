@@ -39,7 +39,7 @@ from scipy import stats
 from mlmedic.errors import MedicError
 from mlmedic.events import EventKind, Outcome
 from mlmedic.lock import project_lock
-from mlmedic.logstore import hour_of, read_feedback, read_predictions
+from mlmedic.logstore import FeedbackLog, Location, hour_of, read_feedback, read_predictions
 from mlmedic.releases import (
     Move,
     Release,
@@ -50,6 +50,7 @@ from mlmedic.releases import (
     running_release,
 )
 from mlmedic.tasks import Task, task_of
+from mlmedic.training import model_frame
 
 SAME = "on the same rows"
 
@@ -333,8 +334,6 @@ def simulate(
     release — both models' answers logged under one id per row (at data time ``at``), the
     window's labels as feedback — then one look, as a monitoring pass takes it. ``models``
     caches (model, contract) per version."""
-    from mlmedic.logstore import FeedbackLog, Location
-    from mlmedic.training import model_frame
 
     release = running_release(project)
     if release is None or not len(rows) or release.started_at >= at:

@@ -14,7 +14,10 @@ from typing import Any
 from mlmedic.data.contract import DataContract
 from mlmedic.drift import ReferenceProfile
 from mlmedic.errors import MedicError, RegistryError
+from mlmedic.model.local import ModelLoadError, cache_path
+from mlmedic.model.source import ModelSource
 from mlmedic.registry import PREVIOUS, Registry
+from mlmedic.tasks.regression import ErrorModel
 
 
 @dataclass
@@ -64,9 +67,6 @@ class ChampionSnapshot:
         registry — which also fills the serving cache for the next pass."""
         import json
 
-        from mlmedic.model.local import ModelLoadError, cache_path
-        from mlmedic.model.source import ModelSource
-
         source = ModelSource(
             registry.state_dir,
             model_name=registry.model_name,
@@ -112,8 +112,6 @@ class ChampionSnapshot:
     def error_model(self) -> Any:
         """A regression's model of the error (``tasks.regression.ErrorModel``), read once."""
         if self._error_model is None:
-            from mlmedic.tasks.regression import ErrorModel
-
             self._error_model = ErrorModel.from_dict(self.baseline["error_model"])
         return self._error_model
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from mlmedic.data.contract import DataContract
 from mlmedic.errors import RegistryError
 from mlmedic.events import EventLog
+from mlmedic.model.local import load_local
 from mlmedic.registry.aliases import Aliases, Rollback
 from mlmedic.registry.backups import BackupStore
 from mlmedic.registry.connection import Connection, is_local_store
@@ -198,7 +199,6 @@ class Registry:
     def load_model(self, version: int) -> Any:
         """The scikit-learn model of a version (from this project's registry only), loaded with
         skops and the types mlmedic recorded for it; pickle only when the project opted in."""
-        from mlmedic.model.local import load_local
 
         with tempfile.TemporaryDirectory() as folder:
             exported = self.export(version, Path(folder) / "version")

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from mlmedic.errors import RegistryError, RegistryUnavailableError
 from mlmedic.events import EventKind, EventLog, Outcome
+from mlmedic.lock import project_lock
 from mlmedic.registry import pointer
 from mlmedic.registry.backups import BackupStore
 from mlmedic.registry.versions import CHAMPION, PREVIOUS, VersionInfo, Versions
@@ -179,7 +180,6 @@ class Aliases:
         Refuses a version that does not exist or was rejected, and a rollback with nowhere to go.
         When the tracking server is unreachable, rolls back from the local backups instead.
         """
-        from mlmedic.lock import project_lock
 
         with project_lock(self.connection.state_dir, f"rollback ({reason})"):
             try:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.errors import RegistryError
+from mlmedic.model.local import file_digest, model_file
 from mlmedic.registry.connection import Connection
+from mlmedic.registry.native import model_flavor, refusal, stored_natively
 from mlmedic.registry.versions import TRUSTED_TYPES_TAG, Versions
 
 
@@ -41,8 +43,6 @@ class BackupStore:
 
     def loading_plan(self, version: int, model_dir: Path) -> tuple[str, list[str]]:
         """(serialization format, trusted types) for a downloaded version, or RegistryError."""
-        from mlmedic.model.local import model_file
-        from mlmedic.registry.native import model_flavor, refusal, stored_natively
 
         name = self.connection.model_name
         kind, flavor = model_flavor(model_dir)
@@ -78,8 +78,6 @@ class BackupStore:
         a manifest naming its metrics and the exact skops trusted types needed to load it."""
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
-
-        from mlmedic.model.local import file_digest, model_file
 
         name = self.connection.model_name
         info = self.versions.info(version)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlmedic.registry import mlmedic_pyfunc
+
 
 class ClassifierFlavor:
     """``mlflow.sklearn`` as MLflow's ``Model.log`` calls a flavor, with one change: the model's
@@ -19,8 +21,6 @@ class ClassifierFlavor:
     def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
         import mlflow.sklearn
         from mlflow.pyfunc import FLAVOR_NAME
-
-        from mlmedic.registry import mlmedic_pyfunc
 
         module = Path(mlmedic_pyfunc.__file__)
         mlflow.sklearn.save_model(

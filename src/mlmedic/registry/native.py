@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlmedic.errors import RegistryError
+from mlmedic.errors import RegistryError, UsageError
+from mlmedic.registry.mlmedic_pyfunc import NativeBooster
 from mlmedic.tasks import task_of
 
 NATIVE_FILES = ("model.lgb", "model.ubj", "model.json", "model.xgb")
@@ -124,8 +125,6 @@ def adopt_native(
     """(the ``NativeBooster``, what the cache needs to rebuild it) of a LightGBM or XGBoost
     version, its classes taken from the reference's labels in sorted order (the order the
     libraries' scikit-learn APIs give them) — ``UsageError`` when it cannot be adopted."""
-    from mlmedic.errors import UsageError
-    from mlmedic.registry.mlmedic_pyfunc import NativeBooster
 
     if not stored_natively(kind, flavor):
         raise UsageError(refusal(kind, flavor, version))

@@ -28,6 +28,7 @@ from mlmedic.registry.connection import (
     is_not_found,
 )
 from mlmedic.registry.flavor import ClassifierFlavor, native_requirements
+from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER
 
 if TYPE_CHECKING:  # training imports scikit-learn: a watcher that only reads aliases never needs it
     from mlmedic.training import TrainResult
@@ -421,7 +422,6 @@ def _requirements(model: Any) -> list[str]:
 
 def _trusted_types(result: TrainResult) -> list[str]:
     """The exact non-default types the model needs to load with skops."""
-    from mlmedic.training import DEFAULT_SKOPS_TRUSTED_TYPES, DEFAULT_TRAINER
 
     if result.trainer == DEFAULT_TRAINER:
         return list(DEFAULT_SKOPS_TRUSTED_TYPES)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.events import EventKind, Outcome
-from mlmedic.serving.pool import WorkerPool, _die_with_parent
+from mlmedic.serving.pool import WorkerPool, die_with_parent
 
 DIAGNOSE_TIMEOUT = 90.0
 
@@ -51,7 +51,7 @@ class Diagnosis(WorkerPool):
                 text=True,
                 timeout=DIAGNOSE_TIMEOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except subprocess.TimeoutExpired:
             return {"error": f"the diagnosis did not finish within {DIAGNOSE_TIMEOUT:.0f}s"}

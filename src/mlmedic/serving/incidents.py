@@ -17,7 +17,7 @@ from typing import Any
 
 from mlmedic.events import EventKind, Outcome
 from mlmedic.serving.diagnosis import Diagnosis, Incident
-from mlmedic.serving.pool import _describe
+from mlmedic.serving.pool import describe_exit
 
 log = logging.getLogger("mlmedic.supervisor")
 
@@ -81,7 +81,7 @@ class Incidents(Diagnosis):
                 pid, index, status = gone[0]
                 return (
                     False,
-                    f"worker {index} (pid {pid}) exited during start-up: {_describe(status)}",
+                    f"worker {index} (pid {pid}) exited during start-up: {describe_exit(status)}",
                 )
             alive, why, _ = probe(self.host, self.port, "/health", self.probe_timeout)
             if alive:
@@ -226,7 +226,7 @@ class Incidents(Diagnosis):
         hung = self._hung.pop(pid, None)
         incident = Incident(
             cause=f"worker {index} (pid {pid}) "
-            + (f"hung: {hung}; killed" if hung else f"exited: {_describe(status)}"),
+            + (f"hung: {hung}; killed" if hung else f"exited: {describe_exit(status)}"),
             detected_at=self.clock.now(),
             dead_index=index,
         )
@@ -237,7 +237,7 @@ class Incidents(Diagnosis):
         if version and os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASH_SIGNALS:
             incident.model_crash = version
             incident.evidence.append(
-                f"worker {index} died of {_describe(status)} inside a v{version} model call, "
+                f"worker {index} died of {describe_exit(status)} inside a v{version} model call, "
                 f"on the input with fingerprint {fingerprint:08x}"
             )
             incident.crash_loop = self._crashed_again(version)

@@ -160,7 +160,7 @@ class WorkerPool:
         self.watcher = subprocess.Popen(
             [sys.executable, "-m", "mlmedic.serving.watcher", str(self.project_dir)],
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env=dict(os.environ, MLMEDIC_SUPERVISOR_PID=str(os.getpid())),
         )
         self._publish()
@@ -186,7 +186,7 @@ class WorkerPool:
         if pid == 0:  # the child
             code = 0
             try:
-                _die_with_parent(parent)
+                die_with_parent(parent)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 # a full disk or a file-size limit must fail a write, not kill the worker
@@ -285,7 +285,7 @@ class WorkerPool:
             except ChildProcessError:
                 done, status = pid, 0
             if done:
-                log.warning("standby worker exited (%s)", _describe(status))
+                log.warning("standby worker exited (%s)", describe_exit(status))
                 with suppress(OSError):
                     os.close(fd)
                 self.standby = None
@@ -330,7 +330,7 @@ class WorkerPool:
         self.events.close()
 
 
-def _die_with_parent(parent: int | None = None) -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), and exit now if the
     parent is already gone."""
     expected = parent if parent is not None else os.getppid()
@@ -422,7 +422,7 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _describe(status: int) -> str:
+def describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         try:

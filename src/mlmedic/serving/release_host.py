@@ -23,12 +23,9 @@ supervisor sees the exit, or a crash signal, or the memory over ``deployment.max
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
@@ -46,8 +43,10 @@ from mlmedic.serving.release_wire import (
     CanaryAsk,
     ShadowRows,
     WireError,
+    address,
     encode,
     parse_request,
+    same_user,
 )
 
 log = logging.getLogger("mlmedic.release")
@@ -56,22 +55,6 @@ SHADOW_BATCH_ROWS = 1024  # rows per shadow model call
 SHADOW_GATHER = 0.05  # seconds a shadow waits for more rows before a model call
 SHADOW_NICE = 19  # where SCHED_IDLE is not offered: the lowest priority
 HANG_EXIT, MEMORY_EXIT, LOAD_EXIT = 4, 5, 6
-
-
-def address(state_dir: Path) -> str:
-    """The host's socket: abstract (Linux), named by the project's state folder."""
-    digest = hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
-    return f"\0mlmedic-release-{digest}"
-
-
-def same_user(sock: Any) -> bool:
-    """Whether the peer of a Unix socket runs as this process's user (``SO_PEERCRED``): only
-    the project's own workers may feed or ask the candidate."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (AttributeError, OSError):
-        return False
-    return int(struct.unpack("3i", raw)[1]) == os.getuid()
 
 
 def rss_mb(pid: int | None = None) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmedic.releases import STATUS_FILE, end_locally, host_status, read_release
+from mlmedic.serving.pool import die_with_parent
 from mlmedic.serving.release_host import HANG_EXIT, LOAD_EXIT, MEMORY_EXIT, rss_mb
 
 log = logging.getLogger("mlmedic.supervisor")
@@ -66,14 +67,12 @@ class ReleaseKeeper:
         self._check_health()
 
     def _start(self, release_id: str) -> None:
-        from mlmedic.serving.pool import _die_with_parent
-
         with suppress(OSError):
             (self.state_dir / STATUS_FILE).unlink()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlmedic.serving.release_host", str(self.project_dir)],
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env=dict(os.environ, MLMEDIC_SUPERVISOR_PID=str(os.getpid())),
         )
         self.serving_id, self.started = release_id, time.monotonic()

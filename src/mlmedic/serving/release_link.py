@@ -30,12 +30,12 @@ import numpy as np
 
 from mlmedic.jsonvalues import plain
 from mlmedic.releases import Release, end_locally, read_release, release_path, routes_to_canary
-from mlmedic.serving.release_host import address
 from mlmedic.serving.release_wire import (
     CanaryAnswer,
     CanaryAsk,
     ShadowRows,
     WireError,
+    address,
     encode,
     parse_answer,
 )

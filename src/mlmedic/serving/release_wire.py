@@ -1,5 +1,6 @@
-"""What workers and the release host say to each other (#31): typed, versioned messages, one
-JSON document per line, written and parsed only here.
+"""What workers and the release host say to each other (#31): where (``address``: a Unix
+socket in the abstract namespace, answering only the project's own user, ``same_user``), and
+what — typed, versioned messages, one JSON document per line, written and parsed only here.
 
 - ``ShadowRows`` (worker → host, never answered): one or more model calls' requests for the
   shadow — their ids, each request's row count, and the rows' columns;
@@ -23,8 +24,13 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import socket
+import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlmedic.jsonvalues import plain
@@ -57,6 +63,22 @@ class CanaryAnswer:
     outputs: list[list[float]] = field(default_factory=list)
     classes: list[Any] = field(default_factory=list)
     error: str = ""
+
+
+def address(state_dir: Path) -> str:
+    """The host's socket: abstract (Linux), named by the project's state folder."""
+    digest = hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    return f"\0mlmedic-release-{digest}"
+
+
+def same_user(sock: Any) -> bool:
+    """Whether the peer of a Unix socket runs as this process's user (``SO_PEERCRED``): only
+    the project's own workers may feed or ask the candidate."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return False
+    return int(struct.unpack("3i", raw)[1]) == os.getuid()
 
 
 def encode(message: ShadowRows | CanaryAsk | CanaryAnswer) -> bytes:
