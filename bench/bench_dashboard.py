@@ -23,12 +23,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mlmedic.config import Settings
-from mlmedic.dashboard import build
-from mlmedic.events import EventStore
-from mlmedic.page import page
-from mlmedic.render import dashboard_view
+from mlmedic.core.config import Settings
 from mlmedic.serving.metrics import Metrics
+from mlmedic.store.events import EventStore
+from mlmedic.views.dashboard import build
+from mlmedic.views.page import page
+from mlmedic.views.terminal import dashboard_view
 
 NOW = time.time()
 

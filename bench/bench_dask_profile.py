@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from mlmedic.data.contract import DataContract
-from mlmedic.drift import ReferenceProfile, compare
-from mlmedic.logstore import Location, window_files
-from mlmedic.monitor.distributed import summarise_window
-from mlmedic.training import model_features, model_frame
+from mlmedic.data.drift import ReferenceProfile, compare
+from mlmedic.heal.monitor.distributed import summarise_window
+from mlmedic.model.training import model_features, model_frame
+from mlmedic.store.logstore import Location, window_files
 
 NUMERIC = 14
 CATEGORICAL = 6

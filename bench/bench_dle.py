@@ -80,7 +80,7 @@ def load() -> tuple[pd.DataFrame, pd.DataFrame]:
 def mlmedic_estimates(
     reference: pd.DataFrame, analysis: pd.DataFrame, chunk: int
 ) -> tuple[list[float], float]:
-    from mlmedic.tasks.regression import ErrorModel
+    from mlmedic.model.tasks.regression import ErrorModel
 
     def features(frame: pd.DataFrame) -> pd.DataFrame:
         found = frame[FEATURES].copy()

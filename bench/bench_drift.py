@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlmedic.drift import ReferenceProfile, compare
+from mlmedic.data.drift import ReferenceProfile, compare
 
 SHIFTS = [0.0] * 10 + [0.02, 0.05, 0.08, 0.09, 0.11, 0.13, 0.2, 0.3, 0.4, 0.5]
 
@@ -91,10 +91,10 @@ def swap_time(rows: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_serve import serve, stop
 
-    from mlmedic.datasets import TARGET, make_churn
-    from mlmedic.monitor import Monitor
-    from mlmedic.pipeline import run_pipeline
-    from mlmedic.project import Project
+    from mlmedic.data.datasets import TARGET, make_churn
+    from mlmedic.heal.monitor import Monitor
+    from mlmedic.heal.pipeline import run_pipeline
+    from mlmedic.model.project import Project
 
     folder = Path(tempfile.mkdtemp(prefix="bench-swap-"))
     root = folder / "served"

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_dashboard import NOW, fill, timed
 
-from mlmedic.config import Settings
-from mlmedic.dashboard import build
-from mlmedic.events import EventStore
+from mlmedic.core.config import Settings
 from mlmedic.serving.metrics import Metrics
+from mlmedic.store.events import EventStore
+from mlmedic.views.dashboard import build
 
 
 def measure(store: EventStore, args: argparse.Namespace, folder: Path) -> dict[str, Any]:

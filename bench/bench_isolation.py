@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import make_training
 
-from mlmedic.datasets import TARGET
+from mlmedic.data.datasets import TARGET
+from mlmedic.heal.pipeline import run_pipeline
 from mlmedic.model.local import cache_path, load_local
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.model.project import Project
 
 
 def _helper(connection, folder: str, version: int) -> None:  # type: ignore[no-untyped-def]

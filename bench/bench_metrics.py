@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlmedic.events import EventStore
 from mlmedic.serving.metrics import _EVENT_KINDS, Metrics
+from mlmedic.store.events import EventStore
 
 KINDS = ["data_fix", "rollback", "retrain", "recovery", "deploy", "alert", "drift_check", "monitor"]
 

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import serve, stop
 from bench_train import make_training
 
-from mlmedic.datasets import TARGET
-from mlmedic.events import EventStore
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import worker_pids
+from mlmedic.store.events import EventStore
 
 
 def ready(url: str) -> bool:

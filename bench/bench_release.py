@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_serve import scratch, serve, stop, wrk
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
-from mlmedic.releases import host_status, read_release, write_release
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.heal.releases.states import host_status, read_release, write_release
+from mlmedic.model.project import Project
 
 
 def metrics(url: str) -> dict[str, float]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlmedic.datasets import TARGET, make_churn
+from mlmedic.data.datasets import TARGET, make_churn
 
 
 def fresh(command: list[str], cwd: Path, repeats: int) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
         f"python -c 'import mlflow, sklearn, pandas', best of {args.repeats}:      {imports:.2f} s"
     )
 
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
 
     history = pd.concat(
         [make_churn(args.rows, seed=100 + i) for i in range(args.windows)], ignore_index=True

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import make_training
 
-from mlmedic.datasets import TARGET
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server
 
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
 
 
 def trained_project(folder: Path, rows: int = 20_000) -> tuple[Path, dict[str, object], str]:
@@ -97,7 +97,7 @@ def compare_trainers(rows: int, repeats: int) -> None:
     """Each built-in trainer on the same rows and holdout: median seconds to train, and the
     holdout's score (the same every repetition: seeded)."""
     from mlmedic.data.contract import DataContract
-    from mlmedic.training import train
+    from mlmedic.model.training import train
 
     tables = [("churn (classification)", make_training(rows, 1), TARGET, "classification")]
     prices = _car_prices()

@@ -39,19 +39,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_recovery import kills
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
-from mlmedic.faults import (
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.heal.releases.states import host_status, read_release, routes_to_canary
+from mlmedic.model.faults import (
     TRIGGER_AGE,
     corrupt_file,
     registry_model_file,
     write_fragile_trainer,
     write_trainer,
 )
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
-from mlmedic.releases import host_status, read_release, routes_to_canary
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
+from mlmedic.store.events import EventStore
 
 
 @dataclass

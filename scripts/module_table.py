@@ -30,10 +30,13 @@ def first_sentence(docstring: str) -> str:
     return sentence.replace("|", "\\|")
 
 
+LAYERS = ("core", "store", "data", "model", "heal", "views", "serving", "cli")  # bottom up
+
+
 def part_of(module: str) -> str:
-    """The part of mlmedic a dotted module belongs to: its package, or the module itself."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+    """The part of mlmedic a dotted module belongs to: its layer and the package or module in it
+    (``model.registry``, ``core.errors``)."""
+    return ".".join(module.split(".")[1:3])
 
 
 def imports(tree: ast.Module, own: str) -> list[str]:
@@ -53,14 +56,19 @@ def imports(tree: ast.Module, own: str) -> list[str]:
 
 def rows() -> list[str]:
     lines = [
-        "| module | lines | owns | imports from mlmedic |",
+        "| module (by layer, bottom up) | lines | owns | imports from mlmedic |",
         "| --- | ---: | --- | --- |",
     ]
-    for path in sorted(PACKAGE.rglob("*.py")):
+
+    def layer_first(path: Path) -> tuple[int, str]:
+        top = path.relative_to(PACKAGE).parts[0]
+        return (LAYERS.index(top) + 1 if top in LAYERS else 0, path.as_posix())
+
+    for path in sorted(PACKAGE.rglob("*.py"), key=layer_first):
         relative = path.relative_to(PACKAGE).as_posix()
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
-        own = relative.split("/")[0].removesuffix(".py")
+        own = ".".join(relative.removesuffix(".py").split("/")[:2])
         doc = first_sentence(ast.get_docstring(tree) or "")
         uses = ", ".join(f"`{name}`" for name in imports(tree, own))
         lines.append(f"| `{relative}` | {len(source.splitlines())} | {doc} | {uses} |")

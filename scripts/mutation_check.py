@@ -54,49 +54,49 @@ MUTANTS = [
     # the gate (stage 3): floors, the allowed drop, "beats the champion"
     Mutant(
         "gate: an accuracy exactly at the floor fails",
-        "gate.py",
+        "model/gate.py",
         "if not accuracy >= config.min_accuracy_threshold:",
         "if not accuracy > config.min_accuracy_threshold:",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: a drop of exactly the allowance passes",
-        "gate.py",
+        "model/gate.py",
         "gap >= allowed and gap > 0,",
         "gap > allowed and gap > 0,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: an equal candidate is a drop when none is allowed",
-        "gate.py",
+        "model/gate.py",
         "gap >= allowed and gap > 0,",
         "gap >= allowed and gap >= 0,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: an equal candidate beats the champion",
-        "gate.py",
+        "model/gate.py",
         "else accuracy > champion_accuracy,",
         "else accuracy >= champion_accuracy,",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: a drop needs no significance",
-        "gate.py",
+        "model/gate.py",
         "if not (significant and large):",
         "if not large:",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "gate: the F1 floor is not scaled by prevalence",
-        "gate.py",
+        "model/gate.py",
         "return floor * (2 * prevalence / (1 + prevalence)) / (2 / 3)",
         "return floor * (2 * prevalence / (1 + prevalence))",
         ("tests/test_gate.py",),
     ),
     Mutant(
         "run: the gate is not shown the champion",
-        "pipeline.py",
+        "heal/pipeline.py",
         "            found[0] if found is not None else None,\n"
         "            settings.model_validation,",
         "            None,\n            settings.model_validation,",
@@ -105,21 +105,21 @@ MUTANTS = [
     # the cooldown and the policy
     Mutant(
         "cooldown: a retrain exactly at the end of the cooldown waits",
-        "policy.py",
+        "heal/policy.py",
         "        if now < allowed_at:",
         "        if now <= allowed_at:",
         ("tests/test_policy.py",),
     ),
     Mutant(
         "policy: a drop needs no minimum size",
-        "policy.py",
+        "heal/policy.py",
         "test.significant and test.size >= validation.performance_degradation_threshold",
         "test.significant and test.size > validation.performance_degradation_threshold",
         ("tests/test_policy.py",),
     ),
     Mutant(
         "policy: a heal that hurts is not rolled back on probation",
-        "policy.py",
+        "heal/policy.py",
         "    if probation:\n        decision.action",
         "    if not probation:\n        decision.action",
         ("tests/test_policy.py",),
@@ -127,14 +127,14 @@ MUTANTS = [
     # drift
     Mutant(
         "drift: a feature's severity is not capped",
-        "drift/statistics.py",
+        "data/drift/statistics.py",
         "r.weight * min(SEVERITY_CAP, r.severity or 1.0)",
         "r.weight * (r.severity or 1.0)",
         ("tests/test_drift.py",),
     ),
     Mutant(
         "drift: a batch at exactly the threshold drifts",
-        "drift/statistics.py",
+        "data/drift/statistics.py",
         "return DriftReport(results, score, threshold, score > threshold, weighted, rows)",
         "return DriftReport(results, score, threshold, score >= threshold, weighted, rows)",
         ("tests/test_drift.py",),
@@ -142,7 +142,7 @@ MUTANTS = [
     # rollback order
     Mutant(
         "rollback: previous is the oldest champion, not the latest before",
-        "registry/aliases.py",
+        "model/registry/aliases.py",
         "return before_target[-1] if before_target else None",
         "return before_target[0] if before_target else None",
         ("tests/test_registry.py", "-k", "walks_back"),
@@ -158,7 +158,7 @@ MUTANTS = [
     # one label rule
     Mutant(
         "labels: a boolean label is keyed as a number",
-        "labels.py",
+        "core/labels.py",
         "    if isinstance(value, bool):\n        return str(value)",
         "    if isinstance(value, bool):\n        return str(int(value))",
         ("tests/test_contract.py",),
@@ -166,28 +166,28 @@ MUTANTS = [
     # retraining recipes and their evidence
     Mutant(
         "recipes: the current regime starts after its first row",
-        "monitor/recipes.py",
+        "heal/monitor/recipes.py",
         "return np.flatnonzero(origin >= start)",
         "return np.flatnonzero(origin > start)",
         ("tests/test_recipes.py",),
     ),
     Mutant(
         "recipes: a quarter held out, not a fifth",
-        "monitor/recipes.py",
+        "heal/monitor/recipes.py",
         "held = max(minimum, len(positions) // 5)",
         "held = max(minimum, len(positions) // 4)",
         ("tests/test_recipes.py",),
     ),
     Mutant(
         "candidates: a recipe that dropped the reference wins without evidence",
-        "candidates.py",
+        "heal/candidates.py",
         "return best if found.better else kept",
         "return best",
         ("tests/test_recipes.py",),
     ),
     Mutant(
         "evidence: the paired test counts the wrong side",
-        "evidence.py",
+        "core/evidence.py",
         'p_a = float(stats.binomtest(a_only, discordant, 0.5, alternative="greater").pvalue)',
         'p_a = float(stats.binomtest(b_only, discordant, 0.5, alternative="greater").pvalue)',
         ("tests/test_evidence.py",),
@@ -203,7 +203,7 @@ MUTANTS = [
     # claims (one monitor at a time, across processes and hosts)
     Mutant(
         "claims: a claim is still held at the instant it expires",
-        "events/claims.py",
+        "store/events/claims.py",
         "WHERE mlmedic_claims.expires_at <= :now",
         "WHERE mlmedic_claims.expires_at < :now",
         ("tests/test_postgres.py", "-k", "claim_goes_to_exactly_one"),
@@ -211,42 +211,42 @@ MUTANTS = [
     # a release judged on live traffic (#24): the split, the verdict, the limits, one verdict
     Mutant(
         "release: the canary split is flipped",
-        "releases.py",
+        "heal/releases/states.py",
         'return zlib.crc32(request_id.encode("utf-8")) / 4_294_967_296.0 < share',
         'return zlib.crc32(request_id.encode("utf-8")) / 4_294_967_296.0 > share',
         ("tests/test_release_rules.py",),
     ),
     Mutant(
         "release: the not-worse margin is read backwards",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "if verdict.lower_bound > -deployment.not_worse_margin:",
         "if verdict.lower_bound < -deployment.not_worse_margin:",
         ("tests/test_release_rules.py",),
     ),
     Mutant(
         "release: a worse candidate is taken for a better one",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "    if test.worse:\n",
         "    if test.better:\n",
         ("tests/test_release_rules.py",),
     ),
     Mutant(
         "release: the error rate at exactly the limit retires",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "failures / calls > deployment.max_error_rate",
         "failures / calls >= deployment.max_error_rate",
         ("tests/test_release_rules.py",),
     ),
     Mutant(
         "release: max_requests reached (not exceeded) retires",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "if verdict.requests > deployment.max_requests:",
         "if verdict.requests >= deployment.max_requests:",
         ("tests/test_release_rules.py",),
     ),
     Mutant(
         "release: the limits wait for the comparison once labels arrive",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "    why = _limits(project, release, verdict, deployment, now)\n",
         '    why = "" if verdict.labelled else _limits(\n'
         "project, release, verdict, deployment, now)\n",
@@ -254,35 +254,35 @@ MUTANTS = [
     ),
     Mutant(
         "release: an ended release may move again",
-        "releases.py",
+        "heal/releases/states.py",
         "        if not current.running:\n",
         "        if False:\n",
         ("tests/test_release_states.py",),
     ),
     Mutant(
         "release: an end takes no claim shared across hosts",
-        "releases.py",
+        "heal/releases/states.py",
         'return bool(claim(f"release-end:{release.id}", seconds=86_400.0))',
         "return True",
         ("tests/test_release_states.py",),
     ),
     Mutant(
         "release: decide_without_labels is ignored",
-        "monitor/releases.py",
+        "heal/releases/judge.py",
         "if deployment.decide_without_labels and verdict.pairs >= deployment.min_labelled_requests",
         "if verdict.pairs >= deployment.min_labelled_requests",
         ("tests/test_release_states.py",),
     ),
     Mutant(
         "registry: a rejected version may be promoted",
-        "registry/aliases.py",
+        "model/registry/aliases.py",
         "        if found.status == REJECTED:\n",
         "        if False:\n",
         ("tests/test_release_rules.py", "-k", "second_release_is_refused"),
     ),
     Mutant(
         "release: the peer's user is not checked",
-        "serving/release_wire.py",
+        "serving/releases/wire.py",
         'return int(struct.unpack("3i", raw)[1]) == os.getuid()',
         'return int(struct.unpack("3i", raw)[1]) != os.getuid()',
         ("tests/test_release_rules.py",),

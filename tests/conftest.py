@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmedic.datasets import TARGET, inject_defects, make_churn
-from mlmedic.demo import DEMO_DEFECTS
+from mlmedic.cli.demo import DEMO_DEFECTS
+from mlmedic.data.datasets import TARGET, inject_defects, make_churn
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def files(tmp_path: Path, reference: pd.DataFrame, dirty: pd.DataFrame) -> dict[
 @pytest.fixture
 def project(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A fresh project directory with its own event store and embedded MLflow registry."""
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     root = tmp_path / "churn-project"
     root.mkdir()
@@ -66,8 +66,8 @@ def train_isolated():  # type: ignore[no-untyped-def]
     deployed version per seed in ``root`` with no tracking URI from outside and no telemetry."""
 
     def train(root: Path, *seeds: int, rows: int = 1200) -> Path:
-        from mlmedic.pipeline import run_pipeline
-        from mlmedic.project import Project
+        from mlmedic.heal.pipeline import run_pipeline
+        from mlmedic.model.project import Project
 
         with pytest.MonkeyPatch.context() as patch:
             patch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -63,7 +63,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def _tags(folder: Path, version: int = 1) -> dict[str, str]:
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     project = Project(folder)
     try:
@@ -139,7 +139,7 @@ def test_a_booster_logged_natively_by_plain_mlflow_is_adopted_and_served(
     pytest.importorskip(library)
     import warnings
 
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     with warnings.catch_warnings():  # MLflow's own import-time note on its type hints
         warnings.simplefilter("ignore", UserWarning)
@@ -241,7 +241,7 @@ def test_a_booster_is_served_by_its_own_fast_path_with_the_same_answers(
     import numpy as np
 
     from mlmedic.model.local import load_local
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     folder = trained / name
     project = Project(folder)

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlmedic.core.errors import SchemaError
 from mlmedic.data._rows import find_duplicates
 from mlmedic.data.checks import run_checks
 from mlmedic.data.contract import UNSEEN, DataContract
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import SchemaError
+from mlmedic.data.datasets import TARGET, make_churn
 
 
 @pytest.fixture(scope="module")

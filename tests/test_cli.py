@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlmedic.cli import app
-from mlmedic.datasets import TARGET
+from mlmedic.data.datasets import TARGET
 
 runner = CliRunner()
 
@@ -233,7 +233,7 @@ def test_feedback_command_records_labels(tmp_path: Path) -> None:
     labels.write_text("request_id,label\nabc,1\ndef,0\n")
     result = _run("feedback", labels, "-C", tmp_path)
     assert result.exit_code == 0 and "recorded 2 label(s)" in result.output
-    from mlmedic.logstore import read_feedback
+    from mlmedic.store.logstore import read_feedback
 
     stored = read_feedback(tmp_path / ".mlmedic" / "feedback")
     assert sorted(stored["request_id"]) == ["abc", "def"]
@@ -313,7 +313,7 @@ def test_fix_data_into_a_path_under_a_file_is_exit_2_and_the_input_is_untouched(
 
 
 def test_logs_export_honours_kind_and_refuses_a_file(tmp_path: Path) -> None:
-    from mlmedic.events import EventStore
+    from mlmedic.store.events import EventStore
 
     with EventStore(tmp_path / ".mlmedic" / "events.db") as store:
         store.record("rollback", "rollback", message="r")
@@ -469,7 +469,7 @@ def test_a_target_nothing_can_be_learned_from_is_refused_at_once_with_one_line(
     """#23's bad input through the real CLI: ``--task regression`` on text labels, a numeric
     target with text in it, a target of one value — before any stage, exit 2, one line naming
     the problem, nothing registered."""
-    from mlmedic.datasets import make_churn
+    from mlmedic.data.datasets import make_churn
 
     frame = make_churn(600, seed=4)
     frame["broken_charges"] = frame["monthly_charges"].astype(object)
@@ -506,7 +506,7 @@ def test_a_trainer_that_cannot_be_used_is_refused_before_any_work(
     here), or a trainer that cannot be imported — one line, exit 2, before the data stage,
     nothing registered."""
     from mlmedic.cli import main
-    from mlmedic.datasets import make_churn
+    from mlmedic.data.datasets import make_churn
 
     monkeypatch.setitem(sys.modules, trainer, None)  # import lightgbm -> ImportError
 

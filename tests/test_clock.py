@@ -4,7 +4,14 @@ import time
 
 import pytest
 
-from mlmedic.clock import Clock, SimulatedClock, SystemClock, parse_duration, parse_time, to_iso
+from mlmedic.core.clock import (
+    Clock,
+    SimulatedClock,
+    SystemClock,
+    parse_duration,
+    parse_time,
+    to_iso,
+)
 
 
 def test_system_clock_reads_wall_time() -> None:

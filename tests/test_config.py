@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from mlmedic.config import (
+from mlmedic.core.config import (
     MONITORING_FILE,
     SELF_HEALING_FILE,
     Settings,
     load_settings,
     write_default_configs,
 )
-from mlmedic.errors import ConfigError, ProjectError
+from mlmedic.core.errors import ConfigError, ProjectError
 
 # The configuration of the design mlmedic comes from, key for key: it must load unchanged.
 SEED_SELF_HEALING = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from mlmedic.config import (
+from mlmedic.core.config import (
     INFORMATIONAL,
     MONITORING_FILE,
     SELF_HEALING_FILE,
@@ -21,8 +21,8 @@ from mlmedic.config import (
     SelfHealingConfig,
     load_settings,
 )
-from mlmedic.errors import ConfigError
-from mlmedic.events import EventStore
+from mlmedic.core.errors import ConfigError
+from mlmedic.store.events import EventStore
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "mlmedic"
 
@@ -43,7 +43,7 @@ def test_every_settings_field_has_a_reader_or_is_refused() -> None:
     section's class) and reads ``.key``; or it is listed as refused unless default, or as a
     description."""
     modules = [p.read_text(encoding="utf-8") for p in SOURCE.rglob("*.py") if p.name != "config.py"]
-    config = (SOURCE / "config.py").read_text(encoding="utf-8")
+    config = (SOURCE / "core" / "config.py").read_text(encoding="utf-8")
     unread = []
     for path in _leaves(SelfHealingConfig) + [
         f"monitoring_file.{p}" for p in _leaves(MonitoringConfig)
@@ -110,7 +110,7 @@ def test_email_alerts_need_a_server_and_are_sent(tmp_path: Path) -> None:
     server = socketserver.TCPServer(("127.0.0.1", 0), Smtp)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        from mlmedic.notify import Notifier
+        from mlmedic.heal.notify import Notifier
 
         config = NotificationsConfig(
             enabled=True,

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlmedic.core.errors import ContractError
 from mlmedic.data.contract import DataContract, allowed_count, category_keys
-from mlmedic.datasets import TARGET
-from mlmedic.errors import ContractError
+from mlmedic.data.datasets import TARGET
 
 
 def test_learns_kinds_from_mixed_reference(reference: pd.DataFrame) -> None:
@@ -115,7 +115,7 @@ def test_category_keys_unify_number_spellings() -> None:
 def test_labels_and_categories_are_keyed_by_one_rule() -> None:
     """The contract's categories and the model's labels agree on every spelling, booleans too
     (a boolean target's ``True`` is neither ``"1"`` nor a missing label)."""
-    from mlmedic.labels import label_key
+    from mlmedic.core.labels import label_key
 
     values = [True, False, np.bool_(True), "True", 1, 1.0, "1", np.int64(1), "2.50", " a "]
     assert category_keys(pd.Series(values, dtype=object)).tolist() == [label_key(v) for v in values]

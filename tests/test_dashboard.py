@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mlmedic.clock import SimulatedClock
-from mlmedic.config import Settings
-from mlmedic.dashboard import DAY, build
-from mlmedic.events import EventStore
-from mlmedic.page import page
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.core.config import Settings
+from mlmedic.store.events import EventStore
+from mlmedic.views.dashboard import DAY, build
+from mlmedic.views.page import page
 
 NOW = 1_800_000_000.0
 

@@ -5,7 +5,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
 
-from mlmedic.datasets import (
+from mlmedic.data.datasets import (
     CATEGORICAL,
     NUMERIC,
     TARGET,

@@ -99,7 +99,7 @@ def test_the_compose_file_runs_real_commands_on_the_shared_servers(
 ) -> None:
     """deploy/compose/: every mlmedic service runs a command the CLI has, against the shared
     event store and tracking server, and the example config is one mlmedic accepts."""
-    from mlmedic.config import SelfHealingConfig
+    from mlmedic.core.config import SelfHealingConfig
 
     compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
     services = compose["services"]

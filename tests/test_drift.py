@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlmedic.drift import ReferenceProfile, compare, psi
+from mlmedic.data.drift import ReferenceProfile, compare, psi
 
 
 def _profile(frame: pd.DataFrame, **kwargs: object) -> ReferenceProfile:

@@ -8,8 +8,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from mlmedic.eventbuffer import ResilientEventStore
-from mlmedic.events import EventStore
+from mlmedic.store.eventbuffer import ResilientEventStore
+from mlmedic.store.events import EventStore
 from served import wait_until
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlmedic.clock import SimulatedClock
-from mlmedic.errors import EventStoreError
-from mlmedic.events import EXPORT_FILES, EventKind, EventStore, Outcome
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.core.errors import EventStoreError
+from mlmedic.store.events import EXPORT_FILES, EventKind, EventStore, Outcome
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_unopenable_store_is_a_clear_error(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from mlmedic.events import EventStore
+from mlmedic.store.events import EventStore
 store = EventStore(sys.argv[1])
 for i in range(500):
     store.record("data_fix", f"writer-{sys.argv[2]}", details={"i": i})

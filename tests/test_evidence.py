@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mlmedic.evidence import drop, paired
+from mlmedic.core.evidence import drop, paired
 
 
 def test_a_drop_counts_the_validation_holdouts_own_error() -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import Event, EventStore
-from mlmedic.faults import corrupt_file, registry_model_file
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.faults import corrupt_file, registry_model_file
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready, worker_pids
+from mlmedic.store.events import Event, EventStore
 
 # servers, supervisors and commands in their own processes: not in the fast tier
 pytestmark = pytest.mark.slow
@@ -164,7 +164,7 @@ def test_no_prediction_row_is_lost_while_the_event_store_is_locked(served_projec
     import concurrent.futures
     import urllib.request
 
-    from mlmedic.logstore import read_predictions
+    from mlmedic.store.logstore import read_predictions
 
     process, url, log, _ = _serve(served_project, workers=2)
     store = served_project / ".mlmedic" / "events.db"
@@ -313,7 +313,7 @@ def test_the_fallback_never_serves_what_a_person_rolled_back_from(
 
 def test_a_healthy_champion_is_never_rolled_back_by_the_supervisor(served_project: Path) -> None:
     """Right after a deploy, the diagnosis of a good champion finds no fault: no rollback."""
-    from mlmedic.config import load_settings
+    from mlmedic.core.config import load_settings
     from mlmedic.serving.supervisor import Incident, Supervisor
 
     settings = load_settings(served_project).self_healing
@@ -358,7 +358,7 @@ def test_two_runs_at_once_leave_the_champion_state_consistent(tmp_path: Path) ->
     """Two `mlmedic run` at once: they wait (saying so) while a run holds the run lock, then run
     one after the other, never interleaved; each deploy moves the champion from the version that
     really was champion."""
-    from mlmedic.lock import RUN_LOCK, project_lock
+    from mlmedic.core.lock import RUN_LOCK, project_lock
 
     root = tmp_path / "busy"
     root.mkdir()

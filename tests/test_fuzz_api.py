@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlmedic.datasets import TARGET, make_churn
+from mlmedic.data.datasets import TARGET, make_churn
 from mlmedic.serving.app import build
 
 RECORD = {
@@ -139,7 +139,7 @@ def test_well_formed_requests_succeed_while_fuzzing_and_the_writer_lives(
 
 
 def test_the_fuzzed_log_is_readable(client: TestClient, tmp_path: Path) -> None:
-    from mlmedic.logstore import read_predictions
+    from mlmedic.store.logstore import read_predictions
 
     state = client.app.state.mlmedic  # type: ignore[attr-defined]
     state.predictions.flush()

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlmedic.config import ModelValidationConfig
-from mlmedic.evidence import Paired, paired
-from mlmedic.gate import decide, f1_floor
+from mlmedic.core.config import ModelValidationConfig
+from mlmedic.core.evidence import Paired, paired
+from mlmedic.model.gate import decide, f1_floor
 
 CONFIG = ModelValidationConfig()
 

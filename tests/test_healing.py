@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmedic.config import Settings
+from mlmedic.core.config import Settings
 from mlmedic.data.contract import DataContract
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.data.drift import DriftReport, FeatureDrift, ReferenceProfile, compare
 from mlmedic.data.repair import Repairer
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.drift import DriftReport, FeatureDrift, ReferenceProfile, compare
-from mlmedic.performance import Calibration, Performance, estimated, measured
-from mlmedic.policy import decide
+from mlmedic.heal.policy import decide
+from mlmedic.model.performance import Calibration, Performance, estimated, measured
 
 
 def _settings(**detection: object) -> Settings:
@@ -116,8 +116,8 @@ def test_a_repeated_ingestion_beyond_the_natural_rate_is_still_removed() -> None
 
 
 def test_the_drift_reference_describes_production_shaped_data(tmp_path: Path) -> None:
-    from mlmedic.pipeline import run_pipeline
-    from mlmedic.project import Project
+    from mlmedic.heal.pipeline import run_pipeline
+    from mlmedic.model.project import Project
 
     survey = _survey(2500, seed=85)
     project = Project(tmp_path)
@@ -272,8 +272,8 @@ def test_replay_retrains_on_harm_only_and_leaves_the_project_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from mlmedic.cli import main
-    from mlmedic.events import EventStore
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
+    from mlmedic.store.events import EventStore
 
     project = tmp_path / "project"
     project.mkdir()
@@ -357,7 +357,7 @@ def test_replay_of_a_history_too_short_is_one_clear_line(
 def test_labelled_rows_seen_at_the_deploy_instant_are_kept_for_retraining(tmp_path: Path) -> None:
     """File names hold the time to the millisecond: rows seen in the same millisecond as the
     deploy must not be lost to rounding."""
-    from mlmedic.monitor import labelled
+    from mlmedic.heal.monitor import labelled
 
     moment = 1_700_000_000.0004  # its name rounds down to ...000.000
     labelled.keep(tmp_path, pd.DataFrame({"x": [1, 2], "y": [0, 1]}), now=moment, version=1)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlmedic.core.errors import DataFileError, ProjectError
 from mlmedic.data.io import read_table, write_table
-from mlmedic.errors import DataFileError, ProjectError
 
 
 def test_csv_and_parquet_round_trip(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_check_data_and_run_read_a_memory_url_and_a_compressed_csv(
     import fsspec
 
     from mlmedic.cli import main
-    from mlmedic.datasets import TARGET, make_churn
+    from mlmedic.data.datasets import TARGET, make_churn
 
     data = make_churn(600, seed=5)
     url = f"memory://cli-{tmp_path.name}/batch.parquet"

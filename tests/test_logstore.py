@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlmedic.logstore import compact, read_predictions
+from mlmedic.store.logstore import compact, read_predictions
 
 HOUR = 3600.0
 
@@ -71,7 +71,7 @@ def test_replicas_on_an_fsspec_url_write_their_own_parts_and_read_as_one(
     compaction on shared storage runs only with the claim, and later labels win."""
     import numpy as np
 
-    from mlmedic.logstore import FeedbackLog, PredictionLog, read_feedback
+    from mlmedic.store.logstore import FeedbackLog, PredictionLog, read_feedback
 
     url = f"memory://shared-{time.time_ns()}"
     for host, ids in (("replica-a", ["a1", "a2"]), ("replica-b", ["b1"])):

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmedic.clock import SimulatedClock
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
-from mlmedic.logstore import FeedbackLog, PredictionLog
-from mlmedic.monitor import Monitor
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.monitor import Monitor
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
+from mlmedic.store.events import EventStore
+from mlmedic.store.logstore import FeedbackLog, PredictionLog
 
 HOUR = 3600.0
 
@@ -295,8 +295,8 @@ def test_every_interval_reads_only_the_log_since_the_last_pass(watched) -> None:
 
 
 def test_a_pass_reads_one_snapshot_of_the_champion_even_if_it_moves_mid_pass(watched) -> None:  # type: ignore[no-untyped-def]
-    from mlmedic.monitor import ChampionSnapshot, measure
-    from mlmedic.notify import MemoryNotifier
+    from mlmedic.heal.monitor import ChampionSnapshot, measure
+    from mlmedic.heal.notify import MemoryNotifier
 
     project, _ = watched
     registry = project.registry
@@ -335,9 +335,9 @@ def test_a_window_profiled_on_a_dask_cluster_gives_the_single_process_report(wat
     tolerance, labels measured."""
     from distributed import LocalCluster
 
-    from mlmedic.drift import ReferenceProfile, compare
-    from mlmedic.logstore import read_predictions
-    from mlmedic.training import model_frame
+    from mlmedic.data.drift import ReferenceProfile, compare
+    from mlmedic.model.training import model_frame
+    from mlmedic.store.logstore import read_predictions
 
     project, clock = watched
     batch = make_churn(6000, seed=64, drift=1.0)
@@ -390,7 +390,7 @@ def test_monitor_dask_with_an_unreachable_scheduler_is_one_clear_line(
 
     project, _ = watched
     _served(project, make_churn(200, seed=65))
-    monkeypatch.setattr("mlmedic.monitor.distributed.CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr("mlmedic.heal.monitor.distributed.CONNECT_SECONDS", 1.0)
     argv = ["mlmedic", "monitor", "--once", "--dask", "tcp://127.0.0.1:9", "-C", str(project.root)]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as done:
@@ -435,7 +435,7 @@ def test_each_pass_is_in_an_mlflow_run_of_the_champion(watched) -> None:  # type
 def test_the_pass_page_shows_each_test_as_what_it_is() -> None:
     """#22 item 8 (part): a KS statistic beside its p-value, the p-value against alpha, a
     chi-square the same way, a distance against its threshold, importance, readable numbers."""
-    from mlmedic.monitor.reports import pass_page
+    from mlmedic.heal.monitor.pass_reports import pass_page
 
     features = [
         {
@@ -485,7 +485,7 @@ def test_a_real_pass_page_in_a_real_browser(project: Project, tmp_path: Path) ->
     self-contained file (nothing requested off the machine, no console error), a histogram per
     tested feature, not blank."""
     from browser import distinct_pixels, load
-    from mlmedic.monitor.reports import pass_page
+    from mlmedic.heal.monitor.pass_reports import pass_page
 
     assert run_pipeline(project, make_churn(1500, seed=61), target=TARGET).deployed
     result = Monitor(project).run_batch(make_churn(1500, seed=62, drift=1.0).drop(columns=[TARGET]))

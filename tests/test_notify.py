@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from mlmedic.config import NotificationsConfig
-from mlmedic.events import EventStore
-from mlmedic.notify import Notifier
+from mlmedic.core.config import NotificationsConfig
+from mlmedic.heal.notify import Notifier
 from mlmedic.serving.launch import free_port
+from mlmedic.store.events import EventStore
 
 
 class _Receiver:

@@ -15,9 +15,9 @@ from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
 from mlmedic.cli import app
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import free_port
 
 runner = CliRunner()
@@ -256,7 +256,7 @@ def test_mlflow_models_serve_answers_labels_and_probabilities(served: Path) -> N
 
 
 def test_each_version_carries_its_drift_reference(project: Project) -> None:
-    from mlmedic.drift import ReferenceProfile, compare
+    from mlmedic.data.drift import ReferenceProfile, compare
 
     result = run_pipeline(project, make_churn(2000, seed=51), target=TARGET)
     stored = project.registry.load_drift_profile(result.candidate)  # type: ignore[arg-type]

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlmedic.config import Settings
-from mlmedic.drift import DriftReport
-from mlmedic.evidence import Paired, paired
-from mlmedic.performance import Performance
-from mlmedic.policy import RetrainHistory, decide, retrain_allowed
+from mlmedic.core.config import Settings
+from mlmedic.core.evidence import Paired, paired
+from mlmedic.data.drift import DriftReport
+from mlmedic.heal.policy import RetrainHistory, decide, retrain_allowed
+from mlmedic.model.performance import Performance
 
 HOUR = 3600.0
 

@@ -19,14 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from mlmedic import dashboard
-from mlmedic.clock import SimulatedClock
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import EventStoreError, ProjectBusyError
-from mlmedic.eventbuffer import ResilientEventStore
-from mlmedic.events import EventStore
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.core.errors import EventStoreError, ProjectBusyError
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
+from mlmedic.store.eventbuffer import ResilientEventStore
+from mlmedic.store.events import EventStore
+from mlmedic.views import dashboard
 
 # servers, supervisors and commands in their own processes: not in the fast tier
 pytestmark = pytest.mark.slow
@@ -283,7 +283,7 @@ def test_two_monitors_with_a_drifted_batch_each_on_one_postgres_retrain_once(
 _STOPPING_TRAINER = '''
 import os, signal, time
 from pathlib import Path
-from mlmedic.training import default_trainer
+from mlmedic.model.training import default_trainer
 
 def trainer(frame, target):
     """Trains, while the event store's Postgres server is stopped under the run (SIGQUIT:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmedic.config import Settings
-from mlmedic.monitor import labelled
-from mlmedic.monitor.recipes import build, recency_weights
-from mlmedic.performance import shift_allowance
+from mlmedic.core.config import Settings
+from mlmedic.heal.monitor import labelled
+from mlmedic.heal.monitor.recipes import build, recency_weights
+from mlmedic.model.performance import shift_allowance
 
 HOUR = 3600.0
 T0 = 1_700_000_000.0
@@ -118,8 +118,8 @@ class _Fixed:
 
 
 def _candidate(recipe: str, right: int, *, keeps: bool, start: int = 0):  # type: ignore[no-untyped-def]
-    from mlmedic.candidates import Candidate
-    from mlmedic.training import TrainResult, evaluate
+    from mlmedic.heal.candidates import Candidate
+    from mlmedic.model.training import TrainResult, evaluate
 
     holdout = pd.DataFrame({"x": np.arange(400), "y": 1})
     model = _Fixed(right, start)
@@ -128,7 +128,7 @@ def _candidate(recipe: str, right: int, *, keeps: bool, start: int = 0):  # type
 
 
 def test_forgetting_the_reference_needs_significance() -> None:
-    from mlmedic.candidates import choose
+    from mlmedic.heal.candidates import choose
 
     kept = _candidate("recency_weighted", 300, keeps=True)
     # right on 26 rows the other is not, wrong on 20 it gets: not evidence
@@ -144,8 +144,8 @@ def test_forgetting_the_reference_needs_significance() -> None:
 
 
 def test_refusals_in_a_row_are_counted_since_the_last_deployment(tmp_path: Path) -> None:
-    from mlmedic.events import EventStore
-    from mlmedic.monitor.history import refused_in_a_row
+    from mlmedic.heal.monitor.history import refused_in_a_row
+    from mlmedic.store.events import EventStore
 
     with EventStore(tmp_path / "events.db") as events:
         assert refused_in_a_row(events) == 0

@@ -8,13 +8,13 @@ import time
 import pytest
 from mlflow.exceptions import MlflowException
 
+from mlmedic.core.errors import RegistryError, RegistryUnavailableError
 from mlmedic.data.contract import DataContract
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import RegistryError, RegistryUnavailableError
-from mlmedic.events import EventKind
-from mlmedic.project import Project
-from mlmedic.registry import CHAMPION, PREVIOUS, Registry
-from mlmedic.training import train
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.model.project import Project
+from mlmedic.model.registry import CHAMPION, PREVIOUS, Registry
+from mlmedic.model.training import train
+from mlmedic.store.events import EventKind
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_offline_rollback_needs_a_backup(project: Project, trained) -> None:  # 
 
 
 def test_backups_older_than_the_retention_are_removed(project: Project, trained) -> None:  # type: ignore[no-untyped-def]
-    from mlmedic.clock import SimulatedClock
+    from mlmedic.core.clock import SimulatedClock
 
     registry = project.registry
     clock = SimulatedClock(start=1_000_000.0)
@@ -284,7 +284,7 @@ def test_mlflow_failures_are_classified_by_type_and_code_not_by_text() -> None:
     import requests
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-    from mlmedic.registry.connection import is_not_found, is_unavailable
+    from mlmedic.model.registry.connection import is_not_found, is_unavailable
 
     def raised_inside(cause: BaseException, outer: BaseException) -> BaseException:
         try:
@@ -337,7 +337,7 @@ def test_a_new_local_registry_starts_from_a_migrated_copy_and_never_replaces_one
 
     import mlflow
 
-    from mlmedic.registry.connection import seed_sqlite_store
+    from mlmedic.model.registry.connection import seed_sqlite_store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = Project(tmp_path / "first")
@@ -451,7 +451,7 @@ def test_the_fallback_never_serves_a_version_someone_rolled_back_from(
     """#21 item 4: v1, v2, v3 served in turn; a person rolls back v3 -> v2. With the registry
     away and v2 unloadable, the fallback is v1 (the champion before), never v3 — although v3 is
     the newest local copy."""
-    from mlmedic.errors import RegistryUnavailableError
+    from mlmedic.core.errors import RegistryUnavailableError
     from mlmedic.model.source import ModelSource
 
     registry = project.registry

@@ -49,7 +49,7 @@ def test_a_regression_is_stored_with_its_task_and_scored_by_plain_mlflow(project
     numbers and refuses probabilities with a line saying why."""
     import warnings
 
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     with warnings.catch_warnings():  # MLflow's own import-time note on its type hints
         warnings.simplefilter("ignore", UserWarning)
@@ -146,7 +146,7 @@ def test_a_regression_whose_error_rises_is_retrained_and_the_error_falls(project
     assert "champion" in champion["aliases"], champion
 
     # the MLflow monitoring run of v1 holds the pass's error, not an accuracy
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     opened = Project(project)
     try:

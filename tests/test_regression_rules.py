@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlmedic.config import ModelValidationConfig, Settings
-from mlmedic.gate import decide
-from mlmedic.performance import Performance
-from mlmedic.policy import decide as policy_decide
-from mlmedic.tasks import REGRESSION
-from mlmedic.tasks.regression import PairedErrors, paired_errors, rise
+from mlmedic.core.config import ModelValidationConfig, Settings
+from mlmedic.heal.policy import decide as policy_decide
+from mlmedic.model.gate import decide
+from mlmedic.model.performance import Performance
+from mlmedic.model.tasks import REGRESSION
+from mlmedic.model.tasks.regression import PairedErrors, paired_errors, rise
 
 GOOD = {"rmse": 2.0, "mae": 1.5, "r2": 0.6, "baseline_rmse": 4.0, "rmse_ratio": 0.5}
 
@@ -150,7 +150,7 @@ def test_the_model_of_the_error_is_stored_with_exactly_the_types_it_needs(rows: 
     import pandas as pd
     import skops.io
 
-    from mlmedic.tasks.regression import ERROR_MODEL_TYPES, ErrorModel
+    from mlmedic.model.tasks.regression import ERROR_MODEL_TYPES, ErrorModel
 
     rng = np.random.default_rng(5)
     features = pd.DataFrame({"x": rng.normal(size=rows)})
@@ -174,8 +174,8 @@ def test_a_retrained_regression_is_judged_on_validation_pooled_with_its_first_wi
     """As for accuracy: a retrained version's validation MAE (optimistic: a small holdout of the
     newest rows) is pooled with its first labelled window of at least ``min_rows`` rows — not
     an earlier version's window, not a smaller one."""
-    from mlmedic.events import EventKind, EventStore, Outcome
-    from mlmedic.monitor.history import expected_error
+    from mlmedic.heal.monitor.history import expected_error
+    from mlmedic.store.events import EventKind, EventStore, Outcome
 
     baseline = {"validation_error": {"mae": 1.0, "spread": 0.5, "rows": 100}}
     with EventStore(tmp_path / "events.db") as events:
@@ -194,7 +194,7 @@ def test_a_regression_replay_counts_an_alert_as_needless_only_under_the_error_ce
     """Replay's summary of a regression: the mean and worst (highest) MAE, and an alert is
     needless on a window whose error stayed within validation's MAE + max_error_increase
     (1.0 → 1.1): at 1.1 it is needless, above it it is not, without an alert it does not count."""
-    from mlmedic.replay import WindowOutcome, _summaries
+    from mlmedic.heal.replay import WindowOutcome, _summaries
 
     def window(index: int, mae: float, alerts: list[str]) -> WindowOutcome:
         return WindowOutcome(

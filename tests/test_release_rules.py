@@ -15,12 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mlmedic.cli import app
-from mlmedic.config import DeploymentConfig, load_settings
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import ConfigError
-from mlmedic.monitor.releases import ReleaseVerdict, _compare, _limits, requests_for
-from mlmedic.releases import Release, read_release, routes_to_canary
-from mlmedic.tasks import CLASSIFICATION, REGRESSION
+from mlmedic.core.config import DeploymentConfig, load_settings
+from mlmedic.core.errors import ConfigError
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.releases.judge import ReleaseVerdict, _compare, _limits, requests_for
+from mlmedic.heal.releases.states import Release, read_release, routes_to_canary
+from mlmedic.model.tasks import CLASSIFICATION, REGRESSION
 
 runner = CliRunner()
 
@@ -192,8 +192,8 @@ def test_a_release_without_a_champion_is_direct_and_a_second_release_is_refused(
     assert again.exit_code == 2 and "no release is running" in again.output
     listed = runner.invoke(app, ["models", "-C", root])
     assert "v1 champion @champion" in listed.output and "v2 rejected" in listed.output
-    from mlmedic.errors import RegistryError
-    from mlmedic.project import Project
+    from mlmedic.core.errors import RegistryError
+    from mlmedic.model.project import Project
 
     project = Project(tmp_path)  # the registry itself never makes a rejected version champion
     with pytest.raises(RegistryError, match="v2 is tagged rejected"):
@@ -205,9 +205,9 @@ def test_a_release_without_a_champion_is_direct_and_a_second_release_is_refused(
 def _past_its_limits(root: Path) -> None:
     """A running release is retired, whatever its labels, once it outlives
     ``max_duration_hours`` or ``max_requests`` (each limit exceeded, not reached)."""
-    from mlmedic.logstore import PredictionLog
-    from mlmedic.monitor.releases import judge
-    from mlmedic.project import Project
+    from mlmedic.heal.releases.judge import judge
+    from mlmedic.model.project import Project
+    from mlmedic.store.logstore import PredictionLog
 
     project = Project(root)
     release = read_release(project.state_dir)
@@ -233,7 +233,7 @@ def _past_its_limits(root: Path) -> None:
 
 
 def test_without_labels_agreement_decides_only_when_configured_and_within_the_margin() -> None:
-    from mlmedic.monitor.releases import _by_agreement
+    from mlmedic.heal.releases.judge import _by_agreement
 
     def look(agree: int, rows: int = 2000) -> ReleaseVerdict:
         pairs = pd.DataFrame(
@@ -254,7 +254,7 @@ def test_only_the_projects_own_user_may_talk_to_the_release_host() -> None:
     import os
     import socket
 
-    from mlmedic.serving.release_wire import same_user
+    from mlmedic.serving.releases.wire import same_user
 
     mine, theirs = socket.socketpair(socket.AF_UNIX)
     assert same_user(mine) and not same_user(None)

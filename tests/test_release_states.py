@@ -12,12 +12,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import mlmedic.monitor.releases as judged
-from mlmedic.clock import SimulatedClock
-from mlmedic.config import DeploymentConfig, load_settings
-from mlmedic.events import EventKind, EventStore
-from mlmedic.monitor.releases import Action, ReleaseVerdict, judge, tend
-from mlmedic.releases import (
+import mlmedic.heal.releases.judge as judged
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.core.config import DeploymentConfig, load_settings
+from mlmedic.heal.releases.judge import Action, ReleaseVerdict, judge, tend
+from mlmedic.heal.releases.states import (
     Mode,
     Move,
     Release,
@@ -29,6 +28,7 @@ from mlmedic.releases import (
     transition,
     write_release,
 )
+from mlmedic.store.events import EventKind, EventStore
 
 
 class _Registry:
@@ -226,7 +226,7 @@ def test_decide_without_labels_is_what_lets_agreement_promote(
 def test_the_wire_round_trips_every_message_and_refuses_every_malformed_line() -> None:
     import numpy as np
 
-    from mlmedic.serving.release_wire import (
+    from mlmedic.serving.releases.wire import (
         CanaryAnswer,
         CanaryAsk,
         ShadowRows,

@@ -12,15 +12,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
-from mlmedic.faults import TRIGGER_AGE, write_trainer
-from mlmedic.logstore import read_predictions
-from mlmedic.monitor import Monitor
-from mlmedic.monitor.releases import pairs_of
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
-from mlmedic.releases import read_release, routes_to_canary
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.monitor import Monitor
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.heal.releases.judge import pairs_of
+from mlmedic.heal.releases.states import read_release, routes_to_canary
+from mlmedic.model.faults import TRIGGER_AGE, write_trainer
+from mlmedic.model.project import Project
+from mlmedic.store.events import EventStore
+from mlmedic.store.logstore import read_predictions
 from served import get_json, post_json, serving, wait_until
 
 pytestmark = pytest.mark.slow  # servers and commands in their own processes
@@ -170,7 +170,7 @@ def _faulty_release(
 
 def _host_up(root: Path) -> bool:
     """The release host of the running release has loaded its candidate and is listening."""
-    from mlmedic.releases import host_status
+    from mlmedic.heal.releases.states import host_status
 
     release = read_release(root / ".mlmedic")
     if release is None or not release.running:
@@ -272,7 +272,7 @@ def test_a_hanging_shadow_never_delays_an_answer_and_is_ended(
 def test_replay_simulates_a_shadow_release_judged_on_the_windows_after_it(tmp_path: Path) -> None:
     """With ``deployment.release: shadow`` a replayed retrain serves only once the windows after
     it (never the one it learned from) promote it."""
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
     from test_retrain import world
 
     (tmp_path / "self_healing_config.json").write_text(
@@ -301,8 +301,8 @@ def test_two_hosts_on_postgres_mirror_one_release_and_give_it_one_verdict(
     """Two project directories ("hosts") sharing the registry, a Postgres event store and the
     prediction log: the second follows the release the first started (the watcher's step), both
     monitors judge it, and it gets one verdict."""
-    from mlmedic.monitor.releases import simulate, tend
-    from mlmedic.releases import sync_release
+    from mlmedic.heal.releases.judge import simulate, tend
+    from mlmedic.heal.releases.states import sync_release
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'registry.db'}")
     config = {

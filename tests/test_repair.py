@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlmedic.core.errors import ContractError, SchemaError
 from mlmedic.data.checks import run_checks
 from mlmedic.data.contract import UNSEEN, DataContract
+from mlmedic.data.datasets import TARGET, Defects, inject_defects, make_churn
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer
-from mlmedic.datasets import TARGET, Defects, inject_defects, make_churn
-from mlmedic.errors import ContractError, SchemaError
 
 _rng = np.random.default_rng(5)
 REFERENCE = pd.DataFrame(
@@ -220,7 +220,7 @@ def test_inject_defects_then_repair_on_many_seeds() -> None:
 
 def test_threaded_and_inline_repairs_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large frames repair column by column on two threads; the result must not depend on it."""
-    from mlmedic import parallel as _parallel
+    from mlmedic.core import parallel as _parallel
 
     contract = DataContract(target=TARGET).fit(make_churn(2000, seed=50))
     batch = inject_defects(make_churn(3000, seed=51), Defects(0.05, 0.02, 0.03, 0.02, 0.02, 0.02))

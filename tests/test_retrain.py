@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmedic.clock import SimulatedClock
-from mlmedic.monitor import Monitor
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.core.clock import SimulatedClock
+from mlmedic.heal.monitor import Monitor
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.project import Project
 
 HOUR = 3600.0
 START = 1_700_000_000.0
@@ -119,7 +119,7 @@ def test_a_recipe_that_cannot_train_is_skipped_and_recorded_and_the_others_go_on
 ) -> None:
     """A trainer that takes no sample weights cannot train the recency-weighted recipe."""
     (tmp_path / "plain_trainer.py").write_text(
-        "from mlmedic.training import default_trainer\n\n"
+        "from mlmedic.model.training import default_trainer\n\n"
         "def train(frame, target):\n"
         "    return default_trainer(frame, target)\n"
     )
@@ -239,7 +239,7 @@ def test_the_label_free_interval_holds_its_coverage_after_a_shift() -> None:
     """Replayed with every window's labels arriving with it: each window's estimate is made
     before its labels are used; after an abrupt covariate shift the 95 % intervals still hold
     the accuracy the labels showed on >= 90 % of windows (sampling error alone: about half)."""
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
 
     history = pd.concat(
         [world(1000, 10 + i, shift=2.5 if i >= 6 else 0.0) for i in range(14)],
@@ -329,7 +329,7 @@ def test_a_backfill_from_the_cli_decides_as_replay_does_in_data_time(
         )
         assert code == 0, seen.err
         cli_actions.append(json.loads(seen.out)["decision"]["action"])
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
 
     replayed = replay(
         history,
@@ -374,7 +374,7 @@ def test_a_time_column_that_does_not_read_as_times_is_one_line_and_exit_2(
 
 
 def test_a_history_without_labels_replays_on_the_estimate_and_says_so() -> None:
-    from mlmedic.replay import replay
+    from mlmedic.heal.replay import replay
 
     history = pd.concat([world(600, 10 + i) for i in range(4)], ignore_index=True)
     result = replay(
@@ -391,9 +391,9 @@ def test_a_history_without_labels_replays_on_the_estimate_and_says_so() -> None:
 def test_a_recipe_with_too_few_rows_is_skipped_and_the_others_trained(tmp_path: Path) -> None:
     """Unit level: one candidate per training set; a set that cannot be trained is an event
     (outcome skipped) with its reason, and the best of the others is chosen."""
-    from mlmedic.candidates import TrainingSet, choose, train_candidates
     from mlmedic.data.contract import DataContract
-    from mlmedic.events import EventStore
+    from mlmedic.heal.candidates import TrainingSet, choose, train_candidates
+    from mlmedic.store.events import EventStore
 
     pool = world(1200, 1)
     holdout = world(300, 2)

@@ -21,10 +21,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
-from mlmedic.logstore import read_predictions
+from mlmedic.data.datasets import TARGET, make_churn
 from mlmedic.serving.launch import free_port, start_server, stop_server, wait_ready
+from mlmedic.store.events import EventStore
+from mlmedic.store.logstore import read_predictions
 from served import wait_until
 
 # servers, supervisors and commands in their own processes: not in the fast tier
@@ -140,7 +140,7 @@ def test_two_replicas_sharing_only_the_servers_follow_the_champion_and_feed_one_
     )
     assert code == 0, err
     assert f"in {mlflow_on_postgres}" in out and "v1 is now champion" in out
-    from mlmedic.registry.connection import Connection
+    from mlmedic.model.registry.connection import Connection
 
     # the quick alias read over MLflow's REST API: a set alias, and one not set (an error code)
     quick = Connection(mlflow_on_postgres, tmp_path / "state", MODEL)

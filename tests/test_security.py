@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import ConfigError, RegistryError
+from mlmedic.core.errors import ConfigError, RegistryError
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
 from mlmedic.model.local import cache_path
+from mlmedic.model.project import Project
 from mlmedic.model.source import ModelSource
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
 from mlmedic.serving.app import build
 from mlmedic.serving.recover import run_command
 

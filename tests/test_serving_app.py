@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.logstore import read_feedback, read_predictions
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
 from mlmedic.model.local import ModelLoadError
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.model.project import Project
 from mlmedic.serving.app import ServerState, build
 from mlmedic.serving.state import Pending as _Pending
+from mlmedic.store.logstore import read_feedback, read_predictions
 from served import wait_until
 
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from mlmedic.config import DataQualityConfig
+from mlmedic.core.config import DataQualityConfig
+from mlmedic.core.errors import ProjectError
 from mlmedic.data.contract import DataContract
+from mlmedic.data.datasets import TARGET, make_churn
 from mlmedic.data.io import read_table
 from mlmedic.data.stage import fix_file, heal_data, output_paths, resolve_contract
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import ProjectError
-from mlmedic.events import EventStore
+from mlmedic.store.events import EventStore
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.events import EventStore
-from mlmedic.faults import write_fragile_trainer
-from mlmedic.pipeline import run_pipeline
-from mlmedic.project import Project
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.heal.pipeline import run_pipeline
+from mlmedic.model.faults import write_fragile_trainer
+from mlmedic.model.project import Project
 from mlmedic.serving.launch import free_port, start_server, stop_server, worker_pids
+from mlmedic.store.events import EventStore
 from served import get_json as _get
 from served import post_json as _post
 from served import wait_ready as _wait_ready
@@ -250,7 +250,7 @@ def test_the_live_dashboard_in_a_real_browser(server, two_versions: Path, tmp_pa
     """GET /dashboard of a running `mlmedic serve`: the figures of the event store, no request
     off the machine, no console error, not blank; it refreshes itself."""
     from browser import distinct_pixels, load
-    from mlmedic.dashboard import build
+    from mlmedic.views.dashboard import build
 
     url, _ = server
     with urllib.request.urlopen(url + "/dashboard", timeout=30) as answer:
@@ -407,8 +407,8 @@ def test_recovery_replays_on_the_simulated_clock_and_the_backoff_resets(
 ) -> None:
     """A unit test of the supervisor's recovery loop alone (process operations faked): its
     waits, timestamps and back-off all come from the injected clock."""
-    from mlmedic.clock import SimulatedClock
-    from mlmedic.config import ServiceRecoveryConfig, ServingConfig
+    from mlmedic.core.clock import SimulatedClock
+    from mlmedic.core.config import ServiceRecoveryConfig, ServingConfig
     from mlmedic.serving.supervisor import Incident, Supervisor
 
     clock = SimulatedClock(start=1_000_000.0)
@@ -502,7 +502,7 @@ def test_an_input_that_crashes_the_champion_twice_rolls_it_back(
     input. The first crash replaces the worker; the second, within crash_loop_window_seconds of
     v2's deploy, is a crash loop: one rollback to v1, its evidence naming the input's
     fingerprint."""
-    from mlmedic.faults import write_crashing_trainer
+    from mlmedic.model.faults import write_crashing_trainer
 
     root, process, url, log = _serving_a_bad_champion(
         tmp_path, monkeypatch, write_crashing_trainer(tmp_path), seeds=(43, 44)
@@ -541,7 +541,7 @@ def test_a_record_the_served_champion_cannot_score_fails_alone(
     """#21 item 7 through a real server: v2 raises on any batch holding age 777. In a request of
     three records the middle one gets its own error with its index, the other two their
     predictions from v2 — and v2 stays the champion."""
-    from mlmedic.faults import write_picky_trainer
+    from mlmedic.model.faults import write_picky_trainer
 
     _, process, url, log = _serving_a_bad_champion(
         tmp_path, monkeypatch, write_picky_trainer(tmp_path), seeds=(45, 46)

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmedic.evidence import Shortfall, drop
-from mlmedic.tasks import CLASSIFICATION, REGRESSION, TASKS, Task, task_of
-from mlmedic.tasks.base import fit_pipeline
-from mlmedic.tasks.regression import rise
-from mlmedic.training import default_regressor, default_trainer
+from mlmedic.core.evidence import Shortfall, drop
+from mlmedic.model.tasks import CLASSIFICATION, REGRESSION, TASKS, Task, task_of
+from mlmedic.model.tasks.base import fit_pipeline
+from mlmedic.model.tasks.regression import rise
+from mlmedic.model.training import default_regressor, default_trainer
 
 
 def _data(task: Task, rows: int = 300) -> pd.DataFrame:
@@ -37,7 +37,7 @@ def task(request: pytest.FixtureRequest) -> Task:
 # ---------------------------------------------------------------------- every task
 def test_a_task_is_found_by_its_name_and_names_itself(task: Task) -> None:
     assert task_of(task.name) is task
-    assert task.default_trainer.startswith("mlmedic.training:")
+    assert task.default_trainer.startswith("mlmedic.model.training:")
     assert set(task.outputs_offered) <= {"predict", "predict_proba"}
     assert "predict" in task.model_methods
 

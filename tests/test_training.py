@@ -9,10 +9,10 @@ import pytest
 import skops.io
 from sklearn.datasets import load_wine
 
+from mlmedic.core.errors import TrainingError
 from mlmedic.data.contract import DataContract
-from mlmedic.datasets import TARGET, make_churn
-from mlmedic.errors import TrainingError
-from mlmedic.training import (
+from mlmedic.data.datasets import TARGET, make_churn
+from mlmedic.model.training import (
     DEFAULT_SKOPS_TRUSTED_TYPES,
     DEFAULT_TRAINER,
     load_trainer,
@@ -105,13 +105,26 @@ def test_user_trainer_by_dotted_path(
     ("path", "problem"),
     [
         ("no_such_module_xyz:train", "cannot import module 'no_such_module_xyz'"),
-        ("mlmedic.training:nope", "has no function 'nope'"),
+        ("mlmedic.model.training:nope", "has no function 'nope'"),
         ("just_a_name", "expected the form package.module:function"),
     ],
 )
 def test_unusable_trainer_paths(path: str, problem: str) -> None:
     with pytest.raises(TrainingError, match=problem):
         load_trainer(path)
+
+
+def test_the_built_in_trainers_former_names_still_load() -> None:
+    """A config or a version's tag written before the layers were folders (#31) names
+    ``mlmedic.training:...``: the same trainer, under today's name."""
+    from mlmedic.model.tasks import REGRESSION
+
+    assert (
+        load_trainer("mlmedic.training:default_trainer")[0]
+        == "mlmedic.model.training:default_trainer"
+    )
+    name, _ = load_trainer("mlmedic.training:default_regressor", REGRESSION)
+    assert name == "mlmedic.model.training:default_regressor"
 
 
 def test_a_failing_trainer_is_retried_then_reported(
@@ -127,7 +140,7 @@ def test_a_failing_trainer_is_retried_then_reported(
             CALLS.append(1)
             if len(CALLS) < 3:
                 raise MemoryError("transient")
-            from mlmedic.training import default_trainer
+            from mlmedic.model.training import default_trainer
             return default_trainer(frame, target)
 
         def broken(frame, target):
@@ -184,7 +197,7 @@ def test_a_target_of_quantities_is_told_from_class_labels(
 ) -> None:
     """The boundaries of ``infer_task`` (#23): quantities are a regression, codes are classes;
     moving a boundary or flipping a comparison fails a case here."""
-    from mlmedic.tasks import infer_task
+    from mlmedic.model.tasks import infer_task
 
     expected = "regression" if refused else "classification"
     assert infer_task(pd.Series(values), "y", "data.csv", None) == expected
@@ -210,8 +223,8 @@ def test_a_target_nothing_can_be_learned_from_is_refused_with_one_line(
 ) -> None:
     """#23's bad input: one value, a regression target with text, ``--task regression`` on
     labels — each one ``TrainingError`` (exit 2) naming the problem."""
-    from mlmedic.errors import TrainingError
-    from mlmedic.tasks import infer_task
+    from mlmedic.core.errors import TrainingError
+    from mlmedic.model.tasks import infer_task
 
     with pytest.raises(TrainingError) as found:
         infer_task(pd.Series(values, dtype=object), "y", "data.csv", task)

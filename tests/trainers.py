@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlmedic.training import default_trainer
+from mlmedic.model.training import default_trainer
 
 
 def shallow(frame: pd.DataFrame, target: str) -> Pipeline:

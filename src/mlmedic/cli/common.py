@@ -16,10 +16,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mlmedic.cli import console
-from mlmedic.errors import MedicError, ProjectError
+from mlmedic.core.errors import MedicError, ProjectError
 
 if TYPE_CHECKING:
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
 
 class _MedicGroup(TyperGroup):
@@ -132,7 +132,7 @@ def open_project(project_dir: Path, *, create: bool = False) -> Project:
         raise ProjectError(
             f"{project_dir}: no such project directory (create it, or run 'mlmedic init' there)"
         )
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     project = Project(project_dir, on_wait=plain(console.err))
     _OPENED.append(project)  # closed when the command ends (connections to a shared store)
@@ -144,7 +144,7 @@ def print_json(document: Any) -> None:
     """One JSON document on stdout and nothing else (for scripts: ``--json``)."""
     import json
 
-    from mlmedic.events import finite
+    from mlmedic.store.events import finite
 
     text = json.dumps(finite(document), indent=2, default=str, allow_nan=False)
     sys.stdout.write(text + "\n")

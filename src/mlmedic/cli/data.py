@@ -27,7 +27,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write self_healing_config.json and monitoring_config.json with their defaults."""
-    from mlmedic.config import write_default_configs
+    from mlmedic.core.config import write_default_configs
 
     for path in write_default_configs(project_dir, force=force):
         console.out.print(f"wrote {path}")
@@ -48,7 +48,7 @@ def check_data(
     """Stage 1: validate DATA against its contract. Exit 0 if every check passes, 1 if not."""
     project = open_project(project_dir)
     from mlmedic.data.stage import check_file
-    from mlmedic.render import print_report
+    from mlmedic.views.terminal import print_report
 
     with progress(console.err if as_json else console.out, f"reading and checking {data}"):
         result = check_file(
@@ -92,7 +92,7 @@ def fix_data(
     """
     project = open_project(project_dir)
     from mlmedic.data.stage import fix_file
-    from mlmedic.render import print_repair, print_report
+    from mlmedic.views.terminal import print_repair, print_report
 
     with progress(console.err if as_json else console.out, f"reading and repairing {data}"):
         result, paths = fix_file(

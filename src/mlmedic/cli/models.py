@@ -57,9 +57,9 @@ def run(
     Exit 0 when the candidate passes the gate (deployed, or released as a shadow or canary),
     1 when the gate rejects it (the champion stays).
     """
-    from mlmedic.pipeline import run_pipeline
-    from mlmedic.releases import Mode
-    from mlmedic.training import load_trainer
+    from mlmedic.heal.pipeline import run_pipeline
+    from mlmedic.heal.releases.states import Mode
+    from mlmedic.model.training import load_trainer
 
     if release is not None:
         Mode.parse(release)  # refused before any work
@@ -141,7 +141,7 @@ def models(
 
     project = open_project(project_dir)
     if not os.environ.get("MLFLOW_TRACKING_URI") and not (project.state_dir / "mlflow.db").exists():
-        from mlmedic.registry import default_model_name
+        from mlmedic.model.registry import default_model_name
 
         name = project.settings.self_healing.model_training.model_name
         if as_json:
@@ -186,7 +186,7 @@ def adopt(
 ) -> None:
     """Adopt a version registered outside mlmedic: its baseline from REFERENCE, so it can be
     served and monitored (its skops types are shown and trusted)."""
-    from mlmedic.adopt import adopt as adopt_version
+    from mlmedic.heal.adopt import adopt as adopt_version
 
     project = open_project(project_dir)
     with progress(console.out, f"adopting v{version}: reading {reference}"):

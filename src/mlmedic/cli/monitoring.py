@@ -10,10 +10,10 @@ import typer
 
 from mlmedic.cli import console
 from mlmedic.cli.common import ProjectDir, app, open_project, plain, print_json, progress
-from mlmedic.errors import UsageError
+from mlmedic.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
 
 def _monitor_options(
@@ -26,7 +26,7 @@ def _monitor_options(
 ) -> float | None:
     """The options of ``monitor`` checked together: the interval of ``--every`` (seconds), or
     ``UsageError`` for a combination that cannot be used."""
-    from mlmedic.clock import parse_duration
+    from mlmedic.core.clock import parse_duration
 
     if sum(x is not None for x in (batch, every)) + once > 1:
         raise UsageError(
@@ -107,7 +107,7 @@ def monitor(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stages 4-5: drift and performance -> retrain, roll back, or alert."""
-    from mlmedic.monitor import Monitor
+    from mlmedic.heal.monitor import Monitor
 
     seconds = _monitor_options(batch, every, once, as_json, time_column, dask)
     project = open_project(project_dir)
@@ -212,8 +212,8 @@ def replay(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Backtest the healing loop on a history: what mlmedic would have done, and gained."""
-    from mlmedic.clock import parse_duration
-    from mlmedic.replay import replay as run_replay
+    from mlmedic.core.clock import parse_duration
+    from mlmedic.heal.replay import replay as run_replay
 
     try:
         every_seconds = parse_duration(every)
@@ -239,7 +239,7 @@ def replay(
             settings_from=settings_from,
             say=narrate,
         )
-    from mlmedic.render import print_replay
+    from mlmedic.views.terminal import print_replay
 
     if to_stdout:
         print_json(result.to_dict())
@@ -254,7 +254,7 @@ def replay(
             raise UsageError(f"--out {json_out}: cannot write it ({exc.strerror})") from None
         (console.err if to_stdout else console.out).print(f"wrote {json_out}", soft_wrap=True)
     if html_out is not None:
-        from mlmedic.page import replay_page
+        from mlmedic.views.page import replay_page
 
         try:
             html_out.write_text(replay_page(result), encoding="utf-8")

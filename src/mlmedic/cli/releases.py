@@ -10,7 +10,7 @@ import typer
 
 from mlmedic.cli import console
 from mlmedic.cli.common import AsJson, ProjectDir, app, open_project, plain, print_json
-from mlmedic.releases import Move
+from mlmedic.heal.releases.states import Move
 
 Reason = Annotated[str, typer.Option("--reason", help="Why, for the record.")]
 release_app = typer.Typer(
@@ -24,7 +24,7 @@ app.add_typer(release_app, name="release")
 def status(as_json: AsJson = False, project_dir: ProjectDir = Path(".")) -> None:
     """The running release (or the last) and its evidence now: requests, labelled pairs, the
     paired comparison, the candidate's errors and call times, what a verdict would be."""
-    from mlmedic.monitor.releases import release_status
+    from mlmedic.heal.releases.judge import release_status
 
     project = open_project(project_dir)
     release, verdict = release_status(project)
@@ -62,7 +62,7 @@ def status(as_json: AsJson = False, project_dir: ProjectDir = Path(".")) -> None
 
 
 def _decide(project_dir: Path, move: Move, why: str) -> None:
-    from mlmedic.monitor.releases import decide_release
+    from mlmedic.heal.releases.judge import decide_release
 
     release = decide_release(open_project(project_dir), move, why)
     done = "is champion" if move is Move.PROMOTE else "is retired (the champion stays)"

@@ -9,7 +9,7 @@ import typer
 
 from mlmedic.cli import console
 from mlmedic.cli.common import ProjectDir, app, open_project, print_json
-from mlmedic.errors import ProjectError, UsageError
+from mlmedic.core.errors import ProjectError, UsageError
 
 
 @app.command()
@@ -40,9 +40,9 @@ def dashboard(
     import tempfile
     import time
 
-    from mlmedic.clock import parse_duration, parse_time
-    from mlmedic.dashboard import build, serving_state
-    from mlmedic.events import EventStore
+    from mlmedic.core.clock import parse_duration, parse_time
+    from mlmedic.store.events import EventStore
+    from mlmedic.views.dashboard import build, serving_state
 
     try:
         refresh = parse_duration(every)
@@ -75,7 +75,7 @@ def dashboard(
         )
 
     try:
-        from mlmedic.render import dashboard_view
+        from mlmedic.views.terminal import dashboard_view
 
         if watch:
             from rich.live import Live
@@ -86,7 +86,7 @@ def dashboard(
                     live.update(dashboard_view(board()))
         current = board()
         if html_out is not None:
-            from mlmedic.page import page
+            from mlmedic.views.page import page
 
             try:
                 html_out.write_text(page(current), encoding="utf-8")
@@ -130,9 +130,9 @@ def logs(
 ) -> None:
     """The action log: every check, fix, rollback, retrain and recovery, from the event store."""
     project = open_project(project_dir)
-    from mlmedic.clock import parse_time
-    from mlmedic.events import EventKind
-    from mlmedic.render import print_events
+    from mlmedic.core.clock import parse_time
+    from mlmedic.store.events import EventKind
+    from mlmedic.views.terminal import print_events
 
     if kind is not None and kind not in {k.value for k in EventKind}:
         kinds = ", ".join(k.value for k in EventKind)
@@ -194,6 +194,6 @@ def demo(
     ] = Path("mlmedic-demo-dashboard.html"),
 ) -> None:
     """Run the self-healing loop on built-in data, end to end, and show what it did."""
-    from mlmedic.demo import run_demo
+    from mlmedic.cli.demo import run_demo
 
     run_demo(console.out, directory=directory, batch_rows=rows, html=html)

@@ -10,7 +10,7 @@ import typer
 
 from mlmedic.cli import console
 from mlmedic.cli.common import ProjectDir, app, open_project, plain
-from mlmedic.errors import DataFileError, RegistryError
+from mlmedic.core.errors import DataFileError, RegistryError
 
 
 @app.command()
@@ -114,7 +114,7 @@ def feedback(
 ) -> None:
     """Record true labels for served predictions, by request id."""
     from mlmedic.data.io import read_table
-    from mlmedic.logstore import FeedbackLog, record_feedback
+    from mlmedic.store.logstore import FeedbackLog, record_feedback
 
     project = open_project(project_dir)
     frame = read_table(labels)

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlmedic.core.errors import SchemaError
+from mlmedic.core.jsonvalues import plain
+from mlmedic.core.parallel import background
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     UNSEEN,
@@ -31,9 +34,6 @@ from mlmedic.data.contract import (
     to_datetime,
     to_numeric,
 )
-from mlmedic.errors import SchemaError
-from mlmedic.jsonvalues import plain
-from mlmedic.parallel import background
 
 MAX_EXAMPLES = 5
 

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlmedic.errors import ContractError
-from mlmedic.jsonvalues import plain
-from mlmedic.labels import label_key
+from mlmedic.core.errors import ContractError
+from mlmedic.core.jsonvalues import plain
+from mlmedic.core.labels import label_key
 
 Kind = Literal["numeric", "categorical", "datetime", "text"]
 CONTRACT_FORMAT = 1
@@ -178,7 +178,7 @@ class DataContract:
         target_kind: Kind = "categorical",
     ) -> None:
         self.target = target
-        # the task's name (``mlmedic.tasks``), and what its target holds: class labels
+        # the task's name (``mlmedic.model.tasks``), and what its target holds: class labels
         # ("categorical") or quantities ("numeric": profiled as a number, never capped,
         # repaired or matched to classes) — the task object says which (``Task.target_kind``)
         self.task = task

@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlmedic.config import DataQualityConfig
+from mlmedic.core.config import DataQualityConfig
+from mlmedic.core.errors import ContractError, SchemaError
+from mlmedic.core.jsonvalues import plain
+from mlmedic.core.parallel import pmap
 from mlmedic.data._rows import find_duplicates, first_positions
 from mlmedic.data.contract import (
     TEXT_MISSING,
@@ -40,9 +43,6 @@ from mlmedic.data.contract import (
     to_datetime,
     to_numeric,
 )
-from mlmedic.errors import ContractError, SchemaError
-from mlmedic.jsonvalues import plain
-from mlmedic.parallel import pmap
 
 MAX_EXAMPLES = 5
 SOURCE_ROW = "_source_row"

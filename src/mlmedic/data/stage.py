@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlmedic.clock import Timings
-from mlmedic.config import DataQualityConfig
+from mlmedic.core.clock import Timings
+from mlmedic.core.config import DataQualityConfig
+from mlmedic.core.errors import ProjectError
 from mlmedic.data.checks import CheckReport, run_checks
 from mlmedic.data.contract import DataContract, Kind
 from mlmedic.data.io import check_writable, is_url, read_table, table_format, write_table
 from mlmedic.data.repair import REASON, SOURCE_ROW, Repairer, RepairResult
-from mlmedic.errors import ProjectError
-from mlmedic.events import EventKind, EventLog, Outcome
+from mlmedic.store.events import EventKind, EventLog, Outcome
 
 
 @dataclass

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlmedic.core.errors import ModelLoadError
 from mlmedic.data.contract import DataContract
-from mlmedic.errors import ModelLoadError
-from mlmedic.tasks import CLASSIFICATION, Task, task_of
+from mlmedic.model.mlmedic_pyfunc import NativeBooster  # skops finds a booster as mlmedic_pyfunc.*
+from mlmedic.model.native import SPEC, native_bytes
+from mlmedic.model.tasks import CLASSIFICATION, Task, task_of
 
 CACHE_DIR = "serving-cache"
 __all__ = ["CACHE_DIR", "LoadedModel", "ModelLoadError", "load_local"]
@@ -46,7 +48,7 @@ class LoadedModel:
     fast: _FastPath | _NativeFast | None = None
     fallback_from: int | None = None  # the champion this version stands in for
     fallback_why: str = ""
-    # what it predicts (``mlmedic.tasks``): a regression's predictions are numbers, and the
+    # what it predicts (``mlmedic.model.tasks``): a regression's predictions are numbers, and the
     # outputs' one column holds them (the prediction log's proba_0, the prediction profile's
     # "probability")
     task: Task = CLASSIFICATION
@@ -317,8 +319,6 @@ def load_local(
                 raise ModelLoadError(
                     f"{directory}: the manifest does not name the skops trusted types"
                 )
-            if any(str(t).startswith("mlmedic_pyfunc.") for t in trusted):
-                import mlmedic.registry.mlmedic_pyfunc  # noqa: F401 (a LightGBM/XGBoost booster)
             model = skops.io.load(path, trusted=list(trusted))
         contract = DataContract.load(directory / "baseline" / "contract.json")
         canary = _example(directory / "model" / "input_example.json").head(1)
@@ -385,9 +385,6 @@ class _NativeFast:
 
 def _native(directory: Path, library: str, path: Path) -> Any:
     """An adopted LightGBM or XGBoost model, with what adopt stored of it (``native.json``)."""
-    from mlmedic.registry.mlmedic_pyfunc import NativeBooster
-    from mlmedic.registry.native import SPEC, native_bytes
-
     spec = json.loads((directory / "baseline" / SPEC).read_text(encoding="utf-8"))
     return NativeBooster(
         library, native_bytes(path), spec["features"], spec["categories"], spec["classes"]

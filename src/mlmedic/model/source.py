@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mlmedic.errors import MedicError
-from mlmedic.events import EventKind, EventLog, Outcome
+from mlmedic.core.errors import MedicError
 from mlmedic.model.local import CACHE_DIR, LoadedModel, ModelLoadError, cache_path, load_local
+from mlmedic.store.events import EventKind, EventLog, Outcome
 
 log = logging.getLogger("mlmedic.serving")
 _SERVABLE = ("champion", "retired")
@@ -49,7 +49,7 @@ class ModelSource:
     @property
     def registry(self) -> Any:
         if self._registry is None:
-            from mlmedic.registry import Registry
+            from mlmedic.model.registry import Registry
 
             self._registry = Registry(
                 self.state_dir,
@@ -65,7 +65,7 @@ class ModelSource:
         return self.state_dir / "backups" / self.model_name
 
     def pointer(self) -> dict[str, Any] | None:
-        from mlmedic.registry import read_pointer
+        from mlmedic.model.registry import read_pointer
 
         data = read_pointer(self.state_dir)
         return data if data and data.get("model_name") == self.model_name else None
@@ -218,7 +218,7 @@ class ModelSource:
 def model_source(project: Any) -> ModelSource:
     """Where a server of this project (a worker, the release host, a diagnosis) finds its
     models."""
-    from mlmedic.registry import default_model_name
+    from mlmedic.model.registry import default_model_name
 
     settings = project.settings.self_healing
     name = settings.model_training.model_name or default_model_name(project.root)

@@ -32,16 +32,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from mlmedic.errors import ApiError, MedicError
-from mlmedic.logstore import FeedbackLog, PredictionLog
+from mlmedic.core.errors import ApiError, MedicError
 from mlmedic.model.source import model_source
 from mlmedic.serving.auth import TokenGuard, Tokens, is_loopback
 from mlmedic.serving.lane import ScoringLane
 from mlmedic.serving.metrics import Metrics
-from mlmedic.serving.release_link import ReleaseLink
+from mlmedic.serving.releases.link import ReleaseLink
 from mlmedic.serving.requests import error_response, validate_records
 from mlmedic.serving.routes import ROUTERS, mlflow_protocol, predictions, v2
 from mlmedic.serving.state import ServerState, beating
+from mlmedic.store.logstore import FeedbackLog, PredictionLog
 
 log = logging.getLogger("mlmedic.serving")
 
@@ -146,7 +146,7 @@ def build(
     on_beat: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The app for a project directory (what each server worker runs)."""
-    from mlmedic.project import Project
+    from mlmedic.model.project import Project
 
     project = Project(project_dir, service=True)
     settings = project.settings.self_healing

@@ -18,7 +18,7 @@ from fastapi import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlmedic.errors import ApiError, Forbidden, Unauthorized
+from mlmedic.core.errors import ApiError, Forbidden, Unauthorized
 
 METRICS_PATH = "/metrics"
 ADMIN_PREFIX = "/admin/"

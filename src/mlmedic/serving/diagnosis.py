@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlmedic.events import EventKind, Outcome
 from mlmedic.serving.pool import WorkerPool, die_with_parent
+from mlmedic.store.events import EventKind, Outcome
 
 DIAGNOSE_TIMEOUT = 90.0
 
@@ -95,8 +95,8 @@ class Diagnosis(WorkerPool):
         return self._rollback(int(target), at_fault)
 
     def _rollback(self, target: int, why: str) -> str:
-        from mlmedic.lock import project_lock
-        from mlmedic.project import Project
+        from mlmedic.core.lock import project_lock
+        from mlmedic.model.project import Project
 
         project = Project(self.project_dir, service=True)
         try:
@@ -147,8 +147,8 @@ class Diagnosis(WorkerPool):
 def _diagnose_models(project_dir: Path) -> dict[str, Any]:
     """Load the champion and its rollback target (``previous``, else the newest other version
     with a local copy) as a fresh server would; report which pass their canary."""
+    from mlmedic.model.project import Project
     from mlmedic.model.source import model_source
-    from mlmedic.project import Project
 
     project = Project(project_dir, service=True)
     source = model_source(project)

@@ -15,9 +15,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from mlmedic.events import EventKind, Outcome
 from mlmedic.serving.diagnosis import Diagnosis, Incident
 from mlmedic.serving.pool import describe_exit
+from mlmedic.store.events import EventKind, Outcome
 
 log = logging.getLogger("mlmedic.supervisor")
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of a server: requests, latency, predictions by class, model version, and
 counters of fixes, rollbacks, retrains and recoveries read from the event store at scrape time —
-with what the dashboard shows (``mlmedic.dashboard``): the six figures, overall health and its
+with what the dashboard shows (``mlmedic.views.dashboard``): the six figures, overall health and its
 parts, the last pass's drift score and time, and the recovery times as a histogram (MTTR).
 
 With several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor) makes every worker's
@@ -25,8 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from mlmedic.errors import EventStoreError
-from mlmedic.events import EventLog
+from mlmedic.core.errors import EventStoreError
+from mlmedic.store.events import EventLog
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _EVENT_KINDS = ("data_fix", "rollback", "retrain", "recovery", "deploy", "alert")
@@ -73,7 +73,7 @@ class _EventCounts:
     ) -> None:
         self.events = events
         self.log_status = log_status
-        self.board = board  # a figures-only dashboard (``mlmedic.dashboard.build``), if given
+        self.board = board  # a figures-only dashboard (``mlmedic.views.dashboard.build``), if given
 
     def describe(self) -> Iterator[Any]:
         """The metric names, without reading the store (``register`` would otherwise call

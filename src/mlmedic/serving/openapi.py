@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mlmedic.jsonvalues import plain
-from mlmedic.labels import accepted_labels
+from mlmedic.core.jsonvalues import plain
+from mlmedic.core.labels import accepted_labels
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 # the largest magnitude a feature value may have: far beyond any real measurement, and a round

@@ -20,15 +20,15 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from mlmedic.clock import Clock
-from mlmedic.config import ServiceRecoveryConfig, ServingConfig
-from mlmedic.eventbuffer import ResilientEventStore
-from mlmedic.events import EventKind, Outcome
-from mlmedic.jsonvalues import write_json
-from mlmedic.notify import Notifier
+from mlmedic.core.clock import Clock
+from mlmedic.core.config import ServiceRecoveryConfig, ServingConfig
+from mlmedic.core.jsonvalues import write_json
+from mlmedic.heal.notify import Notifier
 from mlmedic.serving.marks import STANDBY_SLOT, Heartbeats, ModelCallMarks
 from mlmedic.serving.metrics import forget_worker, share_between_workers
 from mlmedic.serving.sockets import inherited_socket, listen
+from mlmedic.store.eventbuffer import ResilientEventStore
+from mlmedic.store.events import EventKind, Outcome
 
 log = logging.getLogger("mlmedic.supervisor")
 

@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlmedic.errors import UsageError
-from mlmedic.events import EventKind, EventLog, Outcome
+from mlmedic.core.errors import UsageError
+from mlmedic.store.events import EventKind, EventLog, Outcome
 
 COMMAND_TIMEOUT = 300.0
 

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic_core import from_json
 
-from mlmedic.errors import ApiError, InvalidRequest, MedicError, PayloadTooLarge
+from mlmedic.core.errors import ApiError, InvalidRequest, MedicError, PayloadTooLarge
 from mlmedic.model.local import LoadedModel
 from mlmedic.serving.openapi import NUMBER_LIMIT, NUMBER_LIMIT_INT
 

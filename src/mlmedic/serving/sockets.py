@@ -37,7 +37,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        from mlmedic.errors import ProjectError
+        from mlmedic.core.errors import ProjectError
 
         if exc.errno == errno.EADDRINUSE:
             raise ProjectError(f"{host}:{port} is already in use; pick --port") from exc

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from mlmedic.config import ServingConfig
-from mlmedic.errors import InvalidRequest, NotReady
-from mlmedic.events import EventKind, EventLog, Outcome
-from mlmedic.logstore import FeedbackLog, PredictionLog
+from mlmedic.core.config import ServingConfig
+from mlmedic.core.errors import InvalidRequest, NotReady
 from mlmedic.model.local import LoadedModel, ModelLoadError
 from mlmedic.model.source import ModelSource
 from mlmedic.serving.metrics import Metrics
+from mlmedic.store.events import EventKind, EventLog, Outcome
+from mlmedic.store.logstore import FeedbackLog, PredictionLog
 
 log = logging.getLogger("mlmedic.serving")
 

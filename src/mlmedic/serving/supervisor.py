@@ -36,14 +36,14 @@ import socket
 import subprocess
 from pathlib import Path
 
-from mlmedic.clock import Clock, SystemClock
-from mlmedic.config import NotificationsConfig, ServiceRecoveryConfig, ServingConfig
-from mlmedic.eventbuffer import ResilientEventStore
-from mlmedic.notify import Notifier
+from mlmedic.core.clock import Clock, SystemClock
+from mlmedic.core.config import NotificationsConfig, ServiceRecoveryConfig, ServingConfig
+from mlmedic.heal.notify import Notifier
 from mlmedic.serving.diagnosis import Incident
 from mlmedic.serving.incidents import BACKOFF_START, Incidents, probe
 from mlmedic.serving.marks import HangLimit, Heartbeats, ModelCallMarks
-from mlmedic.serving.release_keeper import ReleaseKeeper
+from mlmedic.serving.releases.keeper import ReleaseKeeper
+from mlmedic.store.eventbuffer import ResilientEventStore
 
 __all__ = ["Incident", "Supervisor", "probe"]
 
@@ -83,7 +83,7 @@ class Supervisor(Incidents):
         self.port = serving.port if port is None else port
         self.workers = serving.workers if workers is None else workers
         if self.workers < 1:
-            from mlmedic.errors import ProjectError
+            from mlmedic.core.errors import ProjectError
 
             raise ProjectError(f"--workers must be at least 1, not {self.workers}")
         self.probe_timeout = probe_timeout

@@ -21,13 +21,13 @@ import threading
 import time
 from pathlib import Path
 
-from mlmedic.errors import MedicError
-from mlmedic.events import EventKind, Outcome
-from mlmedic.logstore import compact
+from mlmedic.core.errors import MedicError
+from mlmedic.heal.releases.states import sync_release
 from mlmedic.model.local import cache_path
-from mlmedic.project import Project
-from mlmedic.registry import CHAMPION
-from mlmedic.releases import sync_release
+from mlmedic.model.project import Project
+from mlmedic.model.registry import CHAMPION
+from mlmedic.store.events import EventKind, Outcome
+from mlmedic.store.logstore import compact
 
 log = logging.getLogger("mlmedic.watcher")
 COMPACT_EVERY = 300.0  # seconds between compactions of the prediction log

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import InvalidRequest, NotReady
+from mlmedic.core.errors import InvalidRequest, NotReady
 from mlmedic.serving.requests import REQUEST_ID, json_body
 from mlmedic.serving.state import state_of
 

@@ -18,7 +18,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from mlmedic.errors import ApiError, InvalidRequest
+from mlmedic.core.errors import ApiError, InvalidRequest
 from mlmedic.serving.requests import error_response, parse_json, raw_body
 from mlmedic.serving.routes.predictions import score
 from mlmedic.serving.state import state_of

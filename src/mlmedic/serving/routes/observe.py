@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from mlmedic.errors import MedicError
+from mlmedic.core.errors import MedicError
 from mlmedic.serving.state import ServerState, state_of
 
 router = APIRouter()
@@ -22,7 +22,7 @@ def board(state: ServerState, *, timelines: bool) -> Any:
     part of the health)."""
     import time as clock
 
-    from mlmedic.dashboard import build
+    from mlmedic.views.dashboard import build
 
     model = state.model
     return build(
@@ -44,7 +44,7 @@ def render_dashboard(state: ServerState) -> str:
     """The dashboard page (computed in a worker thread, at most every 5 s per worker)."""
     import time as clock
 
-    from mlmedic.page import page
+    from mlmedic.views.page import page
 
     if state.dashboard_cache.get("until", 0.0) > clock.time():
         return str(state.dashboard_cache["html"])

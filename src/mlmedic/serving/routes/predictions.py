@@ -15,8 +15,8 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import NotReady
-from mlmedic.jsonvalues import plain
+from mlmedic.core.errors import NotReady
+from mlmedic.core.jsonvalues import plain
 from mlmedic.serving.requests import (
     REQUEST_ID,
     json_body,

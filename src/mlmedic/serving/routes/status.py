@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import NotReady
-from mlmedic.jsonvalues import plain
+from mlmedic.core.errors import NotReady
+from mlmedic.core.jsonvalues import plain
 from mlmedic.model.local import ModelLoadError
 from mlmedic.serving.state import state_of
 

@@ -19,11 +19,11 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mlmedic.errors import ApiError, InvalidRequest, NotReady
+from mlmedic.core.errors import ApiError, InvalidRequest, NotReady
+from mlmedic.model.tasks import Task
 from mlmedic.serving.requests import REQUEST_ID, error_response, parse_json, raw_body
 from mlmedic.serving.routes.predictions import score
 from mlmedic.serving.state import state_of
-from mlmedic.tasks import Task
 
 router = APIRouter()
 
