@@ -11,8 +11,10 @@ when it changes), and the connection to the release host that holds the candidat
   ``deployment.error_burst`` failures in a row end the release at once (``end_locally``).
 
 The link's state changes on the worker's event loop only: the watch thread reads the record and
-hands what it found to the loop (``refresh``). Its lines are ``release_wire``'s messages; an
-answer that does not parse is counted (``mlmedic_release_failures_total{why="malformed"}``).
+hands what it found to the loop (``refresh``). The candidate is scored through a
+``scorers.CandidateScorer``: the release host over its socket in a server (its lines are
+``wire``'s messages; an answer that does not parse is counted,
+``mlmedic_release_failures_total{why="malformed"}``), one in this process in the tests.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +36,19 @@ from mlmedic.heal.releases.states import (
     release_path,
     routes_to_canary,
 )
-from mlmedic.serving.releases.wire import (
-    CanaryAnswer,
-    CanaryAsk,
-    ShadowRows,
-    WireError,
-    address,
-    encode,
-    parse_answer,
+from mlmedic.serving.releases.scorers import (
+    MIRROR_EVERY,
+    CandidateScorer,
+    CandidateUnavailable,
+    SocketScorer,
 )
+from mlmedic.serving.releases.wire import ShadowRows, WireError
 
 log = logging.getLogger("mlmedic.serving")
-MIRROR_BUFFER = 4 * 2**20  # bytes a worker lets wait for the shadow before it drops rows
-MIRROR_EVERY = 0.01  # seconds between a worker's writes to the shadow (one write, many calls)
-CANARY_WAIT = 0.5  # seconds a canary request waits for the candidate before the champion answers
-RECONNECT = 0.5  # seconds between attempts to reach the host
-CONNECT_WAIT = 0.2  # seconds a canary request waits for a connection being opened
 
 
 class ReleaseLink:
-    """One worker's view of the running release and its line to the release host."""
+    """One worker's view of the running release and its line to the candidate."""
 
     def __init__(
         self,
@@ -66,6 +59,7 @@ class ReleaseLink:
         model_name: str,
         error_burst: int,
         release_log: Any = None,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.events = events
@@ -74,16 +68,10 @@ class ReleaseLink:
         self.error_burst = error_burst
         self.release: Release | None = None
         self.release_log = release_log  # a PredictionLog of .mlmedic/release/ (canary pairs)
+        self.scorer: CandidateScorer = scorer or SocketScorer(state_dir, self._malformed)
         self._seen: float | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._opening: asyncio.Task[None] | None = None
-        self._next_try = 0.0
-        self._waiting: dict[int, asyncio.Future[CanaryAnswer]] = {}
-        self._sequence = 0
         self._in_a_row = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._backlog: list[bytes] = []  # shadow lines waiting for the line to open
-        self._backlog_bytes = 0
         self._flush_due = False
         self._counts: dict[tuple[int, str], int] = {}  # (version, role) -> requests, unflushed
         self._dropped = 0
@@ -92,6 +80,7 @@ class ReleaseLink:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The worker's event loop: from now on every change of state happens on it."""
         self._loop = loop
+        self.scorer.bind(loop)
 
     def refresh(self) -> None:
         """Re-read the release record when its file changed (the worker's watch thread, or
@@ -116,16 +105,14 @@ class ReleaseLink:
     def _follow(self, found: Release | None) -> None:
         if found is None or self.release is None or found.id != self.release.id:
             self._in_a_row = 0
-            self._backlog, self._backlog_bytes = [], 0
+            self.scorer.reset()
         self.release = found
 
     def keep_open(self) -> None:
-        """From the worker's watch thread: while shadow rows wait for a line, keep trying to
-        open one and send them (the host starts after the workers; no request may be needed)."""
-        loop = self._loop
-        if self.release is not None and self._backlog and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(self._flush)
+        """From the worker's watch thread: while a release runs, the scorer keeps its line open
+        and sends what waits (the host starts after the workers; no request may be needed)."""
+        if self.release is not None:
+            self.scorer.keep_open()
 
     def role(self, request_id: str) -> str | None:
         """``canary`` when the candidate answers this request, ``shadow`` when it only scores
@@ -137,71 +124,6 @@ class ReleaseLink:
             return "shadow"
         return "canary" if routes_to_canary(request_id, release.share) else None
 
-    # ------------------------------------------------------------------ the line to the host
-    def _line(self) -> asyncio.StreamWriter | None:
-        """The open connection, or None (and one is being opened, at most every RECONNECT)."""
-        writer = self._writer
-        if writer is not None and not writer.is_closing():
-            return writer
-        self._writer = None
-        self._loop = asyncio.get_running_loop()
-        if self._opening is None and time.monotonic() >= self._next_try:
-            self._opening = self._loop.create_task(self._connect())
-        return None
-
-    async def _open(self) -> asyncio.StreamWriter | None:
-        """The open connection, waiting a moment for one being opened."""
-        writer = self._line()
-        if writer is None and self._opening is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._opening), CONNECT_WAIT)
-            writer = self._line()
-        return writer
-
-    async def _connect(self) -> None:
-        # the socket is made here: uvloop (uvicorn's loop) refuses an abstract name as a path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, address(self.state_dir))
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**24)
-        except OSError:
-            sock.close()
-            self._next_try = time.monotonic() + RECONNECT
-            return
-        finally:
-            self._opening = None
-        self._writer = writer
-        if self._backlog:
-            writer.write(b"".join(self._backlog))
-            self._backlog, self._backlog_bytes = [], 0
-        self._loop = asyncio.get_running_loop()
-        self._loop.create_task(self._read(reader, writer))
-
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                try:
-                    answer = parse_answer(line)
-                except WireError as exc:
-                    self._malformed(exc)
-                    continue
-                waiting = self._waiting.pop(answer.number, None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(answer)
-        except (OSError, ValueError, asyncio.IncompleteReadError):
-            pass  # the line broke: every request waiting on it gets the champion's answer
-        finally:
-            if self._writer is writer:
-                self._writer = None
-            for waiting in self._waiting.values():
-                if not waiting.done():
-                    waiting.set_exception(ConnectionError("the release host went away"))
-            self._waiting.clear()
-
     # ------------------------------------------------------------------ shadow
     def mirror(
         self,
@@ -210,39 +132,27 @@ class ReleaseLink:
         columns: list[dict[str, list[Any]]],
         champion: int,
     ) -> None:
-        """Queue one model call's requests (answered by ``champion``) for the shadow; never
-        waits: the queue goes to the host every ``MIRROR_EVERY`` seconds in one write, and
-        past ``MIRROR_BUFFER`` bytes waiting the rows are dropped (counted)."""
+        """Hand one model call's requests (answered by ``champion``) to the shadow; never
+        waits: what the scorer cannot take is dropped and counted."""
         release = self.release
         if release is None or release.mode != "shadow" or not ids:
             return
-        writer = self._line()
-        self._counts[(champion, "champion")] = self._counts.get((champion, "champion"), 0) + len(
-            ids
-        )
-        waiting = self._backlog_bytes
-        if writer is not None:
-            waiting += writer.transport.get_write_buffer_size()
-        if waiting > MIRROR_BUFFER:
-            self._dropped += len(ids)
-        else:
-            merged = columns[0] if len(columns) == 1 else _merge(columns)
-            line = encode(ShadowRows(ids, rows, merged))
-            self._backlog.append(line)
-            self._backlog_bytes += len(line)
+        key = (champion, "champion")
+        self._counts[key] = self._counts.get(key, 0) + len(ids)
+        merged = columns[0] if len(columns) == 1 else _merge(columns)
+        if self.scorer.mirror(ShadowRows(ids, rows, merged)):
             key = (release.version, "shadow")
             self._counts[key] = self._counts.get(key, 0) + len(ids)
-        if not self._flush_due and self._loop is not None:
+        else:
+            self._dropped += len(ids)
+        loop = self._loop or _running_loop()
+        if not self._flush_due and loop is not None:
             self._flush_due = True
-            self._loop.call_later(MIRROR_EVERY, self._flush)
+            loop.call_later(MIRROR_EVERY, self._flush)
 
     def _flush(self) -> None:
-        """One write for every queued shadow line, and the counts to the metrics."""
+        """The counts to the metrics (every ``MIRROR_EVERY`` seconds at most)."""
         self._flush_due = False
-        writer = self._line()
-        if writer is not None and self._backlog:
-            writer.write(b"".join(self._backlog))
-            self._backlog, self._backlog_bytes = [], 0
         counts, self._counts = self._counts, {}
         for (version, role), requests in counts.items():
             self.metrics.released(version, role, requests)
@@ -258,28 +168,15 @@ class ReleaseLink:
         release = self.release
         if release is None:
             return None
-        writer = await self._open()
-        why = "unreachable"
-        if writer is not None:
-            self._sequence += 1
-            number = self._sequence
-            waiting: asyncio.Future[CanaryAnswer] = asyncio.get_running_loop().create_future()
-            self._waiting[number] = waiting
-            writer.write(encode(CanaryAsk(number, columns)))
-            try:
-                answer = await asyncio.wait_for(waiting, CANARY_WAIT)
-            except TimeoutError:
-                why = "timeout"
-            except ConnectionError:
-                why = "crashed"
-            else:
-                if answer.ok:
-                    self._in_a_row = 0
-                    outputs = np.asarray(answer.outputs, dtype=float)
-                    return answer.labels, outputs, answer.classes
-                why = "error"
-            finally:
-                self._waiting.pop(number, None)
+        try:
+            answer = await self.scorer.ask(columns)
+        except CandidateUnavailable as exc:
+            why = exc.why
+        else:
+            if answer.ok:
+                self._in_a_row = 0
+                return answer.labels, np.asarray(answer.outputs, dtype=float), answer.classes
+            why = "error"
         self.metrics.release_failed(release.version, "canary", why)
         if why == "unreachable":  # not started yet, or gone: the supervisor ends a dead host
             return None
@@ -312,3 +209,10 @@ class ReleaseLink:
 def _merge(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
     names = list(parts[0])
     return {name: [v for part in parts for v in part[name]] for name in names}
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
